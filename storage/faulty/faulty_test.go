@@ -1,0 +1,74 @@
+package faulty
+
+import (
+	"errors"
+	"io"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tusk-backup/tusk/storage"
+	"github.com/tusk-backup/tusk/storage/local"
+	"github.com/tusk-backup/tusk/storage/storagetest"
+)
+
+func newLocal(t *testing.T) storage.Storage {
+	st, err := local.New(filepath.Join(t.TempDir(), "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// Without faults the wrapper keeps the contract.
+func TestConformance(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storage.Storage { return New(newLocal(t)) }, storagetest.Options{Short: true})
+}
+
+func TestFaults(t *testing.T) {
+	ctx := t.Context()
+	st := New(newLocal(t))
+	if err := st.Put(ctx, "wal/1", strings.NewReader("0123456789")); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	st.Inject(Fault{Op: Get, Prefix: "wal/", Skip: 1, Times: 2, Err: boom})
+
+	read := func() (string, error) {
+		rc, err := st.Get(ctx, "wal/1")
+		if err != nil {
+			return "", err
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(rc)
+		return string(b), err
+	}
+	want := []error{nil, boom, boom, nil}
+	for i, w := range want {
+		if _, err := read(); !errors.Is(err, w) {
+			t.Fatalf("call %d: err = %v, want %v", i, err, w)
+		}
+	}
+	if st.Calls(Get) != 4 {
+		t.Fatalf("Calls(Get) = %d, want 4", st.Calls(Get))
+	}
+
+	st.Clear()
+	st.Inject(Fault{Op: Get, TruncateAt: 4, ReadErr: io.ErrUnexpectedEOF})
+	if got, err := read(); got != "0123" || !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("truncated read = %q, %v", got, err)
+	}
+	st.Clear()
+	st.Inject(Fault{Op: Get, FlipAt: 1})
+	if got, _ := read(); got == "0123456789" || got[1:] != "123456789" {
+		t.Fatalf("flipped read = %q", got)
+	}
+	st.Clear()
+	st.Inject(Fault{Op: Put, TruncateAt: 3})
+	if err := st.Put(ctx, "wal/2", strings.NewReader("abcdef")); err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := st.Stat(ctx, "wal/2"); o.Size != 3 {
+		t.Fatalf("lying Put stored %d bytes, want 3", o.Size)
+	}
+}

@@ -1,0 +1,298 @@
+// Package local is the folder backend: a repository in a plain local directory.
+//
+// Every Put writes a temporary file next to its final name, fsyncs it, renames
+// it into place and fsyncs the directory, so after a crash an object is either
+// whole under its name or absent. Temporary files carry tmpPrefix and are
+// never listed; leftovers of killed writers are garbage that retention removes.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/tusk-backup/tusk/storage"
+)
+
+// tmpPrefix starts the name of every file a Put has not finished.
+const tmpPrefix = ".tusk-tmp-"
+
+// Store keeps objects as files under Root.
+type Store struct {
+	root string
+}
+
+// New returns a Store rooted at dir, which must be an absolute path. The
+// folder is created (0700) on first write if it does not exist.
+func New(dir string) (*Store, error) {
+	if !filepath.IsAbs(dir) {
+		return nil, fmt.Errorf("repository folder %q is not an absolute path", dir)
+	}
+	return &Store{root: filepath.Clean(dir)}, nil
+}
+
+// Root returns the repository folder.
+func (s *Store) Root() string { return s.root }
+
+// Check makes sure the repository folder exists (creating it if needed) and
+// is a writable directory.
+func (s *Store) Check(ctx context.Context) error {
+	if err := os.MkdirAll(s.root, 0o700); err != nil {
+		return fmt.Errorf("repository folder %s cannot be created: %w", s.root, unwrapPath(err))
+	}
+	fi, err := os.Stat(s.root)
+	if err != nil {
+		return fmt.Errorf("repository folder %s: %w", s.root, unwrapPath(err))
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("repository folder %s is not a directory", s.root)
+	}
+	f, err := os.CreateTemp(s.root, tmpPrefix+"check-")
+	if err != nil {
+		return fmt.Errorf("repository folder %s is not writable: %w", s.root, unwrapPath(err))
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
+func (s *Store) path(key string) (string, error) {
+	if err := storage.CheckKey(key); err != nil {
+		return "", err
+	}
+	return filepath.Join(s.root, filepath.FromSlash(key)), nil
+}
+
+// Put implements storage.Storage.
+func (s *Store) Put(ctx context.Context, key string, r io.Reader) (err error) {
+	p, err := s.path(key)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(p)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("put %s: %w", key, unwrapPath(err))
+	}
+	f, err := os.CreateTemp(dir, tmpPrefix+filepath.Base(p)+"-")
+	if err != nil {
+		return fmt.Errorf("put %s: %w", key, unwrapPath(err))
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := io.Copy(f, ctxReader{ctx, r}); err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("put %s: sync: %w", key, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return fmt.Errorf("put %s: %w", key, unwrapPath(err))
+	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("put %s: sync folder: %w", key, err)
+	}
+	return nil
+}
+
+// Get implements storage.Storage.
+func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	p, err := s.path(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, notFound(err))
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	if fi.IsDir() {
+		f.Close()
+		return nil, fmt.Errorf("get %s: %w", key, storage.ErrNotFound)
+	}
+	return f, nil
+}
+
+// Stat implements storage.Storage.
+func (s *Store) Stat(ctx context.Context, key string) (storage.Object, error) {
+	p, err := s.path(key)
+	if err != nil {
+		return storage.Object{}, err
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return storage.Object{}, fmt.Errorf("stat %s: %w", key, notFound(err))
+	}
+	if fi.IsDir() {
+		return storage.Object{}, fmt.Errorf("stat %s: %w", key, storage.ErrNotFound)
+	}
+	return storage.Object{Key: key, Size: fi.Size(), ModTime: fi.ModTime()}, nil
+}
+
+// List implements storage.Storage. It walks only the folders the prefix can
+// reach and reads one folder at a time, sorting its entries so that keys come
+// out in byte order (a folder "a" sorts as "a/", after a file "a-b").
+func (s *Store) List(ctx context.Context, prefix string, fn func(storage.Object) error) error {
+	dirPart, namePart := "", prefix
+	if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
+		dirPart, namePart = prefix[:i], prefix[i+1:]
+	}
+	if dirPart != "" {
+		if err := storage.CheckKey(dirPart); err != nil {
+			return fmt.Errorf("list %q: %w", prefix, err)
+		}
+	}
+	return s.walk(ctx, dirPart, namePart, fn)
+}
+
+type entry struct {
+	name  string
+	sort  string
+	isDir bool
+}
+
+func (s *Store) walk(ctx context.Context, dir, namePrefix string, fn func(storage.Object) error) error {
+	abs := filepath.Join(s.root, filepath.FromSlash(dir))
+	des, err := os.ReadDir(abs)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return nil // nothing under this prefix
+		}
+		return fmt.Errorf("list %s: %w", abs, unwrapPath(err))
+	}
+	entries := make([]entry, 0, len(des))
+	for _, de := range des {
+		name := de.Name()
+		if !strings.HasPrefix(name, namePrefix) || strings.HasPrefix(name, tmpPrefix) {
+			continue
+		}
+		e := entry{name: name, sort: name, isDir: de.IsDir()}
+		if e.isDir {
+			e.sort = name + "/"
+		}
+		entries = append(entries, e)
+	}
+	des = nil
+	slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.sort, b.sort) })
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		key := e.name
+		if dir != "" {
+			key = dir + "/" + e.name
+		}
+		if e.isDir {
+			if err := s.walk(ctx, key, "", fn); err != nil {
+				return err
+			}
+			continue
+		}
+		fi, err := os.Lstat(filepath.Join(abs, e.name))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // deleted while listing
+		}
+		if err != nil {
+			return fmt.Errorf("list %s: %w", key, err)
+		}
+		if !fi.Mode().IsRegular() {
+			continue
+		}
+		if err := fn(storage.Object{Key: key, Size: fi.Size(), ModTime: fi.ModTime()}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Delete implements storage.Storage.
+func (s *Store) Delete(ctx context.Context, keys ...string) error {
+	dirs := map[string]bool{}
+	for _, key := range keys {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		p, err := s.path(key)
+		if err != nil {
+			return err
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("delete %s: %w", key, unwrapPath(err))
+		}
+		dirs[filepath.Dir(p)] = true
+	}
+	for dir := range dirs {
+		if err := syncDir(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("delete: sync folder %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func notFound(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return storage.ErrNotFound
+	}
+	return unwrapPath(err)
+}
+
+// unwrapPath drops the *PathError's operation and path (callers name the
+// object or folder themselves) but keeps the cause for errors.Is.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return le.Err
+	}
+	return err
+}
+
+// ctxReader stops a copy when ctx is done. It holds a context because
+// io.Reader has no place for one; it lives only for the duration of one Put.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
