@@ -1,0 +1,283 @@
+package archive
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tusk-backup/tusk/compress"
+	"github.com/tusk-backup/tusk/storage"
+	"github.com/tusk-backup/tusk/storage/faulty"
+	"github.com/tusk-backup/tusk/storage/local"
+)
+
+func TestParseName(t *testing.T) {
+	t.Parallel()
+	good := []struct {
+		in   string
+		kind Kind
+		tli  uint32
+		key  string
+	}{
+		{"000000010000000000000042", Segment, 1, "wal/0000000100000000/000000010000000000000042"},
+		{"0000000A00000003000000FF", Segment, 10, "wal/0000000A00000003/0000000A00000003000000FF"},
+		{"00000002.history", History, 2, "wal/timelines/00000002.history"},
+		{"000000010000000000000042.partial", Partial, 1, "wal/0000000100000000/000000010000000000000042.partial"},
+		{"000000010000000000000002.00000028.backup", BackupHistory, 1, "wal/0000000100000000/000000010000000000000002.00000028.backup"},
+	}
+	for _, g := range good {
+		n, err := ParseName(g.in)
+		if err != nil {
+			t.Errorf("ParseName(%q): %v", g.in, err)
+			continue
+		}
+		if n.Kind != g.kind || n.Timeline != g.tli || n.Key() != g.key || n.File != g.in {
+			t.Errorf("ParseName(%q) = %+v key %s", g.in, n, n.Key())
+		}
+	}
+	for _, bad := range []string{"", "00000001000000000000004", "000000010000000000000042x", "00000000000000000000000A",
+		"0000000100000000000000g2", "000000010000000000000042.PARTIAL", "0000000g.history", "00000000.history",
+		"../000000010000000000000042", "RECOVERYXLOG", "000000010000000000000042.backup"} {
+		if _, err := ParseName(bad); err == nil {
+			t.Errorf("ParseName(%q) accepted a bad name", bad)
+		}
+	}
+	n, _ := ParseName("0000000100000000000000FF")
+	if got := n.SegmentFile(1, 0x100); got != "000000010000000100000000" {
+		t.Errorf("next segment after 0000000100000000000000FF = %s", got)
+	}
+}
+
+type env struct {
+	dir   string
+	store *faulty.Store
+	a     *Archive
+}
+
+func newEnv(t *testing.T, codec string) env {
+	t.Helper()
+	st, err := local.New(filepath.Join(t.TempDir(), "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := compress.Parse(codec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := faulty.New(st)
+	return env{dir: t.TempDir(), store: fs, a: &Archive{Store: fs, Codec: c, Log: slog.New(slog.DiscardHandler)}}
+}
+
+// walFile writes a WAL-like file (compressible with some noise) and returns its path.
+func (e env) walFile(t *testing.T, name string, seed uint64, size int) string {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, seed))
+	b := make([]byte, size)
+	for i := range b {
+		if i%7 == 0 {
+			b[i] = byte(r.Uint32())
+		}
+	}
+	p := filepath.Join(e.dir, name)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestPushFetchRoundTrip(t *testing.T) {
+	t.Parallel()
+	for _, codec := range compress.Names() {
+		t.Run(codec, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, codec)
+			ctx := t.Context()
+			for _, name := range []string{"000000010000000000000042", "00000002.history", "000000010000000000000043.partial", "000000010000000000000002.00000028.backup"} {
+				size := 1 << 20
+				if name == "00000002.history" {
+					size = 41
+				}
+				p := e.walFile(t, name, 1, size)
+				res, err := e.a.Push(ctx, p, PushOptions{PreventOverwrite: true})
+				if err != nil {
+					t.Fatalf("push %s: %v", name, err)
+				}
+				if res.AlreadyArchived || res.Size != int64(size) {
+					t.Fatalf("push result %+v", res)
+				}
+				dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+				if _, err := e.a.Fetch(ctx, name, dest, FetchOptions{}); err != nil {
+					t.Fatalf("fetch %s: %v", name, err)
+				}
+				want, _ := os.ReadFile(p)
+				got, _ := os.ReadFile(dest)
+				if !bytes.Equal(got, want) {
+					t.Fatalf("fetched %s differs from the pushed file", name)
+				}
+				if fi, _ := os.Stat(dest); fi.Mode().Perm() != 0o600 {
+					t.Fatalf("fetched file mode %v", fi.Mode().Perm())
+				}
+			}
+		})
+	}
+}
+
+func TestOverwriteProtection(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "s2")
+	ctx := t.Context()
+	p := e.walFile(t, "000000010000000000000001", 1, 1<<20)
+	if _, err := e.a.Push(ctx, p, PushOptions{PreventOverwrite: true}); err != nil {
+		t.Fatal(err)
+	}
+	gets := e.store.Calls(faulty.Get)
+	res, err := e.a.Push(ctx, p, PushOptions{PreventOverwrite: true})
+	if err != nil || !res.AlreadyArchived {
+		t.Fatalf("identical re-push = %+v, %v; want success, already archived", res, err)
+	}
+	if e.store.Calls(faulty.Get) != gets+1 {
+		t.Fatal("identical re-push should read the header once")
+	}
+
+	other := filepath.Join(t.TempDir(), "000000010000000000000001")
+	os.WriteFile(other, bytes.Repeat([]byte{1}, 1<<20), 0o600)
+	_, err = e.a.Push(ctx, other, PushOptions{PreventOverwrite: true})
+	var ow *OverwriteError
+	if !errors.As(err, &ow) || !strings.Contains(err.Error(), "wal/0000000100000000/000000010000000000000001 is already archived with different content") {
+		t.Fatalf("different content: err = %v, want an OverwriteError naming the key", err)
+	}
+	if ow.Stored == ow.Incoming || len(ow.Stored) != 64 || !strings.Contains(err.Error(), ow.Stored) || !strings.Contains(err.Error(), ow.Incoming) {
+		t.Fatalf("error does not name both checksums: %v", err)
+	}
+	// Allowed overwrite replaces the segment.
+	if _, err := e.a.Push(ctx, other, PushOptions{PreventOverwrite: false}); err != nil {
+		t.Fatalf("overwrite allowed: %v", err)
+	}
+	dest := filepath.Join(t.TempDir(), "x")
+	if _, err := e.a.Fetch(ctx, "000000010000000000000001", dest, FetchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(dest); !bytes.Equal(got, bytes.Repeat([]byte{1}, 1<<20)) {
+		t.Fatal("overwrite did not replace the content")
+	}
+
+	// History files are protected even when overwriting segments is allowed.
+	h := e.walFile(t, "00000002.history", 1, 30)
+	if _, err := e.a.Push(ctx, h, PushOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h2 := filepath.Join(t.TempDir(), "00000002.history")
+	os.WriteFile(h2, []byte("1\t0/3000000\tno recovery target specified\n"), 0o600)
+	if _, err := e.a.Push(ctx, h2, PushOptions{PreventOverwrite: false}); !errors.As(err, &ow) {
+		t.Fatalf("history overwrite: err = %v, want OverwriteError", err)
+	}
+}
+
+func TestPushBadInput(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "s2")
+	ctx := t.Context()
+	os.Mkdir(filepath.Join(e.dir, "000000010000000000000009"), 0o700)
+	cases := map[string]string{
+		filepath.Join(e.dir, "not-a-wal-file"):           `"not-a-wal-file" is not a WAL file name`,
+		filepath.Join(e.dir, "000000010000000000000008"): "no such file or directory",
+		filepath.Join(e.dir, "000000010000000000000009"): "is not a regular file",
+	}
+	for path, want := range cases {
+		if _, err := e.a.Push(ctx, path, PushOptions{}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Push(%s) = %v, want an error containing %q", path, err, want)
+		}
+	}
+	n := 0
+	e.store.List(ctx, "", func(storage.Object) error { n++; return nil })
+	if n != 0 {
+		t.Fatalf("bad input stored %d objects", n)
+	}
+}
+
+func TestFetchMissingAndCorrupt(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "zstd")
+	ctx := t.Context()
+	name := "000000010000000000000005"
+	p := e.walFile(t, name, 3, 1<<20)
+	if _, err := e.a.Push(ctx, p, PushOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	destDir := t.TempDir()
+	dest := filepath.Join(destDir, "RECOVERYXLOG")
+
+	if _, err := e.a.Fetch(ctx, "000000010000000000000006", dest, FetchOptions{Attempts: 3}); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("missing: err = %v, want ErrNotFound", err)
+	}
+	nm, _ := ParseName(name)
+	o, _ := e.store.Stat(ctx, nm.Key())
+	faults := []faulty.Fault{
+		{Op: faulty.Get, FlipAt: o.Size / 2},      // bit rot in the compressed stream
+		{Op: faulty.Get, FlipAt: 12},              // damaged header
+		{Op: faulty.Get, TruncateAt: o.Size - 10}, // truncated object
+		{Op: faulty.Get, TruncateAt: 20},          // truncated header
+	}
+	for i, f := range faults {
+		e.store.Clear()
+		e.store.Inject(f)
+		_, err := e.a.Fetch(ctx, name, dest, FetchOptions{Attempts: 2, Backoff: time.Millisecond})
+		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "wal/0000000100000000/"+name) {
+			t.Errorf("fault %d: err = %v, want ErrCorrupt naming the object", i, err)
+		}
+		if left, _ := os.ReadDir(destDir); len(left) != 0 {
+			t.Fatalf("fault %d: a corrupt fetch left %d files in the destination folder", i, len(left))
+		}
+	}
+}
+
+func TestFetchRetriesTransientErrors(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "lz4")
+	ctx := t.Context()
+	name := "000000010000000000000007"
+	p := e.walFile(t, name, 4, 64<<10)
+	if _, err := e.a.Push(ctx, p, PushOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.store.Inject(faulty.Fault{Op: faulty.Get, Times: 2, Err: io.ErrUnexpectedEOF})
+	dest := filepath.Join(t.TempDir(), "f")
+	if _, err := e.a.Fetch(ctx, name, dest, FetchOptions{Attempts: 3, Backoff: time.Millisecond}); err != nil {
+		t.Fatalf("fetch after two transient errors: %v", err)
+	}
+	e.store.Clear()
+	e.store.Inject(faulty.Fault{Op: faulty.Get, Err: io.ErrUnexpectedEOF})
+	if _, err := e.a.Fetch(ctx, name, dest+"2", FetchOptions{Attempts: 3, Backoff: time.Millisecond}); err == nil || errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("persistent storage error: err = %v, want a non-not-found error", err)
+	}
+}
+
+func TestFetchBadDestination(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "s2")
+	ctx := t.Context()
+	name := "000000010000000000000001"
+	if _, err := e.a.Push(ctx, e.walFile(t, name, 1, 1024), PushOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cases := map[string]string{
+		filepath.Join(dir, "missing", "f"): "destination folder",
+		dir:                                "is a folder",
+	}
+	for dest, want := range cases {
+		if _, err := e.a.Fetch(ctx, name, dest, FetchOptions{}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Fetch to %s = %v, want an error containing %q", dest, err, want)
+		}
+	}
+	if _, err := e.a.Fetch(ctx, "../etc/passwd", filepath.Join(dir, "x"), FetchOptions{}); err == nil {
+		t.Error("Fetch accepted a bad name")
+	}
+}

@@ -1,0 +1,134 @@
+package archive
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/tusk-backup/tusk/storage"
+)
+
+// FetchOptions tune one fetch.
+type FetchOptions struct {
+	// Attempts is how many times a failing download is tried (not-found is
+	// never retried); Backoff is the first pause, doubled each time.
+	Attempts int
+	Backoff  time.Duration
+}
+
+// FetchResult says what a fetch did.
+type FetchResult struct {
+	Name Name
+	Key  string
+	Size int64
+}
+
+// Fetch downloads the WAL file name to dest. dest appears only whole and
+// verified: the content is written to a temporary file beside it, checked
+// against the header's size and SHA-256, and renamed into place. A file
+// missing from the repository is an error wrapping storage.ErrNotFound;
+// a damaged object wraps ErrCorrupt.
+func (a *Archive) Fetch(ctx context.Context, file, dest string, opts FetchOptions) (FetchResult, error) {
+	name, err := ParseName(file)
+	if err != nil {
+		return FetchResult{}, err
+	}
+	res := FetchResult{Name: name, Key: name.Key()}
+	dir := filepath.Dir(dest)
+	if fi, err := os.Stat(dir); err != nil {
+		return res, fmt.Errorf("destination folder %s: %w", dir, unwrapPath(err))
+	} else if !fi.IsDir() {
+		return res, fmt.Errorf("destination folder %s is not a folder", dir)
+	}
+	if fi, err := os.Stat(dest); err == nil && fi.IsDir() {
+		return res, fmt.Errorf("destination %s is a folder; give the path of the file to write", dest)
+	}
+	attempts := max(opts.Attempts, 1)
+	backoff := opts.Backoff
+	for i := 1; ; i++ {
+		res.Size, err = a.fetchOnce(ctx, res.Key, dest)
+		if err == nil || errors.Is(err, storage.ErrNotFound) || i >= attempts || ctx.Err() != nil || isLocal(err) {
+			return res, err
+		}
+		a.Log.Warn("wal fetch failed, retrying", "wal", file, "attempt", i, "error", err)
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff *= 2
+	}
+}
+
+// localError marks failures on this machine (the destination), which a retry
+// does not cure.
+type localError struct{ err error }
+
+func (e localError) Error() string { return e.err.Error() }
+func (e localError) Unwrap() error { return e.err }
+
+func isLocal(err error) bool {
+	var le localError
+	return errors.As(err, &le)
+}
+
+func (a *Archive) fetchOnce(ctx context.Context, key, dest string) (n int64, err error) {
+	rc, err := a.Store.Get(ctx, key)
+	if err != nil {
+		return 0, fmt.Errorf("download %s: %w", key, err)
+	}
+	defer rc.Close()
+	br := bufio.NewReaderSize(rc, 64<<10)
+	hdr, err := readHeader(br)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", key, err)
+	}
+	zr, err := hdr.Codec.NewReader(br)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w: %v", key, ErrCorrupt, err)
+	}
+	defer zr.Close()
+
+	tmp, err := os.CreateTemp(filepath.Dir(dest), ".tusk-fetch-"+filepath.Base(dest)+"-")
+	if err != nil {
+		return 0, localError{fmt.Errorf("write into %s: %w", filepath.Dir(dest), unwrapPath(err))}
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	h := sha256.New()
+	// Read at most one byte more than recorded, to notice surplus content.
+	n, err = io.Copy(io.MultiWriter(tmp, h), io.LimitReader(zr, hdr.Size+1))
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return n, localError{fmt.Errorf("write %s: %w", tmp.Name(), pe.Err)}
+		}
+		return n, fmt.Errorf("%s: %w: %v", key, ErrCorrupt, err)
+	}
+	if n != hdr.Size {
+		return n, fmt.Errorf("%s: %w: %d bytes of content, %d recorded", key, ErrCorrupt, n, hdr.Size)
+	}
+	if got := [32]byte(h.Sum(nil)); got != hdr.Sum {
+		return n, fmt.Errorf("%s: %w: sha256 of content is %x, %s recorded", key, ErrCorrupt, got, hdr.SumHex())
+	}
+	if err := tmp.Chmod(0o600); err != nil {
+		return n, localError{err}
+	}
+	if err := tmp.Close(); err != nil {
+		return n, localError{fmt.Errorf("write %s: %w", tmp.Name(), err)}
+	}
+	if err := os.Rename(tmp.Name(), dest); err != nil {
+		return n, localError{fmt.Errorf("move into place %s: %w", dest, unwrapPath(err))}
+	}
+	return n, nil
+}

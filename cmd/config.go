@@ -1,0 +1,238 @@
+package cmd
+
+import (
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/tusk-backup/tusk/compress"
+)
+
+// Config is every setting, resolved once and typed. Nothing below cmd reads
+// flags or the environment; it receives the parts of Config it needs.
+type Config struct {
+	Repo                Repo
+	Compression         compress.Codec
+	UploadConcurrency   int
+	DownloadConcurrency int
+	PreventWALOverwrite bool
+	S3                  S3Settings
+	PG                  PGSettings
+	LogLevel            slog.Level
+	LogFormat           string
+	ConfigFile          string // the --config file used, if any (restore_command repeats it)
+}
+
+// Repo is where the repository lives.
+type Repo struct {
+	URL    string // as given, normalised
+	Scheme string // "file" or "s3"
+	Path   string // file: absolute folder
+	Bucket string // s3
+	Prefix string // s3, no leading or trailing slash
+}
+
+func (r Repo) String() string { return r.URL }
+
+// S3Settings are the S3 knobs besides bucket and prefix.
+type S3Settings struct {
+	Endpoint        string
+	ForcePathStyle  bool
+	Region          string
+	AccessKeyID     string
+	SecretAccessKey string
+	SessionToken    string
+	Profile         string
+	SSE             string
+	SSEKMSKeyID     string
+	StorageClass    string
+	PartSize        int64
+	MaxRetries      int
+}
+
+// LogValue keeps secrets out of logs.
+func (s S3Settings) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("endpoint", s.Endpoint),
+		slog.Bool("force_path_style", s.ForcePathStyle),
+		slog.String("region", s.Region),
+		slog.Bool("static_credentials", s.AccessKeyID != ""),
+		slog.String("sse", s.SSE),
+		slog.String("storage_class", s.StorageClass),
+		slog.Int64("part_size", s.PartSize),
+	)
+}
+
+// PGSettings are the libpq connection settings.
+type PGSettings struct {
+	Host, Port, User, Database, Password, DataDir string
+}
+
+// LogValue keeps the password out of logs.
+func (p PGSettings) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("host", p.Host), slog.String("port", p.Port),
+		slog.String("user", p.User), slog.String("database", p.Database), slog.String("pgdata", p.DataDir))
+}
+
+// buildConfig types and validates resolved settings. Every error names the
+// setting and where its value came from.
+func buildConfig(v values) (Config, error) {
+	var c Config
+	var err error
+	bad := func(key string, e error) error {
+		return usagef(fmt.Errorf("%s (from %s): %v", key, v.from(key), e))
+	}
+	if v.get("TUSK_REPO") != "" {
+		if c.Repo, err = parseRepo(v.get("TUSK_REPO")); err != nil {
+			return c, bad("TUSK_REPO", err)
+		}
+	}
+	if s := v.get("TUSK_COMPRESSION"); s != "" {
+		if c.Compression, err = compress.Parse(s); err != nil {
+			return c, bad("TUSK_COMPRESSION", err)
+		}
+	} else {
+		c.Compression = compress.Default
+	}
+	if c.UploadConcurrency, err = positiveInt(v.get("TUSK_UPLOAD_CONCURRENCY"), 256); err != nil {
+		return c, bad("TUSK_UPLOAD_CONCURRENCY", err)
+	}
+	if c.DownloadConcurrency, err = positiveInt(v.get("TUSK_DOWNLOAD_CONCURRENCY"), 256); err != nil {
+		return c, bad("TUSK_DOWNLOAD_CONCURRENCY", err)
+	}
+	if c.PreventWALOverwrite, err = parseBool(v.get("TUSK_PREVENT_WAL_OVERWRITE")); err != nil {
+		return c, bad("TUSK_PREVENT_WAL_OVERWRITE", err)
+	}
+	c.S3 = S3Settings{
+		Endpoint:        v.get("TUSK_S3_ENDPOINT"),
+		Region:          v.get("TUSK_S3_REGION"),
+		AccessKeyID:     v.get("TUSK_S3_ACCESS_KEY_ID"),
+		SecretAccessKey: v.get("TUSK_S3_SECRET_ACCESS_KEY"),
+		SessionToken:    v.get("TUSK_S3_SESSION_TOKEN"),
+		Profile:         v.get("TUSK_S3_PROFILE"),
+		SSE:             v.get("TUSK_S3_SSE"),
+		SSEKMSKeyID:     v.get("TUSK_S3_SSE_KMS_ID"),
+		StorageClass:    v.get("TUSK_S3_STORAGE_CLASS"),
+	}
+	if c.S3.ForcePathStyle, err = parseBool(v.get("TUSK_S3_FORCE_PATH_STYLE")); err != nil {
+		return c, bad("TUSK_S3_FORCE_PATH_STYLE", err)
+	}
+	if c.S3.Endpoint != "" {
+		if u, perr := url.Parse(c.S3.Endpoint); perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return c, bad("TUSK_S3_ENDPOINT", fmt.Errorf("%q is not an http:// or https:// URL", c.S3.Endpoint))
+		}
+	}
+	if c.S3.PartSize, err = parseSize(v.get("TUSK_S3_PART_SIZE")); err != nil {
+		return c, bad("TUSK_S3_PART_SIZE", err)
+	}
+	if c.S3.PartSize < 5<<20 || c.S3.PartSize > 5<<30 {
+		return c, bad("TUSK_S3_PART_SIZE", fmt.Errorf("%s is outside S3's part size limits of 5MiB to 5GiB", v.get("TUSK_S3_PART_SIZE")))
+	}
+	if c.S3.MaxRetries, err = positiveInt(v.get("TUSK_S3_MAX_RETRIES"), 100); err != nil {
+		return c, bad("TUSK_S3_MAX_RETRIES", err)
+	}
+	switch strings.ToLower(v.get("TUSK_LOG_LEVEL")) {
+	case "debug":
+		c.LogLevel = slog.LevelDebug
+	case "info", "":
+		c.LogLevel = slog.LevelInfo
+	case "warn", "warning":
+		c.LogLevel = slog.LevelWarn
+	case "error":
+		c.LogLevel = slog.LevelError
+	default:
+		return c, bad("TUSK_LOG_LEVEL", fmt.Errorf("%q is not one of debug, info, warn, error", v.get("TUSK_LOG_LEVEL")))
+	}
+	switch c.LogFormat = strings.ToLower(v.get("TUSK_LOG_FORMAT")); c.LogFormat {
+	case "text", "json":
+	default:
+		return c, bad("TUSK_LOG_FORMAT", fmt.Errorf("%q is not text or json", v.get("TUSK_LOG_FORMAT")))
+	}
+	c.PG = PGSettings{
+		Host: v.get("TUSK_PGHOST"), Port: v.get("TUSK_PGPORT"), User: v.get("TUSK_PGUSER"),
+		Database: v.get("TUSK_PGDATABASE"), Password: v.get("TUSK_PGPASSWORD"), DataDir: v.get("TUSK_PGDATA"),
+	}
+	return c, nil
+}
+
+// parseRepo accepts file:///abs/path, s3://bucket[/prefix], and a bare
+// absolute path (what WALG_FILE_PREFIX holds).
+func parseRepo(s string) (Repo, error) {
+	if strings.HasPrefix(s, "/") {
+		s = "file://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return Repo{}, fmt.Errorf("%q is not a repository URL; use file:///path/to/folder or s3://bucket/prefix", s)
+	}
+	switch u.Scheme {
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return Repo{}, fmt.Errorf("%q names host %q; a folder repository is file:///absolute/path (three slashes)", s, u.Host)
+		}
+		if u.Path == "" || !filepath.IsAbs(u.Path) {
+			return Repo{}, fmt.Errorf("%q has no absolute folder path; use file:///absolute/path", s)
+		}
+		p := filepath.Clean(u.Path)
+		return Repo{URL: "file://" + p, Scheme: "file", Path: p}, nil
+	case "s3":
+		if u.Host == "" {
+			return Repo{}, fmt.Errorf("%q has no bucket; use s3://bucket/prefix", s)
+		}
+		prefix := strings.Trim(u.Path, "/")
+		if strings.Contains(prefix, "//") {
+			return Repo{}, fmt.Errorf("%q has an empty path segment", s)
+		}
+		url := "s3://" + u.Host
+		if prefix != "" {
+			url += "/" + prefix
+		}
+		return Repo{URL: url, Scheme: "s3", Bucket: u.Host, Prefix: prefix}, nil
+	case "":
+		return Repo{}, fmt.Errorf("%q has no scheme; use file:///path/to/folder or s3://bucket/prefix", s)
+	default:
+		return Repo{}, fmt.Errorf("scheme %q in %q is not supported; use file:// or s3://", u.Scheme, s)
+	}
+}
+
+func positiveInt(s string, max int) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n < 1 || n > max {
+		return 0, fmt.Errorf("%q is not a whole number from 1 to %d", s, max)
+	}
+	return n, nil
+}
+
+func parseBool(s string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "1", "t", "true", "yes", "on":
+		return true, nil
+	case "0", "f", "false", "no", "off", "":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q is not true or false", s)
+}
+
+// parseSize reads "16MiB", "16MB" (treated as MiB, as operators mean it), "1GiB", or plain bytes.
+func parseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	lower := strings.ToLower(t)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"kb", 1 << 10}, {"mb", 1 << 20}, {"gb", 1 << 30}, {"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}, {"b", 1}} {
+		if strings.HasSuffix(lower, u.suffix) {
+			t, mult = strings.TrimSpace(t[:len(t)-len(u.suffix)]), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a size like 16MiB", s)
+	}
+	return n * mult, nil
+}

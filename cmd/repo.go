@@ -1,0 +1,63 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/tusk-backup/tusk/storage"
+	"github.com/tusk-backup/tusk/storage/local"
+	"github.com/tusk-backup/tusk/storage/s3"
+)
+
+// openStorage builds the repository's storage from the settings. With check
+// set it also makes one round trip (folder writable, bucket reachable with
+// these credentials) so that a misconfiguration is reported as one sentence
+// before any work starts.
+func openStorage(ctx context.Context, cfg Config, log *slog.Logger, check bool) (storage.Storage, error) {
+	switch cfg.Repo.Scheme {
+	case "":
+		return nil, usagef(errNoRepo)
+	case "file":
+		st, err := local.New(cfg.Repo.Path)
+		if err != nil {
+			return nil, usagef(err)
+		}
+		if check {
+			if err := st.Check(ctx); err != nil {
+				return nil, err
+			}
+		}
+		return st, nil
+	case "s3":
+		st, err := s3.New(ctx, s3.Config{
+			Bucket:            cfg.Repo.Bucket,
+			Prefix:            cfg.Repo.Prefix,
+			Endpoint:          cfg.S3.Endpoint,
+			ForcePathStyle:    cfg.S3.ForcePathStyle,
+			Region:            cfg.S3.Region,
+			AccessKeyID:       cfg.S3.AccessKeyID,
+			SecretAccessKey:   cfg.S3.SecretAccessKey,
+			SessionToken:      cfg.S3.SessionToken,
+			Profile:           cfg.S3.Profile,
+			SSE:               cfg.S3.SSE,
+			SSEKMSKeyID:       cfg.S3.SSEKMSKeyID,
+			StorageClass:      cfg.S3.StorageClass,
+			PartSize:          cfg.S3.PartSize,
+			UploadConcurrency: cfg.UploadConcurrency,
+			MaxRetries:        cfg.S3.MaxRetries,
+			Logger:            log,
+		})
+		if err != nil {
+			return nil, usagef(err)
+		}
+		if check {
+			if err := st.Check(ctx); err != nil {
+				return nil, err
+			}
+		}
+		return st, nil
+	default:
+		return nil, usagef(fmt.Errorf("repository scheme %q is not supported", cfg.Repo.Scheme))
+	}
+}

@@ -1,0 +1,193 @@
+// Package cmd is tusk's command line: it resolves settings once into a
+// Config, builds the logger and the storage, and hands them to the packages
+// that do the work.
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// Version is set at build time with -ldflags "-X github.com/tusk-backup/tusk/cmd.Version=v1.2.3".
+var Version = ""
+
+// rootOpts is what every command shares: the process's streams and
+// environment, and the global flags.
+type rootOpts struct {
+	stdout, stderr io.Writer
+	env            []string
+	configPath     string
+}
+
+// Execute runs the command line args and returns the command's error for
+// main to turn into an exit code.
+func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	opts := &rootOpts{stdout: stdout, stderr: stderr, env: os.Environ()}
+	root := newRootCmd(opts)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	return root.ExecuteContext(ctx)
+}
+
+func newRootCmd(opts *rootOpts) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "tusk",
+		Short: "tusk keeps PostgreSQL recoverable to any point in time",
+		Long: `tusk archives PostgreSQL's WAL and base backups to a repository (a local folder
+or any S3-compatible object store) and restores them to any point in time.
+
+It keeps wal-g's command names and accepts wal-g's main settings (WALG_*, AWS_*,
+PG*), so switching from wal-g is a change of binary. Settings come from flags,
+then the environment, then a config file (--config or TUSK_CONFIG), then
+defaults; "tusk help settings" lists them all.`,
+		Version:       versionString(),
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usagef(fmt.Errorf("%v (see tusk %s --help)", err, c.Name()))
+	})
+	pf := root.PersistentFlags()
+	pf.StringVar(&opts.configPath, "config", "", "config file (YAML or JSON) with the same keys as the environment, e.g. TUSK_REPO")
+	addSettingFlags(pf, "TUSK_REPO", "TUSK_LOG_LEVEL", "TUSK_LOG_FORMAT")
+
+	root.AddCommand(newSettingsHelp())
+	for _, c := range commands(opts) {
+		root.AddCommand(c)
+	}
+	return root
+}
+
+// commands lists the subcommands; each arrives with the issue that builds it.
+func commands(opts *rootOpts) []*cobra.Command {
+	return []*cobra.Command{
+		newWALPushCmd(opts),
+		newWALFetchCmd(opts),
+	}
+}
+
+// addSettingFlags registers the flags of the named settings on fs.
+func addSettingFlags(fs *pflag.FlagSet, keys ...string) {
+	for _, k := range keys {
+		s, ok := lookupSetting(k)
+		if !ok || s.flag == "" || s.secret {
+			panic("cmd: no flag for setting " + k) // a programming error caught by every test run
+		}
+		help := s.help + " [" + s.key + "]"
+		fs.String(s.flag, "", help)
+	}
+}
+
+// load resolves the settings for the running command and builds its logger.
+func (o *rootOpts) load(c *cobra.Command) (Config, *slog.Logger, error) {
+	v, err := resolve(c.Flags(), o.env, o.configPath)
+	if err != nil {
+		return Config{}, nil, err
+	}
+	cfg, err := buildConfig(v)
+	if err != nil {
+		return Config{}, nil, err
+	}
+	cfg.ConfigFile = o.configPath
+	if cfg.ConfigFile == "" {
+		cfg.ConfigFile = envValue(o.env, configEnv)
+	}
+	return cfg, newLogger(o.stderr, cfg), nil
+}
+
+func envValue(env []string, key string) string {
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+func newLogger(w io.Writer, cfg Config) *slog.Logger {
+	ho := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, ho))
+	}
+	return slog.New(slog.NewTextHandler(w, ho))
+}
+
+func versionString() string {
+	v, rev, dirty := Version, "", false
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+	}
+	if v == "" {
+		v = "dev"
+	}
+	out := "tusk " + v
+	if rev != "" {
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		if dirty {
+			rev += "-dirty"
+		}
+		out += " (" + rev + ")"
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		out += " " + bi.GoVersion
+	}
+	return out
+}
+
+// newSettingsHelp is the "tusk help settings" topic.
+func newSettingsHelp() *cobra.Command {
+	return &cobra.Command{
+		Use:   "settings",
+		Short: "Every setting, its environment and config-file names, and its flag",
+		Long:  settingsTable(),
+	}
+}
+
+func settingsTable() string {
+	var b strings.Builder
+	b.WriteString(`Settings are read from flags, then the environment, then the config file
+(--config FILE or TUSK_CONFIG; YAML or JSON, keys as in the environment), then
+the defaults below. The also-accepted names are wal-g's, AWS's and libpq's, so
+an existing wal-g environment works unchanged. An unknown TUSK_* variable or
+config-file key is an error.
+
+`)
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tALSO ACCEPTED\tFLAG\tDEFAULT\tMEANING")
+	for _, s := range settings {
+		flag := ""
+		if s.flag != "" {
+			flag = "--" + s.flag
+		}
+		aliases := strings.Join(s.aliases, ", ")
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.key, aliases, flag, s.def, s.help)
+	}
+	tw.Flush()
+	return b.String()
+}
+
+var errNoRepo = errors.New("no repository is configured; set TUSK_REPO (or wal-g's WALG_S3_PREFIX / WALG_FILE_PREFIX) or pass --repo, e.g. --repo file:///var/lib/tusk/repo")

@@ -1,0 +1,41 @@
+package cmd
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/tusk-backup/tusk/archive"
+)
+
+func newWALPushCmd(root *rootOpts) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "wal-push WAL_PATH",
+		Short: "Archive one WAL file (use as archive_command = 'tusk wal-push %p')",
+		Long: `wal-push compresses, checksums and uploads one WAL segment, history, partial or
+backup history file, and exits 0 only once it is durably stored. Pushing a file
+that is already archived with identical content succeeds; different content is
+refused (always for history files, and for segments unless
+TUSK_PREVENT_WAL_OVERWRITE=false).`,
+		Example: "  archive_command = 'tusk wal-push %p'",
+		Args:    exactArgs(1, "the path of the WAL file to archive (%p)"),
+		RunE: func(c *cobra.Command, args []string) error {
+			return runWALPush(c, root, args[0])
+		},
+	}
+	addSettingFlags(c.Flags(), "TUSK_COMPRESSION")
+	return c
+}
+
+func runWALPush(c *cobra.Command, root *rootOpts, path string) error {
+	cfg, log, err := root.load(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.Context()
+	st, err := openStorage(ctx, cfg, log, false)
+	if err != nil {
+		return err
+	}
+	a := &archive.Archive{Store: st, Codec: cfg.Compression, Log: log}
+	_, err = a.Push(ctx, path, archive.PushOptions{PreventOverwrite: cfg.PreventWALOverwrite})
+	return describeStorageErr(err, cfg)
+}
