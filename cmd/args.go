@@ -1,11 +1,13 @@
 package cmd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
+	"github.com/tusk-backup/tusk/storage"
 	"github.com/tusk-backup/tusk/storage/s3"
 )
 
@@ -17,6 +19,23 @@ func exactArgs(n int, what string) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// diagnose turns a failed storage call into the clearer sentence of the
+// store's own check when the repository itself is the problem (a folder that
+// cannot be created, a bucket that does not exist), and returns err otherwise.
+func diagnose(ctx context.Context, st storage.Storage, err error) error {
+	if err == nil || errors.Is(err, storage.ErrNotFound) || ctx.Err() != nil {
+		return err
+	}
+	c, ok := st.(interface{ Check(context.Context) error })
+	if !ok {
+		return err
+	}
+	if cerr := c.Check(ctx); cerr != nil {
+		return cerr
+	}
+	return err
 }
 
 // describeStorageErr adds which setting to look at to storage errors whose

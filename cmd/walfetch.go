@@ -69,6 +69,9 @@ func runWALFetch(c *cobra.Command, root *rootOpts, name, dest string) error {
 	start := time.Now()
 	res, err := a.Fetch(ctx, name, dest, archive.FetchOptions{Attempts: 3, Backoff: time.Second})
 	if err != nil {
+		if !errors.Is(err, archive.ErrCorrupt) {
+			err = diagnose(ctx, st, err)
+		}
 		return fail(err)
 	}
 	log.Info("wal restored", "wal", name, "bytes", res.Size, "duration", time.Since(start).Round(time.Millisecond))

@@ -1,6 +1,9 @@
 package cmd
 
 import (
+	"errors"
+	"os"
+
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-backup/tusk/archive"
@@ -37,5 +40,11 @@ func runWALPush(c *cobra.Command, root *rootOpts, path string) error {
 	}
 	a := &archive.Archive{Store: st, Codec: cfg.Compression, Log: log}
 	_, err = a.Push(ctx, path, archive.PushOptions{PreventOverwrite: cfg.PreventWALOverwrite})
+	var ow *archive.OverwriteError
+	if err != nil && !errors.As(err, &ow) {
+		if _, statErr := os.Stat(path); statErr == nil {
+			err = diagnose(ctx, st, err)
+		}
+	}
 	return describeStorageErr(err, cfg)
 }

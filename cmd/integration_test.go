@@ -1,0 +1,281 @@
+package cmd_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tusk-backup/tusk/internal/testenv"
+)
+
+// run runs the tusk binary with exactly env (plus PATH) and returns its
+// output and exit code.
+func run(t *testing.T, bin string, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), bin, args...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatalf("run tusk: %v", err)
+	}
+	return o.String(), e.String(), code
+}
+
+// errorLine returns the one "tusk: " line of stderr, failing the test if
+// there is not exactly one.
+func errorLine(t *testing.T, stderr string) string {
+	t.Helper()
+	var lines []string
+	for _, l := range strings.Split(stderr, "\n") {
+		if strings.HasPrefix(l, "tusk: ") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 1 {
+		t.Fatalf("stderr has %d error lines, want 1:\n%s", len(lines), stderr)
+	}
+	return lines[0]
+}
+
+func fakeWAL(t *testing.T, name string, size int) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	b := bytes.Repeat([]byte("tusk-wal-"), size/9+1)[:size]
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestIntegrationRepositoryErrors: every way of pointing tusk at a repository
+// it cannot use ends in one sentence naming the thing to fix, a non-zero
+// exit, and nothing written.
+func TestIntegrationRepositoryErrors(t *testing.T) {
+	bin := testenv.BuildTusk(t)
+	m := testenv.StartMinIO(t)
+	seg := fakeWAL(t, "000000010000000000000001", 1<<20)
+	file := filepath.Join(t.TempDir(), "a-file")
+	os.WriteFile(file, nil, 0o600)
+
+	base := func(extra ...string) []string { return append(m.Env(), extra...) }
+	cases := []struct {
+		name string
+		env  []string
+		want string
+		code int
+	}{
+		{"no repository", nil, "no repository is configured; set TUSK_REPO", 2},
+		{"bad URL scheme", []string{"TUSK_REPO=gs://bucket/pg"}, `TUSK_REPO (from environment TUSK_REPO): scheme "gs" in "gs://bucket/pg" is not supported`, 2},
+		{"relative folder", []string{"WALG_FILE_PREFIX=relative/repo"}, `TUSK_REPO (from environment WALG_FILE_PREFIX): "relative/repo" has no scheme`, 2},
+		{"folder cannot be created", []string{"TUSK_REPO=file://" + file + "/repo"}, "repository folder " + file + "/repo cannot be created: not a directory", 1},
+		{"missing bucket", base("WALG_S3_PREFIX=s3://no-such-bucket/pg"), "no-such-bucket", 1},
+		{"wrong secret key", append(base("TUSK_REPO="+m.URL("pg")), "AWS_SECRET_ACCESS_KEY=wrong-secret-key"), "AWS_SECRET_ACCESS_KEY", 1},
+		{"unknown access key", append(base("TUSK_REPO="+m.URL("pg")), "AWS_ACCESS_KEY_ID=nobody"), "AWS_ACCESS_KEY_ID", 1},
+		{"unreachable endpoint", append(base("TUSK_REPO="+m.URL("pg")), "AWS_ENDPOINT=http://127.0.0.1:1", "TUSK_S3_MAX_RETRIES=2"), "127.0.0.1:1", 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			start := time.Now()
+			_, stderr, code := run(t, bin, c.env, "wal-push", seg)
+			line := errorLine(t, stderr)
+			if code != c.code || !strings.Contains(line, c.want) {
+				t.Fatalf("exit %d, %q; want exit %d and a sentence containing %q", code, line, c.code, c.want)
+			}
+			if strings.Contains(stderr, m.SecretKey) {
+				t.Fatal("the secret key appears in the output")
+			}
+			if d := time.Since(start); d > 30*time.Second {
+				t.Fatalf("took %v to fail", d)
+			}
+			t.Logf("exit %d: %s", code, line)
+		})
+	}
+	// Nothing was written to the bucket by any failing case.
+	_, stderr, code := run(t, bin, base("TUSK_REPO="+m.URL("pg")), "wal-fetch", "000000010000000000000001", filepath.Join(t.TempDir(), "x"))
+	if code != 1 || !strings.Contains(stderr, "wal not in archive") {
+		t.Fatalf("after the failing pushes wal-fetch exits %d (%s), want 1 (not in archive)", code, stderr)
+	}
+}
+
+// repos returns the two kinds of repository, each with the environment that
+// points tusk at it.
+func repos(t *testing.T) map[string][]string {
+	m := testenv.StartMinIO(t)
+	dir := testenv.ServerTempDir(t)
+	return map[string][]string{
+		"folder": {"TUSK_REPO=file://" + filepath.Join(dir, "repo")},
+		"s3":     append(m.Env(), "TUSK_REPO="+m.URL("cluster1")),
+	}
+}
+
+var segmentRE = regexp.MustCompile(`^[0-9A-F]{24}$`)
+
+// TestIntegrationArchiveAndRestore: PostgreSQL archives through wal-push under
+// a pgbench load without a failure, every segment is in the archive and comes
+// back byte-identical through wal-fetch, and a base backup restored with
+// restore_command = 'tusk wal-fetch %f %p' replays the archive to its end and
+// sees the primary's data.
+func TestIntegrationArchiveAndRestore(t *testing.T) {
+	bin := testenv.BuildTusk(t)
+	for kind, env := range repos(t) {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			pg := testenv.StartPostgres(t, testenv.PostgresOptions{
+				ArchiveCommand: bin + " wal-push %p",
+				Env:            env,
+				Conf:           map[string]string{"wal_keep_size": "2GB"},
+			})
+			restored := testenv.NewPostgres(t, testenv.PostgresOptions{Env: env})
+			backup := pg.RunAsOwner(t.Context(), filepath.Join(pg.BinDir, "pg_basebackup"), "-D", restored.DataDir, "-X", "none", "-c", "fast")
+			if out, err := backup.CombinedOutput(); err != nil {
+				t.Fatalf("pg_basebackup: %v\n%s", err, out)
+			}
+			bench := pg.RunAsOwner(t.Context(), filepath.Join(pg.BinDir, "pgbench"), "-i", "-s", "4", "-q")
+			if out, err := bench.CombinedOutput(); err != nil {
+				t.Fatalf("pgbench -i: %v\n%s", err, out)
+			}
+			bench = pg.RunAsOwner(t.Context(), filepath.Join(pg.BinDir, "pgbench"), "-T", "5", "-c", "2", "-n")
+			if out, err := bench.CombinedOutput(); err != nil {
+				t.Fatalf("pgbench: %v\n%s", err, out)
+			}
+			want := pg.SQL(t, "SELECT sum(abalance)::text || '/' || count(*) FROM pgbench_accounts")
+			last := pg.SQL(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+			pg.SQL(t, "SELECT pg_switch_wal()")
+			waitArchived(t, pg, last)
+			if failed := pg.SQL(t, "SELECT failed_count FROM pg_stat_archiver"); failed != "0" {
+				t.Fatalf("pg_stat_archiver.failed_count = %s, want 0", failed)
+			}
+
+			// Every segment up to the last one is archived and identical.
+			first := ""
+			entries, err := os.ReadDir(filepath.Join(pg.DataDir, "pg_wal"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, e := range entries {
+				name := e.Name()
+				if !segmentRE.MatchString(name) || name > last {
+					continue
+				}
+				if first == "" {
+					first = name
+				}
+				dest := filepath.Join(t.TempDir(), "seg")
+				if _, stderr, code := run(t, bin, env, "wal-fetch", name, dest); code != 0 {
+					t.Fatalf("wal-fetch %s: exit %d: %s", name, code, stderr)
+				}
+				got, _ := os.ReadFile(dest)
+				orig, _ := os.ReadFile(filepath.Join(pg.DataDir, "pg_wal", name))
+				if !bytes.Equal(got, orig) {
+					t.Fatalf("archived %s differs from pg_wal's copy", name)
+				}
+				n++
+			}
+			if n < 5 {
+				t.Fatalf("only %d segments compared (%s..%s); the load produced too little WAL", n, first, last)
+			}
+			t.Logf("%d segments archived and identical, %s..%s", n, first, last)
+
+			// Restore: replay the whole archive, then promote.
+			restored.Configure(t, map[string]string{
+				"restore_command":        bin + " wal-fetch %f %p",
+				"archive_mode":           "off",
+				"recovery_target_action": "promote",
+			})
+			restored.WriteFile(t, "recovery.signal", nil)
+			restored.Start(t)
+			waitFor(t, 2*time.Minute, func() bool {
+				out, err := restored.TrySQL(t.Context(), "SELECT pg_is_in_recovery()")
+				return err == nil && out == "f"
+			})
+			if got := restored.SQL(t, "SELECT sum(abalance)::text || '/' || count(*) FROM pgbench_accounts"); got != want {
+				t.Fatalf("restored data %s, primary had %s", got, want)
+			}
+		})
+	}
+}
+
+// TestIntegrationRecoveryAbortsOnStorageFailure: when the repository fails
+// during archive recovery, wal-fetch must make PostgreSQL stop (exit > 125),
+// never promote at the wrong point; once storage is back, recovery completes.
+func TestIntegrationRecoveryAbortsOnStorageFailure(t *testing.T) {
+	bin := testenv.BuildTusk(t)
+	m := testenv.StartMinIO(t)
+	env := append(m.Env(), "TUSK_REPO="+m.URL("abort"))
+	env = append(env, "TUSK_S3_MAX_RETRIES=2")
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: bin + " wal-push %p", Env: env})
+	restored := testenv.NewPostgres(t, testenv.PostgresOptions{Env: env})
+	backup := pg.RunAsOwner(t.Context(), filepath.Join(pg.BinDir, "pg_basebackup"), "-D", restored.DataDir, "-X", "none", "-c", "fast")
+	if out, err := backup.CombinedOutput(); err != nil {
+		t.Fatalf("pg_basebackup: %v\n%s", err, out)
+	}
+	pg.SQL(t, "CREATE TABLE t AS SELECT generate_series(1, 100000) AS i")
+	last := pg.SQL(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+	pg.SQL(t, "SELECT pg_switch_wal()")
+	waitArchived(t, pg, last)
+
+	restored.Configure(t, map[string]string{
+		"restore_command":        bin + " wal-fetch %f %p",
+		"archive_mode":           "off",
+		"recovery_target_action": "promote",
+	})
+	restored.WriteFile(t, "recovery.signal", nil)
+	m.Stop(t)
+	start := restored.RunAsOwner(t.Context(), filepath.Join(restored.BinDir, "pg_ctl"), "start", "-w", "-t", "120",
+		"-D", restored.DataDir, "-l", restored.LogFile)
+	out, err := start.CombinedOutput()
+	if err == nil {
+		restored.Stop(t)
+		t.Fatalf("the server started while its archive was unreachable:\n%s\n%s", out, restored.LogTail(30))
+	}
+	log := restored.LogTail(40)
+	if !strings.Contains(log, "exit code 200") {
+		t.Fatalf("server log does not show wal-fetch's exit 200:\n%s", log)
+	}
+	if strings.Contains(log, "selected new timeline") {
+		t.Fatalf("the server promoted although the archive was unreachable:\n%s", log)
+	}
+
+	m.Start(t)
+	restored.Start(t)
+	waitFor(t, 2*time.Minute, func() bool {
+		out, err := restored.TrySQL(t.Context(), "SELECT pg_is_in_recovery()")
+		return err == nil && out == "f"
+	})
+	if got := restored.SQL(t, "SELECT count(*) FROM t"); got != "100000" {
+		t.Fatalf("restored table has %s rows, want 100000", got)
+	}
+}
+
+func waitArchived(t *testing.T, pg *testenv.Postgres, segment string) {
+	t.Helper()
+	waitFor(t, 2*time.Minute, func() bool {
+		got, err := pg.TrySQL(t.Context(), "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
+		return err == nil && got >= segment
+	})
+}
+
+func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
