@@ -36,6 +36,7 @@ type PushResult struct {
 	Name            Name
 	Key             string
 	Size            int64 // uncompressed
+	Sum             [32]byte
 	Stored          int64 // bytes written to the repository
 	AlreadyArchived bool  // an identical copy was there already
 }
@@ -77,7 +78,7 @@ func (a *Archive) Push(ctx context.Context, path string, opts PushOptions) (Push
 	if err != nil {
 		return res, fmt.Errorf("read WAL file %s: %w", path, err)
 	}
-	res.Size = size
+	res.Size, res.Sum = size, sum
 	hdr := Header{Codec: a.Codec, Size: size, Sum: sum}
 
 	existing, err := a.head(ctx, res.Key)

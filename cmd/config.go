@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,6 +20,9 @@ type Config struct {
 	UploadConcurrency   int
 	DownloadConcurrency int
 	PreventWALOverwrite bool
+	WALPushAhead        int
+	WALPrefetch         int
+	SpoolDir            string
 	S3                  S3Settings
 	PG                  PGSettings
 	LogLevel            slog.Level
@@ -105,6 +109,18 @@ func buildConfig(v values) (Config, error) {
 	}
 	if c.PreventWALOverwrite, err = parseBool(v.get("TUSK_PREVENT_WAL_OVERWRITE")); err != nil {
 		return c, bad("TUSK_PREVENT_WAL_OVERWRITE", err)
+	}
+	if c.WALPushAhead, err = nonNegativeInt(v.get("TUSK_WAL_PUSH_AHEAD"), 1024); err != nil {
+		return c, bad("TUSK_WAL_PUSH_AHEAD", err)
+	}
+	if c.WALPrefetch, err = nonNegativeInt(v.get("TUSK_WAL_PREFETCH"), 1024); err != nil {
+		return c, bad("TUSK_WAL_PREFETCH", err)
+	}
+	c.SpoolDir = v.get("TUSK_SPOOL_DIR")
+	if c.SpoolDir == "" {
+		c.SpoolDir = filepath.Join(os.TempDir(), fmt.Sprintf("tusk-%d", os.Getuid()))
+	} else if !filepath.IsAbs(c.SpoolDir) {
+		return c, bad("TUSK_SPOOL_DIR", fmt.Errorf("%q is not an absolute path", c.SpoolDir))
 	}
 	c.S3 = S3Settings{
 		Endpoint:        v.get("TUSK_S3_ENDPOINT"),
@@ -202,6 +218,14 @@ func positiveInt(s string, max int) (int, error) {
 	n, err := strconv.Atoi(strings.TrimSpace(s))
 	if err != nil || n < 1 || n > max {
 		return 0, fmt.Errorf("%q is not a whole number from 1 to %d", s, max)
+	}
+	return n, nil
+}
+
+func nonNegativeInt(s string, max int) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n < 0 || n > max {
+		return 0, fmt.Errorf("%q is not a whole number from 0 to %d", s, max)
 	}
 	return n, nil
 }

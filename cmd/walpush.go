@@ -3,6 +3,7 @@ package cmd
 import (
 	"errors"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -17,7 +18,14 @@ func newWALPushCmd(root *rootOpts) *cobra.Command {
 backup history file, and exits 0 only once it is durably stored. Pushing a file
 that is already archived with identical content succeeds; different content is
 refused (always for history files, and for segments unless
-TUSK_PREVENT_WAL_OVERWRITE=false).`,
+TUSK_PREVENT_WAL_OVERWRITE=false).
+
+Because PostgreSQL's archiver calls wal-push for one segment at a time, a call
+also uploads up to TUSK_WAL_PUSH_AHEAD later segments that PostgreSQL has
+already marked .ready, in parallel (TUSK_UPLOAD_CONCURRENCY at once), and
+records each one that is durably stored in the spool folder (TUSK_SPOOL_DIR);
+the calls for those segments then return at once. A segment is never reported
+stored before its upload has completed.`,
 		Example: "  archive_command = 'tusk wal-push %p'",
 		Args:    exactArgs(1, "the path of the WAL file to archive (%p)"),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -39,7 +47,12 @@ func runWALPush(c *cobra.Command, root *rootOpts, path string) error {
 		return err
 	}
 	a := &archive.Archive{Store: st, Codec: cfg.Compression, Log: log}
-	_, err = a.Push(ctx, path, archive.PushOptions{PreventOverwrite: cfg.PreventWALOverwrite})
+	stateDir, err := archive.StateDirFor(cfg.SpoolDir, filepath.Dir(path), cfg.Repo.URL)
+	if err != nil {
+		return err
+	}
+	_, err = a.PushAhead(ctx, path, archive.PushOptions{PreventOverwrite: cfg.PreventWALOverwrite},
+		archive.AheadOptions{StateDir: stateDir, Max: cfg.WALPushAhead, Concurrency: cfg.UploadConcurrency})
 	var ow *archive.OverwriteError
 	if err != nil && !errors.As(err, &ow) {
 		if _, statErr := os.Stat(path); statErr == nil {

@@ -1,0 +1,135 @@
+package archive
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tusk-backup/tusk/storage/faulty"
+)
+
+// pgWAL makes a pg_wal-like folder with n segments, all marked .ready.
+func (e env) pgWAL(t *testing.T, n int) (walDir string, names []string) {
+	t.Helper()
+	walDir = filepath.Join(e.dir, "pg_wal")
+	os.MkdirAll(filepath.Join(walDir, "archive_status"), 0o700)
+	for i := range n {
+		name := fmt.Sprintf("0000000100000000000000%02X", i+1)
+		e.walFile(t, filepath.Join("pg_wal", name), uint64(i), 256<<10)
+		os.WriteFile(filepath.Join(walDir, "archive_status", name+".ready"), nil, 0o600)
+		names = append(names, name)
+	}
+	return walDir, names
+}
+
+// archiver calls PushAhead for each segment in order, as PostgreSQL does,
+// renaming .ready to .done after each success.
+func (e env) archiver(t *testing.T, walDir string, names []string, ahead AheadOptions) (fast int) {
+	t.Helper()
+	for _, n := range names {
+		puts := e.store.Calls(faulty.Put)
+		res, err := e.a.PushAhead(t.Context(), filepath.Join(walDir, n), PushOptions{PreventOverwrite: true}, ahead)
+		if err != nil {
+			t.Fatalf("push %s: %v", n, err)
+		}
+		if res.Name.File != n {
+			t.Fatalf("push %s returned the result for %s", n, res.Name.File)
+		}
+		if e.store.Calls(faulty.Put) == puts {
+			fast++
+		}
+		os.Rename(filepath.Join(walDir, "archive_status", n+".ready"), filepath.Join(walDir, "archive_status", n+".done"))
+	}
+	return fast
+}
+
+func (e env) checkArchived(t *testing.T, walDir string, names []string) {
+	t.Helper()
+	for _, n := range names {
+		dest := filepath.Join(t.TempDir(), n)
+		if _, err := e.a.Fetch(t.Context(), n, dest, FetchOptions{}); err != nil {
+			t.Fatalf("fetch %s: %v", n, err)
+		}
+		got, _ := os.ReadFile(dest)
+		want, _ := os.ReadFile(filepath.Join(walDir, n))
+		if string(got) != string(want) {
+			t.Fatalf("%s differs in the archive", n)
+		}
+	}
+}
+
+func TestPushAhead(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "s2")
+	walDir, names := e.pgWAL(t, 20)
+	ahead := AheadOptions{StateDir: filepath.Join(t.TempDir(), "state"), Max: 8, Concurrency: 3}
+	fast := e.archiver(t, walDir, names, ahead)
+	// Calls 1, 10 and 19 upload (themselves plus 8 ahead); the other 17 return from markers.
+	if fast != 17 {
+		t.Fatalf("%d of 20 calls returned without uploading, want 17", fast)
+	}
+	if e.store.Calls(faulty.Put) != 20 {
+		t.Fatalf("%d uploads for 20 segments", e.store.Calls(faulty.Put))
+	}
+	e.checkArchived(t, walDir, names)
+	if left, _ := os.ReadDir(ahead.StateDir); len(left) != 0 {
+		t.Fatalf("%d markers left after every segment was archived", len(left))
+	}
+}
+
+func TestPushAheadNeverTrustsAChangedFile(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "s2")
+	walDir, names := e.pgWAL(t, 3)
+	ahead := AheadOptions{StateDir: filepath.Join(t.TempDir(), "state"), Max: 8, Concurrency: 2}
+	if _, err := e.a.PushAhead(t.Context(), filepath.Join(walDir, names[0]), PushOptions{PreventOverwrite: true}, ahead); err != nil {
+		t.Fatal(err)
+	}
+	// The file under the second name changes after it was pushed ahead (as a
+	// recycled segment file would): the marker must not vouch for it.
+	p := filepath.Join(walDir, names[1])
+	os.WriteFile(p, []byte("different content"), 0o600)
+	os.Chtimes(p, time.Now().Add(time.Hour), time.Now().Add(time.Hour))
+	_, err := e.a.PushAhead(t.Context(), p, PushOptions{PreventOverwrite: true}, ahead)
+	var ow *OverwriteError
+	if !errors.As(err, &ow) {
+		t.Fatalf("push of a changed file after push-ahead: err = %v, want OverwriteError", err)
+	}
+	// A marker that is not valid JSON is ignored, and the file pushed again.
+	os.WriteFile(filepath.Join(ahead.StateDir, names[2]), []byte("{half"), 0o600)
+	puts := e.store.Calls(faulty.Put)
+	res, err := e.a.PushAhead(t.Context(), filepath.Join(walDir, names[2]), PushOptions{PreventOverwrite: true}, ahead)
+	if err != nil || !res.AlreadyArchived || e.store.Calls(faulty.Put) != puts {
+		t.Fatalf("push after a torn marker: %+v, %v (uploads %d → %d); want the identical copy recognised", res, err, puts, e.store.Calls(faulty.Put))
+	}
+}
+
+func TestPushAheadFailuresLeaveNoMarker(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "s2")
+	walDir, names := e.pgWAL(t, 6)
+	ahead := AheadOptions{StateDir: filepath.Join(t.TempDir(), "state"), Max: 8, Concurrency: 2}
+	// Uploads of segments 3 and 5 fail.
+	e.store.Inject(faulty.Fault{Op: faulty.Put, Prefix: "wal/0000000100000000/000000010000000000000003", Err: errors.New("injected")})
+	e.store.Inject(faulty.Fault{Op: faulty.Put, Prefix: "wal/0000000100000000/000000010000000000000005", Times: 1, Err: errors.New("injected")})
+	if _, err := e.a.PushAhead(t.Context(), filepath.Join(walDir, names[0]), PushOptions{}, ahead); err != nil {
+		t.Fatalf("the called-for segment failed because a push-ahead failed: %v", err)
+	}
+	for i, n := range names[1:] {
+		_, err := os.Stat(filepath.Join(ahead.StateDir, n))
+		if want := n != names[2] && n != names[4]; (err == nil) != want {
+			t.Errorf("segment %d: marker present = %v, want %v", i+2, err == nil, want)
+		}
+	}
+	// The archiver's own call for segment 3 fails while storage fails: exit non-zero.
+	os.Rename(filepath.Join(walDir, "archive_status", names[0]+".ready"), filepath.Join(walDir, "archive_status", names[0]+".done"))
+	if _, err := e.a.PushAhead(t.Context(), filepath.Join(walDir, names[2]), PushOptions{}, ahead); err == nil {
+		t.Fatal("push of a segment whose upload fails returned success")
+	}
+	e.store.Clear()
+	e.archiver(t, walDir, names[1:], ahead)
+	e.checkArchived(t, walDir, names)
+}

@@ -1,0 +1,117 @@
+package cmd_test
+
+import (
+	"bytes"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tusk-backup/tusk/archive"
+	"github.com/tusk-backup/tusk/internal/testenv"
+	"github.com/tusk-backup/tusk/storage/local"
+)
+
+// TestIntegrationPushAheadSurvivesKill9 plays PostgreSQL's archiver against
+// the real binary and kills wal-push with SIGKILL at random moments, many
+// times. After every kill, each push-ahead marker on disk must vouch only for
+// a segment that is whole and identical in the repository; in the end every
+// segment is archived and identical.
+func TestIntegrationPushAheadSurvivesKill9(t *testing.T) {
+	bin := testenv.BuildTusk(t)
+	dataDir := t.TempDir()
+	walDir := filepath.Join(dataDir, "pg_wal")
+	os.MkdirAll(filepath.Join(walDir, "archive_status"), 0o700)
+	rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
+	var names []string
+	for i := range 40 {
+		name := fmt.Sprintf("0000000100000000000000%02X", i+1)
+		b := make([]byte, 2<<20)
+		for j := 0; j < len(b); j += 64 {
+			b[j] = byte(rng.Uint32())
+		}
+		os.WriteFile(filepath.Join(walDir, name), b, 0o600)
+		os.WriteFile(filepath.Join(walDir, "archive_status", name+".ready"), nil, 0o600)
+		names = append(names, name)
+	}
+	repo := filepath.Join(t.TempDir(), "repo")
+	spool := t.TempDir()
+	env := []string{"TUSK_REPO=file://" + repo, "TUSK_SPOOL_DIR=" + spool, "TUSK_WAL_PUSH_AHEAD=12", "TUSK_UPLOAD_CONCURRENCY=3"}
+	st, _ := local.New(repo)
+	a := &archive.Archive{Store: st, Log: slog.New(slog.DiscardHandler)}
+
+	identical := func(name string) bool {
+		dest := filepath.Join(t.TempDir(), name)
+		if _, err := a.Fetch(t.Context(), name, dest, archive.FetchOptions{}); err != nil {
+			return false
+		}
+		got, _ := os.ReadFile(dest)
+		want, _ := os.ReadFile(filepath.Join(walDir, name))
+		return bytes.Equal(got, want)
+	}
+	checkMarkers := func() {
+		t.Helper()
+		filepath.WalkDir(spool, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || strings.HasPrefix(d.Name(), ".tmp-") {
+				return nil
+			}
+			if !identical(d.Name()) {
+				t.Fatalf("a marker says %s is archived, but the repository does not hold it whole", d.Name())
+			}
+			return nil
+		})
+	}
+
+	kills, calls := 0, 0
+	for i := 0; i < len(names); {
+		name := names[i]
+		calls++
+		if calls > 400 {
+			t.Fatal("the archiver made no progress in 400 calls")
+		}
+		cmd := exec.Command(bin, "wal-push", "pg_wal/"+name)
+		cmd.Dir = dataDir
+		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		var err error
+		if rng.IntN(3) > 0 { // two calls in three are killed
+			select {
+			case err = <-done:
+			case <-time.After(time.Duration(rng.IntN(60)) * time.Millisecond):
+				cmd.Process.Signal(syscall.SIGKILL)
+				err = <-done
+				kills++
+			}
+		} else {
+			err = <-done
+		}
+		checkMarkers()
+		if err != nil {
+			continue // PostgreSQL calls again with the same file
+		}
+		if !identical(name) {
+			t.Fatalf("wal-push exited 0 for %s, but the repository does not hold it whole:\n%s", name, stderr.String())
+		}
+		os.Rename(filepath.Join(walDir, "archive_status", name+".ready"), filepath.Join(walDir, "archive_status", name+".done"))
+		i++
+	}
+	for _, n := range names {
+		if !identical(n) {
+			t.Fatalf("%s is not archived intact", n)
+		}
+	}
+	t.Logf("%d segments archived in %d calls with %d kills", len(names), calls, kills)
+}
