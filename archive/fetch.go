@@ -52,7 +52,7 @@ func (a *Archive) Fetch(ctx context.Context, file, dest string, opts FetchOption
 	attempts := max(opts.Attempts, 1)
 	backoff := opts.Backoff
 	for i := 1; ; i++ {
-		res.Size, err = a.fetchOnce(ctx, res.Key, dest)
+		res.Size, err = a.fetchOnce(ctx, res.Key, dest, ".tusk-fetch-"+filepath.Base(dest)+"-")
 		if err == nil || errors.Is(err, storage.ErrNotFound) || i >= attempts || ctx.Err() != nil || isLocal(err) {
 			return res, err
 		}
@@ -78,7 +78,9 @@ func isLocal(err error) bool {
 	return errors.As(err, &le)
 }
 
-func (a *Archive) fetchOnce(ctx context.Context, key, dest string) (n int64, err error) {
+// fetchOnce downloads key into a temporary file named tmpPattern beside dest,
+// verifies it, and renames it to dest.
+func (a *Archive) fetchOnce(ctx context.Context, key, dest, tmpPattern string) (n int64, err error) {
 	rc, err := a.Store.Get(ctx, key)
 	if err != nil {
 		return 0, fmt.Errorf("download %s: %w", key, err)
@@ -95,7 +97,7 @@ func (a *Archive) fetchOnce(ctx context.Context, key, dest string) (n int64, err
 	}
 	defer zr.Close()
 
-	tmp, err := os.CreateTemp(filepath.Dir(dest), ".tusk-fetch-"+filepath.Base(dest)+"-")
+	tmp, err := os.CreateTemp(filepath.Dir(dest), tmpPattern)
 	if err != nil {
 		return 0, localError{fmt.Errorf("write into %s: %w", filepath.Dir(dest), unwrapPath(err))}
 	}

@@ -205,6 +205,9 @@ func TestIntegrationArchiveAndRestore(t *testing.T) {
 			if got := restored.SQL(t, "SELECT sum(abalance)::text || '/' || count(*) FROM pgbench_accounts"); got != want {
 				t.Fatalf("restored data %s, primary had %s", got, want)
 			}
+			if log := restored.LogTail(2000); !strings.Contains(log, "wal restored from prefetch") {
+				t.Errorf("recovery never used a prefetched segment; server log:\n%s", log)
+			}
 		})
 	}
 }

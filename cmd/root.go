@@ -75,6 +75,7 @@ func commands(opts *rootOpts) []*cobra.Command {
 	return []*cobra.Command{
 		newWALPushCmd(opts),
 		newWALFetchCmd(opts),
+		newWALPrefetchCmd(opts),
 	}
 }
 

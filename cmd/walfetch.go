@@ -2,11 +2,15 @@ package cmd
 
 import (
 	"errors"
+	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/tusk-backup/tusk/archive"
 	"github.com/tusk-backup/tusk/storage"
@@ -31,7 +35,11 @@ normal answer: PostgreSQL asks for files that do not exist); 200 the archive
 could not be read (storage error after retries, or a corrupt object) while the
 server is in archive recovery (recovery.signal), which makes PostgreSQL stop
 recovery instead of promoting early. On a standby (standby.signal) such
-failures exit 1, and the standby asks again later.`,
+failures exit 1, and the standby asks again later.
+
+While PostgreSQL replays a segment, a background "tusk wal-prefetch" downloads
+and verifies up to TUSK_WAL_PREFETCH following segments into the spool folder
+(TUSK_SPOOL_DIR), so that recovery does not wait on the storage's latency.`,
 		Example: "  restore_command = 'tusk wal-fetch %f %p'",
 		Args:    exactArgs(2, "the WAL file name (%f) and the destination path (%p)"),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -67,6 +75,26 @@ func runWALFetch(c *cobra.Command, root *rootOpts, name, dest string) error {
 	}
 	a := &archive.Archive{Store: st, Log: log}
 	start := time.Now()
+
+	n, _ := archive.ParseName(name)
+	prefetch := cfg.WALPrefetch > 0 && n.Kind == archive.Segment
+	var spool string
+	if prefetch {
+		if spool, err = archive.SpoolDirFor(cfg.SpoolDir, dataDir(cfg), cfg.Repo.URL); err != nil {
+			return fail(err)
+		}
+		ok, err := a.FromSpool(spool, name, dest)
+		if !ok && err == nil && archive.WaitSpool(ctx, spool, name, 30*time.Second) {
+			ok, err = a.FromSpool(spool, name, dest)
+		}
+		if err != nil {
+			log.Warn("prefetched copy not used", "wal", name, "error", err)
+		}
+		if ok {
+			startPrefetch(c, root, spool, name, log)
+			return nil
+		}
+	}
 	res, err := a.Fetch(ctx, name, dest, archive.FetchOptions{Attempts: 3, Backoff: time.Second})
 	if err != nil {
 		if !errors.Is(err, archive.ErrCorrupt) {
@@ -75,7 +103,82 @@ func runWALFetch(c *cobra.Command, root *rootOpts, name, dest string) error {
 		return fail(err)
 	}
 	log.Info("wal restored", "wal", name, "bytes", res.Size, "duration", time.Since(start).Round(time.Millisecond))
+	if prefetch {
+		startPrefetch(c, root, spool, name, log)
+	}
 	return nil
+}
+
+// startPrefetch starts a detached "tusk wal-prefetch" that downloads the
+// segments after name into the spool while PostgreSQL replays name. It runs
+// in its own session, so it neither holds up this call nor dies with it, and
+// ends on its own after at most TUSK_WAL_PREFETCH segments; only one works on
+// a spool at a time.
+func startPrefetch(c *cobra.Command, root *rootOpts, spool, name string, log *slog.Logger) {
+	if archive.Locked(spool) {
+		return
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		log.Warn("prefetch not started", "error", err)
+		return
+	}
+	args := []string{"wal-prefetch", spool, name}
+	c.Flags().Visit(func(f *pflag.Flag) {
+		args = append(args, "--"+f.Name+"="+f.Value.String())
+	})
+	if root.configPath != "" && c.Flags().Lookup("config") == nil {
+		args = append(args, "--config="+root.configPath)
+	}
+	logf, err := os.OpenFile(filepath.Join(spool, "prefetch.log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		log.Warn("prefetch not started", "error", err)
+		return
+	}
+	defer logf.Close()
+	p := exec.Command(exe, args...)
+	p.Env = root.env
+	p.Stdout, p.Stderr = logf, logf
+	p.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := p.Start(); err != nil {
+		log.Warn("prefetch not started", "error", err)
+		return
+	}
+	p.Process.Release()
+}
+
+func dataDir(cfg Config) string {
+	if cfg.PG.DataDir != "" {
+		return cfg.PG.DataDir
+	}
+	return "."
+}
+
+func newWALPrefetchCmd(root *rootOpts) *cobra.Command {
+	return &cobra.Command{
+		Use:    "wal-prefetch SPOOL_DIR WAL_NAME",
+		Short:  "Download the segments after WAL_NAME into SPOOL_DIR (started by wal-fetch)",
+		Hidden: true,
+		Args:   exactArgs(2, "the spool folder and the WAL name to prefetch after"),
+		RunE: func(c *cobra.Command, args []string) error {
+			cfg, log, err := root.load(c)
+			if err != nil {
+				return err
+			}
+			st, err := openStorage(c.Context(), cfg, log, false)
+			if err != nil {
+				return err
+			}
+			a := &archive.Archive{Store: st, Log: log}
+			err = a.Prefetch(c.Context(), args[1], archive.PrefetchOptions{
+				SpoolDir: args[0], Count: cfg.WALPrefetch, Concurrency: cfg.DownloadConcurrency,
+			})
+			if errors.Is(err, archive.ErrPrefetchBusy) {
+				return nil
+			}
+			return err
+		},
+	}
 }
 
 // inArchiveRecovery reports whether the data directory (PGDATA, or the
