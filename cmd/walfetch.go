@@ -130,6 +130,10 @@ func startPrefetch(c *cobra.Command, root *rootOpts, spool, name string, log *sl
 	if root.configPath != "" && c.Flags().Lookup("config") == nil {
 		args = append(args, "--config="+root.configPath)
 	}
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		log.Warn("prefetch not started", "error", err)
+		return
+	}
 	logf, err := os.OpenFile(filepath.Join(spool, "prefetch.log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		log.Warn("prefetch not started", "error", err)
