@@ -94,12 +94,8 @@ func buildConfig(v values) (Config, error) {
 			return c, bad("TUSK_REPO", err)
 		}
 	}
-	if s := v.get("TUSK_COMPRESSION"); s != "" {
-		if c.Compression, err = compress.Parse(s); err != nil {
-			return c, bad("TUSK_COMPRESSION", err)
-		}
-	} else {
-		c.Compression = compress.Default
+	if c.Compression, err = compress.Parse(v.get("TUSK_COMPRESSION")); err != nil {
+		return c, bad("TUSK_COMPRESSION", err)
 	}
 	if c.UploadConcurrency, err = positiveInt(v.get("TUSK_UPLOAD_CONCURRENCY"), 256); err != nil {
 		return c, bad("TUSK_UPLOAD_CONCURRENCY", err)

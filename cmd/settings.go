@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+
+	"github.com/tusk-backup/tusk/compress"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -28,10 +30,10 @@ type setting struct {
 
 // settings is the whole table; README.md documents the same table.
 var settings = []setting{
-	{key: "TUSK_REPO", aliases: []string{"WALG_S3_PREFIX", "WALG_FILE_PREFIX"}, flag: "repo",
+	{key: "TUSK_REPO", aliases: []string{"WALG_S3_PREFIX", "WALE_S3_PREFIX", "WALG_FILE_PREFIX"}, flag: "repo",
 		help: "repository: file:///path/to/folder or s3://bucket/prefix"},
-	{key: "TUSK_COMPRESSION", aliases: []string{"WALG_COMPRESSION_METHOD"}, flag: "compression",
-		help: "codec for new objects: zstd[:level], s2, lz4, gzip[:level], none (default: see tusk help)"},
+	{key: "TUSK_COMPRESSION", aliases: []string{"WALG_COMPRESSION_METHOD"}, flag: "compression", def: compress.Default.String(),
+		help: "codec for new objects: " + strings.Join(compress.Names(), ", ") + " (zstd and gzip take :level)"},
 	{key: "TUSK_UPLOAD_CONCURRENCY", aliases: []string{"WALG_UPLOAD_CONCURRENCY"}, flag: "upload-concurrency", def: "4",
 		help: "objects (or S3 parts) uploaded at once; memory is about this × part size"},
 	{key: "TUSK_DOWNLOAD_CONCURRENCY", aliases: []string{"WALG_DOWNLOAD_CONCURRENCY"}, flag: "download-concurrency", def: "4",
@@ -58,13 +60,13 @@ var settings = []setting{
 		help: "session token for temporary credentials"},
 	{key: "TUSK_S3_PROFILE", aliases: []string{"AWS_PROFILE"},
 		help: "shared-config profile for the AWS credential chain"},
-	{key: "TUSK_S3_SSE", aliases: []string{"WALG_S3_SSE", "S3_SSE"},
+	{key: "TUSK_S3_SSE", aliases: []string{"S3_SSE"},
 		help: "server-side encryption: AES256 or aws:kms"},
-	{key: "TUSK_S3_SSE_KMS_ID", aliases: []string{"WALG_S3_SSE_KMS_ID", "S3_SSE_KMS_ID"},
+	{key: "TUSK_S3_SSE_KMS_ID", aliases: []string{"S3_SSE_KMS_ID"},
 		help: "KMS key id for aws:kms encryption"},
 	{key: "TUSK_S3_STORAGE_CLASS", aliases: []string{"WALG_S3_STORAGE_CLASS"},
 		help: "S3 storage class for new objects (default STANDARD)"},
-	{key: "TUSK_S3_PART_SIZE", flag: "s3-part-size", def: "16MiB",
+	{key: "TUSK_S3_PART_SIZE", def: "16MiB",
 		help: "S3 multipart part size (5MiB-5GiB)"},
 	{key: "TUSK_S3_MAX_RETRIES", def: "8",
 		help: "attempts per S3 request on throttling, 5xx and connection errors"},

@@ -219,3 +219,18 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+func TestREADMEListsEverySetting(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range settings {
+		for _, k := range append([]string{s.key}, s.aliases...) {
+			if !strings.Contains(string(b), "`"+k+"`") {
+				t.Errorf("README.md's settings table lacks %s", k)
+			}
+		}
+	}
+}

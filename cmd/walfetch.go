@@ -46,6 +46,7 @@ and verifies up to TUSK_WAL_PREFETCH following segments into the spool folder
 			return runWALFetch(c, root, args[0], args[1])
 		},
 	}
+	addSettingFlags(c.Flags(), "TUSK_DOWNLOAD_CONCURRENCY")
 	return c
 }
 

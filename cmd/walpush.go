@@ -32,7 +32,7 @@ stored before its upload has completed.`,
 			return runWALPush(c, root, args[0])
 		},
 	}
-	addSettingFlags(c.Flags(), "TUSK_COMPRESSION")
+	addSettingFlags(c.Flags(), "TUSK_COMPRESSION", "TUSK_UPLOAD_CONCURRENCY")
 	return c
 }
 
