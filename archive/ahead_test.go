@@ -133,3 +133,32 @@ func TestPushAheadFailuresLeaveNoMarker(t *testing.T) {
 	e.archiver(t, walDir, names[1:], ahead)
 	e.checkArchived(t, walDir, names)
 }
+
+// Two archivers at once on one pg_wal (an operator's manual wal-push during
+// the archiver's, or two hosts after a split brain of the state folder)
+// never corrupt anything: every segment ends up archived and identical.
+func TestPushAheadConcurrentArchivers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "s2")
+	walDir, names := e.pgWAL(t, 24)
+	ahead := AheadOptions{StateDir: filepath.Join(t.TempDir(), "state"), Max: 6, Concurrency: 3}
+	errs := make(chan error, 2)
+	for w := range 2 {
+		go func() {
+			for i := range names {
+				n := names[(i+w*7)%len(names)]
+				if _, err := e.a.PushAhead(t.Context(), filepath.Join(walDir, n), PushOptions{PreventOverwrite: true}, ahead); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent archiver: %v", err)
+		}
+	}
+	e.checkArchived(t, walDir, names)
+}

@@ -190,10 +190,13 @@ func TestIntegrationArchiveAndRestore(t *testing.T) {
 			}
 			t.Logf("%d segments archived and identical, %s..%s", n, first, last)
 
-			// Restore: replay the whole archive, then promote.
+			// Restore: replay the whole archive, promote to timeline 2, and keep
+			// archiving to the same repository.
+			pg.Stop(t)
 			restored.Configure(t, map[string]string{
 				"restore_command":        bin + " wal-fetch %f %p",
-				"archive_mode":           "off",
+				"archive_mode":           "on",
+				"archive_command":        bin + " wal-push %p",
 				"recovery_target_action": "promote",
 			})
 			restored.WriteFile(t, "recovery.signal", nil)
@@ -204,6 +207,30 @@ func TestIntegrationArchiveAndRestore(t *testing.T) {
 			})
 			if got := restored.SQL(t, "SELECT sum(abalance)::text || '/' || count(*) FROM pgbench_accounts"); got != want {
 				t.Fatalf("restored data %s, primary had %s", got, want)
+			}
+			if tli := restored.SQL(t, "SELECT timeline_id FROM pg_control_checkpoint()"); tli != "2" {
+				t.Fatalf("restored server is on timeline %s, want 2", tli)
+			}
+			restored.SQL(t, "CREATE TABLE after_promotion AS SELECT 1 AS x")
+			last2 := restored.SQL(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+			restored.SQL(t, "SELECT pg_switch_wal()")
+			waitArchived(t, restored, last2)
+			if failed := restored.SQL(t, "SELECT failed_count FROM pg_stat_archiver"); failed != "0" {
+				t.Fatalf("archiving on timeline 2 failed %s times:\n%s", failed, restored.LogTail(40))
+			}
+			hist := filepath.Join(t.TempDir(), "00000002.history")
+			if _, stderr, code := run(t, bin, env, "wal-fetch", "00000002.history", hist); code != 0 {
+				t.Fatalf("wal-fetch 00000002.history: exit %d: %s", code, stderr)
+			}
+			got, _ := os.ReadFile(hist)
+			orig, _ := os.ReadFile(filepath.Join(restored.DataDir, "pg_wal", "00000002.history"))
+			if len(orig) == 0 || !bytes.Equal(got, orig) {
+				t.Fatalf("archived 00000002.history = %q, pg_wal has %q", got, orig)
+			}
+			// Timeline 1's segments are untouched.
+			dest := filepath.Join(t.TempDir(), "seg")
+			if _, stderr, code := run(t, bin, env, "wal-fetch", first, dest); code != 0 {
+				t.Fatalf("wal-fetch %s after promotion: exit %d: %s", first, code, stderr)
 			}
 			if log := restored.LogTail(2000); !strings.Contains(log, "wal restored from prefetch") {
 				t.Errorf("recovery never used a prefetched segment; server log:\n%s", log)
