@@ -3,7 +3,6 @@ package cmd
 import (
 	"errors"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -21,11 +20,11 @@ refused (always for history files, and for segments unless
 TUSK_PREVENT_WAL_OVERWRITE=false).
 
 Because PostgreSQL's archiver calls wal-push for one segment at a time, a call
-also uploads up to TUSK_WAL_PUSH_AHEAD later segments that PostgreSQL has
-already marked .ready, in parallel (TUSK_UPLOAD_CONCURRENCY at once), and
-records each one that is durably stored in the spool folder (TUSK_SPOOL_DIR);
-the calls for those segments then return at once. A segment is never reported
-stored before its upload has completed.`,
+also uploads up to TUSK_WAL_PUSH_AHEAD later files that PostgreSQL has already
+marked .ready, in parallel (TUSK_UPLOAD_CONCURRENCY at once), and marks each one
+.done in pg_wal/archive_status once it is durably stored, as PostgreSQL does
+after a successful archive_command; the archiver then skips them. A file is
+never marked done before its upload has completed.`,
 		Example: "  archive_command = 'tusk wal-push %p'",
 		Args:    exactArgs(1, "the path of the WAL file to archive (%p)"),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -47,12 +46,8 @@ func runWALPush(c *cobra.Command, root *rootOpts, path string) error {
 		return err
 	}
 	a := &archive.Archive{Store: st, Codec: cfg.Compression, Log: log}
-	stateDir, err := archive.StateDirFor(cfg.SpoolDir, filepath.Dir(path), cfg.Repo.URL)
-	if err != nil {
-		return err
-	}
 	_, err = a.PushAhead(ctx, path, archive.PushOptions{PreventOverwrite: cfg.PreventWALOverwrite},
-		archive.AheadOptions{StateDir: stateDir, Max: cfg.WALPushAhead, Concurrency: cfg.UploadConcurrency})
+		archive.AheadOptions{Max: cfg.WALPushAhead, Concurrency: cfg.UploadConcurrency})
 	var ow *archive.OverwriteError
 	if err != nil && !errors.As(err, &ow) {
 		if _, statErr := os.Stat(path); statErr == nil {
