@@ -1,0 +1,39 @@
+GO ?= go
+# Extra flags for go test, e.g. make test TESTFLAGS='-run Integration -count=1'.
+TESTFLAGS ?=
+
+.PHONY: build test test-deps vet lint
+
+build:
+	$(GO) build -o bin/tusk .
+
+# Integration tests fail instead of skipping when PostgreSQL or MinIO is missing.
+test: export TUSK_TEST_REQUIRE = 1
+test: test-deps vet
+	$(GO) test -race -timeout 30m $(TESTFLAGS) ./...
+
+test-deps:
+	bash scripts/install-test-deps.sh
+
+vet:
+	$(GO) vet ./...
+
+lint: vet
+	@unformatted=$$(gofmt -l .); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	@if command -v golangci-lint >/dev/null; then golangci-lint run ./...; \
+	else echo "golangci-lint not installed; ran go vet and gofmt only"; fi
+
+# Benchmarks against pgBackRest and cp on ~1.2 GB of real WAL (internal/bench);
+# they rewrite their sections of BENCHMARKS.md, and the output is kept in
+# bin/bench.txt. The WAL corpus is built once (a few minutes) and cached under
+# ${XDG_CACHE_HOME:-$HOME/.cache}/tusk/bench.
+.PHONY: bench
+bench: export TUSK_TEST_REQUIRE = 1
+bench: SHELL := /bin/bash
+bench: .SHELLFLAGS := -o pipefail -c
+bench:
+	bash scripts/install-test-deps.sh
+	bash internal/bench/install-deps.sh
+	@mkdir -p bin
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./internal/bench/ | tee bin/bench.txt
