@@ -69,7 +69,7 @@ func WaitSpool(ctx context.Context, spoolDir, file string, timeout time.Duration
 			_, err := os.Stat(filepath.Join(spoolDir, file))
 			return err == nil
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
 	}
 	return false
 }
@@ -91,6 +91,17 @@ func Locked(spoolDir string) bool {
 	}
 	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 	return false
+}
+
+// Spooled counts how many of the count segments after n are in the spool.
+func Spooled(spoolDir string, n Name, count int) int {
+	got := 0
+	for i := 1; i <= count; i++ {
+		if _, err := os.Stat(filepath.Join(spoolDir, n.SegmentFile(i, 1<<32/segmentBytes))); err == nil {
+			got++
+		}
+	}
+	return got
 }
 
 // PrefetchOptions tune one prefetch run.

@@ -67,35 +67,36 @@ func runWALFetch(c *cobra.Command, root *rootOpts, name, dest string) error {
 		}
 		return err
 	}
-	if _, err := archive.ParseName(name); err != nil {
+	n, err := archive.ParseName(name)
+	if err != nil {
 		return usagef(err)
+	}
+	start := time.Now()
+	// A prefetched copy needs no storage client: check the spool first.
+	prefetch := cfg.WALPrefetch > 0 && n.Kind == archive.Segment && cfg.Repo.Scheme != ""
+	var spool string
+	if prefetch {
+		if spool, err = archive.SpoolDirFor(cfg.SpoolDir, dataDir(cfg), cfg.Repo.URL); err != nil {
+			return fail(err)
+		}
+		spooled := &archive.Archive{Log: log}
+		ok, err := spooled.FromSpool(spool, name, dest)
+		if !ok && err == nil && archive.WaitSpool(ctx, spool, name, 30*time.Second) {
+			ok, err = spooled.FromSpool(spool, name, dest)
+		}
+		if err != nil {
+			log.Warn("prefetched copy not used", "wal", name, "error", err)
+		}
+		if ok {
+			startPrefetch(c, root, spool, n, cfg.WALPrefetch, log)
+			return nil
+		}
 	}
 	st, err := openStorage(ctx, cfg, log, false)
 	if err != nil {
 		return fail(err)
 	}
 	a := &archive.Archive{Store: st, Log: log}
-	start := time.Now()
-
-	n, _ := archive.ParseName(name)
-	prefetch := cfg.WALPrefetch > 0 && n.Kind == archive.Segment
-	var spool string
-	if prefetch {
-		if spool, err = archive.SpoolDirFor(cfg.SpoolDir, dataDir(cfg), cfg.Repo.URL); err != nil {
-			return fail(err)
-		}
-		ok, err := a.FromSpool(spool, name, dest)
-		if !ok && err == nil && archive.WaitSpool(ctx, spool, name, 30*time.Second) {
-			ok, err = a.FromSpool(spool, name, dest)
-		}
-		if err != nil {
-			log.Warn("prefetched copy not used", "wal", name, "error", err)
-		}
-		if ok {
-			startPrefetch(c, root, spool, name, log)
-			return nil
-		}
-	}
 	res, err := a.Fetch(ctx, name, dest, archive.FetchOptions{Attempts: 3, Backoff: time.Second})
 	if err != nil {
 		if !errors.Is(err, archive.ErrCorrupt) {
@@ -105,7 +106,7 @@ func runWALFetch(c *cobra.Command, root *rootOpts, name, dest string) error {
 	}
 	log.Info("wal restored", "wal", name, "bytes", res.Size, "duration", time.Since(start).Round(time.Millisecond))
 	if prefetch {
-		startPrefetch(c, root, spool, name, log)
+		startPrefetch(c, root, spool, n, cfg.WALPrefetch, log)
 	}
 	return nil
 }
@@ -115,8 +116,13 @@ func runWALFetch(c *cobra.Command, root *rootOpts, name, dest string) error {
 // in its own session, so it neither holds up this call nor dies with it, and
 // ends on its own after at most TUSK_WAL_PREFETCH segments; only one works on
 // a spool at a time.
-func startPrefetch(c *cobra.Command, root *rootOpts, spool, name string, log *slog.Logger) {
-	if archive.Locked(spool) {
+//
+// A new prefetcher starts only when fewer than half of the following count
+// segments are already spooled, so a prefetcher fetches in batches instead
+// of one process start per segment.
+func startPrefetch(c *cobra.Command, root *rootOpts, spool string, n archive.Name, count int, log *slog.Logger) {
+	name := n.File
+	if archive.Spooled(spool, n, count) >= (count+1)/2 || archive.Locked(spool) {
 		return
 	}
 	exe, err := os.Executable()
