@@ -1,0 +1,137 @@
+package bench
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tusk-backup/tusk/internal/testenv"
+)
+
+// machineFacts describes this machine and the versions under test.
+func machineFacts(b *testing.B, pgbackrestVersion string) machine {
+	b.Helper()
+	m := machine{
+		CPUs:       runtime.NumCPU(),
+		CPUModel:   cpuModel(),
+		PgBackRest: pgbackrestVersion,
+		Go:         runtime.Version(),
+		Date:       time.Now(),
+	}
+	if rel, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = "Linux " + strings.TrimSpace(string(rel))
+	}
+	if dir, ok := testenv.PostgresAvailable(); ok {
+		if out, err := exec.Command(filepath.Join(dir, "postgres"), "--version").Output(); err == nil {
+			if v := regexp.MustCompile(`PostgreSQL\) (\S+)`).FindSubmatch(out); v != nil {
+				m.Postgres = "PostgreSQL " + string(v[1])
+			}
+		}
+	}
+	m.TuskRev = tuskRevision()
+	return m
+}
+
+// buildTusk builds tusk from the working tree (once per process, like
+// testenv.BuildTusk) and notes the revision it was built from, so that the
+// report names the revision measured even if a commit lands meanwhile.
+func buildTusk(b *testing.B) string {
+	b.Helper()
+	tuskRevision()
+	return testenv.BuildTusk(b)
+}
+
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(k) == "model name" {
+			return strings.Join(strings.Fields(v), " ")
+		}
+	}
+	return ""
+}
+
+// tuskRevision returns the checkout's git revision, marked when the working
+// tree has changes (the benchmark then measures more than the revision). It
+// is read once per process, when tusk is built.
+var tuskRevision = sync.OnceValue(readTuskRevision)
+
+func readTuskRevision() string {
+	root, err := repoRoot()
+	if err != nil {
+		return "unknown"
+	}
+	out, err := exec.Command("git", "-C", root, "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	rev := "git " + strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "-C", root, "status", "--porcelain").Output(); err == nil && len(st) > 0 {
+		rev += " + uncommitted changes"
+	}
+	return rev
+}
+
+// repoRoot is the folder holding go.mod, found upwards from the working
+// directory (go test runs in the package's folder).
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// reportPath is $TUSK_BENCH_REPORT, else BENCHMARKS.md at the repository
+// root. TUSK_BENCH_REPORT=off writes nothing.
+func reportPath() (string, error) {
+	if p := os.Getenv("TUSK_BENCH_REPORT"); p != "" {
+		return p, nil
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, "BENCHMARKS.md"), nil
+}
+
+// publish prints a section and rewrites it in the report file.
+func publish(b *testing.B, name, body string) {
+	b.Helper()
+	fmt.Printf("\n%s\n", body)
+	path, err := reportPath()
+	if err != nil {
+		b.Fatalf("find BENCHMARKS.md: %v", err)
+	}
+	if path == "off" {
+		return
+	}
+	if err := writeSection(path, name, body); err != nil {
+		b.Fatalf("write the report: %v", err)
+	}
+	b.Logf("wrote section %s of %s", name, path)
+}

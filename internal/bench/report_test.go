@@ -1,0 +1,106 @@
+package bench
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestReplaceSection(t *testing.T) {
+	tests := []struct {
+		name, doc, want string
+		wantErr         bool
+	}{
+		{name: "empty", doc: "", want: "<!-- bench:x:begin -->\nnew\n<!-- bench:x:end -->\n"},
+		{name: "append", doc: "# T\n\nother",
+			want: "# T\n\nother\n\n<!-- bench:x:begin -->\nnew\n<!-- bench:x:end -->\n"},
+		{name: "replace keeps the rest",
+			doc:  "# T\n<!-- bench:y:begin -->\nY\n<!-- bench:y:end -->\n<!-- bench:x:begin -->\nold\nold\n<!-- bench:x:end -->\ntail\n",
+			want: "# T\n<!-- bench:y:begin -->\nY\n<!-- bench:y:end -->\n<!-- bench:x:begin -->\nnew\n<!-- bench:x:end -->\ntail\n"},
+		{name: "no end", doc: "<!-- bench:x:begin -->\nold\n", wantErr: true},
+		{name: "no begin", doc: "old\n<!-- bench:x:end -->\n", wantErr: true},
+		{name: "twice", doc: "<!-- bench:x:begin -->\n<!-- bench:x:end -->\n<!-- bench:x:begin -->\n<!-- bench:x:end -->\n", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := replaceSection(tt.doc, "x", "new\n")
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
+			}
+			if got != tt.want {
+				t.Errorf("got\n%q\nwant\n%q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestWriteSection(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	if err := writeSection(path, "a", "first"); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeSection(path, "b", "second"); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeSection(path, "a", "third"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := benchmarksTitle + "\n<!-- bench:a:begin -->\nthird\n<!-- bench:a:end -->\n\n<!-- bench:b:begin -->\nsecond\n<!-- bench:b:end -->\n"
+	if string(got) != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestRenderPushReport(t *testing.T) {
+	r := pushReport{
+		Machine: machine{CPUs: 2, Postgres: "PostgreSQL 15.18", TuskRev: "abc", Date: time.Date(2026, 1, 2, 3, 4, 0, 0, time.UTC)},
+		Corpus:  corpusFacts{Segments: 4, Bytes: 4 * segmentSize, First: "A", Last: "B"},
+		Runs: []pushRun{
+			{Label: "base", Metric: "base", Command: "x %p", Segments: 4, Calls: 4, Elapsed: 2 * time.Second, RepoBytes: 1 << 20,
+				Median: 500 * time.Millisecond, Slowest: 600 * time.Millisecond},
+			{Label: "fast", Metric: "fast", Command: "y %p", Segments: 4, Calls: 1, Skipped: 3, Elapsed: time.Second, RepoBytes: -1, Failures: 1,
+				Median: time.Millisecond, Slowest: 997 * time.Millisecond},
+		},
+		Baseline: "base",
+		Ratios:   []ratio{{Label: "fast ÷ base", Value: 2}},
+	}
+	got := r.render()
+	for _, want := range []string{
+		"| base | 2.00 | 2.0 | 1.00 | 4 | 500 | 600 | 1.0 MiB | 0 |",
+		"| fast | 1.00 | 4.0 | 2.00 | 1 | 1 | 997 | – | 1 |",
+		"**fast ÷ base: 2.00**",
+		"2026-01-02 03:04 UTC",
+		"64.0 MiB",
+		"`make bench`",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("report lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+func TestRenderReplayReport(t *testing.T) {
+	r := replayReport{
+		Corpus: corpusFacts{Segments: 4, Bytes: 4 * segmentSize, First: "A", Last: "B"},
+		Runs: []replayRun{
+			{Label: "cp", Metric: "cp", Command: "cp", Elapsed: 10 * time.Second, WALBytes: 100e6},
+			{Label: "tusk", Metric: "tusk", Command: "tusk", Elapsed: 11 * time.Second, WALBytes: 100e6, Prefetched: 3, Fetched: 1},
+		},
+		Baseline: "cp",
+	}
+	got := r.render()
+	for _, want := range []string{
+		"| cp | 10.0 | 10.0 | 1.00 | – |",
+		"| tusk | 11.0 | 9.1 | 1.10 | 3 of 4 |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("report lacks %q:\n%s", want, got)
+		}
+	}
+}

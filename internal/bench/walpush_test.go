@@ -1,0 +1,135 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/tusk-backup/tusk/internal/testenv"
+)
+
+// BenchmarkWALPush archives the corpus once with each archive_command (see
+// pushReport.render for what is measured) and reports segments per second
+// for each, and tusk's throughput over pgBackRest's asynchronous
+// archive-push's. b.N is ignored: run it with -benchtime 1x.
+func BenchmarkWALPush(b *testing.B) {
+	c := loadCorpus(b)
+	pgbackrest, pgbackrestVersion := requirePgBackRest(b)
+	tusk := buildTusk(b)
+	minio := testenv.StartMinIO(b)
+	site := newArchiveSite(b, c)
+	site.warm(b)
+	b.ResetTimer()
+
+	var runs []pushRun
+	// finish records a run, and flushes what it wrote so that the next run
+	// does not pay for its writeback.
+	finish := func(r pushRun, metric, shown string) {
+		r.Metric, r.Command = metric, shown
+		runs = append(runs, r)
+		syscall.Sync()
+		b.Logf("%-40s %6.2f s %7.1f segments/s", r.Label, r.Elapsed.Seconds(), r.rate())
+	}
+
+	r := site.archiveAll(b, "no-op", "true", nil)
+	finish(r, "noop", "true")
+
+	cpRepo := testenv.ServerTempDir(b)
+	r = site.archiveAll(b, "cp", fmt.Sprintf("test ! -f %s/%%f && cp %%p %s/%%f", cpRepo, cpRepo), nil)
+	names, err := treeNames(cpRepo)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if missing := missingSegments(c.Segments, names); len(missing) > 0 {
+		b.Fatalf("cp: %d segments missing, e.g. %s", len(missing), missing[0])
+	}
+	if r.RepoBytes, err = treeSize(cpRepo); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.RemoveAll(cpRepo); err != nil {
+		b.Fatal(err)
+	}
+	finish(r, "cp", "test ! -f $REPO/%f && cp %p $REPO/%f")
+
+	for _, v := range []struct {
+		label, metric string
+		opts          pgbackrestOptions
+	}{
+		{"pgBackRest sync (lz4)", "pgbackrest-sync-lz4", pgbackrestOptions{Compress: "lz4"}},
+		{"pgBackRest async (lz4)", "pgbackrest-async-lz4", pgbackrestOptions{Async: true, Compress: "lz4"}},
+		{"pgBackRest sync (gz, its default)", "pgbackrest-sync-gz", pgbackrestOptions{Compress: "gz"}},
+		{"pgBackRest async (gz)", "pgbackrest-async-gz", pgbackrestOptions{Async: true, Compress: "gz"}},
+	} {
+		repo := newPgBackRestRepo(b, pgbackrest, site, v.opts)
+		r := site.archiveAll(b, v.label, repo.command, nil)
+		repo.settle(b)
+		if missing := missingSegments(c.Segments, repo.archived(b)); len(missing) > 0 {
+			b.Fatalf("%s: %d segments missing from the repository, e.g. %s", v.label, len(missing), missing[0])
+		}
+		r.RepoBytes = repo.size(b)
+		repo.remove(b)
+		finish(r, v.metric, "pgbackrest --config=$CONF --stanza=bench archive-push %p` with `"+v.opts.String())
+	}
+
+	tuskCommand := tusk + " wal-push %p"
+	for _, v := range []struct {
+		label, metric, shown string
+		repo                 func() *tuskRepo
+	}{
+		{"tusk (folder)", "tusk-folder", "TUSK_REPO=file://$REPO tusk wal-push %p",
+			func() *tuskRepo { return newTuskFolderRepo(b) }},
+		{"tusk (MinIO)", "tusk-minio", "TUSK_REPO=s3://BUCKET/push/ AWS_ENDPOINT=http://127.0.0.1:PORT tusk wal-push %p",
+			func() *tuskRepo { return newTuskMinIORepo(b, minio, "push/") }},
+	} {
+		repo := v.repo()
+		r := site.archiveAll(b, v.label, tuskCommand, repo.env)
+		r.RepoBytes = repo.verify(b, tusk, site, c)
+		finish(r, v.metric, v.shown)
+	}
+	b.StopTimer()
+
+	report := pushReport{
+		Machine:  machineFacts(b, pgbackrestVersion),
+		Corpus:   c.facts(),
+		Runs:     runs,
+		Baseline: "pgbackrest-async-lz4",
+		Notes: []string{
+			"pgBackRest: a posix repository in a scratch folder, stanza created with `stanza-create --no-online`, " +
+				"`pg1-path` = the data directory, `log-level-file=off`; async adds `archive-async=y`, `process-max=2` " +
+				"and `spool-path`. pgBackRest 2.45 speaks S3 only over HTTPS (plain HTTP came in 2.58), so it is " +
+				"not run against MinIO; tusk's MinIO figure is compared with pgBackRest's local folder.",
+			"tusk: default codec, `TUSK_SPOOL_DIR` a fresh scratch folder; push-ahead and upload concurrency " +
+				"are at their defaults.",
+			"no-op is the harness's floor: starting `sh` as user postgres, as PostgreSQL's archiver does.",
+			"cp neither compresses nor fsyncs, so its copies are not durable when it exits 0; tusk and pgBackRest fsync.",
+			"Calls: how many times the archiver started the command. tusk's push-ahead marks the later segments " +
+				"it has stored `.done` itself, so the archiver skips them; pgBackRest's async queue instead answers " +
+				"each call from its spool. Median and slowest are over the calls; the slowest are those that wait " +
+				"for a batch of later segments to be stored.",
+			"Repository: bytes stored (for pgBackRest, its archive folder; for MinIO, the objects' sizes).",
+		},
+	}
+	for _, pair := range [][2]string{
+		{"tusk-folder", "pgbackrest-async-lz4"},
+		{"tusk-minio", "pgbackrest-async-lz4"},
+		{"tusk-folder", "pgbackrest-async-gz"},
+		{"tusk-minio", "pgbackrest-async-gz"},
+	} {
+		num, _ := findRun(runs, pair[0])
+		den, _ := findRun(runs, pair[1])
+		report.Ratios = append(report.Ratios, ratio{
+			Label:  num.Label + " ÷ " + den.Label + ", segments/s",
+			Metric: "x-" + pair[0] + "/" + pair[1],
+			Value:  num.rate() / den.rate(),
+		})
+	}
+	for _, r := range runs {
+		b.ReportMetric(r.rate(), strings.ReplaceAll(r.Metric, " ", "-")+"-seg/s")
+	}
+	for _, r := range report.Ratios {
+		b.ReportMetric(r.Value, r.Metric)
+	}
+	publish(b, "wal-push", report.render())
+}

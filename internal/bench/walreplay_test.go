@@ -1,0 +1,191 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tusk-backup/tusk/internal/testenv"
+)
+
+// replayLimit bounds one recovery.
+const replayLimit = 15 * time.Minute
+
+// BenchmarkWALReplay recovers the corpus's base backup through the whole WAL
+// once with each restore_command (see replayReport.render) and reports the
+// seconds each takes, and tusk's time over cp's. b.N is ignored: run it with
+// -benchtime 1x.
+func BenchmarkWALReplay(b *testing.B) {
+	c := loadCorpus(b)
+	tusk := buildTusk(b)
+	minio := testenv.StartMinIO(b)
+
+	// The archives to restore from: the plain segments, and tusk
+	// repositories filled by tusk wal-push itself.
+	site := newArchiveSite(b, c)
+	site.warm(b)
+	plain := testenv.ServerTempDir(b)
+	for _, name := range c.Segments {
+		if err := os.Link(c.segmentPath(name), filepath.Join(plain, name)); err != nil {
+			if err := copyFile(c.segmentPath(name), filepath.Join(plain, name), 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	folder := newTuskFolderRepo(b)
+	s3 := newTuskMinIORepo(b, minio, "replay/")
+	for _, repo := range []*tuskRepo{folder, s3} {
+		r := site.archiveAll(b, "tusk to "+repo.url, tusk+" wal-push %p", repo.env)
+		repo.verify(b, tusk, site, c)
+		b.Logf("filled %s with tusk wal-push in %.1f s", repo.url, r.Elapsed.Seconds())
+	}
+	syscall.Sync()
+	b.ResetTimer()
+
+	var runs []replayRun
+	for _, v := range []struct {
+		label, metric, command, shown string
+		repo                          *tuskRepo
+	}{
+		{"cp (plain segments in a folder)", "cp", fmt.Sprintf("cp %s/%%f %%p", plain), "cp $WAL/%f %p", nil},
+		{"tusk (folder)", "tusk-folder", tusk + " wal-fetch %f %p", "TUSK_REPO=file://$REPO tusk wal-fetch %f %p", folder},
+		{"tusk (MinIO)", "tusk-minio", tusk + " wal-fetch %f %p",
+			"TUSK_REPO=s3://BUCKET/replay/ AWS_ENDPOINT=http://127.0.0.1:PORT tusk wal-fetch %f %p", s3},
+	} {
+		r := replay(b, c, v.command, v.repo)
+		r.Label, r.Metric, r.Command = v.label, v.metric, v.shown
+		runs = append(runs, r)
+		b.Logf("%-20s %6.1f s", v.label, r.Elapsed.Seconds())
+		syscall.Sync()
+	}
+	b.StopTimer()
+
+	pgbackrestVersion := ""
+	if path, err := exec.LookPath("pgbackrest"); err == nil {
+		pgbackrestVersion, _ = pgbackrestVersionOf(path)
+	}
+	report := replayReport{
+		Machine:  machineFacts(b, pgbackrestVersion),
+		Corpus:   c.facts(),
+		Runs:     runs,
+		Baseline: "cp",
+		Notes: []string{
+			"The tusk repositories were filled by tusk wal-push (default codec) just before; `TUSK_SPOOL_DIR` " +
+				"is a fresh scratch folder per repository, and prefetch is at its default.",
+			"Everything is read from the page cache: the segments and repositories were written or read just before.",
+			"Segments from tusk's prefetch: wal-fetch's log lines in the server log, " +
+				"\"wal restored from prefetch\" out of those and \"wal restored\" (downloaded by the call itself).",
+		},
+	}
+	cp, _ := findRun(runs, "cp")
+	for _, m := range []string{"tusk-minio", "tusk-folder"} {
+		r, _ := findRun(runs, m)
+		rt := ratio{Label: r.Label + " ÷ cp, seconds", Metric: "x-" + m + "/cp", Value: r.Elapsed.Seconds() / cp.Elapsed.Seconds()}
+		if m == "tusk-minio" {
+			rt.Target = "≤ 1.2"
+		}
+		report.Ratios = append(report.Ratios, rt)
+	}
+	for _, r := range runs {
+		b.ReportMetric(r.Elapsed.Seconds(), r.Metric+"-s")
+	}
+	for _, r := range report.Ratios {
+		b.ReportMetric(r.Value, r.Metric)
+	}
+	publish(b, "wal-replay", report.render())
+}
+
+// replay restores the corpus's base backup into a fresh data directory, starts
+// archive recovery with restoreCommand (the environment of repo, if any,
+// reaches it through the server's), and returns the time from starting the
+// server until recovery has ended, and for tusk how many segments came from
+// its prefetch. It checks that the whole corpus was replayed.
+func replay(b *testing.B, c *corpus, restoreCommand string, repo *tuskRepo) replayRun {
+	b.Helper()
+	var env []string
+	if repo != nil {
+		env = repo.env
+	}
+	pg := testenv.NewPostgres(b, testenv.PostgresOptions{Env: env})
+	if err := os.Remove(pg.DataDir); err != nil {
+		b.Fatal(err)
+	}
+	if err := copyTree(c.baseDir(), pg.DataDir, treeOptions{}); err != nil {
+		b.Fatalf("restore the base backup: %v", err)
+	}
+	pg.Configure(b, map[string]string{
+		"restore_command":        restoreCommand,
+		"recovery_target_action": "promote",
+		"archive_mode":           "off",
+	})
+	pg.WriteFile(b, "recovery.signal", nil)
+
+	ctx, cancel := context.WithTimeout(b.Context(), replayLimit)
+	defer cancel()
+	start := time.Now()
+	pg.Start(b)
+	conn, err := pgconn.Connect(ctx, pg.ConnString())
+	if err != nil {
+		b.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(context.Background())
+	query := func(sql string) string {
+		res := conn.ExecParams(ctx, sql, nil, nil, nil, nil).Read()
+		if res.Err != nil {
+			b.Fatalf("%s: %v\nserver log:\n%s", sql, res.Err, pg.LogTail(30))
+		}
+		return string(res.Rows[0][0])
+	}
+	for query("SELECT pg_is_in_recovery()") == "t" {
+		select {
+		case <-ctx.Done():
+			b.Fatalf("recovery did not end within %v\nserver log:\n%s", replayLimit, pg.LogTail(30))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	elapsed := time.Since(start)
+
+	if got := query(fmt.Sprintf("SELECT pg_current_wal_lsn() >= '%s'::pg_lsn", c.endLSN())); got != "t" {
+		b.Fatalf("recovery ended before the end of the WAL (%s)\nserver log:\n%s", c.endLSN(), pg.LogTail(30))
+	}
+	if got := query("SELECT count(*) FROM pgbench_accounts"); got != "1000000" {
+		b.Fatalf("pgbench_accounts has %s rows after recovery, want 1000000", got)
+	}
+	pg.Stop(b)
+	run := replayRun{Elapsed: elapsed, WALBytes: c.walBytes()}
+	if repo != nil {
+		// Prefetchers started by the last wal-fetch calls end on their own.
+		if err := waitUnlocked(repo.spool, time.Minute); err != nil {
+			b.Fatal(err)
+		}
+		run.Prefetched, run.Fetched = countRestores(pg.LogFile)
+	}
+	return run
+}
+
+// countRestores counts, in a server log, the segments tusk wal-fetch logged
+// as moved from its prefetch spool and as downloaded by itself. It is only a
+// diagnostic: unknown log formats count 0.
+func countRestores(logFile string) (prefetched, fetched int) {
+	data, err := os.ReadFile(logFile)
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		switch {
+		case strings.Contains(line, `msg="wal restored from prefetch"`):
+			prefetched++
+		case strings.Contains(line, `msg="wal restored"`):
+			fetched++
+		}
+	}
+	return prefetched, fetched
+}
