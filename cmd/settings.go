@@ -42,7 +42,7 @@ var settings = []setting{
 		help: "refuse to overwrite an archived WAL segment with different content"},
 	{key: "TUSK_WAL_PUSH_AHEAD", def: "16",
 		help: "wal-push also uploads up to this many later .ready WAL files in parallel and marks them .done (0 turns it off)"},
-	{key: "TUSK_WAL_PREFETCH", def: "8",
+	{key: "TUSK_WAL_PREFETCH", def: "16",
 		help: "wal-fetch also downloads up to this many following segments into the spool folder (0 turns it off)"},
 	{key: "TUSK_SPOOL_DIR",
 		help: "folder for prefetched WAL (default: a tusk folder in the system temp folder)"},

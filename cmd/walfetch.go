@@ -176,6 +176,13 @@ func newWALPrefetchCmd(root *rootOpts) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// Prefetching only has to keep ahead of replay. At normal
+			// priority its decompression and checksums take the cores that
+			// PostgreSQL's startup process needs to replay (measured: spool
+			// hits went from 27 ms to 50-90 ms while a prefetcher ran).
+			if err := syscall.Setpriority(syscall.PRIO_PROCESS, 0, 10); err != nil {
+				log.Debug("prefetch priority not lowered", "error", err)
+			}
 			st, err := openStorage(c.Context(), cfg, log, false)
 			if err != nil {
 				return err
