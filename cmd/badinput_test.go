@@ -1,0 +1,65 @@
+package cmd_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tusk-backup/tusk/internal/testenv"
+)
+
+// TestIntegrationWALBadInput: each kind of bad input to wal-push and
+// wal-fetch ends in one sentence naming the thing, a non-zero exit, and
+// nothing written.
+func TestIntegrationWALBadInput(t *testing.T) {
+	bin := testenv.BuildTusk(t)
+	repo := filepath.Join(t.TempDir(), "repo")
+	env := []string{"TUSK_REPO=file://" + repo}
+	seg := fakeWAL(t, "000000010000000000000001", 1<<20)
+	if _, stderr, code := run(t, bin, env, "wal-push", seg); code != 0 {
+		t.Fatalf("push: exit %d: %s", code, stderr)
+	}
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "000000010000000000000002"), 0o700)
+	file := filepath.Join(dir, "plain-file")
+	os.WriteFile(file, nil, 0o600)
+	cases := []struct {
+		name string
+		args []string
+		want string
+		code int
+	}{
+		{"push: not a WAL name", []string{"wal-push", file}, `"plain-file" is not a WAL file name`, 1},
+		{"push: missing file", []string{"wal-push", filepath.Join(dir, "000000010000000000000003")}, "000000010000000000000003: no such file or directory", 1},
+		{"push: a directory", []string{"wal-push", filepath.Join(dir, "000000010000000000000002")}, "is not a regular file", 1},
+		{"push: no argument", []string{"wal-push"}, "wal-push takes the path of the WAL file to archive", 2},
+		{"fetch: not a WAL name", []string{"wal-fetch", "../../etc/passwd", filepath.Join(dir, "x")}, "is not a WAL file name", 2},
+		{"fetch: destination folder missing", []string{"wal-fetch", "000000010000000000000001", filepath.Join(dir, "nope", "x")}, "destination folder", 1},
+		{"fetch: destination is a folder", []string{"wal-fetch", "000000010000000000000001", dir}, "is a folder", 1},
+		{"fetch: destination under a file", []string{"wal-fetch", "000000010000000000000001", filepath.Join(file, "x")}, "not a folder", 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before, _ := os.ReadDir(dir)
+			_, stderr, code := run(t, bin, append(env, "TUSK_WAL_PREFETCH=0"), c.args...)
+			line := errorLine(t, stderr)
+			if code != c.code || !strings.Contains(line, c.want) {
+				t.Fatalf("exit %d, %q; want exit %d and a sentence containing %q", code, line, c.code, c.want)
+			}
+			if after, _ := os.ReadDir(dir); len(after) != len(before) {
+				t.Fatalf("bad input changed the destination folder: %d entries, was %d", len(after), len(before))
+			}
+		})
+	}
+	var objects int
+	filepath.WalkDir(repo, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			objects++
+		}
+		return nil
+	})
+	if objects != 1 {
+		t.Fatalf("the repository holds %d objects after the bad pushes, want 1", objects)
+	}
+}
