@@ -28,7 +28,7 @@ func diagnose(ctx context.Context, st storage.Storage, err error) error {
 	if err == nil || errors.Is(err, storage.ErrNotFound) || ctx.Err() != nil {
 		return err
 	}
-	c, ok := st.(interface{ Check(context.Context) error })
+	c, ok := st.(checker)
 	if !ok {
 		return err
 	}

@@ -10,27 +10,28 @@ import (
 	"github.com/tusk-backup/tusk/storage/s3"
 )
 
+// checker is a store that can test, in one round trip, that the repository
+// is usable (folder writable, bucket reachable with these credentials).
+type checker interface {
+	Check(ctx context.Context) error
+}
+
 // openStorage builds the repository's storage from the settings. With check
-// set it also makes one round trip (folder writable, bucket reachable with
-// these credentials) so that a misconfiguration is reported as one sentence
-// before any work starts.
+// set it also runs the store's Check, so that a misconfiguration is reported
+// as one sentence before any work starts.
 func openStorage(ctx context.Context, cfg Config, log *slog.Logger, check bool) (storage.Storage, error) {
+	var st interface {
+		storage.Storage
+		checker
+	}
+	var err error
 	switch cfg.Repo.Scheme {
 	case "":
 		return nil, usagef(errNoRepo)
 	case "file":
-		st, err := local.New(cfg.Repo.Path)
-		if err != nil {
-			return nil, usagef(err)
-		}
-		if check {
-			if err := st.Check(ctx); err != nil {
-				return nil, err
-			}
-		}
-		return st, nil
+		st, err = local.New(cfg.Repo.Path)
 	case "s3":
-		st, err := s3.New(ctx, s3.Config{
+		st, err = s3.New(ctx, s3.Config{
 			Bucket:            cfg.Repo.Bucket,
 			Prefix:            cfg.Repo.Prefix,
 			Endpoint:          cfg.S3.Endpoint,
@@ -48,16 +49,16 @@ func openStorage(ctx context.Context, cfg Config, log *slog.Logger, check bool) 
 			MaxRetries:        cfg.S3.MaxRetries,
 			Logger:            log,
 		})
-		if err != nil {
-			return nil, usagef(err)
-		}
-		if check {
-			if err := st.Check(ctx); err != nil {
-				return nil, err
-			}
-		}
-		return st, nil
 	default:
 		return nil, usagef(fmt.Errorf("repository scheme %q is not supported", cfg.Repo.Scheme))
 	}
+	if err != nil {
+		return nil, usagef(err)
+	}
+	if check {
+		if err := st.Check(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return st, nil
 }
