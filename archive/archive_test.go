@@ -2,6 +2,7 @@ package archive
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"log/slog"
@@ -153,7 +154,7 @@ func TestOverwriteProtection(t *testing.T) {
 	if !errors.As(err, &ow) || !strings.Contains(err.Error(), "wal/0000000100000000/000000010000000000000001 is already archived with different content") {
 		t.Fatalf("different content: err = %v, want an OverwriteError naming the key", err)
 	}
-	if ow.Stored == ow.Incoming || len(ow.Stored) != 64 || !strings.Contains(err.Error(), ow.Stored) || !strings.Contains(err.Error(), ow.Incoming) {
+	if ow.Stored == ow.Incoming || !strings.HasPrefix(ow.Stored, "xxh3-128:") || len(ow.Stored) != len("xxh3-128:")+32 || !strings.Contains(err.Error(), ow.Stored) || !strings.Contains(err.Error(), ow.Incoming) {
 		t.Fatalf("error does not name both checksums: %v", err)
 	}
 	// Allowed overwrite replaces the segment.
@@ -177,6 +178,47 @@ func TestOverwriteProtection(t *testing.T) {
 	os.WriteFile(h2, []byte("1\t0/3000000\tno recovery target specified\n"), 0o600)
 	if _, err := e.a.Push(ctx, h2, PushOptions{PreventOverwrite: false}); !errors.As(err, &ow) {
 		t.Fatalf("history overwrite: err = %v, want OverwriteError", err)
+	}
+}
+
+// Objects archived before XXH3 carry SHA-256; they still fetch, verify and
+// take part in overwrite checks, compared like with like.
+func TestSHA256ObjectsStillRead(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "zstd")
+	ctx := t.Context()
+	p := e.walFile(t, "000000010000000000000007", 3, 1<<20)
+	content, _ := os.ReadFile(p)
+	n, _ := ParseName("000000010000000000000007")
+	hdr := Header{Codec: e.a.Codec, Size: int64(len(content)), SumKind: SumSHA256, Sum: sha256.Sum256(content)}
+	if _, err := e.a.upload(ctx, n.Key(), hdr, bytes.NewReader(content)); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	if _, err := e.a.Fetch(ctx, n.File, dest, FetchOptions{}); err != nil {
+		t.Fatalf("fetch a SHA-256 object: %v", err)
+	}
+	if got, _ := os.ReadFile(dest); !bytes.Equal(got, content) {
+		t.Fatal("fetched SHA-256 object differs")
+	}
+	if res, err := e.a.Push(ctx, p, PushOptions{PreventOverwrite: true}); err != nil || !res.AlreadyArchived {
+		t.Fatalf("identical re-push over a SHA-256 object = %+v, %v; want already archived", res, err)
+	}
+	other := filepath.Join(t.TempDir(), n.File)
+	os.WriteFile(other, bytes.Repeat([]byte{2}, 1<<20), 0o600)
+	_, err := e.a.Push(ctx, other, PushOptions{PreventOverwrite: true})
+	var ow *OverwriteError
+	if !errors.As(err, &ow) || !strings.HasPrefix(ow.Stored, "sha256:") || !strings.HasPrefix(ow.Incoming, "sha256:") || ow.Stored == ow.Incoming {
+		t.Fatalf("different content over a SHA-256 object: %v; want an OverwriteError with two sha256 checksums", err)
+	}
+
+	// A flipped byte in the content is caught by the SHA-256 check.
+	hdr.Sum[0] ^= 1
+	if _, err := e.a.upload(ctx, n.Key(), hdr, bytes.NewReader(content)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.a.Fetch(ctx, n.File, filepath.Join(t.TempDir(), "x"), FetchOptions{}); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "sha256") {
+		t.Fatalf("fetch with a wrong SHA-256: %v; want ErrCorrupt naming sha256", err)
 	}
 }
 

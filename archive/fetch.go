@@ -3,7 +3,6 @@ package archive
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -107,7 +106,7 @@ func (a *Archive) fetchOnce(ctx context.Context, key, dest, tmpPattern string) (
 			os.Remove(tmp.Name())
 		}
 	}()
-	h := sha256.New()
+	h := newContentHash(hdr.SumKind)
 	// Read at most one byte more than recorded, to notice surplus content.
 	n, err = io.Copy(io.MultiWriter(tmp, h), io.LimitReader(zr, hdr.Size+1))
 	if err != nil {
@@ -120,8 +119,8 @@ func (a *Archive) fetchOnce(ctx context.Context, key, dest, tmpPattern string) (
 	if n != hdr.Size {
 		return n, fmt.Errorf("%s: %w: %d bytes of content, %d recorded", key, ErrCorrupt, n, hdr.Size)
 	}
-	if got := [32]byte(h.Sum(nil)); got != hdr.Sum {
-		return n, fmt.Errorf("%s: %w: sha256 of content is %x, %s recorded", key, ErrCorrupt, got, hdr.SumHex())
+	if got := (Header{SumKind: hdr.SumKind, Sum: h.sum()}); got.Sum != hdr.Sum {
+		return n, fmt.Errorf("%s: %w: %s of content is %s, %s recorded", key, ErrCorrupt, hdr.SumKind, got.SumHex(), hdr.SumHex())
 	}
 	if err := tmp.Chmod(0o600); err != nil {
 		return n, localError{err}

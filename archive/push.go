@@ -35,21 +35,21 @@ type PushOptions struct {
 type PushResult struct {
 	Name            Name
 	Key             string
-	Size            int64 // uncompressed
-	Sum             [32]byte
-	Stored          int64 // bytes written to the repository
-	AlreadyArchived bool  // an identical copy was there already
+	Size            int64  // uncompressed
+	Sum             string // the content checksum with its kind, e.g. "xxh3-128:…"
+	Stored          int64  // bytes written to the repository
+	AlreadyArchived bool   // an identical copy was there already
 }
 
 // OverwriteError is returned when the repository already holds the file with
 // different content: usually two clusters archiving to one prefix.
 type OverwriteError struct {
 	Key              string
-	Stored, Incoming string // SHA-256 hex of the uncompressed contents
+	Stored, Incoming string // checksums of the uncompressed contents, with their kind
 }
 
 func (e *OverwriteError) Error() string {
-	return fmt.Sprintf("%s is already archived with different content (archived sha256 %s, this file sha256 %s); "+
+	return fmt.Sprintf("%s is already archived with different content (archived %s, this file %s); "+
 		"another cluster may be archiving to the same repository: give each cluster its own repository", e.Key, e.Stored, e.Incoming)
 }
 
@@ -74,12 +74,12 @@ func (a *Archive) Push(ctx context.Context, path string, opts PushOptions) (Push
 	if !fi.Mode().IsRegular() {
 		return res, fmt.Errorf("WAL file %s is not a regular file", path)
 	}
-	size, sum, err := sumFile(f)
+	size, sum, err := sumFile(f, SumXXH3)
 	if err != nil {
 		return res, fmt.Errorf("read WAL file %s: %w", path, err)
 	}
-	res.Size, res.Sum = size, sum
-	hdr := Header{Codec: a.Codec, Size: size, Sum: sum}
+	hdr := Header{Codec: a.Codec, Size: size, SumKind: SumXXH3, Sum: sum}
+	res.Size, res.Sum = size, hdr.SumString()
 
 	existing, err := a.head(ctx, res.Key)
 	switch {
@@ -91,15 +91,25 @@ func (a *Archive) Push(ctx context.Context, path string, opts PushOptions) (Push
 		}
 	case err != nil:
 		return res, fmt.Errorf("check %s: %w", res.Key, err)
-	case existing.Sum == sum && existing.Size == size:
-		res.AlreadyArchived = true
-		a.Log.Info("wal already archived", "wal", name.File, "key", res.Key, "sha256", hdr.SumHex())
-		return res, nil
-	case name.Kind == History || opts.PreventOverwrite:
-		return res, &OverwriteError{Key: res.Key, Stored: existing.SumHex(), Incoming: hdr.SumHex()}
 	default:
+		mine := hdr
+		if existing.SumKind != mine.SumKind {
+			// Archived by an older tusk: compare like with like.
+			mine.SumKind = existing.SumKind
+			if mine.Sum, err = rehash(f, size, existing.SumKind); err != nil {
+				return res, fmt.Errorf("read WAL file %s: %w", path, err)
+			}
+		}
+		switch {
+		case existing.Sum == mine.Sum && existing.Size == size:
+			res.AlreadyArchived = true
+			a.Log.Info("wal already archived", "wal", name.File, "key", res.Key, "checksum", mine.SumString())
+			return res, nil
+		case name.Kind == History || opts.PreventOverwrite:
+			return res, &OverwriteError{Key: res.Key, Stored: existing.SumString(), Incoming: mine.SumString()}
+		}
 		a.Log.Warn("overwriting archived wal with different content", "wal", name.File, "key", res.Key,
-			"archived_sha256", existing.SumHex(), "sha256", hdr.SumHex())
+			"archived_checksum", existing.SumString(), "checksum", mine.SumString())
 	}
 
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
@@ -151,6 +161,15 @@ func (a *Archive) upload(ctx context.Context, key string, hdr Header, src io.Rea
 		return 0, fmt.Errorf("upload %s: %w", key, err)
 	}
 	return int64(stored), nil
+}
+
+// rehash returns the checksum of kind of f's first size bytes.
+func rehash(f *os.File, size int64, kind SumKind) ([32]byte, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return [32]byte{}, err
+	}
+	_, sum, err := sumFile(io.LimitReader(f, size), kind)
+	return sum, err
 }
 
 // head reads only the header of the object under key.

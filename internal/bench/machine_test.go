@@ -127,11 +127,29 @@ func publish(b *testing.B, name, body string) {
 	if err != nil {
 		b.Fatalf("find BENCHMARKS.md: %v", err)
 	}
-	if path == "off" {
+	if path == "off" || os.Getenv("TUSK_BENCH_ONLY") != "" {
 		return
 	}
 	if err := writeSection(path, name, body); err != nil {
 		b.Fatalf("write the report: %v", err)
 	}
 	b.Logf("wrote section %s of %s", name, path)
+}
+
+// selected reports whether the run with this metric is to be measured:
+// $TUSK_BENCH_ONLY, when set, is a comma-separated list of metrics to run
+// (e.g. "pgbackrest-async-lz4,tusk-minio"), for re-measuring one peer while
+// working on it. A partial run prints its figures but never rewrites
+// BENCHMARKS.md, whose sections compare every peer from one run.
+func selected(metric string) bool {
+	only := os.Getenv("TUSK_BENCH_ONLY")
+	if only == "" {
+		return true
+	}
+	for _, m := range strings.Split(only, ",") {
+		if strings.TrimSpace(m) == metric {
+			return true
+		}
+	}
+	return false
 }

@@ -33,25 +33,13 @@ func BenchmarkWALPush(b *testing.B) {
 		b.Logf("%-40s %6.2f s %7.1f segments/s", r.Label, r.Elapsed.Seconds(), r.rate())
 	}
 
-	r := site.archiveAll(b, "no-op", "true", nil)
-	finish(r, "noop", "true")
-
-	cpRepo := testenv.ServerTempDir(b)
-	r = site.archiveAll(b, "cp", fmt.Sprintf("test ! -f %s/%%f && cp %%p %s/%%f", cpRepo, cpRepo), nil)
-	names, err := treeNames(cpRepo)
-	if err != nil {
-		b.Fatal(err)
+	if selected("noop") {
+		r := site.archiveAll(b, "no-op", "true", nil)
+		finish(r, "noop", "true")
 	}
-	if missing := missingSegments(c.Segments, names); len(missing) > 0 {
-		b.Fatalf("cp: %d segments missing, e.g. %s", len(missing), missing[0])
+	if selected("cp") {
+		finish(pushCp(b, site, c))
 	}
-	if r.RepoBytes, err = treeSize(cpRepo); err != nil {
-		b.Fatal(err)
-	}
-	if err := os.RemoveAll(cpRepo); err != nil {
-		b.Fatal(err)
-	}
-	finish(r, "cp", "test ! -f $REPO/%f && cp %p $REPO/%f")
 
 	for _, v := range []struct {
 		label, metric string
@@ -62,6 +50,9 @@ func BenchmarkWALPush(b *testing.B) {
 		{"pgBackRest sync (gz, its default)", "pgbackrest-sync-gz", pgbackrestOptions{Compress: "gz"}},
 		{"pgBackRest async (gz)", "pgbackrest-async-gz", pgbackrestOptions{Async: true, Compress: "gz"}},
 	} {
+		if !selected(v.metric) {
+			continue
+		}
 		repo := newPgBackRestRepo(b, pgbackrest, site, v.opts)
 		r := site.archiveAll(b, v.label, repo.command, nil)
 		repo.settle(b)
@@ -83,6 +74,9 @@ func BenchmarkWALPush(b *testing.B) {
 		{"tusk (MinIO)", "tusk-minio", "TUSK_REPO=s3://BUCKET/push/ AWS_ENDPOINT=http://127.0.0.1:PORT tusk wal-push %p",
 			func() *tuskRepo { return newTuskMinIORepo(b, minio, "push/") }},
 	} {
+		if !selected(v.metric) {
+			continue
+		}
 		repo := v.repo()
 		r := site.archiveAll(b, v.label, tuskCommand, repo.env)
 		r.RepoBytes = repo.verify(b, tusk, site, c)
@@ -117,8 +111,11 @@ func BenchmarkWALPush(b *testing.B) {
 		{"tusk-folder", "pgbackrest-async-gz"},
 		{"tusk-minio", "pgbackrest-async-gz"},
 	} {
-		num, _ := findRun(runs, pair[0])
-		den, _ := findRun(runs, pair[1])
+		num, ok1 := findRun(runs, pair[0])
+		den, ok2 := findRun(runs, pair[1])
+		if !ok1 || !ok2 {
+			continue
+		}
 		report.Ratios = append(report.Ratios, ratio{
 			Label:  num.Label + " ÷ " + den.Label + ", segments/s",
 			Metric: "x-" + pair[0] + "/" + pair[1],
@@ -132,4 +129,24 @@ func BenchmarkWALPush(b *testing.B) {
 		b.ReportMetric(r.Value, r.Metric)
 	}
 	publish(b, "wal-push", report.render())
+}
+
+// pushCp archives the corpus with cp into a scratch folder.
+func pushCp(b *testing.B, site *archiveSite, c *corpus) (pushRun, string, string) {
+	cpRepo := testenv.ServerTempDir(b)
+	r := site.archiveAll(b, "cp", fmt.Sprintf("test ! -f %s/%%f && cp %%p %s/%%f", cpRepo, cpRepo), nil)
+	names, err := treeNames(cpRepo)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if missing := missingSegments(c.Segments, names); len(missing) > 0 {
+		b.Fatalf("cp: %d segments missing, e.g. %s", len(missing), missing[0])
+	}
+	if r.RepoBytes, err = treeSize(cpRepo); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.RemoveAll(cpRepo); err != nil {
+		b.Fatal(err)
+	}
+	return r, "cp", "test ! -f $REPO/%f && cp %p $REPO/%f"
 }

@@ -60,6 +60,9 @@ func BenchmarkWALReplay(b *testing.B) {
 		{"tusk (MinIO)", "tusk-minio", tusk + " wal-fetch %f %p",
 			"TUSK_REPO=s3://BUCKET/replay/ AWS_ENDPOINT=http://127.0.0.1:PORT tusk wal-fetch %f %p", s3},
 	} {
+		if !selected(v.metric) {
+			continue
+		}
 		r := replay(b, c, v.command, v.repo)
 		r.Label, r.Metric, r.Command = v.label, v.metric, v.shown
 		runs = append(runs, r)
@@ -85,9 +88,12 @@ func BenchmarkWALReplay(b *testing.B) {
 				"\"wal restored from prefetch\" out of those and \"wal restored\" (downloaded by the call itself).",
 		},
 	}
-	cp, _ := findRun(runs, "cp")
+	cp, haveCp := findRun(runs, "cp")
 	for _, m := range []string{"tusk-minio", "tusk-folder"} {
-		r, _ := findRun(runs, m)
+		r, ok := findRun(runs, m)
+		if !ok || !haveCp {
+			continue
+		}
 		rt := ratio{Label: r.Label + " ÷ cp, seconds", Metric: "x-" + m + "/cp", Value: r.Elapsed.Seconds() / cp.Elapsed.Seconds()}
 		if m == "tusk-minio" {
 			rt.Target = "≤ 1.2"

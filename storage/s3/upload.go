@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"golang.org/x/sync/errgroup"
@@ -164,7 +165,7 @@ func (s *Store) putObject(ctx context.Context, objKey string, data []byte) error
 		ServerSideEncryption: types.ServerSideEncryption(s.cfg.SSE),
 		SSEKMSKeyId:          s.kmsKeyID(),
 		StorageClass:         types.StorageClass(s.cfg.StorageClass),
-	})
+	}, s.unsignedPayload)
 	return s.classify(ctx, err)
 }
 
@@ -230,7 +231,7 @@ func (s *Store) multipart(ctx context.Context, objKey string, r io.Reader, pendi
 				ContentLength:     aws.Int64(int64(p.n)),
 				ChecksumAlgorithm: checksumAlgorithm,
 				ChecksumCRC32C:    sum,
-			})
+			}, s.unsignedPayload)
 			if err != nil {
 				return fmt.Errorf("upload part %d: %w", num, s.classify(gctx, err))
 			}
@@ -312,4 +313,14 @@ func (s *Store) abort(ctx context.Context, objKey string, uploadID *string, caus
 	}
 	return fmt.Errorf("%w (and aborting multipart upload %s failed, so its parts stay until a bucket lifecycle rule removes them: %v)",
 		cause, aws.ToString(uploadID), s.classify(actx, err))
+}
+
+// unsignedPayload signs a body-carrying request without hashing its body
+// (UNSIGNED-PAYLOAD). The SDK otherwise hashes every body with SHA-256 when
+// the endpoint is plain HTTP, a second pass over each part that on a small
+// machine costs more than compressing it. The body's integrity is still
+// checked end to end: the server verifies the CRC32C we send with it, and
+// our own objects carry a SHA-256 of their content.
+func (s *Store) unsignedPayload(o *s3.Options) {
+	o.APIOptions = append(o.APIOptions, v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
 }
