@@ -1,0 +1,283 @@
+// Package basebackup takes base backups over PostgreSQL's replication
+// protocol into a repository, and restores them.
+//
+// A backup is a set of part objects and one metadata object. backup-push
+// streams BASE_BACKUP's tar archives, cuts them at tar entry boundaries into
+// parts of about PartSize bytes (a file larger than what is left of a part
+// continues in the next part, as a piece with its offset in PAX records),
+// and compresses and uploads the parts concurrently while the stream keeps
+// flowing. The metadata object, written last, is what makes the backup
+// exist; see Meta.
+package basebackup
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// LSN is a WAL position.
+type LSN uint64
+
+// ParseLSN reads PostgreSQL's %X/%X notation.
+func ParseLSN(s string) (LSN, error) {
+	hi, lo, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0, fmt.Errorf("LSN %q is not of the form 16/B374D848", s)
+	}
+	h, err1 := strconv.ParseUint(hi, 16, 32)
+	l, err2 := strconv.ParseUint(lo, 16, 32)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("LSN %q is not of the form 16/B374D848", s)
+	}
+	return LSN(h<<32 | l), nil
+}
+
+func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint64(l)>>32, uint32(l)) }
+
+// SegmentName is the name of the WAL segment holding l on timeline tli.
+func (l LSN) SegmentName(tli uint32, segSize uint64) string {
+	seg := uint64(l) / segSize
+	perLog := uint64(0x100000000) / segSize
+	return fmt.Sprintf("%08X%08X%08X", tli, seg/perLog, seg%perLog)
+}
+
+// System is what IDENTIFY_SYSTEM and a few settings say about the server.
+type System struct {
+	SystemID   string // decimal, as pg_controldata prints it
+	Timeline   uint32
+	Version    int // server_version_num, e.g. 150004
+	SegSize    uint64
+	InRecovery bool // a standby
+}
+
+// Identify asks a replication=database connection about the server.
+func Identify(ctx context.Context, conn *pgconn.PgConn) (System, error) {
+	var s System
+	rows, err := simpleQuery(ctx, conn, "IDENTIFY_SYSTEM")
+	if err != nil {
+		return s, fmt.Errorf("IDENTIFY_SYSTEM: %w", err)
+	}
+	if len(rows) != 1 || len(rows[0]) < 2 {
+		return s, errors.New("IDENTIFY_SYSTEM: unexpected answer")
+	}
+	s.SystemID = rows[0][0]
+	tli, err := strconv.ParseUint(rows[0][1], 10, 32)
+	if err != nil {
+		return s, fmt.Errorf("IDENTIFY_SYSTEM: timeline %q: %w", rows[0][1], err)
+	}
+	s.Timeline = uint32(tli)
+	rows, err = simpleQuery(ctx, conn, "SELECT current_setting('server_version_num'), "+
+		"current_setting('wal_segment_size'), pg_is_in_recovery()")
+	if err != nil {
+		return s, fmt.Errorf("read server settings: %w", err)
+	}
+	if len(rows) != 1 || len(rows[0]) != 3 {
+		return s, errors.New("read server settings: unexpected answer")
+	}
+	if s.Version, err = strconv.Atoi(rows[0][0]); err != nil {
+		return s, fmt.Errorf("server_version_num %q: %w", rows[0][0], err)
+	}
+	if s.SegSize, err = parseSegSize(rows[0][1]); err != nil {
+		return s, err
+	}
+	s.InRecovery = rows[0][2] == "t"
+	return s, nil
+}
+
+func parseSegSize(v string) (uint64, error) {
+	mult := uint64(1)
+	switch {
+	case strings.HasSuffix(v, "MB"):
+		mult, v = 1<<20, strings.TrimSuffix(v, "MB")
+	case strings.HasSuffix(v, "GB"):
+		mult, v = 1<<30, strings.TrimSuffix(v, "GB")
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("wal_segment_size %q is not understood", v)
+	}
+	return n * mult, nil
+}
+
+// simpleQuery runs one query and returns its rows as text.
+func simpleQuery(ctx context.Context, conn *pgconn.PgConn, sql string) ([][]string, error) {
+	res, err := conn.Exec(ctx, sql).ReadAll()
+	if err != nil {
+		return nil, err
+	}
+	var out [][]string
+	for _, r := range res {
+		for _, row := range r.Rows {
+			vals := make([]string, len(row))
+			for i, v := range row {
+				vals[i] = string(v)
+			}
+			out = append(out, vals)
+		}
+	}
+	return out, nil
+}
+
+// Tablespace is one row of BASE_BACKUP's tablespace result set.
+type Tablespace struct {
+	OID      string `json:"oid"`      // "" for the data directory
+	Location string `json:"location"` // "" for the data directory
+	SizeKB   int64  `json:"size_kb"`
+}
+
+// StreamOptions shape the BASE_BACKUP command.
+type StreamOptions struct {
+	Label  string
+	Spread bool // CHECKPOINT 'spread' instead of 'fast'
+}
+
+// Handler receives a backup stream's events in order, in the caller's
+// goroutine. Data's slice is valid only during the call.
+type Handler interface {
+	Begin(start LSN, tli uint32, spaces []Tablespace) error
+	Archive(name, location string) error // a new tar archive starts
+	Data(p []byte) error                 // bytes of the current archive
+	Manifest() error                     // the current archive ended; manifest bytes follow
+	Progress(sent int64)                 // bytes the server has sent so far
+}
+
+// StreamResult is where the backup ended.
+type StreamResult struct {
+	Start, End       LSN
+	StartTLI, EndTLI uint32
+}
+
+// Stream runs BASE_BACKUP on a replication connection and feeds its events
+// to h. On any error the connection is left mid-protocol: close it.
+func Stream(ctx context.Context, conn *pgconn.PgConn, opts StreamOptions, h Handler) (StreamResult, error) {
+	var res StreamResult
+	checkpoint := "fast"
+	if opts.Spread {
+		checkpoint = "spread"
+	}
+	label := strings.ReplaceAll(opts.Label, "'", "''")
+	sql := fmt.Sprintf("BASE_BACKUP (LABEL '%s', PROGRESS, CHECKPOINT '%s', MANIFEST 'yes', "+
+		"MANIFEST_CHECKSUMS 'CRC32C', WAIT true)", label, checkpoint)
+	conn.Frontend().Send(&pgproto3.Query{String: sql})
+	if err := conn.Frontend().Flush(); err != nil {
+		return res, fmt.Errorf("send BASE_BACKUP: %w", err)
+	}
+
+	// Result sets: start position, tablespaces, (copy), end position.
+	var (
+		set      int
+		rows     [][]string
+		spaces   []Tablespace
+		inCopy   bool
+		started  bool
+		manifest bool
+	)
+	for {
+		msg, err := conn.ReceiveMessage(ctx)
+		if err != nil {
+			return res, fmt.Errorf("receive base backup: %w", err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.RowDescription:
+			rows = rows[:0]
+		case *pgproto3.DataRow:
+			vals := make([]string, len(m.Values))
+			for i, v := range m.Values {
+				vals[i] = string(v)
+			}
+			rows = append(rows, vals)
+		case *pgproto3.CommandComplete:
+			switch set {
+			case 0:
+				if len(rows) != 1 || len(rows[0]) < 2 {
+					return res, errors.New("BASE_BACKUP: unexpected start position")
+				}
+				if res.Start, err = ParseLSN(rows[0][0]); err != nil {
+					return res, fmt.Errorf("BASE_BACKUP start: %w", err)
+				}
+				tli, err := strconv.ParseUint(rows[0][1], 10, 32)
+				if err != nil {
+					return res, fmt.Errorf("BASE_BACKUP start timeline %q: %w", rows[0][1], err)
+				}
+				res.StartTLI = uint32(tli)
+			case 1:
+				for _, r := range rows {
+					if len(r) < 3 {
+						return res, errors.New("BASE_BACKUP: unexpected tablespace row")
+					}
+					ts := Tablespace{OID: r[0], Location: r[1]}
+					ts.SizeKB, _ = strconv.ParseInt(r[2], 10, 64)
+					spaces = append(spaces, ts)
+				}
+			default:
+				if len(rows) == 1 && len(rows[0]) >= 2 {
+					if res.End, err = ParseLSN(rows[0][0]); err != nil {
+						return res, fmt.Errorf("BASE_BACKUP end: %w", err)
+					}
+					tli, err := strconv.ParseUint(rows[0][1], 10, 32)
+					if err != nil {
+						return res, fmt.Errorf("BASE_BACKUP end timeline %q: %w", rows[0][1], err)
+					}
+					res.EndTLI = uint32(tli)
+				}
+			}
+			set++
+			rows = rows[:0]
+		case *pgproto3.CopyOutResponse:
+			inCopy = true
+			if !started {
+				started = true
+				if err := h.Begin(res.Start, res.StartTLI, spaces); err != nil {
+					return res, err
+				}
+			}
+		case *pgproto3.CopyData:
+			if !inCopy || len(m.Data) == 0 {
+				return res, errors.New("BASE_BACKUP: data outside COPY")
+			}
+			if err := handleCopyData(m.Data, h, &manifest); err != nil {
+				return res, err
+			}
+		case *pgproto3.CopyDone:
+			inCopy = false
+			// The tablespace row set's CommandComplete came before COPY.
+		case *pgproto3.ErrorResponse:
+			return res, pgconn.ErrorResponseToPgError(m)
+		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus:
+		case *pgproto3.ReadyForQuery:
+			if res.End == 0 {
+				return res, errors.New("BASE_BACKUP ended without an end position")
+			}
+			return res, nil
+		}
+	}
+}
+
+func handleCopyData(d []byte, h Handler, manifest *bool) error {
+	switch d[0] {
+	case 'n':
+		parts := strings.SplitN(string(d[1:]), "\x00", 3)
+		if len(parts) < 2 {
+			return errors.New("BASE_BACKUP: malformed new-archive message")
+		}
+		return h.Archive(parts[0], parts[1])
+	case 'd':
+		return h.Data(d[1:])
+	case 'p':
+		if len(d) >= 9 {
+			h.Progress(int64(binary.BigEndian.Uint64(d[1:9])))
+		}
+		return nil
+	case 'm':
+		*manifest = true
+		return h.Manifest()
+	}
+	return fmt.Errorf("BASE_BACKUP: unknown message type %q", d[0])
+}
