@@ -24,6 +24,7 @@ type Config struct {
 	WALPrefetch         int
 	SpoolDir            string
 	S3                  S3Settings
+	BackupPartSize      int64
 	PG                  PGSettings
 	LogLevel            slog.Level
 	LogFormat           string
@@ -136,6 +137,12 @@ func buildConfig(v values) (Config, error) {
 		if u, perr := url.Parse(c.S3.Endpoint); perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return c, bad("TUSK_S3_ENDPOINT", fmt.Errorf("%q is not an http:// or https:// URL", c.S3.Endpoint))
 		}
+	}
+	if c.BackupPartSize, err = parseSize(v.get("TUSK_BACKUP_PART_SIZE")); err != nil {
+		return c, bad("TUSK_BACKUP_PART_SIZE", err)
+	}
+	if c.BackupPartSize < 1<<20 || c.BackupPartSize > 1<<30 {
+		return c, bad("TUSK_BACKUP_PART_SIZE", fmt.Errorf("%s is outside 1MiB to 1GiB", v.get("TUSK_BACKUP_PART_SIZE")))
 	}
 	if c.S3.PartSize, err = parseSize(v.get("TUSK_S3_PART_SIZE")); err != nil {
 		return c, bad("TUSK_S3_PART_SIZE", err)

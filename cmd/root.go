@@ -76,6 +76,9 @@ func commands(opts *rootOpts) []*cobra.Command {
 		newWALPushCmd(opts),
 		newWALFetchCmd(opts),
 		newWALPrefetchCmd(opts),
+		newBackupPushCmd(opts),
+		newBackupListCmd(opts),
+		newBackupFetchCmd(opts),
 	}
 }
 

@@ -46,6 +46,8 @@ var settings = []setting{
 		help: "wal-fetch also downloads up to this many following segments into the spool folder (0 turns it off)"},
 	{key: "TUSK_SPOOL_DIR",
 		help: "folder for prefetched WAL (default: a tusk folder in the system temp folder)"},
+	{key: "TUSK_BACKUP_PART_SIZE", def: "64MiB",
+		help: "backup-push cuts the server's tar stream into parts of about this size (1MiB-1GiB), compressed and uploaded TUSK_UPLOAD_CONCURRENCY at a time"},
 	{key: "TUSK_S3_ENDPOINT", aliases: []string{"AWS_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"},
 		help: "S3 endpoint URL for S3-compatible stores (MinIO); empty for AWS"},
 	{key: "TUSK_S3_FORCE_PATH_STYLE", aliases: []string{"AWS_S3_FORCE_PATH_STYLE"}, def: "false",

@@ -1,0 +1,189 @@
+package basebackup
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tusk-backup/tusk/storage"
+)
+
+// Repository layout of a backup named N:
+//
+//	backups/N.json                       the metadata (Meta), written last
+//	backups/N/<archive>.<seq>.tar.<ext>  the parts, archive "base" or a tablespace OID
+//	backups/N/backup_manifest.<ext>      PostgreSQL's backup manifest
+//
+// A folder under backups/ without its .json is an unfinished or partly
+// deleted backup: garbage, never listed.
+const backupsPrefix = "backups/"
+
+// MetaKey is the key of backup name's metadata object.
+func MetaKey(name string) string { return backupsPrefix + name + ".json" }
+
+// DataPrefix is the prefix of backup name's parts.
+func DataPrefix(name string) string { return backupsPrefix + name + "/" }
+
+// metaFormat is the version of Meta's layout.
+const metaFormat = 1
+
+// Meta describes one finished backup.
+type Meta struct {
+	Format      int          `json:"format"`
+	Name        string       `json:"name"`
+	SystemID    string       `json:"system_identifier"`
+	PGVersion   int          `json:"pg_version"` // server_version_num
+	SegSize     uint64       `json:"wal_segment_size"`
+	FromStandby bool         `json:"from_standby"`
+	StartLSN    LSN          `json:"start_lsn"`
+	EndLSN      LSN          `json:"end_lsn"`
+	StartTLI    uint32       `json:"start_timeline"`
+	EndTLI      uint32       `json:"end_timeline"`
+	StartWAL    string       `json:"start_wal_segment"`
+	EndWAL      string       `json:"end_wal_segment"`
+	StartTime   time.Time    `json:"start_time"`
+	FinishTime  time.Time    `json:"finish_time"`
+	DataSize    int64        `json:"data_size"`   // bytes of tar
+	StoredSize  int64        `json:"stored_size"` // bytes in the repository
+	Codec       string       `json:"codec"`
+	Permanent   bool         `json:"permanent"`
+	Label       string       `json:"label"`
+	Tablespaces []Tablespace `json:"tablespaces"`
+	Parts       []Part       `json:"parts"`
+	Manifest    Part         `json:"manifest"`
+}
+
+// Part is one stored object of a backup.
+type Part struct {
+	Key      string `json:"key"`
+	Archive  string `json:"archive"`  // "base", a tablespace OID, or "manifest"
+	Seq      int    `json:"seq"`      // order within the archive, from 1
+	RawSize  int64  `json:"raw_size"` // bytes before compression
+	Size     int64  `json:"size"`     // bytes stored
+	Checksum string `json:"checksum"` // "xxh3-128:<hex>" of the stored bytes
+}
+
+// MarshalJSON writes LSNs in PostgreSQL's notation.
+func (l LSN) MarshalJSON() ([]byte, error) { return json.Marshal(l.String()) }
+
+// UnmarshalJSON reads PostgreSQL's notation.
+func (l *LSN) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := ParseLSN(s)
+	*l = v
+	return err
+}
+
+// Duration is how long the backup took.
+func (m Meta) Duration() time.Duration { return m.FinishTime.Sub(m.StartTime) }
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+// CheckName refuses a backup name that cannot be one of ours.
+func CheckName(name string) error {
+	if !nameRE.MatchString(name) || strings.Contains(name, "..") {
+		return fmt.Errorf("%q is not a backup name (names look like base_000000010000000000000002_20261122T030000Z; see tusk backup-list)", name)
+	}
+	return nil
+}
+
+// ErrNoBackup is returned for a backup name the repository does not hold.
+var ErrNoBackup = errors.New("no such backup")
+
+// ReadMeta reads one backup's metadata.
+func ReadMeta(ctx context.Context, st storage.Storage, name string) (Meta, error) {
+	var m Meta
+	if err := CheckName(name); err != nil {
+		return m, err
+	}
+	rc, err := st.Get(ctx, MetaKey(name))
+	if errors.Is(err, storage.ErrNotFound) {
+		return m, fmt.Errorf("backup %s: %w in the repository (see tusk backup-list)", name, ErrNoBackup)
+	}
+	if err != nil {
+		return m, fmt.Errorf("read backup %s: %w", name, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, 64<<20))
+	if err != nil {
+		return m, fmt.Errorf("read backup %s: %w", name, err)
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, fmt.Errorf("backup %s: metadata %s is not valid: %v", name, MetaKey(name), err)
+	}
+	if m.Format != metaFormat {
+		return m, fmt.Errorf("backup %s: metadata format %d is not supported by this tusk (upgrade tusk)", name, m.Format)
+	}
+	return m, nil
+}
+
+// WriteMeta stores m's metadata object; the backup exists once it returns.
+func WriteMeta(ctx context.Context, st storage.Storage, m Meta) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := st.Put(ctx, MetaKey(m.Name), bytes.NewReader(b)); err != nil {
+		return fmt.Errorf("write backup metadata: %w", err)
+	}
+	return nil
+}
+
+// List returns every finished backup, oldest first by finish time, then
+// end LSN. A metadata object that cannot be read is reported through bad and
+// skipped.
+func List(ctx context.Context, st storage.Storage, bad func(key string, err error)) ([]Meta, error) {
+	var names []string
+	err := st.List(ctx, backupsPrefix, func(o storage.Object) error {
+		rest := strings.TrimPrefix(o.Key, backupsPrefix)
+		if name, ok := strings.CutSuffix(rest, ".json"); ok && !strings.Contains(name, "/") {
+			names = append(names, name)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list backups: %w", err)
+	}
+	var out []Meta
+	for _, n := range names {
+		m, err := ReadMeta(ctx, st, n)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if bad != nil {
+				bad(MetaKey(n), err)
+			}
+			continue
+		}
+		out = append(out, m)
+	}
+	SortBackups(out)
+	return out, nil
+}
+
+// SortBackups orders backups oldest first: by finish time, then end LSN.
+func SortBackups(ms []Meta) {
+	slices.SortStableFunc(ms, func(a, b Meta) int {
+		if c := a.FinishTime.Compare(b.FinishTime); c != 0 {
+			return c
+		}
+		if a.EndLSN != b.EndLSN {
+			if a.EndLSN < b.EndLSN {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+}

@@ -1,0 +1,482 @@
+package basebackup
+
+import (
+	"archive/tar"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/zeebo/xxh3"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tusk-backup/tusk/compress"
+	"github.com/tusk-backup/tusk/storage"
+)
+
+// PAX records that mark a piece of a file split across parts.
+const (
+	paxOffset = "TUSK.offset" // where this piece starts in the file
+	paxSize   = "TUSK.size"   // the whole file's size
+)
+
+// PushOptions configure one backup-push.
+type PushOptions struct {
+	Store       storage.Storage
+	Codec       compress.Codec
+	PartSize    int64 // tar bytes per part, about
+	Concurrency int   // parts compressed and uploaded at once
+	Spread      bool  // spread checkpoint
+	Permanent   bool
+	Log         *slog.Logger
+	// Progress, if set, is called from the stream's goroutine as the
+	// server reports progress.
+	Progress func(Progress)
+	now      func() time.Time
+}
+
+// Progress is a running backup's state.
+type Progress struct {
+	Sent    int64 // bytes the server has sent
+	Total   int64 // the server's estimate of the whole, 0 if unknown
+	Stored  int64 // compressed bytes durably stored
+	Elapsed time.Duration
+	Name    string
+}
+
+// Push takes a base backup over conn (a replication=database connection)
+// into the repository and returns its metadata. sys is what Identify said.
+// On error the repository holds no new backup, only garbage under the
+// backup's data prefix, and conn must be closed.
+func Push(ctx context.Context, conn *pgconn.PgConn, sys System, opts PushOptions) (Meta, error) {
+	if opts.now == nil {
+		opts.now = time.Now
+	}
+	if opts.PartSize <= 0 {
+		opts.PartSize = 64 << 20
+	}
+	opts.Concurrency = max(opts.Concurrency, 1)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(opts.Concurrency + 1) // the parts, and one splitter
+	u := &uploader{
+		ctx:  gctx,
+		g:    g,
+		opts: opts,
+		sys:  sys,
+		meta: Meta{
+			Format:      metaFormat,
+			SystemID:    sys.SystemID,
+			PGVersion:   sys.Version,
+			SegSize:     sys.SegSize,
+			FromStandby: sys.InRecovery,
+			StartTime:   opts.now().UTC(),
+			Codec:       opts.Codec.String(),
+			Permanent:   opts.Permanent,
+		},
+	}
+	res, err := Stream(gctx, conn, StreamOptions{Label: "tusk", Spread: opts.Spread}, u)
+	if err == nil {
+		err = u.endArchive()
+	}
+	if err != nil {
+		u.abort(err)
+	}
+	if werr := g.Wait(); err == nil {
+		err = werr
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return Meta{}, ctx.Err()
+		}
+		if errors.Is(err, context.Canceled) && u.failure != nil {
+			err = u.failure
+		}
+		return Meta{}, fmt.Errorf("backup %s: %w", u.meta.Name, err)
+	}
+	m := u.meta
+	m.EndLSN, m.EndTLI = res.End, res.EndTLI
+	m.EndWAL = (res.End - 1).SegmentName(res.EndTLI, sys.SegSize)
+	m.FinishTime = opts.now().UTC()
+	u.mu.Lock()
+	m.Parts = u.parts
+	u.mu.Unlock()
+	slices.SortFunc(m.Parts, func(a, b Part) int {
+		if a.Archive != b.Archive {
+			return strings.Compare(a.Archive, b.Archive)
+		}
+		return a.Seq - b.Seq
+	})
+	for _, p := range m.Parts {
+		m.DataSize += p.RawSize
+		m.StoredSize += p.Size
+	}
+	m.StoredSize += m.Manifest.Size
+	if err := WriteMeta(ctx, opts.Store, m); err != nil {
+		return Meta{}, err
+	}
+	return m, nil
+}
+
+// uploader is the Handler that turns the stream into parts.
+type uploader struct {
+	ctx  context.Context
+	g    *errgroup.Group
+	opts PushOptions
+	sys  System
+	meta Meta
+
+	cur      *archiveWriter // the archive being received
+	total    int64
+	failure  error
+	mu       sync.Mutex
+	parts    []Part
+	stored   atomic.Int64
+	started  time.Time
+	manifest *partWriter
+}
+
+func (u *uploader) Begin(start LSN, tli uint32, spaces []Tablespace) error {
+	u.started = time.Now()
+	u.meta.StartLSN, u.meta.StartTLI = start, tli
+	u.meta.StartWAL = start.SegmentName(tli, u.sys.SegSize)
+	u.meta.Name = "base_" + u.meta.StartWAL + "_" + u.meta.StartTime.Format("20060102T150405Z")
+	u.meta.Tablespaces = spaces
+	for _, s := range spaces {
+		u.total += s.SizeKB * 1024
+	}
+	// A name is never reused: refuse to write into another backup's place.
+	if _, err := u.opts.Store.Stat(u.ctx, MetaKey(u.meta.Name)); err == nil {
+		return fmt.Errorf("backup %s already exists in the repository", u.meta.Name)
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("check the repository: %w", err)
+	}
+	return nil
+}
+
+func (u *uploader) Archive(name, location string) error {
+	if err := u.endArchive(); err != nil {
+		return err
+	}
+	arch := "base"
+	if location != "" {
+		for _, s := range u.meta.Tablespaces {
+			if s.Location == location {
+				arch = s.OID
+			}
+		}
+		if arch == "base" {
+			return fmt.Errorf("BASE_BACKUP sent archive %s for unknown tablespace %s", name, location)
+		}
+	}
+	pr, pw := io.Pipe()
+	aw := &archiveWriter{u: u, name: arch, pw: pw, done: make(chan error, 1)}
+	u.cur = aw
+	u.g.Go(func() error { // endArchive or abort waits on done
+		err := aw.split(pr)
+		pr.CloseWithError(err)
+		aw.done <- err
+		return err
+	})
+	return nil
+}
+
+func (u *uploader) Data(p []byte) error {
+	if u.manifest != nil {
+		_, err := u.manifest.Write(p)
+		return err
+	}
+	if u.cur == nil {
+		return errors.New("BASE_BACKUP sent data before an archive")
+	}
+	_, err := u.cur.pw.Write(p)
+	if err != nil {
+		return u.cur.wait(err)
+	}
+	return nil
+}
+
+func (u *uploader) Manifest() error {
+	if err := u.endArchive(); err != nil {
+		return err
+	}
+	pw, err := u.newPart("manifest", 0, DataPrefix(u.meta.Name)+"backup_manifest"+u.opts.Codec.Ext())
+	if err != nil {
+		return err
+	}
+	u.manifest = pw
+	return nil
+}
+
+func (u *uploader) Progress(sent int64) {
+	if u.opts.Progress != nil {
+		u.opts.Progress(Progress{Sent: sent, Total: u.total, Stored: u.stored.Load(),
+			Elapsed: time.Since(u.started), Name: u.meta.Name})
+	}
+}
+
+// endArchive finishes the archive being received, if any, and the manifest.
+func (u *uploader) endArchive() error {
+	if u.manifest != nil {
+		p, err := u.manifest.finish()
+		u.manifest = nil
+		if err != nil {
+			return err
+		}
+		u.meta.Manifest = p
+	}
+	if u.cur == nil {
+		return nil
+	}
+	aw := u.cur
+	u.cur = nil
+	aw.pw.Close()
+	return aw.wait(nil)
+}
+
+// abort stops the archive being received after a failure.
+func (u *uploader) abort(err error) {
+	u.failure = err
+	if u.manifest != nil {
+		u.manifest.abort(err)
+		u.manifest = nil
+	}
+	if u.cur != nil {
+		u.cur.pw.CloseWithError(err)
+		<-u.cur.done
+		u.cur = nil
+	}
+}
+
+func (u *uploader) addPart(p Part) {
+	u.mu.Lock()
+	u.parts = append(u.parts, p)
+	u.mu.Unlock()
+	u.stored.Add(p.Size)
+}
+
+// archiveWriter splits one tar archive into parts.
+type archiveWriter struct {
+	u    *uploader
+	name string
+	pw   *io.PipeWriter
+	done chan error
+	seq  int
+	part *partWriter
+	tw   *tar.Writer
+}
+
+func (aw *archiveWriter) wait(err error) error {
+	serr := <-aw.done
+	aw.done <- serr // for a later wait
+	if serr != nil {
+		return serr
+	}
+	return err
+}
+
+// split reads the archive's tar stream and writes its entries into parts.
+func (aw *archiveWriter) split(r io.Reader) (err error) {
+	defer func() {
+		if err != nil && aw.part != nil {
+			aw.part.abort(err)
+		}
+	}()
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read the server's tar stream: %w", err)
+		}
+		if err := aw.entry(tr, hdr); err != nil {
+			return err
+		}
+	}
+	// Drain what follows the end-of-archive marker, so the sender never blocks.
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return err
+	}
+	if aw.part == nil { // an empty archive still gets one part
+		if err := aw.rotate(); err != nil {
+			return err
+		}
+	}
+	return aw.closePart()
+}
+
+// minPiece is the smallest piece a split file is cut into.
+const minPiece = 1 << 20
+
+func (aw *archiveWriter) entry(tr *tar.Reader, hdr *tar.Header) error {
+	partSize := aw.u.opts.PartSize
+	hdr.Format = tar.FormatUnknown
+	size := hdr.Size
+	if hdr.Typeflag != tar.TypeReg {
+		size = 0
+	}
+	if aw.part == nil || (aw.part.raw.Load() >= partSize) {
+		if err := aw.rotate(); err != nil {
+			return err
+		}
+	}
+	room := partSize - aw.part.raw.Load()
+	if size <= room || size < max(partSize/8, minPiece) {
+		// Whole: it fits, or is small enough to overflow the part a little.
+		if err := aw.tw.WriteHeader(hdr); err != nil {
+			return fmt.Errorf("write part: %w", err)
+		}
+		if size > 0 {
+			if _, err := io.Copy(aw.tw, tr); err != nil {
+				return fmt.Errorf("copy %s: %w", hdr.Name, err)
+			}
+		}
+		return nil
+	}
+	// A large file: pieces, each in its own part after the first.
+	for off := int64(0); off < size; {
+		room := partSize - aw.part.raw.Load()
+		if room < minPiece {
+			if err := aw.rotate(); err != nil {
+				return err
+			}
+			room = partSize
+		}
+		n := min(size-off, room)
+		ph := *hdr
+		ph.Size = n
+		ph.PAXRecords = map[string]string{paxOffset: strconv.FormatInt(off, 10), paxSize: strconv.FormatInt(size, 10)}
+		if err := aw.tw.WriteHeader(&ph); err != nil {
+			return fmt.Errorf("write part: %w", err)
+		}
+		if _, err := io.CopyN(aw.tw, tr, n); err != nil {
+			return fmt.Errorf("copy %s: %w", hdr.Name, err)
+		}
+		off += n
+	}
+	return nil
+}
+
+// rotate closes the current part and opens the next.
+func (aw *archiveWriter) rotate() error {
+	if err := aw.closePart(); err != nil {
+		return err
+	}
+	aw.seq++
+	key := fmt.Sprintf("%s%s.%05d.tar%s", DataPrefix(aw.u.meta.Name), aw.name, aw.seq, aw.u.opts.Codec.Ext())
+	p, err := aw.u.newPart(aw.name, aw.seq, key)
+	if err != nil {
+		return err
+	}
+	aw.part = p
+	aw.tw = tar.NewWriter(p)
+	return nil
+}
+
+func (aw *archiveWriter) closePart() error {
+	if aw.part == nil {
+		return nil
+	}
+	p := aw.part
+	aw.part = nil
+	if err := aw.tw.Close(); err != nil {
+		p.abort(err)
+		return fmt.Errorf("write part: %w", err)
+	}
+	_, err := p.finish()
+	return err
+}
+
+// partWriter compresses bytes into one part object, uploaded by its own
+// goroutine in the uploader's group.
+type partWriter struct {
+	u      *uploader
+	part   Part
+	raw    atomic.Int64
+	zw     io.WriteCloser
+	pw     *io.PipeWriter
+	hash   *xxh3.Hasher
+	stored int64
+	final  chan Part // finish's result, for the uploading goroutine
+	done   chan error
+}
+
+func (u *uploader) newPart(archive string, seq int, key string) (*partWriter, error) {
+	pr, pw := io.Pipe()
+	p := &partWriter{u: u, part: Part{Key: key, Archive: archive, Seq: seq}, pw: pw, hash: xxh3.New(),
+		final: make(chan Part, 1), done: make(chan error, 1)}
+	zw, err := u.opts.Codec.NewWriter(writerFunc(p.writeStored))
+	if err != nil {
+		return nil, err
+	}
+	p.zw = zw
+	// Go blocks while Concurrency parts are uploading: that is the back
+	// pressure that bounds memory.
+	u.g.Go(func() error {
+		err := u.opts.Store.Put(u.ctx, key, pr)
+		pr.CloseWithError(err)
+		if err == nil {
+			// Put saw the end of the stream, so finish has sent the part.
+			if part := <-p.final; part.Archive != "manifest" {
+				u.addPart(part)
+			}
+		}
+		p.done <- err
+		return err
+	})
+	return p, nil
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+func (p *partWriter) writeStored(b []byte) (int, error) {
+	n, err := p.pw.Write(b)
+	p.hash.Write(b[:n])
+	p.stored += int64(n)
+	return n, err
+}
+
+func (p *partWriter) Write(b []byte) (int, error) {
+	n, err := p.zw.Write(b)
+	p.raw.Add(int64(n))
+	return n, err
+}
+
+// finish completes the part and returns it once it is durably stored. The
+// upload goes on in the background; the part is recorded when it is done.
+func (p *partWriter) finish() (Part, error) {
+	if err := p.zw.Close(); err != nil {
+		p.pw.CloseWithError(err)
+		return Part{}, fmt.Errorf("compress %s: %w", p.part.Key, err)
+	}
+	sum := p.hash.Sum128().Bytes()
+	p.part.RawSize = p.raw.Load()
+	p.part.Size = p.stored
+	p.part.Checksum = "xxh3-128:" + hex.EncodeToString(sum[:])
+	part := p.part
+	p.final <- part
+	p.pw.Close()
+	if part.Archive == "manifest" {
+		if err := <-p.done; err != nil {
+			return Part{}, err
+		}
+	}
+	return part, nil
+}
+
+func (p *partWriter) abort(err error) {
+	p.zw.Close()
+	p.pw.CloseWithError(err)
+}

@@ -1,0 +1,77 @@
+package cmd
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tusk-backup/tusk/basebackup"
+)
+
+func newBackupListCmd(root *rootOpts) *cobra.Command {
+	var asJSON, detail bool
+	c := &cobra.Command{
+		Use:   "backup-list",
+		Short: "List the repository's backups, oldest first",
+		Long: `backup-list prints one line per finished backup, oldest first by finish time:
+name, when it finished, its first WAL segment, timeline, data size, stored size,
+how long it took, and whether it is permanent. --detail adds LSNs, the
+PostgreSQL version and the system identifier; --json prints the whole metadata.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(c *cobra.Command, args []string) error {
+			cfg, log, err := root.load(c)
+			if err != nil {
+				return err
+			}
+			ctx := c.Context()
+			st, err := openStorage(ctx, cfg, log, true)
+			if err != nil {
+				return describeStorageErr(err, cfg)
+			}
+			ms, err := basebackup.List(ctx, st, func(key string, err error) {
+				log.Warn("skipping unreadable backup metadata", "key", key, "error", err)
+			})
+			if err != nil {
+				return describeStorageErr(diagnose(ctx, st, err), cfg)
+			}
+			if asJSON {
+				if ms == nil {
+					ms = []basebackup.Meta{}
+				}
+				enc := json.NewEncoder(root.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(ms)
+			}
+			if len(ms) == 0 {
+				fmt.Fprintf(root.stdout, "no backups in %s\n", cfg.Repo)
+				return nil
+			}
+			tw := tabwriter.NewWriter(root.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprint(tw, "name\tfinished\tstart WAL\ttimeline\tdata\tstored\tduration\tpermanent")
+			if detail {
+				fmt.Fprint(tw, "\tstart LSN\tend LSN\tversion\tsystem id\tfrom standby")
+			}
+			fmt.Fprintln(tw)
+			for _, m := range ms {
+				perm := "no"
+				if m.Permanent {
+					perm = "yes"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s", m.Name, m.FinishTime.Local().Format("2006-01-02 15:04:05 MST"),
+					m.StartWAL, m.StartTLI, bytesString(m.DataSize), bytesString(m.StoredSize),
+					m.Duration().Round(100*time.Millisecond), perm)
+				if detail {
+					fmt.Fprintf(tw, "\t%s\t%s\t%d\t%s\t%v", m.StartLSN, m.EndLSN, m.PGVersion, m.SystemID, m.FromStandby)
+				}
+				fmt.Fprintln(tw)
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print every backup's metadata as a JSON array")
+	c.Flags().BoolVar(&detail, "detail", false, "add LSNs, PostgreSQL version, system identifier")
+	return c
+}

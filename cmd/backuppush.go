@@ -1,0 +1,137 @@
+package cmd
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tusk-backup/tusk/basebackup"
+)
+
+type backupPushOpts struct {
+	pgConn    string
+	spread    bool
+	permanent bool
+	json      bool
+}
+
+func newBackupPushCmd(root *rootOpts) *cobra.Command {
+	var o backupPushOpts
+	c := &cobra.Command{
+		Use:   "backup-push [PGDATA]",
+		Short: "Take a base backup over the replication protocol into the repository",
+		Long: `backup-push takes a base backup with BASE_BACKUP over a replication connection
+(libpq settings PGHOST, PGPORT, PGUSER, or --pg-conn), from the database host or
+any other host, from a primary or a standby; the user needs only the REPLICATION
+attribute. The server's tar stream is cut into parts of about
+TUSK_BACKUP_PART_SIZE, compressed and uploaded TUSK_UPLOAD_CONCURRENCY at a time
+while the stream flows; nothing is staged on local disk. The backup exists once
+its metadata object is written, last; an interrupted backup-push leaves no
+listed backup.
+
+PGDATA (or TUSK_PGDATA), when given, must be the server's data directory: tusk
+compares its system identifier with the server's, so a cron line pointing at the
+wrong cluster fails loudly.
+
+The server waits until the WAL the backup needs is archived (archive_command =
+'tusk wal-push %p' must be working), so a finished backup is restorable.`,
+		Example: "  tusk backup-push /var/lib/postgresql/15/main",
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usagef(fmt.Errorf("backup-push takes at most one argument, the data directory; got %d (see tusk backup-push --help)", len(args)))
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			return runBackupPush(c, root, &o, args)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.pgConn, "pg-conn", "", "libpq connection string (instead of PGHOST, PGPORT, PGUSER, PGDATABASE)")
+	f.BoolVar(&o.spread, "spread-checkpoint", false, "let the server spread the starting checkpoint instead of making it fast")
+	f.BoolVar(&o.permanent, "permanent", false, "mark the backup permanent: retention never deletes it")
+	f.BoolVar(&o.json, "json", false, "print the backup's metadata as JSON when done")
+	addSettingFlags(f, "TUSK_COMPRESSION", "TUSK_UPLOAD_CONCURRENCY")
+	return c
+}
+
+func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []string) error {
+	cfg, log, err := root.load(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.Context()
+	dataDir := cfg.PG.DataDir
+	if len(args) == 1 {
+		dataDir = args[0]
+	}
+	localID := ""
+	if dataDir != "" {
+		if dataDir, err = filepath.Abs(dataDir); err != nil {
+			return err
+		}
+		if localID, err = systemIDOf(dataDir); err != nil {
+			return err
+		}
+	}
+	st, err := openStorage(ctx, cfg, log, true)
+	if err != nil {
+		return describeStorageErr(err, cfg)
+	}
+	conn, err := connect(ctx, cfg.PG, o.pgConn, true)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	sys, err := basebackup.Identify(ctx, conn)
+	if err != nil {
+		return err
+	}
+	if localID != "" && localID != sys.SystemID {
+		return fmt.Errorf("%s belongs to another cluster than the server tusk connected to (system identifier %s there, %s on the server); point PGHOST/PGPORT at the server of that data directory", dataDir, localID, sys.SystemID)
+	}
+	if sys.Version < 150000 {
+		return fmt.Errorf("the server runs PostgreSQL %d.%d; tusk backs up PostgreSQL 15 and later", sys.Version/10000, sys.Version%10000)
+	}
+	line := newProgressLine(root.stderr)
+	start := time.Now()
+	m, err := basebackup.Push(ctx, conn, sys, basebackup.PushOptions{
+		Store:       st,
+		Codec:       cfg.Compression,
+		PartSize:    cfg.BackupPartSize,
+		Concurrency: cfg.UploadConcurrency,
+		Spread:      o.spread,
+		Permanent:   o.permanent,
+		Log:         log,
+		Progress: func(p basebackup.Progress) {
+			eta := ""
+			if p.Total > 0 && p.Sent > 0 && p.Sent < p.Total {
+				left := time.Duration(float64(p.Elapsed) * float64(p.Total-p.Sent) / float64(p.Sent))
+				eta = fmt.Sprintf(", ETA %s", left.Round(time.Second))
+			}
+			pct := ""
+			if p.Total > 0 {
+				pct = fmt.Sprintf(" of %s (%d%%)", bytesString(p.Total), min(100, p.Sent*100/p.Total))
+			}
+			line.show("backup %s: %s%s, %s, %s stored%s", p.Name, bytesString(p.Sent), pct,
+				rate(p.Sent, p.Elapsed), bytesString(p.Stored), eta)
+		},
+	})
+	line.done()
+	if err != nil {
+		return describeStorageErr(diagnose(ctx, st, err), cfg)
+	}
+	if o.json {
+		enc := json.NewEncoder(root.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(m)
+	}
+	took := time.Since(start)
+	fmt.Fprintf(root.stdout, "backup %s done: %s of data, %s stored (%s), %d parts, %s, %s\n",
+		m.Name, bytesString(m.DataSize), bytesString(m.StoredSize), m.Codec, len(m.Parts),
+		took.Round(10*time.Millisecond), rate(m.DataSize, took))
+	return nil
+}

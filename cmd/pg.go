@@ -1,0 +1,79 @@
+package cmd
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// connString builds a libpq connection string from the settings, or takes
+// the one given with --pg-conn, and asks for a replication=database
+// connection when replication is set.
+func connString(pg PGSettings, override string, replication bool) string {
+	var parts []string
+	if override != "" {
+		parts = append(parts, override)
+	} else {
+		add := func(k, v string) {
+			if v != "" {
+				parts = append(parts, k+"='"+strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v)+"'")
+			}
+		}
+		add("host", pg.Host)
+		add("port", pg.Port)
+		add("user", pg.User)
+		add("dbname", pg.Database)
+	}
+	if replication {
+		parts = append(parts, "replication=database")
+	}
+	return strings.Join(parts, " ")
+}
+
+// connect opens a connection to PostgreSQL and turns the usual failures into
+// one sentence.
+func connect(ctx context.Context, pg PGSettings, override string, replication bool) (*pgconn.PgConn, error) {
+	cs := connString(pg, override, replication)
+	cfg, err := pgconn.ParseConfig(cs)
+	if err != nil {
+		return nil, usagef(fmt.Errorf("PostgreSQL connection settings: %v", err))
+	}
+	if pg.Password != "" && override == "" {
+		cfg.Password = pg.Password
+	}
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		where := fmt.Sprintf("host=%s port=%d user=%s", cfg.Host, cfg.Port, cfg.User)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			return nil, fmt.Errorf("connect to PostgreSQL (%s): %s; check PGHOST, PGPORT and PGUSER (the user needs the REPLICATION attribute and a pg_hba.conf line for replication connections)", where, pgErr.Message)
+		}
+		return nil, fmt.Errorf("connect to PostgreSQL (%s): %v; check that the server is running and PGHOST and PGPORT point at it", where, errors.Unwrap(err))
+	}
+	return conn, nil
+}
+
+// systemIDOf reads the system identifier from dataDir/global/pg_control.
+func systemIDOf(dataDir string) (string, error) {
+	b := make([]byte, 8)
+	f, err := os.Open(filepath.Join(dataDir, "global", "pg_control"))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("%s is not a PostgreSQL data directory (it has no global/pg_control)", dataDir)
+		}
+		return "", fmt.Errorf("cannot read %s/global/pg_control: %w", dataDir, unwrapPathErr(err))
+	}
+	defer f.Close()
+	if _, err := f.ReadAt(b, 0); err != nil {
+		return "", fmt.Errorf("cannot read %s/global/pg_control: %w", dataDir, err)
+	}
+	return strconv.FormatUint(binary.LittleEndian.Uint64(b), 10), nil
+}
