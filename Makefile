@@ -2,7 +2,11 @@ GO ?= go
 # Extra flags for go test, e.g. make test TESTFLAGS='-run Integration -count=1'.
 TESTFLAGS ?=
 
-.PHONY: build test test-deps vet lint
+.PHONY: build test test-deps vet lint demo
+
+# The tour: archive, back up under load, lose data, restore to a moment, compare.
+demo:
+	bash scripts/demo.sh
 
 build:
 	$(GO) build -o bin/tusk .

@@ -30,7 +30,9 @@ type serverRun struct {
 	port      int
 	socketDir string
 	logFile   string
-	dest      string
+	// createdSocketDir: tusk made socketDir (and gives it to the owner)
+	createdSocketDir bool
+	dest             string
 }
 
 // recoveryOutcome is where recovery stopped, as PostgreSQL's log says.
@@ -50,7 +52,7 @@ type recoveryOutcome struct {
 // prepareRecover settles everything --recover needs before anything is
 // restored, so that a missing program or user fails before the download.
 func prepareRecover(o *backupFetchOpts, m basebackup.Meta, dest string) (*serverRun, error) {
-	r := &serverRun{dest: dest, port: o.port}
+	r := &serverRun{dest: dest, port: o.port, socketDir: o.socketDir}
 	major := m.PGVersion / 10000
 	r.bin = o.pgBin
 	if r.bin == "" {
@@ -127,13 +129,18 @@ func (r *serverRun) chown(dest string, m basebackup.Meta) error {
 		if err != nil {
 			return err
 		}
-		r.socketDir = d
+		r.socketDir, r.createdSocketDir = d, true
 	}
 	r.logFile = filepath.Join(r.socketDir, "postgresql.log")
 	if os.Geteuid() != 0 {
 		return nil
 	}
-	dirs := []string{dest, r.socketDir}
+	if r.createdSocketDir {
+		if err := os.Lchown(r.socketDir, r.uid, r.gid); err != nil {
+			return err
+		}
+	}
+	dirs := []string{dest}
 	for _, s := range m.Tablespaces {
 		if s.OID != "" {
 			if target, err := os.Readlink(filepath.Join(dest, "pg_tblspc", s.OID)); err == nil {

@@ -5,7 +5,7 @@
 #   - the user postgres (tests run as root start the server as postgres),
 #   - a MinIO binary, built once into ${XDG_CACHE_HOME:-$HOME/.cache}/tusk/bin
 #     (outside the checkout, so fresh clones reuse it; never commit it).
-# Safe to run again.
+# Safe to run again. With the argument "postgres" it stops before MinIO (make demo).
 set -euo pipefail
 
 readonly MINIO_MODULE=github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
@@ -48,6 +48,8 @@ if ! getent passwd postgres >/dev/null; then
 		say "note: no user postgres; that is fine unless the tests run as root"
 	fi
 fi
+
+[[ ${1:-} == postgres ]] && exit 0
 
 bin_dir=${XDG_CACHE_HOME:-$HOME/.cache}/tusk/bin
 if [[ ! -x $bin_dir/minio ]]; then
