@@ -295,9 +295,20 @@ func symlinkTarget(root string, hdr *tar.Header, archive string, spaces map[stri
 	if path.IsAbs(link) {
 		return "", fmt.Errorf("%w: symlink %s points outside the restore folder (%s)", ErrCorrupt, hdr.Name, link)
 	}
-	resolved := path.Clean(path.Join(path.Dir(path.Clean("/"+hdr.Name)), link))
-	if strings.HasPrefix(resolved, "/..") || resolved == "/" {
-		return "", fmt.Errorf("%w: symlink %s points outside the restore folder (%s)", ErrCorrupt, hdr.Name, link)
+	// Walk the link from the entry's folder: leaving root at any step is
+	// refused (path.Join would silently clamp "/.." to "/").
+	depth := strings.Count(path.Clean(hdr.Name), "/")
+	for _, elem := range strings.Split(link, "/") {
+		switch elem {
+		case "", ".":
+		case "..":
+			depth--
+		default:
+			depth++
+		}
+		if depth < 0 {
+			return "", fmt.Errorf("%w: symlink %s points outside the restore folder (%s)", ErrCorrupt, hdr.Name, link)
+		}
 	}
 	return link, nil
 }
