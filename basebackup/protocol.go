@@ -281,3 +281,29 @@ func handleCopyData(d []byte, h Handler, manifest *bool) error {
 	}
 	return fmt.Errorf("BASE_BACKUP: unknown message type %q", d[0])
 }
+
+// Archiver is what the server says about its WAL archiving.
+type Archiver struct {
+	Mode           string // archive_mode: off, on, always
+	LastArchived   string
+	LastFailed     string
+	LastFailedTime string
+	Failing        bool // the last attempt failed
+}
+
+// ArchiverState reads archive_mode and pg_stat_archiver. BASE_BACKUP waits
+// until the WAL the backup needs is archived, so a backup on a server whose
+// archiving is off or failing would never be restorable or never end.
+func ArchiverState(ctx context.Context, conn *pgconn.PgConn) (Archiver, error) {
+	rows, err := simpleQuery(ctx, conn, "SELECT current_setting('archive_mode'), coalesce(last_archived_wal, ''), "+
+		"coalesce(last_failed_wal, ''), coalesce(last_failed_time::text, ''), "+
+		"coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), false) FROM pg_stat_archiver")
+	if err != nil {
+		return Archiver{}, fmt.Errorf("read the archiver's state: %w", err)
+	}
+	if len(rows) != 1 || len(rows[0]) != 5 {
+		return Archiver{}, errors.New("read the archiver's state: unexpected answer")
+	}
+	r := rows[0]
+	return Archiver{Mode: r[0], LastArchived: r[1], LastFailed: r[2], LastFailedTime: r[3], Failing: r[4] == "t"}, nil
+}

@@ -177,3 +177,134 @@ func stopServer(t *testing.T, pg *testenv.Postgres, dest string) {
 	}
 	pg.RunAsOwner(t.Context(), filepath.Join(pg.BinDir, "pg_ctl"), "stop", "-D", dest, "-m", "immediate").Run()
 }
+
+// TestIntegrationBackupFailures: a kill -9 of backup-push mid-stream leaves
+// no listed backup and the next backup-push succeeds; bad input to
+// backup-push and backup-fetch is one sentence, a non-zero exit, and no
+// change to data.
+func TestIntegrationBackupFailures(t *testing.T) {
+	bin := testenv.BuildTusk(t)
+	repoDir := testenv.ServerTempDir(t) // the archiver (user postgres) writes into it
+	repoEnv := []string{"TUSK_REPO=file://" + repoDir}
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: bin + " wal-push %p", Env: repoEnv})
+	env := append(append([]string{}, repoEnv...), pg.Env()...)
+	env = append(env, "TUSK_BACKUP_PART_SIZE=1MiB")
+
+	// Nothing to restore yet.
+	dest := filepath.Join(t.TempDir(), "pgdata")
+	_, stderr, code := run(t, bin, env, "backup-fetch", dest, "LATEST")
+	if code == 0 || !strings.Contains(errorLine(t, stderr), "holds no backups") {
+		t.Fatalf("backup-fetch LATEST on an empty repository: exit %d: %s", code, stderr)
+	}
+
+	pgbench(t, pg, "-i", "-s", "20", "-q")
+	// Throttle the server's sender so that the kill lands mid-stream.
+	pg.SQL(t, "ALTER SYSTEM SET max_wal_senders = 10")
+	for i := 0; i < 3; i++ {
+		cmd := exec.Command(bin, "backup-push")
+		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Wait for the first part to be stored, then kill.
+		waitFor(t, time.Minute, func() bool {
+			m, _ := filepath.Glob(filepath.Join(repoDir, "backups", "*", "base.*"))
+			return len(m) > 0
+		})
+		time.Sleep(time.Duration(i*30) * time.Millisecond)
+		cmd.Process.Kill()
+		cmd.Wait()
+		out, _, code := run(t, bin, env, "backup-list", "--json")
+		if code != 0 || strings.TrimSpace(out) != "[]" {
+			t.Fatalf("after kill -9 #%d, backup-list: exit %d\n%s", i+1, code, out)
+		}
+		os.RemoveAll(filepath.Join(repoDir, "backups")) // the garbage; delete garbage comes with retention
+	}
+	out, stderr, code := run(t, bin, env, "backup-push")
+	if code != 0 {
+		t.Fatalf("backup-push after kills: exit %d\n%s%s", code, out, stderr)
+	}
+	list, _, _ := run(t, bin, env, "backup-list", "--json")
+	var metas []struct {
+		Name       string    `json:"name"`
+		FinishTime time.Time `json:"finish_time"`
+	}
+	if err := json.Unmarshal([]byte(list), &metas); err != nil || len(metas) != 1 {
+		t.Fatalf("backup-list after a good push: %v\n%s", err, list)
+	}
+	name := metas[0].Name
+
+	nonEmpty := t.TempDir()
+	os.WriteFile(filepath.Join(nonEmpty, "keep"), []byte("x"), 0o600)
+	otherDir := t.TempDir()
+	before := metas[0].FinishTime.Add(-time.Hour).Format(time.RFC3339)
+	cases := []struct {
+		name string
+		args []string
+		want string
+		code int
+	}{
+		{"non-empty DEST", []string{"backup-fetch", nonEmpty, name}, nonEmpty + " is not empty", 1},
+		{"unknown backup", []string{"backup-fetch", dest, "base_000000010000000000000099_20200101T000000Z"}, "no such backup", 1},
+		{"malformed name", []string{"backup-fetch", dest, "../x"}, "is not a backup name", 2},
+		{"target before the backup", []string{"backup-fetch", dest, name, "--target-time", before}, "after the target time", 2},
+		{"no backup before the target", []string{"backup-fetch", dest, "LATEST", "--target-time", before}, "no backup finished before the target", 2},
+		{"bad target time", []string{"backup-fetch", dest, "LATEST", "--target-time", "yesterday"}, "is not a time with a zone", 2},
+		{"two targets", []string{"backup-fetch", dest, "LATEST", "--target-xid", "5", "--target-name", "x"}, "at most one of", 2},
+		{"bad action", []string{"backup-fetch", dest, "LATEST", "--target-xid", "5", "--target-action", "explode"}, "is not pause, promote or shutdown", 2},
+		{"wrong PGDATA", []string{"backup-push", otherDir}, "is not a PostgreSQL data directory", 1},
+		{"server down", []string{"backup-push", "--pg-conn", "host=" + otherDir + " port=1"}, "connect to PostgreSQL", 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, stderr, code := run(t, bin, env, c.args...)
+			if code != c.code {
+				t.Fatalf("exit %d, want %d: %s", code, c.code, stderr)
+			}
+			if line := errorLine(t, stderr); !strings.Contains(line, c.want) {
+				t.Fatalf("error %q does not say %q", line, c.want)
+			}
+		})
+	}
+	if _, err := os.Stat(dest); err == nil {
+		t.Fatal("a refused backup-fetch created DEST")
+	}
+	if des, _ := os.ReadDir(nonEmpty); len(des) != 1 {
+		t.Fatal("a refused backup-fetch changed the non-empty DEST")
+	}
+	list2, _, _ := run(t, bin, env, "backup-list", "--json")
+	if list2 != list {
+		t.Fatal("bad input changed the repository's backups")
+	}
+}
+
+// TestIntegrationBackupNeedsArchiving: BASE_BACKUP waits for its WAL to be
+// archived, so backup-push refuses, in one sentence, a server whose
+// archiving is off or failing instead of hanging or taking a backup that
+// cannot be restored.
+func TestIntegrationBackupNeedsArchiving(t *testing.T) {
+	bin := testenv.BuildTusk(t)
+	repo := []string{"TUSK_REPO=file://" + testenv.ServerTempDir(t)}
+	for _, c := range []struct {
+		name, archiveCommand, want string
+	}{
+		{"archive_mode off", "", "archive_mode is off"},
+		{"archiving failing", "false", "WAL archiving is failing"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			pg := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: c.archiveCommand})
+			if c.archiveCommand != "" {
+				pg.SQL(t, "CREATE TABLE x AS SELECT 1; SELECT pg_switch_wal()")
+				waitFor(t, time.Minute, func() bool {
+					n, err := pg.TrySQL(t.Context(), "SELECT failed_count FROM pg_stat_archiver")
+					return err == nil && n != "0"
+				})
+			}
+			_, stderr, code := run(t, bin, append(append([]string{}, repo...), pg.Env()...), "backup-push")
+			if code != 1 || !strings.Contains(errorLine(t, stderr), c.want) {
+				t.Fatalf("exit %d, want 1 and %q: %s", code, c.want, stderr)
+			}
+		})
+	}
+}

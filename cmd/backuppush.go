@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -95,6 +96,18 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 	}
 	if sys.Version < 150000 {
 		return fmt.Errorf("the server runs PostgreSQL %d.%d; tusk backs up PostgreSQL 15 and later", sys.Version/10000, sys.Version%10000)
+	}
+	arch, err := basebackup.ArchiverState(ctx, conn)
+	if err != nil {
+		return err
+	}
+	switch {
+	case arch.Mode == "off":
+		return errors.New("the server's archive_mode is off, so the WAL this backup needs would not be archived and the backup could not be restored: set archive_mode = on and archive_command = 'tusk wal-push %p', restart PostgreSQL, and run backup-push again")
+	case sys.InRecovery && arch.Mode != "always":
+		return errors.New("the server is a standby with archive_mode = on, which does not archive on a standby, so the backup would wait forever for its WAL: set archive_mode = always there (or back up the primary)")
+	case arch.Failing:
+		return fmt.Errorf("the server's WAL archiving is failing (last failure: %s at %s; see the server log), and the backup would wait forever for its WAL to be archived: fix archive_command first", arch.LastFailed, arch.LastFailedTime)
 	}
 	line := newProgressLine(root.stderr)
 	start := time.Now()
