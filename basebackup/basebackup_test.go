@@ -207,8 +207,12 @@ func TestRestoreRefusesDamage(t *testing.T) {
 		{"symlink out", []file{{name: "base/link", link: "../../../etc"}}, nil, "points outside"},
 		{"absolute symlink", []file{{name: "base/link", link: "/etc"}}, nil, "points outside"},
 		{"through tablespace link", []file{{name: "pg_tblspc/1/x", data: []byte("x")}}, nil, "outside the restore folder"},
-		{"flipped byte", good, func(st storage.Storage, m *Meta) { rewrite(t, st, m.Parts[1].Key, func(b []byte) []byte { b[len(b)/2] ^= 1; return b }) }, "corrupt"},
-		{"truncated part", good, func(st storage.Storage, m *Meta) { rewrite(t, st, m.Parts[0].Key, func(b []byte) []byte { return b[:len(b)-10] }) }, "corrupt"},
+		{"flipped byte", good, func(st storage.Storage, m *Meta) {
+			rewrite(t, st, m.Parts[1].Key, func(b []byte) []byte { b[len(b)/2] ^= 1; return b })
+		}, "corrupt"},
+		{"truncated part", good, func(st storage.Storage, m *Meta) {
+			rewrite(t, st, m.Parts[0].Key, func(b []byte) []byte { return b[:len(b)-10] })
+		}, "corrupt"},
 		{"missing part", good, func(st storage.Storage, m *Meta) { st.Delete(ctx, m.Parts[0].Key) }, "missing from the repository"},
 	}
 	for _, c := range cases {
