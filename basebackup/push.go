@@ -2,6 +2,7 @@ package basebackup
 
 import (
 	"archive/tar"
+	"bufio"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -178,7 +179,9 @@ func (u *uploader) Archive(name, location string) error {
 		}
 	}
 	pr, pw := io.Pipe()
-	aw := &archiveWriter{u: u, name: arch, pw: pw, done: make(chan error, 1)}
+	// Batch the server's CopyData messages (64 kB each) so that the splitter
+	// goroutine is woken per MiB rather than per message.
+	aw := &archiveWriter{u: u, name: arch, pw: pw, bw: bufio.NewWriterSize(pw, 1<<20), done: make(chan error, 1)}
 	u.cur = aw
 	u.g.Go(func() error { // endArchive or abort waits on done
 		err := aw.split(pr)
@@ -197,7 +200,7 @@ func (u *uploader) Data(p []byte) error {
 	if u.cur == nil {
 		return errors.New("BASE_BACKUP sent data before an archive")
 	}
-	_, err := u.cur.pw.Write(p)
+	_, err := u.cur.bw.Write(p)
 	if err != nil {
 		return u.cur.wait(err)
 	}
@@ -238,6 +241,9 @@ func (u *uploader) endArchive() error {
 	}
 	aw := u.cur
 	u.cur = nil
+	if err := aw.bw.Flush(); err != nil {
+		return aw.wait(err)
+	}
 	aw.pw.Close()
 	return aw.wait(nil)
 }
@@ -268,6 +274,7 @@ type archiveWriter struct {
 	u    *uploader
 	name string
 	pw   *io.PipeWriter
+	bw   *bufio.Writer // over pw
 	done chan error
 	seq  int
 	part *partWriter

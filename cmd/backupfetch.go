@@ -218,6 +218,7 @@ func runBackupFetch(c *cobra.Command, root *rootOpts, o *backupFetchOpts, dest, 
 		}
 	}
 
+	boundMemory()
 	line := newProgressLine(root.stderr)
 	start := time.Now()
 	err = basebackup.Restore(ctx, m, dest, basebackup.FetchOptions{

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -109,6 +111,7 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 	case arch.Failing:
 		return fmt.Errorf("the server's WAL archiving is failing (last failure: %s at %s; see the server log), and the backup would wait forever for its WAL to be archived: fix archive_command first", arch.LastFailed, arch.LastFailedTime)
 	}
+	boundMemory()
 	line := newProgressLine(root.stderr)
 	start := time.Now()
 	m, err := basebackup.Push(ctx, conn, sys, basebackup.PushOptions{
@@ -147,4 +150,17 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 		m.Name, bytesString(m.DataSize), bytesString(m.StoredSize), m.Codec, len(m.Parts),
 		took.Round(10*time.Millisecond), rate(m.DataSize, took))
 	return nil
+}
+
+// boundMemory asks the garbage collector to keep the heap near 64 MiB, unless
+// GOMEMLIMIT says otherwise. backup-push and backup-fetch hold at most
+// TUSK_UPLOAD_CONCURRENCY (or TUSK_DOWNLOAD_CONCURRENCY) parts' buffers, but
+// with Go's default pacing the heap may grow to twice what is live; measured
+// on a scale-100 backup to MinIO: peak RSS 130 MiB without, 82 MiB with, at
+// the same speed (BENCHMARKS.md, backup). It is a soft limit: more live data
+// (a larger part size, more concurrency) still fits, with more GC work.
+func boundMemory() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(64 << 20)
+	}
 }

@@ -1,10 +1,12 @@
 package cmd
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // connString builds a libpq connection string from the settings, or takes
@@ -48,6 +51,12 @@ func connect(ctx context.Context, pg PGSettings, override string, replication bo
 	}
 	if pg.Password != "" && override == "" {
 		cfg.Password = pg.Password
+	}
+	// Read the socket through a large buffer: a base backup arrives as 64 kB
+	// CopyData messages, which pgproto3 alone reads with two or more
+	// syscalls each.
+	cfg.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		return pgproto3.NewFrontend(bufio.NewReaderSize(r, 1<<20), w)
 	}
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
