@@ -308,3 +308,48 @@ func TestIntegrationBackupNeedsArchiving(t *testing.T) {
 		})
 	}
 }
+
+// TestIntegrationStandbyFromBackup: backup-fetch --standby makes a replica
+// that catches up from the archive and then streams from the primary.
+func TestIntegrationStandbyFromBackup(t *testing.T) {
+	bin := testenv.BuildTusk(t)
+	repo := []string{"TUSK_REPO=file://" + testenv.ServerTempDir(t)}
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: bin + " wal-push %p", Env: repo})
+	env := append(append([]string{}, repo...), pg.Env()...)
+	pg.SQL(t, "CREATE TABLE marks (n int); INSERT INTO marks VALUES (1)")
+	if out, stderr, code := run(t, bin, env, "backup-push"); code != 0 {
+		t.Fatalf("backup-push: exit %d\n%s%s", code, out, stderr)
+	}
+	// Written after the backup and archived: the standby gets it from the archive.
+	pg.SQL(t, "INSERT INTO marks VALUES (2)")
+	last := pg.SQL(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+	pg.SQL(t, "SELECT pg_switch_wal()")
+	waitArchived(t, pg, last)
+
+	dir := testenv.ServerTempDir(t)
+	dest := filepath.Join(dir, "standby")
+	conninfo := "host=" + pg.SocketDir + " port=" + strconv.Itoa(pg.Port) + " user=postgres"
+	if out, stderr, code := run(t, bin, env, "backup-fetch", dest, "LATEST", "--standby", "--primary-conninfo", conninfo); code != 0 {
+		t.Fatalf("backup-fetch --standby: exit %d\n%s%s", code, out, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dest, "standby.signal")); err != nil {
+		t.Fatal("no standby.signal")
+	}
+	pgCtl := filepath.Join(pg.BinDir, "pg_ctl")
+	port := pg.Port + 1
+	start := pg.RunAsOwner(t.Context(), pgCtl, "start", "-w", "-D", dest, "-l", filepath.Join(dir, "standby.log"),
+		"-o", "-p "+strconv.Itoa(port)+" -k "+dir)
+	t.Cleanup(func() { stopServer(t, pg, dest) })
+	if out, err := start.CombinedOutput(); err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "standby.log"))
+		t.Fatalf("start the standby: %v\n%s\n%s", err, out, log)
+	}
+	// Written now: reaches the standby only by streaming.
+	pg.SQL(t, "INSERT INTO marks VALUES (3)")
+	waitFor(t, time.Minute, func() bool {
+		cmd := pg.RunAsOwner(t.Context(), filepath.Join(pg.BinDir, "psql"), "-XAtq", "-h", dir, "-p", strconv.Itoa(port), "-U", "postgres", "-d", "postgres",
+			"-c", "SELECT (SELECT string_agg(n::text, ',' ORDER BY n) FROM marks) || ' ' || coalesce((SELECT status FROM pg_stat_wal_receiver), 'none')")
+		out, err := cmd.Output()
+		return err == nil && strings.TrimSpace(string(out)) == "1,2,3 streaming"
+	})
+}

@@ -74,7 +74,7 @@ It exits non-zero, with PostgreSQL's reason, if the target was not reached.`,
 	f.IntVar(&o.port, "port", 0, "with --recover: the server's port (default: a free one)")
 	f.StringVar(&o.socketDir, "socket-dir", "", "with --recover: folder for the server's unix socket (default: a new temporary folder)")
 	f.StringVar(&o.pgBin, "pg-bin", "", "with --recover: folder of PostgreSQL's programs (default: /usr/lib/postgresql/MAJOR/bin, else PATH)")
-	f.StringVar(&o.owner, "owner", "", "user to own DEST and run the server (default: DEST's owner; postgres when that is root)")
+	f.StringVar(&o.owner, "owner", "", "when run as root: user to own the restored files and run the server (default: the owner of DEST or its parent; postgres when that is root)")
 	f.BoolVar(&o.json, "json", false, "print what was restored (and where recovery stopped) as JSON")
 	addSettingFlags(f, "TUSK_DOWNLOAD_CONCURRENCY")
 	return c
@@ -211,6 +211,10 @@ func runBackupFetch(c *cobra.Command, root *rootOpts, o *backupFetchOpts, dest, 
 	if err != nil {
 		return err
 	}
+	own, err := resolveOwner(o.owner, dest, false)
+	if err != nil {
+		return err
+	}
 	var run *serverRun
 	if o.recover {
 		if run, err = prepareRecover(o, m, dest); err != nil {
@@ -234,9 +238,19 @@ func runBackupFetch(c *cobra.Command, root *rootOpts, o *backupFetchOpts, dest, 
 	if err != nil {
 		return describeStorageErr(diagnose(ctx, st, err), cfg)
 	}
+	if own != nil {
+		if err := giveTree(own, dest, m); err != nil {
+			return err
+		}
+	}
 	rec := basebackup.Recovery{RestoreCommand: restoreCmd, Target: target, Standby: o.standby, PrimaryConninfo: o.primaryConninfo}
 	if err := rec.Write(dest); err != nil {
 		return err
+	}
+	if own != nil {
+		for _, f := range []string{"postgresql.auto.conf", "recovery.signal", "standby.signal"} {
+			os.Lchown(filepath.Join(dest, f), own.uid, own.gid) // the signal not written is missing: fine
+		}
 	}
 	restoreTook := time.Since(start)
 	res := fetchResult{Backup: m.Name, Dest: dest, Target: target.Describe(), RestoreSecs: restoreTook.Seconds()}
@@ -247,7 +261,7 @@ func runBackupFetch(c *cobra.Command, root *rootOpts, o *backupFetchOpts, dest, 
 		}
 	}
 	if run != nil {
-		if err := run.chown(dest, m); err != nil {
+		if err := run.prepare(dest); err != nil {
 			return err
 		}
 		outcome, err := run.recover(ctx, root, target, !o.json)

@@ -68,36 +68,21 @@ func prepareRecover(o *backupFetchOpts, m basebackup.Meta, dest string) (*server
 	if _, err := os.Stat(filepath.Join(r.bin, "pg_ctl")); err != nil {
 		return nil, fmt.Errorf("--pg-bin %s has no pg_ctl", r.bin)
 	}
-	owner := o.owner
-	if owner == "" {
-		probe := dest
-		if _, err := os.Stat(probe); err != nil {
-			probe = filepath.Dir(dest)
-		}
-		if fi, err := os.Stat(probe); err == nil {
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 {
-				if u, err := user.LookupId(strconv.Itoa(int(st.Uid))); err == nil {
-					owner = u.Username
-				}
-			}
-		}
-		if owner == "" {
-			owner = "postgres"
-		}
-	}
-	u, err := user.Lookup(owner)
+	own, err := resolveOwner(o.owner, dest, true)
 	if err != nil {
-		return nil, fmt.Errorf("user %s, to run PostgreSQL on the restored folder, does not exist; give --owner", owner)
+		return nil, err
 	}
-	r.owner = owner
-	r.uid, _ = strconv.Atoi(u.Uid)
-	r.gid, _ = strconv.Atoi(u.Gid)
-	if r.uid == 0 {
-		return nil, errors.New("PostgreSQL cannot run as root: give --owner with the user that should own the restored cluster")
+	if own == nil { // not root: the server runs as we do
+		u, err := user.Current()
+		if err != nil {
+			return nil, err
+		}
+		own = &restoreOwner{name: u.Username, uid: os.Geteuid(), gid: os.Getegid()}
+		if o.owner != "" && o.owner != u.Username {
+			return nil, fmt.Errorf("--recover must run as root or as %s, who is to own %s", o.owner, dest)
+		}
 	}
-	if os.Geteuid() != 0 && os.Geteuid() != r.uid {
-		return nil, fmt.Errorf("--recover must run as root or as %s, who is to own %s", owner, dest)
-	}
+	r.owner, r.uid, r.gid = own.name, own.uid, own.gid
 	if r.port == 0 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -109,9 +94,9 @@ func prepareRecover(o *backupFetchOpts, m basebackup.Meta, dest string) (*server
 	return r, nil
 }
 
-// chown gives the restored tree to the owner and adds the configuration
-// files a data directory from a Debian-style cluster lacks.
-func (r *serverRun) chown(dest string, m basebackup.Meta) error {
+// prepare adds the configuration files a data directory from a
+// Debian-style cluster lacks, and the socket folder.
+func (r *serverRun) prepare(dest string) error {
 	for _, f := range []string{"postgresql.conf", "pg_hba.conf", "pg_ident.conf"} {
 		p := filepath.Join(dest, f)
 		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
@@ -122,6 +107,11 @@ func (r *serverRun) chown(dest string, m basebackup.Meta) error {
 			if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
 				return err
 			}
+			if os.Geteuid() == 0 {
+				if err := os.Lchown(p, r.uid, r.gid); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	if r.socketDir == "" {
@@ -130,16 +120,71 @@ func (r *serverRun) chown(dest string, m basebackup.Meta) error {
 			return err
 		}
 		r.socketDir, r.createdSocketDir = d, true
-	}
-	r.logFile = filepath.Join(r.socketDir, "postgresql.log")
-	if os.Geteuid() != 0 {
-		return nil
-	}
-	if r.createdSocketDir {
-		if err := os.Lchown(r.socketDir, r.uid, r.gid); err != nil {
-			return err
+		if os.Geteuid() == 0 {
+			if err := os.Lchown(d, r.uid, r.gid); err != nil {
+				return err
+			}
 		}
 	}
+	r.logFile = filepath.Join(r.socketDir, "postgresql.log")
+	return nil
+}
+
+// restoreOwner is the user a restored data directory is given to.
+type restoreOwner struct {
+	name     string
+	uid, gid int
+}
+
+// resolveOwner picks who owns a restore when tusk runs as root: --owner,
+// else the owner of DEST (or of its parent) when that is not root, else
+// postgres. It returns nil when tusk does not run as root (files are then
+// the caller's), or, unless required, when no such user exists.
+func resolveOwner(flag, dest string, required bool) (*restoreOwner, error) {
+	if os.Geteuid() != 0 && flag == "" {
+		return nil, nil
+	}
+	name := flag
+	if name == "" {
+		probe := dest
+		if _, err := os.Stat(probe); err != nil {
+			probe = filepath.Dir(dest)
+		}
+		if fi, err := os.Stat(probe); err == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 {
+				if u, err := user.LookupId(strconv.Itoa(int(st.Uid))); err == nil {
+					name = u.Username
+				}
+			}
+		}
+	}
+	if name == "" {
+		name = "postgres"
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		if flag == "" && !required {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("user %s, to own the restored data directory, does not exist; give --owner", name)
+	}
+	o := &restoreOwner{name: name}
+	o.uid, _ = strconv.Atoi(u.Uid)
+	o.gid, _ = strconv.Atoi(u.Gid)
+	if o.uid == 0 && required {
+		return nil, errors.New("PostgreSQL cannot run as root: give --owner with the user that should own the restored cluster")
+	}
+	if os.Geteuid() != 0 {
+		if o.uid != os.Geteuid() {
+			return nil, fmt.Errorf("only root can give the restored files to %s (--owner)", name)
+		}
+		return nil, nil
+	}
+	return o, nil
+}
+
+// giveTree gives the restored data directory and its tablespaces to o.
+func giveTree(o *restoreOwner, dest string, m basebackup.Meta) error {
 	dirs := []string{dest}
 	for _, s := range m.Tablespaces {
 		if s.OID != "" {
@@ -153,10 +198,10 @@ func (r *serverRun) chown(dest string, m basebackup.Meta) error {
 			if err != nil {
 				return err
 			}
-			return os.Lchown(p, r.uid, r.gid)
+			return os.Lchown(p, o.uid, o.gid)
 		})
 		if err != nil {
-			return fmt.Errorf("give %s to %s: %w", d, r.owner, err)
+			return fmt.Errorf("give %s to %s: %w", d, o.name, err)
 		}
 	}
 	return nil
