@@ -140,9 +140,42 @@ func TestIntegrationBackupPITR(t *testing.T) {
 				if err := json.Unmarshal([]byte(out), &res); err != nil || res.Recovery.State != "promoted" {
 					t.Fatalf("%s: backup-fetch --json: %v\n%s", c.name, err, out)
 				}
-				got := psql(t, pg, res.Recovery.SocketDir, res.Recovery.Port, dataSum)
+				sock, port := res.Recovery.SocketDir, res.Recovery.Port
+				got := psql(t, pg, sock, port, dataSum)
 				if got != c.want {
 					t.Fatalf("%s: restored data checksum %s, want %s (the moment recorded)", c.name, got, c.want)
+				}
+				if c.name == "time" {
+					// After the timeline switch: write on the promoted server,
+					// which archives its new timeline into the same repository,
+					// and recover to a moment on that timeline.
+					tli := psql(t, pg, sock, port, "SELECT timeline_id FROM pg_control_checkpoint()")
+					psql(t, pg, sock, port, "INSERT INTO marks VALUES (1000)")
+					afterSum := psql(t, pg, sock, port, dataSum)
+					time.Sleep(20 * time.Millisecond)
+					after := psql(t, pg, sock, port, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")
+					time.Sleep(20 * time.Millisecond)
+					psql(t, pg, sock, port, "INSERT INTO marks VALUES (1001)")
+					seg := psql(t, pg, sock, port, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+					psql(t, pg, sock, port, "SELECT pg_switch_wal()")
+					waitFor(t, time.Minute, func() bool {
+						return psql(t, pg, sock, port, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") >= seg
+					})
+					stopServer(t, pg, dest)
+					dest2 := filepath.Join(testenv.ServerTempDir(t), "pgdata")
+					out, stderr, code := run(t, bin, env, "backup-fetch", dest2, "LATEST", "--recover", "--json", "--target-action", "promote",
+						"--target-timeline", tli, "--target-time", after, "--tablespace-mapping", tsDir+"="+filepath.Join(testenv.ServerTempDir(t), "ts"))
+					t.Cleanup(func() { stopServer(t, pg, dest2) })
+					if code != 0 {
+						t.Fatalf("restore on timeline %s: exit %d\n%s%s", tli, code, out, stderr)
+					}
+					if err := json.Unmarshal([]byte(out), &res); err != nil {
+						t.Fatal(err)
+					}
+					if got := psql(t, pg, res.Recovery.SocketDir, res.Recovery.Port, dataSum); got != afterSum {
+						t.Fatalf("restore to a moment on timeline %s: checksum %s, want %s", tli, got, afterSum)
+					}
+					stopServer(t, pg, dest2)
 				}
 				stopServer(t, pg, dest)
 			}
