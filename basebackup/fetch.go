@@ -101,19 +101,28 @@ func Restore(ctx context.Context, m Meta, dest string, opts FetchOptions) (err e
 		}
 		roots[oid] = dir
 	}
-	var created []string
+	// On failure, what was written goes: a folder the restore made is
+	// removed, one that existed (empty) is emptied.
+	var made, emptied []string
 	defer func() {
 		if err != nil {
-			for _, dir := range created {
+			for _, dir := range made {
+				os.RemoveAll(dir)
+			}
+			for _, dir := range emptied {
 				removeContents(dir)
 			}
 		}
 	}()
 	for _, dir := range roots {
+		if _, err := os.Stat(dir); err == nil {
+			emptied = append(emptied, dir)
+		} else {
+			made = append(made, dir)
+		}
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("create %s: %w", dir, err)
 		}
-		created = append(created, dir)
 		if err := os.Chmod(dir, 0o700); err != nil {
 			return err
 		}
