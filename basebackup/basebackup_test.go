@@ -34,6 +34,9 @@ func tarOf(t *testing.T, files []file) []byte {
 	tw := tar.NewWriter(&b)
 	for _, f := range files {
 		h := &tar.Header{Name: f.name, Mode: 0o600, Size: int64(len(f.data)), Typeflag: tar.TypeReg, ModTime: time.Unix(1700000000, 0), Format: tar.FormatUSTAR}
+		if len(f.name) > 99 {
+			h.Format = tar.FormatPAX // a PAX extension entry before the header
+		}
 		switch {
 		case f.dir:
 			h.Typeflag, h.Mode, h.Size = tar.TypeDir, 0o700, 0
@@ -134,6 +137,7 @@ func TestSplitAndRestoreRoundTrip(t *testing.T) {
 		{name: "pg_tblspc", dir: true},
 		{name: "pg_tblspc/16400", link: "/old/ts"},
 		{name: "global/pg_control", data: randomBytes(3, 8192)},
+		{name: "base/1/" + strings.Repeat("long", 30), data: randomBytes(6, 3<<20+5)},
 	}
 	tsFiles := []file{{name: "PG_15_202209061", dir: true}, {name: "PG_15_202209061/5/16401", data: randomBytes(4, 2<<20)}}
 	spaces := []Tablespace{{}, {OID: "16400", Location: "/old/ts"}}

@@ -1,8 +1,6 @@
 package basebackup
 
 import (
-	"archive/tar"
-	"bufio"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -10,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,7 +64,7 @@ func Push(ctx context.Context, conn *pgconn.PgConn, sys System, opts PushOptions
 	}
 	opts.Concurrency = max(opts.Concurrency, 1)
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(opts.Concurrency + 1) // the parts, and one splitter
+	g.SetLimit(opts.Concurrency) // parts uploading at once
 	u := &uploader{
 		ctx:  gctx,
 		g:    g,
@@ -178,17 +175,7 @@ func (u *uploader) Archive(name, location string) error {
 			return fmt.Errorf("BASE_BACKUP sent archive %s for unknown tablespace %s", name, location)
 		}
 	}
-	pr, pw := io.Pipe()
-	// Batch the server's CopyData messages (64 kB each) so that the splitter
-	// goroutine is woken per MiB rather than per message.
-	aw := &archiveWriter{u: u, name: arch, pw: pw, bw: bufio.NewWriterSize(pw, 1<<20), done: make(chan error, 1)}
-	u.cur = aw
-	u.g.Go(func() error { // endArchive or abort waits on done
-		err := aw.split(pr)
-		pr.CloseWithError(err)
-		aw.done <- err
-		return err
-	})
+	u.cur = &archiveWriter{u: u, name: arch}
 	return nil
 }
 
@@ -200,11 +187,7 @@ func (u *uploader) Data(p []byte) error {
 	if u.cur == nil {
 		return errors.New("BASE_BACKUP sent data before an archive")
 	}
-	_, err := u.cur.bw.Write(p)
-	if err != nil {
-		return u.cur.wait(err)
-	}
-	return nil
+	return u.cur.feed(p)
 }
 
 func (u *uploader) Manifest() error {
@@ -241,11 +224,7 @@ func (u *uploader) endArchive() error {
 	}
 	aw := u.cur
 	u.cur = nil
-	if err := aw.bw.Flush(); err != nil {
-		return aw.wait(err)
-	}
-	aw.pw.Close()
-	return aw.wait(nil)
+	return aw.finish()
 }
 
 // abort stops the archive being received after a failure.
@@ -256,8 +235,7 @@ func (u *uploader) abort(err error) {
 		u.manifest = nil
 	}
 	if u.cur != nil {
-		u.cur.pw.CloseWithError(err)
-		<-u.cur.done
+		u.cur.abort(err)
 		u.cur = nil
 	}
 }
@@ -267,141 +245,6 @@ func (u *uploader) addPart(p Part) {
 	u.parts = append(u.parts, p)
 	u.mu.Unlock()
 	u.stored.Add(p.Size)
-}
-
-// archiveWriter splits one tar archive into parts.
-type archiveWriter struct {
-	u    *uploader
-	name string
-	pw   *io.PipeWriter
-	bw   *bufio.Writer // over pw
-	done chan error
-	seq  int
-	part *partWriter
-	tw   *tar.Writer
-}
-
-func (aw *archiveWriter) wait(err error) error {
-	serr := <-aw.done
-	aw.done <- serr // for a later wait
-	if serr != nil {
-		return serr
-	}
-	return err
-}
-
-// split reads the archive's tar stream and writes its entries into parts.
-func (aw *archiveWriter) split(r io.Reader) (err error) {
-	defer func() {
-		if err != nil && aw.part != nil {
-			aw.part.abort(err)
-		}
-	}()
-	tr := tar.NewReader(r)
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("read the server's tar stream: %w", err)
-		}
-		if err := aw.entry(tr, hdr); err != nil {
-			return err
-		}
-	}
-	// Drain what follows the end-of-archive marker, so the sender never blocks.
-	if _, err := io.Copy(io.Discard, r); err != nil {
-		return err
-	}
-	if aw.part == nil { // an empty archive still gets one part
-		if err := aw.rotate(); err != nil {
-			return err
-		}
-	}
-	return aw.closePart()
-}
-
-// minPiece is the smallest piece a split file is cut into.
-const minPiece = 1 << 20
-
-func (aw *archiveWriter) entry(tr *tar.Reader, hdr *tar.Header) error {
-	partSize := aw.u.opts.PartSize
-	hdr.Format = tar.FormatUnknown
-	size := hdr.Size
-	if hdr.Typeflag != tar.TypeReg {
-		size = 0
-	}
-	if aw.part == nil || (aw.part.raw.Load() >= partSize) {
-		if err := aw.rotate(); err != nil {
-			return err
-		}
-	}
-	room := partSize - aw.part.raw.Load()
-	if size <= room || size < max(partSize/8, minPiece) {
-		// Whole: it fits, or is small enough to overflow the part a little.
-		if err := aw.tw.WriteHeader(hdr); err != nil {
-			return fmt.Errorf("write part: %w", err)
-		}
-		if size > 0 {
-			if _, err := io.Copy(aw.tw, tr); err != nil {
-				return fmt.Errorf("copy %s: %w", hdr.Name, err)
-			}
-		}
-		return nil
-	}
-	// A large file: pieces, each in its own part after the first.
-	for off := int64(0); off < size; {
-		room := partSize - aw.part.raw.Load()
-		if room < minPiece {
-			if err := aw.rotate(); err != nil {
-				return err
-			}
-			room = partSize
-		}
-		n := min(size-off, room)
-		ph := *hdr
-		ph.Size = n
-		ph.PAXRecords = map[string]string{paxOffset: strconv.FormatInt(off, 10), paxSize: strconv.FormatInt(size, 10)}
-		if err := aw.tw.WriteHeader(&ph); err != nil {
-			return fmt.Errorf("write part: %w", err)
-		}
-		if _, err := io.CopyN(aw.tw, tr, n); err != nil {
-			return fmt.Errorf("copy %s: %w", hdr.Name, err)
-		}
-		off += n
-	}
-	return nil
-}
-
-// rotate closes the current part and opens the next.
-func (aw *archiveWriter) rotate() error {
-	if err := aw.closePart(); err != nil {
-		return err
-	}
-	aw.seq++
-	key := fmt.Sprintf("%s%s.%05d.tar%s", DataPrefix(aw.u.meta.Name), aw.name, aw.seq, aw.u.opts.Codec.Ext())
-	p, err := aw.u.newPart(aw.name, aw.seq, key)
-	if err != nil {
-		return err
-	}
-	aw.part = p
-	aw.tw = tar.NewWriter(p)
-	return nil
-}
-
-func (aw *archiveWriter) closePart() error {
-	if aw.part == nil {
-		return nil
-	}
-	p := aw.part
-	aw.part = nil
-	if err := aw.tw.Close(); err != nil {
-		p.abort(err)
-		return fmt.Errorf("write part: %w", err)
-	}
-	_, err := p.finish()
-	return err
 }
 
 // partWriter compresses bytes into one part object, uploaded by its own
