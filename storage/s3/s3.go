@@ -18,7 +18,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -37,9 +36,10 @@ type Store struct {
 	cfg       Config // validated, defaults filled in
 	region    string // the region requests are signed for
 	client    *s3.Client
-	keyPrefix string    // cfg.Prefix + "/", or "" for the bucket's root
-	bufs      sync.Pool // *[]byte of cfg.PartSize bytes
-	maxParts  int       // maxParts; lower in tests
+	keyPrefix string     // cfg.Prefix + "/", or "" for the bucket's root
+	bufs      bufferList // of cfg.PartSize bytes
+	smallBufs bufferList // of smallSize bytes
+	maxParts  int        // maxParts; lower in tests
 	log       *slog.Logger
 }
 
@@ -97,10 +97,11 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Prefix != "" {
 		s.keyPrefix = cfg.Prefix + "/"
 	}
-	s.bufs.New = func() any {
-		b := make([]byte, cfg.PartSize)
-		return &b
-	}
+	// Keep as many free buffers as one Put can hold: unlike a sync.Pool,
+	// which every GC cycle empties, a free list keeps its buffers, so a busy
+	// store does not allocate (and page-fault in) 16 MiB per object.
+	s.bufs = newBufferList(int(cfg.PartSize), cfg.UploadConcurrency+1)
+	s.smallBufs = newBufferList(smallSize, 8)
 	s.client = s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 		if cfg.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -79,29 +78,51 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) error {
 // is sent from it, and a larger one is copied into a part buffer.
 const smallSize = 1 << 20
 
-var smallBufs = sync.Pool{New: func() any {
-	b := make([]byte, smallSize)
-	return &b
-}}
+func (s *Store) getBuf() *[]byte  { return s.bufs.get() }
+func (s *Store) putBuf(b *[]byte) { s.bufs.put(b) }
 
-func (s *Store) getBuf() *[]byte  { return s.bufs.Get().(*[]byte) }
-func (s *Store) putBuf(b *[]byte) { s.bufs.Put(b) }
+// bufferList is a bounded free list of equal-sized buffers.
+type bufferList struct {
+	size int
+	free chan *[]byte
+}
+
+func newBufferList(size, keep int) bufferList {
+	return bufferList{size: size, free: make(chan *[]byte, keep)}
+}
+
+func (l bufferList) get() *[]byte {
+	select {
+	case b := <-l.free:
+		return b
+	default:
+		b := make([]byte, l.size)
+		return &b
+	}
+}
+
+func (l bufferList) put(b *[]byte) {
+	select {
+	case l.free <- b:
+	default: // enough kept; let the GC have it
+	}
+}
 
 func (s *Store) put(ctx context.Context, objKey string, r io.Reader) error {
 	// Small objects never touch a part buffer.
-	small := smallBufs.Get().(*[]byte)
+	small := s.smallBufs.get()
 	n, err := readPart(ctx, r, *small)
 	switch {
 	case err == io.EOF:
-		defer smallBufs.Put(small)
+		defer s.smallBufs.put(small)
 		return s.putObject(ctx, objKey, (*small)[:n])
 	case err != nil:
-		smallBufs.Put(small)
+		s.smallBufs.put(small)
 		return err
 	}
 	first := s.getBuf()
 	copy(*first, *small)
-	smallBufs.Put(small)
+	s.smallBufs.put(small)
 	m, err := readPart(ctx, r, (*first)[n:])
 	n += m
 	switch {
