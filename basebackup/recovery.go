@@ -1,7 +1,9 @@
 package basebackup
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,6 +97,13 @@ func (r Recovery) Write(dest string) error {
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("write recovery settings: %w", err)
+	}
+	// A backup taken from a standby carries its standby.signal; the mode is
+	// ours to choose.
+	for _, f := range []string{"recovery.signal", "standby.signal"} {
+		if err := os.Remove(filepath.Join(dest, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove the backup's %s: %w", f, err)
+		}
 	}
 	signal := "recovery.signal"
 	if r.Standby {

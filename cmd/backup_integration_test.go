@@ -371,7 +371,7 @@ func TestIntegrationStandbyFromBackup(t *testing.T) {
 	pgCtl := filepath.Join(pg.BinDir, "pg_ctl")
 	port := pg.Port + 1
 	start := pg.RunAsOwner(t.Context(), pgCtl, "start", "-w", "-D", dest, "-l", filepath.Join(dir, "standby.log"),
-		"-o", "-p "+strconv.Itoa(port)+" -k "+dir)
+		"-o", "-p "+strconv.Itoa(port)+" -k "+dir+" -c archive_mode=always")
 	t.Cleanup(func() { stopServer(t, pg, dest) })
 	if out, err := start.CombinedOutput(); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "standby.log"))
@@ -385,4 +385,61 @@ func TestIntegrationStandbyFromBackup(t *testing.T) {
 		out, err := cmd.Output()
 		return err == nil && strings.TrimSpace(string(out)) == "1,2,3 streaming"
 	})
+
+	// A backup of the standby (archive_mode = always): the standby cannot
+	// switch WAL itself, so the primary does, as archive_timeout would.
+	standbyEnv := append(append([]string{}, repo...), "PGHOST="+dir, "PGPORT="+strconv.Itoa(port), "PGUSER=postgres", "PGDATA="+dest)
+	push := exec.Command(bin, "backup-push")
+	push.Env = append([]string{"PATH=" + os.Getenv("PATH")}, standbyEnv...)
+	var pushOut strings.Builder
+	push.Stdout, push.Stderr = &pushOut, &pushOut
+	if err := push.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- push.Wait() }()
+	for waiting := true; waiting; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("backup-push from the standby: %v\n%s", err, pushOut.String())
+			}
+			waiting = false
+		case <-time.After(300 * time.Millisecond):
+			pg.SQL(t, "INSERT INTO marks VALUES (4); SELECT pg_switch_wal()")
+		case <-t.Context().Done():
+			t.Fatal("backup-push from the standby did not finish")
+		}
+	}
+	list, _, _ := run(t, bin, env, "backup-list", "--json")
+	var metas []struct {
+		Name        string `json:"name"`
+		FromStandby bool   `json:"from_standby"`
+	}
+	if err := json.Unmarshal([]byte(list), &metas); err != nil || len(metas) != 2 || !metas[1].FromStandby {
+		t.Fatalf("backup-list after a backup from the standby: %v\n%s", err, list)
+	}
+	// It restores and replays.
+	want := pg.SQL(t, "SELECT string_agg(n::text, ',' ORDER BY n) FROM marks")
+	last = pg.SQL(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+	pg.SQL(t, "SELECT pg_switch_wal()")
+	waitArchived(t, pg, last)
+	dest2 := filepath.Join(testenv.ServerTempDir(t), "pgdata")
+	out, stderr, code := run(t, bin, env, "backup-fetch", dest2, metas[1].Name, "--recover", "--json", "--target-timeline", "current")
+	t.Cleanup(func() { stopServer(t, pg, dest2) })
+	if code != 0 {
+		t.Fatalf("restore the standby's backup: exit %d\n%s%s", code, out, stderr)
+	}
+	var res struct {
+		Recovery struct {
+			Port      int    `json:"port"`
+			SocketDir string `json:"socket_dir"`
+		} `json:"recovery"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatal(err)
+	}
+	if got := psql(t, pg, res.Recovery.SocketDir, res.Recovery.Port, "SELECT string_agg(n::text, ',' ORDER BY n) FROM marks"); got != want {
+		t.Fatalf("restored from the standby's backup: marks %s, want %s", got, want)
+	}
 }

@@ -292,6 +292,9 @@ func (r *serverRun) recover(ctx context.Context, root *rootOpts, t basebackup.Ta
 				out.Timeline = reTimeline.FindStringSubmatch(s)[1]
 			case reConsisten.MatchString(s):
 				consistent = true
+			case strings.Contains(s, "entering standby mode"):
+				r.command(context.Background(), "stop", "-D", r.dest, "-m", "fast").Run()
+				return out, fmt.Errorf("PostgreSQL on %s entered standby mode, which never ends; it was stopped (is there a standby.signal?)", r.dest)
 			case reFatal.MatchString(s) && fatal == "":
 				msg := reFatal.FindStringSubmatch(s)[2]
 				if !strings.Contains(msg, "the database system is starting up") && !strings.Contains(msg, "terminating connection") {
