@@ -3,7 +3,6 @@ package basebackup
 import (
 	"archive/tar"
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -200,8 +199,7 @@ func fetchPart(ctx context.Context, st storage.Storage, p Part, use func(io.Read
 	if _, err := io.Copy(io.Discard, src); err != nil {
 		return fmt.Errorf("download %s: %w", p.Key, err)
 	}
-	sum := h.Sum128().Bytes()
-	got := "xxh3-128:" + hex.EncodeToString(sum[:])
+	got := checksumString(h)
 	if int64(n) != p.Size || got != p.Checksum {
 		return fmt.Errorf("%s: %w: %d bytes with checksum %s, the metadata records %d bytes with %s",
 			p.Key, ErrCorrupt, int64(n), got, p.Size, p.Checksum)

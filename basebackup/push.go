@@ -311,10 +311,9 @@ func (p *partWriter) finish() (Part, error) {
 		p.pw.CloseWithError(err)
 		return Part{}, fmt.Errorf("compress %s: %w", p.part.Key, err)
 	}
-	sum := p.hash.Sum128().Bytes()
 	p.part.RawSize = p.raw.Load()
 	p.part.Size = p.stored
-	p.part.Checksum = "xxh3-128:" + hex.EncodeToString(sum[:])
+	p.part.Checksum = checksumString(p.hash)
 	part := p.part
 	p.final <- part
 	p.pw.Close()
@@ -329,4 +328,10 @@ func (p *partWriter) finish() (Part, error) {
 func (p *partWriter) abort(err error) {
 	p.zw.Close()
 	p.pw.CloseWithError(err)
+}
+
+// checksumString is how parts record their checksum: "xxh3-128:<hex>".
+func checksumString(h *xxh3.Hasher) string {
+	sum := h.Sum128().Bytes()
+	return "xxh3-128:" + hex.EncodeToString(sum[:])
 }

@@ -148,8 +148,8 @@ func BenchmarkBackup(b *testing.B) {
 
 	var ratios []ratio
 	add := func(label, num, den, target string) {
-		n, ok1 := findBackupRun(runs, num)
-		d, ok2 := findBackupRun(runs, den)
+		n, ok1 := findRun(runs, num)
+		d, ok2 := findRun(runs, den)
 		if !ok1 || !ok2 {
 			return
 		}
@@ -195,14 +195,7 @@ func BenchmarkBackup(b *testing.B) {
 	publish(b, "backup", out.String())
 }
 
-func findBackupRun(runs []backupRun, metric string) (backupRun, bool) {
-	for _, r := range runs {
-		if r.Metric == metric {
-			return r, true
-		}
-	}
-	return backupRun{}, false
-}
+func (r backupRun) metric() string { return r.Metric }
 
 // timed runs cmd to completion and measures it.
 func timed(b *testing.B, cmd *exec.Cmd, label, metric, shown string) backupRun {
