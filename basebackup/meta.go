@@ -19,10 +19,16 @@ import (
 //	backups/N.json                       the metadata (Meta), written last
 //	backups/N/<archive>.<seq>.tar.<ext>  the parts, archive "base" or a tablespace OID
 //	backups/N/backup_manifest.<ext>      PostgreSQL's backup manifest
+//	backups/N.deleting                   tombstone of a delete in progress
 //
 // A folder under backups/ without its .json is an unfinished or partly
 // deleted backup: garbage, never listed.
 const backupsPrefix = "backups/"
+
+// TombstoneKey marks backup name as being deleted: a delete writes it before
+// it removes the metadata and removes it last, so an interrupted delete is
+// found and finished by the next one. A backup with a tombstone is not listed.
+func TombstoneKey(name string) string { return backupsPrefix + name + ".deleting" }
 
 // MetaKey is the key of backup name's metadata object.
 func MetaKey(name string) string { return backupsPrefix + name + ".json" }
@@ -115,6 +121,10 @@ func CheckName(name string) error {
 // ErrNoBackup is returned for a backup name the repository does not hold.
 var ErrNoBackup = errors.New("no such backup")
 
+// ErrBadMeta is returned for a metadata object that exists but cannot be
+// understood: not valid JSON, or a format this tusk does not know.
+var ErrBadMeta = errors.New("backup metadata is not readable")
+
 // ReadMeta reads one backup's metadata.
 func ReadMeta(ctx context.Context, st storage.Storage, name string) (Meta, error) {
 	var m Meta
@@ -134,10 +144,10 @@ func ReadMeta(ctx context.Context, st storage.Storage, name string) (Meta, error
 		return m, fmt.Errorf("read backup %s: %w", name, err)
 	}
 	if err := json.Unmarshal(b, &m); err != nil {
-		return m, fmt.Errorf("backup %s: metadata %s is not valid: %v", name, MetaKey(name), err)
+		return m, fmt.Errorf("backup %s: %w: %s is not valid JSON (%v)", name, ErrBadMeta, MetaKey(name), err)
 	}
 	if m.Format != metaFormat {
-		return m, fmt.Errorf("backup %s: metadata format %d is not supported by this tusk (upgrade tusk)", name, m.Format)
+		return m, fmt.Errorf("backup %s: %w: format %d is not supported by this tusk (upgrade tusk)", name, ErrBadMeta, m.Format)
 	}
 	return m, nil
 }
@@ -159,10 +169,16 @@ func WriteMeta(ctx context.Context, st storage.Storage, m Meta) error {
 // skipped.
 func List(ctx context.Context, st storage.Storage, bad func(key string, err error)) ([]Meta, error) {
 	var names []string
+	deleting := map[string]bool{}
 	err := st.List(ctx, backupsPrefix, func(o storage.Object) error {
 		rest := strings.TrimPrefix(o.Key, backupsPrefix)
-		if name, ok := strings.CutSuffix(rest, ".json"); ok && !strings.Contains(name, "/") {
+		if strings.Contains(rest, "/") {
+			return nil
+		}
+		if name, ok := strings.CutSuffix(rest, ".json"); ok {
 			names = append(names, name)
+		} else if name, ok := strings.CutSuffix(rest, ".deleting"); ok {
+			deleting[name] = true
 		}
 		return nil
 	})
@@ -171,6 +187,9 @@ func List(ctx context.Context, st storage.Storage, bad func(key string, err erro
 	}
 	var out []Meta
 	for _, n := range names {
+		if deleting[n] {
+			continue
+		}
 		m, err := ReadMeta(ctx, st, n)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -187,18 +206,20 @@ func List(ctx context.Context, st storage.Storage, bad func(key string, err erro
 	return out, nil
 }
 
-// SortBackups orders backups oldest first: by finish time, then end LSN.
-func SortBackups(ms []Meta) {
-	slices.SortStableFunc(ms, func(a, b Meta) int {
-		if c := a.FinishTime.Compare(b.FinishTime); c != 0 {
-			return c
+// SortBackups orders backups oldest first (see Compare).
+func SortBackups(ms []Meta) { slices.SortStableFunc(ms, Compare) }
+
+// Compare orders backups by finish time, then end LSN, then name: never by
+// name alone, which would misorder a re-initialized cluster's backups.
+func Compare(a, b Meta) int {
+	if c := a.FinishTime.Compare(b.FinishTime); c != 0 {
+		return c
+	}
+	if a.EndLSN != b.EndLSN {
+		if a.EndLSN < b.EndLSN {
+			return -1
 		}
-		if a.EndLSN != b.EndLSN {
-			if a.EndLSN < b.EndLSN {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(a.Name, b.Name)
-	})
+		return 1
+	}
+	return strings.Compare(a.Name, b.Name)
 }

@@ -79,6 +79,8 @@ func commands(opts *rootOpts) []*cobra.Command {
 		newBackupPushCmd(opts),
 		newBackupListCmd(opts),
 		newBackupFetchCmd(opts),
+		newBackupMarkCmd(opts),
+		newDeleteCmd(opts),
 	}
 }
 

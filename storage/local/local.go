@@ -77,12 +77,20 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (err error) {
 		return err
 	}
 	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("put %s: %w", key, unwrapPath(err))
-	}
-	f, err := os.CreateTemp(dir, tmpPrefix+filepath.Base(p)+"-")
-	if err != nil {
-		return fmt.Errorf("put %s: %w", key, unwrapPath(err))
+	var f *os.File
+	// Delete removes folders it empties; a folder removed between MkdirAll
+	// and CreateTemp is made again.
+	for try := 0; ; try++ {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("put %s: %w", key, unwrapPath(err))
+		}
+		f, err = os.CreateTemp(dir, tmpPrefix+filepath.Base(p)+"-")
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) || try == 2 {
+			return fmt.Errorf("put %s: %w", key, unwrapPath(err))
+		}
 	}
 	tmp := f.Name()
 	defer func() {
@@ -246,6 +254,11 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 		dirs[filepath.Dir(p)] = true
 	}
 	for dir := range dirs {
+		// Remove the folders this delete emptied, up to the root, so that
+		// deleted backups and old WAL leave no empty folders behind.
+		for strings.HasPrefix(dir, s.root+string(filepath.Separator)) && os.Remove(dir) == nil {
+			dir = filepath.Dir(dir)
+		}
 		if err := syncDir(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("delete: sync folder %s: %w", dir, err)
 		}

@@ -1,0 +1,60 @@
+package cmd
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tusk-backup/tusk/basebackup"
+)
+
+func newBackupMarkCmd(root *rootOpts) *cobra.Command {
+	var impermanent bool
+	c := &cobra.Command{
+		Use:   "backup-mark NAME",
+		Short: "Make a backup permanent (or, with --impermanent, ordinary again)",
+		Long: `backup-mark makes a backup permanent: delete retain, before and garbage never
+delete it or the WAL from its start to its end. --impermanent undoes it, so
+that retention treats the backup like any other.`,
+		Args: exactArgs(1, "the name of a backup"),
+		RunE: func(c *cobra.Command, args []string) error {
+			name := args[0]
+			if err := basebackup.CheckName(name); err != nil {
+				return usagef(err)
+			}
+			cfg, log, err := root.load(c)
+			if err != nil {
+				return err
+			}
+			ctx := c.Context()
+			st, err := openStorage(ctx, cfg, log, true)
+			if err != nil {
+				return describeStorageErr(err, cfg)
+			}
+			m, err := basebackup.ReadMeta(ctx, st, name)
+			if err != nil {
+				return describeStorageErr(diagnose(ctx, st, err), cfg)
+			}
+			if _, err := st.Stat(ctx, basebackup.TombstoneKey(name)); err == nil {
+				return fmt.Errorf("backup %s is being deleted; it cannot be marked (run the delete again to finish it)", name)
+			}
+			state := "permanent"
+			if impermanent {
+				state = "not permanent"
+			}
+			if m.Permanent == !impermanent {
+				fmt.Fprintf(root.stdout, "backup %s is already %s\n", name, state)
+				return nil
+			}
+			m.Permanent = !impermanent
+			if err := basebackup.WriteMeta(ctx, st, m); err != nil {
+				return describeStorageErr(err, cfg)
+			}
+			log.Info("backup marked", "backup", name, "permanent", m.Permanent)
+			fmt.Fprintf(root.stdout, "backup %s is now %s\n", name, state)
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&impermanent, "impermanent", false, "make the backup ordinary again, so retention may delete it")
+	return c
+}

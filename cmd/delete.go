@@ -1,0 +1,466 @@
+package cmd
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/tusk-backup/tusk/basebackup"
+	"github.com/tusk-backup/tusk/retention"
+)
+
+// deleteOpts are the flags every delete subcommand shares.
+type deleteOpts struct {
+	confirm bool
+	json    bool
+}
+
+func newDeleteCmd(root *rootOpts) *cobra.Command {
+	o := &deleteOpts{}
+	c := &cobra.Command{
+		Use:   "delete",
+		Short: "Delete old backups and WAL (a dry run without --confirm)",
+		Long: `delete removes backups and WAL by retention rules, with wal-g's grammar:
+
+  tusk delete retain [FULL|FIND_FULL] N [--after NAME|TIME] [--retain-window 14d]
+  tusk delete before [FIND_FULL] NAME|TIME
+  tusk delete everything [FORCE]
+  tusk delete target [FIND_FULL] NAME
+  tusk delete garbage [ARCHIVES|BACKUPS]
+
+Without --confirm every delete is a dry run: it prints what would go, what
+stays and why, and the bytes it would free. With --confirm it carries out the
+same plan. Backups are ordered by their metadata (finish time, LSN), never by
+name, and counted per cluster (system identifier), so a re-initialized or
+upgraded cluster on the same prefix never deletes the other's backups.
+Permanent backups (backup-push --permanent, backup-mark) and the WAL from their
+start to their end are never deleted, except by "everything FORCE".
+
+retain, before and target delete backups only; "delete garbage" then deletes
+the WAL that no remaining backup needs and the leftovers of interrupted
+backups. Deletes are crash-safe: an interrupted delete leaves no listed backup
+with missing parts, and the next delete finishes it.`,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usagef(errors.New("delete needs one of retain, before, everything, target or garbage (see tusk delete --help)"))
+			}
+			return usagef(fmt.Errorf("%q is not a delete command: use retain, before, everything, target or garbage (see tusk delete --help)", args[0]))
+		},
+		RunE: func(*cobra.Command, []string) error { return nil },
+	}
+	pf := c.PersistentFlags()
+	pf.BoolVar(&o.confirm, "confirm", false, "carry out the plan (without it, delete only prints what it would do)")
+	pf.BoolVar(&o.json, "json", false, "print the plan (and with --confirm what was done) as JSON")
+	c.AddCommand(newDeleteRetainCmd(root, o), newDeleteBeforeCmd(root, o), newDeleteEverythingCmd(root, o),
+		newDeleteTargetCmd(root, o), newDeleteGarbageCmd(root, o))
+	return c
+}
+
+func newDeleteRetainCmd(root *rootOpts, o *deleteOpts) *cobra.Command {
+	var after, window string
+	c := &cobra.Command{
+		Use:   "retain [FULL|FIND_FULL] N",
+		Short: "Keep the newest N backups of each cluster and delete the older ones",
+		Long: `retain keeps the newest N backups of each cluster (system identifier) and
+deletes the older ones, except permanent backups. --after NAME|TIME also keeps
+every backup that finished at or after it; --retain-window 14d also keeps every
+backup needed to restore to any moment of the last 14 days (the backups inside
+the window and the newest one before it). All backups are full backups, so
+FULL and FIND_FULL change nothing; they are accepted so wal-g's cron lines work.
+WAL is left for "tusk delete garbage".`,
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) == 2 && (args[0] == "FULL" || args[0] == "FIND_FULL") {
+				args = args[1:]
+			}
+			if len(args) != 1 {
+				return usagef(errors.New("retain takes [FULL|FIND_FULL] N, the number of backups to keep, e.g. tusk delete retain FULL 7"))
+			}
+			n, err := strconv.Atoi(args[0])
+			if err != nil || n < 1 {
+				return usagef(fmt.Errorf("retain needs the number of backups to keep, at least 1; got %q (to delete every backup use tusk delete everything)", args[0]))
+			}
+			ro := retention.RetainOptions{Keep: n, Now: time.Now()}
+			if after != "" {
+				b, err := parseBound(after, "--after")
+				if err != nil {
+					return err
+				}
+				ro.After = &b
+			}
+			if window != "" {
+				if ro.Window, err = retention.ParseDuration(window); err != nil {
+					return usagef(fmt.Errorf("--retain-window: %w", err))
+				}
+			}
+			return runDelete(c, root, o, "retain "+args[0], false, func(inv retention.Inventory) (retention.Plan, error) {
+				return retention.Retain(inv, ro)
+			})
+		},
+	}
+	c.Flags().StringVar(&after, "after", "", "also keep every backup that finished at or after this backup NAME or TIME")
+	c.Flags().StringVar(&window, "retain-window", "", "also keep what restoring to any moment of this last span needs, e.g. 14d or 36h")
+	c.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		// "retain -1" reaches pflag as the shorthand flag "-1".
+		var ne *pflag.NotExistError
+		if errors.As(err, &ne) && strings.Trim(ne.GetSpecifiedShortnames(), "0123456789") == "" {
+			return usagef(fmt.Errorf("retain needs the number of backups to keep, at least 1; got -%s (to delete every backup use tusk delete everything)", ne.GetSpecifiedShortnames()))
+		}
+		return usagef(fmt.Errorf("%v (see tusk delete retain --help)", err))
+	})
+	return c
+}
+
+func newDeleteBeforeCmd(root *rootOpts, o *deleteOpts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "before [FIND_FULL] NAME|TIME",
+		Short: "Delete the backups that finished before a backup or a time",
+		Long: `before NAME deletes the backups of NAME's cluster that finished before NAME;
+before TIME deletes the backups of every cluster that finished before TIME
+(2026-11-20T03:00:00Z; a time without a zone is UTC; a date means its
+midnight UTC). Permanent backups stay. A plan that would leave no backup at all
+is refused. WAL is left for "tusk delete garbage".`,
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) == 2 && args[0] == "FIND_FULL" {
+				args = args[1:]
+			}
+			if len(args) != 1 {
+				return usagef(errors.New("before takes [FIND_FULL] NAME|TIME, e.g. tusk delete before 2026-11-01T00:00:00Z"))
+			}
+			b, err := parseBound(args[0], "before")
+			if err != nil {
+				return err
+			}
+			return runDelete(c, root, o, "before "+args[0], false, func(inv retention.Inventory) (retention.Plan, error) {
+				return retention.Before(inv, b)
+			})
+		},
+	}
+}
+
+func newDeleteEverythingCmd(root *rootOpts, o *deleteOpts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "everything [FORCE]",
+		Short: "Delete every backup and all WAL",
+		Long: `everything deletes every backup of every cluster, the leftovers of unfinished
+backups, and all WAL including timeline history files. It refuses while
+permanent backups exist unless FORCE is given.`,
+		RunE: func(c *cobra.Command, args []string) error {
+			force := len(args) == 1 && args[0] == "FORCE"
+			if len(args) > 1 || (len(args) == 1 && !force) {
+				return usagef(fmt.Errorf("everything takes only the word FORCE; got %q", strings.Join(args, " ")))
+			}
+			return runDelete(c, root, o, "everything", true, func(inv retention.Inventory) (retention.Plan, error) {
+				return retention.Everything(inv, force)
+			})
+		},
+	}
+}
+
+func newDeleteTargetCmd(root *rootOpts, o *deleteOpts) *cobra.Command {
+	return &cobra.Command{
+		Use:   "target [FIND_FULL] NAME",
+		Short: "Delete one backup",
+		Long: `target deletes one backup, also one whose metadata cannot be read. A
+permanent backup is refused (tusk backup-mark NAME --impermanent first).`,
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) == 2 && args[0] == "FIND_FULL" {
+				args = args[1:]
+			}
+			if len(args) != 1 {
+				return usagef(errors.New("target takes [FIND_FULL] NAME, the backup to delete"))
+			}
+			if err := basebackup.CheckName(args[0]); err != nil {
+				return usagef(err)
+			}
+			return runDelete(c, root, o, "target "+args[0], false, func(inv retention.Inventory) (retention.Plan, error) {
+				return retention.Target(inv, args[0])
+			})
+		},
+	}
+}
+
+func newDeleteGarbageCmd(root *rootOpts, o *deleteOpts) *cobra.Command {
+	var age time.Duration
+	c := &cobra.Command{
+		Use:   "garbage [ARCHIVES|BACKUPS]",
+		Short: "Delete WAL no backup needs and leftovers of interrupted backups",
+		Long: `garbage deletes the WAL that no remaining backup needs and the folders of
+backups that never finished. WAL stays from the start of the oldest
+non-permanent backup onward (point-in-time recovery from any kept backup), and
+from start to end of every permanent backup; timeline history files always
+stay. An unfinished backup's folder goes only once its newest object is older
+than --leftover-age, so a backup-push running now is never touched. ARCHIVES
+limits it to WAL, BACKUPS to unfinished backups.`,
+		RunE: func(c *cobra.Command, args []string) error {
+			what := ""
+			if len(args) == 1 && (args[0] == "ARCHIVES" || args[0] == "BACKUPS") {
+				what = args[0]
+			} else if len(args) > 0 {
+				return usagef(fmt.Errorf("garbage takes ARCHIVES, BACKUPS or nothing; got %q", strings.Join(args, " ")))
+			}
+			if age < 0 {
+				return usagef(errors.New("--leftover-age must not be negative"))
+			}
+			return runDelete(c, root, o, "garbage", what != "BACKUPS", func(inv retention.Inventory) (retention.Plan, error) {
+				p, err := retention.Garbage(inv, retention.GarbageOptions{LeftoverAge: age, Now: time.Now()})
+				switch what {
+				case "ARCHIVES":
+					p.Leftovers = nil
+				case "BACKUPS":
+					p.WAL = nil
+				}
+				return p, err
+			})
+		},
+	}
+	c.Flags().DurationVar(&age, "leftover-age", 6*time.Hour, "leave an unfinished backup's folder alone until its newest object is this old")
+	return c
+}
+
+// parseBound reads NAME|TIME.
+func parseBound(s, what string) (retention.Bound, error) {
+	if t, ok := parseDeleteTime(s); ok {
+		return retention.Bound{Time: t}, nil
+	}
+	if err := basebackup.CheckName(s); err != nil {
+		return retention.Bound{}, usagef(fmt.Errorf("%s %q is neither a backup name nor a time like 2026-11-20T03:00:00Z", what, s))
+	}
+	return retention.Bound{Name: s}, nil
+}
+
+// parseDeleteTime reads a time with a zone like --target-time, or one
+// without a zone as UTC, or a date as its midnight UTC.
+func parseDeleteTime(s string) (time.Time, bool) {
+	if t, err := parseTargetTime(s); err == nil {
+		return t, true
+	}
+	for _, l := range []string{"2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999", "2006-01-02"} {
+		if t, err := time.Parse(l, s); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// runDelete reads the inventory, plans, and prints or carries out the plan.
+func runDelete(c *cobra.Command, root *rootOpts, o *deleteOpts, what string, wal bool, plan func(retention.Inventory) (retention.Plan, error)) error {
+	cfg, log, err := root.load(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.Context()
+	st, err := openStorage(ctx, cfg, log, true)
+	if err != nil {
+		return describeStorageErr(err, cfg)
+	}
+	inv, err := retention.Read(ctx, st, retention.ReadOptions{WAL: wal})
+	if err != nil {
+		return describeStorageErr(diagnose(ctx, st, err), cfg)
+	}
+	p, err := plan(inv)
+	if err != nil {
+		if errors.Is(err, basebackup.ErrNoBackup) {
+			return &ExitError{Code: 1, Err: err}
+		}
+		return err
+	}
+	if !o.confirm {
+		if o.json {
+			return writeJSON(root.stdout, planJSON(p, what, true, nil))
+		}
+		printPlan(root.stdout, p, what, true)
+		return nil
+	}
+	if !o.json {
+		printPlan(root.stdout, p, what, false)
+	}
+	prog := &deleteProgress{line: newProgressLine(root.stderr)}
+	rep, err := retention.Execute(ctx, st, p, prog)
+	prog.line.done()
+	if err != nil {
+		return describeStorageErr(fmt.Errorf("delete %s stopped after %d objects (run it again to finish): %w", what, rep.Objects, err), cfg)
+	}
+	log.Info("delete done", "command", what, "backups", len(rep.Backups), "wal", rep.WALDeleted,
+		"objects", rep.Objects, "bytes", rep.FreedBytes)
+	if o.json {
+		return writeJSON(root.stdout, planJSON(p, what, false, &rep))
+	}
+	printReport(root.stdout, p, rep)
+	return nil
+}
+
+type deleteProgress struct {
+	line           *progressLine
+	objects, bytes atomic.Int64
+}
+
+func (d *deleteProgress) Add(n int, size int64) {
+	o, b := d.objects.Add(int64(n)), d.bytes.Add(size)
+	d.line.show("deleted %d objects, %s", o, bytesString(b))
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// planOutput is delete's --json document.
+type planOutput struct {
+	Command     string                 `json:"command"`
+	DryRun      bool                   `json:"dry_run"`
+	Backups     []backupDecision       `json:"backups"`
+	Unreadable  []retention.Unreadable `json:"unreadable"`
+	Interrupted []string               `json:"interrupted_deletes"`
+	Leftovers   []leftoverDecision     `json:"leftovers"`
+	WAL         *walDecision           `json:"wal"`
+	Notes       []string               `json:"notes"`
+	FreesBytes  int64                  `json:"frees_bytes"`
+	Done        *retention.Report      `json:"done,omitempty"`
+}
+
+type backupDecision struct {
+	Name       string    `json:"name"`
+	SystemID   string    `json:"system_identifier"`
+	FinishTime time.Time `json:"finish_time"`
+	StartWAL   string    `json:"start_wal_segment"`
+	Permanent  bool      `json:"permanent"`
+	StoredSize int64     `json:"stored_size"`
+	Action     string    `json:"action"` // "delete" or "keep"
+	Reason     string    `json:"reason"`
+}
+
+type leftoverDecision struct {
+	retention.Leftover
+	Action string `json:"action"`
+	Reason string `json:"reason"`
+}
+
+type walDecision struct {
+	KeepFrom    string            `json:"keep_from_segment"`
+	Protected   []retention.Range `json:"permanent_ranges"`
+	Delete      int               `json:"delete_objects"`
+	DeleteBytes int64             `json:"delete_bytes"`
+	FirstDelete string            `json:"first_deleted"`
+	LastDelete  string            `json:"last_deleted"`
+	Keep        int               `json:"keep_objects"`
+	KeepBytes   int64             `json:"keep_bytes"`
+	Strays      int               `json:"other_objects"`
+}
+
+func action(del bool) string {
+	if del {
+		return "delete"
+	}
+	return "keep"
+}
+
+func planJSON(p retention.Plan, what string, dry bool, rep *retention.Report) planOutput {
+	out := planOutput{Command: what, DryRun: dry, Unreadable: p.Unreadable, Interrupted: p.Interrupted,
+		Notes: p.Notes, Done: rep, Backups: []backupDecision{}, Leftovers: []leftoverDecision{}}
+	if out.Unreadable == nil {
+		out.Unreadable = []retention.Unreadable{}
+	}
+	if out.Interrupted == nil {
+		out.Interrupted = []string{}
+	}
+	if out.Notes == nil {
+		out.Notes = []string{}
+	}
+	for _, d := range p.Backups {
+		m := d.Meta
+		out.Backups = append(out.Backups, backupDecision{Name: m.Name, SystemID: m.SystemID, FinishTime: m.FinishTime,
+			StartWAL: m.StartWAL, Permanent: m.Permanent, StoredSize: m.StoredSize, Action: action(d.Delete), Reason: d.Reason})
+		if d.Delete {
+			out.FreesBytes += m.StoredSize
+		}
+	}
+	for _, l := range p.Leftovers {
+		out.Leftovers = append(out.Leftovers, leftoverDecision{Leftover: l.Leftover, Action: action(l.Delete), Reason: l.Reason})
+		if l.Delete {
+			out.FreesBytes += l.Bytes
+		}
+	}
+	if w := p.WAL; w != nil {
+		wd := &walDecision{KeepFrom: w.KeepFrom, Protected: append([]retention.Range{}, w.Protected...), Delete: len(w.Delete), DeleteBytes: w.DeleteBytes(),
+			Keep: w.Keep, KeepBytes: w.KeepBytes, Strays: w.Strays}
+		if len(w.Delete) > 0 {
+			wd.FirstDelete, wd.LastDelete = w.Delete[0].Name.File, w.Delete[len(w.Delete)-1].Name.File
+		}
+		out.WAL = wd
+		out.FreesBytes += wd.DeleteBytes
+	}
+	return out
+}
+
+// printPlan prints the plan as a table of backups and a few sentences.
+func printPlan(w io.Writer, p retention.Plan, what string, dry bool) {
+	j := planJSON(p, what, dry, nil)
+	if dry {
+		fmt.Fprintf(w, "dry run of delete %s: nothing is deleted without --confirm\n", what)
+	}
+	for _, n := range p.Notes {
+		fmt.Fprintln(w, n)
+	}
+	if len(p.Interrupted) > 0 {
+		fmt.Fprintf(w, "finishing %d interrupted delete(s): %s\n", len(p.Interrupted), strings.Join(p.Interrupted, ", "))
+	}
+	if len(j.Backups) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "action\tname\tfinished\tsystem id\tstored\twhy")
+		for _, b := range j.Backups {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", b.Action, b.Name, b.FinishTime.Local().Format("2006-01-02 15:04:05 MST"),
+				b.SystemID, bytesString(b.StoredSize), b.Reason)
+		}
+		tw.Flush()
+	}
+	for _, u := range p.Unreadable {
+		verb := "left alone"
+		for _, n := range p.DeleteUnreadable {
+			if n == u.Name {
+				verb = "deleted"
+			}
+		}
+		fmt.Fprintf(w, "backup %s has unreadable metadata (%s): %s\n", u.Name, u.Err, verb)
+	}
+	for _, l := range j.Leftovers {
+		fmt.Fprintf(w, "%s unfinished backup %s (%d objects, %s): %s\n", l.Action, l.Name, l.Objects, bytesString(l.Bytes), l.Reason)
+	}
+	if wd := j.WAL; wd != nil {
+		switch {
+		case wd.Delete > 0 && wd.KeepFrom != "":
+			fmt.Fprintf(w, "delete %d WAL objects (%s), %s through %s: before segment %s, where the oldest kept backup starts\n",
+				wd.Delete, bytesString(wd.DeleteBytes), wd.FirstDelete, wd.LastDelete, wd.KeepFrom)
+		case wd.Delete > 0:
+			fmt.Fprintf(w, "delete all %d WAL objects (%s)\n", wd.Delete, bytesString(wd.DeleteBytes))
+		default:
+			fmt.Fprintln(w, "no WAL to delete")
+		}
+		for _, r := range wd.Protected {
+			fmt.Fprintf(w, "keep WAL %s through %s: permanent backup %s\n", r.First, r.Last, r.Backup)
+		}
+		fmt.Fprintf(w, "keep %d WAL objects (%s)\n", wd.Keep, bytesString(wd.KeepBytes))
+	} else if len(p.Deleting()) > 0 {
+		fmt.Fprintln(w, "WAL is left for tusk delete garbage")
+	}
+	if dry && !p.Empty() {
+		fmt.Fprintf(w, "would free %s; run again with --confirm to delete\n", bytesString(j.FreesBytes))
+	}
+}
+
+func printReport(w io.Writer, p retention.Plan, rep retention.Report) {
+	if p.Empty() {
+		return
+	}
+	fmt.Fprintf(w, "deleted %d backup(s), %d unfinished backup(s), %d WAL objects: %d objects, %s freed in %.1fs\n",
+		len(rep.Backups), len(rep.Leftovers), rep.WALDeleted, rep.Objects, bytesString(rep.FreedBytes), rep.DurationSec)
+}

@@ -1,0 +1,168 @@
+// Package retention decides what a delete command removes from the
+// repository and removes it crash-safely.
+//
+// A delete runs in two steps: a Plan is computed from an Inventory of the
+// repository (pure functions of the metadata, unit-tested without storage),
+// and Execute carries it out. Without --confirm the plan is only printed.
+//
+// Rules the plans keep:
+//   - Backups are ordered by their metadata (finish time, end LSN), never by
+//     name, and grouped into lineages by system identifier: a re-initialized
+//     or upgraded cluster on the same prefix is its own lineage, and counting
+//     rules (retain N) apply within each lineage.
+//   - Permanent backups are never deleted by retain, before or garbage, and
+//     neither is the WAL from their start segment through their end segment.
+//   - WAL is deleted only by garbage and everything. Garbage deletes a WAL
+//     object only when its segment lies before the start segment of every
+//     kept non-permanent backup (whatever the timeline) and outside every
+//     permanent backup's range; timeline history files are always kept.
+//
+// Execute deletes a backup crash-safely: it writes a tombstone
+// (backups/N.deleting), deletes the metadata (from then on the backup is not
+// listed), deletes the parts, and deletes the tombstone. Every later delete
+// command finishes the tombstoned deletions it finds first.
+package retention
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tusk-backup/tusk/archive"
+	"github.com/tusk-backup/tusk/basebackup"
+	"github.com/tusk-backup/tusk/storage"
+)
+
+const (
+	backupsPrefix = "backups/"
+	walPrefix     = "wal/"
+	tombSuffix    = ".deleting" // basebackup.TombstoneKey
+)
+
+// Inventory is what the repository holds, read once at the start of a delete.
+type Inventory struct {
+	// Backups are the finished backups, oldest first.
+	Backups []basebackup.Meta
+	// Unreadable are backups whose metadata exists but cannot be read.
+	Unreadable []Unreadable
+	// Interrupted are backups a delete started and did not finish.
+	Interrupted []string
+	// Leftovers are backup folders with neither metadata nor tombstone: an
+	// interrupted backup-push, or one still running.
+	Leftovers []Leftover
+	// WAL is every WAL object (read only when Options.WAL is set).
+	WAL []WALObject
+	// Strays are keys under wal/ that are not WAL file names; never deleted.
+	Strays int
+}
+
+// Unreadable is a backup whose metadata object cannot be read.
+type Unreadable struct {
+	Name string `json:"name"`
+	Err  string `json:"error"`
+}
+
+// Leftover is a backups/NAME/ folder without backups/NAME.json.
+type Leftover struct {
+	Name    string    `json:"name"`
+	Objects int       `json:"objects"`
+	Bytes   int64     `json:"bytes"`
+	Newest  time.Time `json:"newest_object_time"`
+}
+
+// WALObject is one archived WAL file.
+type WALObject struct {
+	Key  string
+	Name archive.Name
+	Size int64
+}
+
+// ReadOptions says what to read.
+type ReadOptions struct {
+	WAL bool // list the WAL objects too (garbage, everything)
+}
+
+// Read takes the inventory of st.
+func Read(ctx context.Context, st storage.Storage, opts ReadOptions) (Inventory, error) {
+	var inv Inventory
+	metas := map[string]bool{}
+	tombs := map[string]bool{}
+	folders := map[string]*Leftover{}
+	var order []string
+	err := st.List(ctx, backupsPrefix, func(o storage.Object) error {
+		rest := strings.TrimPrefix(o.Key, backupsPrefix)
+		if name, sub, ok := strings.Cut(rest, "/"); ok && sub != "" {
+			lo := folders[name]
+			if lo == nil {
+				lo = &Leftover{Name: name}
+				folders[name] = lo
+				order = append(order, name)
+			}
+			lo.Objects++
+			lo.Bytes += o.Size
+			if o.ModTime.After(lo.Newest) {
+				lo.Newest = o.ModTime
+			}
+			return nil
+		}
+		if name, ok := strings.CutSuffix(rest, ".json"); ok {
+			metas[name] = true
+		} else if name, ok := strings.CutSuffix(rest, tombSuffix); ok {
+			tombs[name] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return inv, fmt.Errorf("list backups: %w", err)
+	}
+	for name := range metas {
+		if tombs[name] {
+			continue // an interrupted delete: its metadata goes first thing
+		}
+		m, err := basebackup.ReadMeta(ctx, st, name)
+		if err != nil {
+			if ctx.Err() != nil {
+				return inv, ctx.Err()
+			}
+			if errors.Is(err, basebackup.ErrNoBackup) {
+				continue // deleted since the listing
+			}
+			if !errors.Is(err, basebackup.ErrBadMeta) {
+				return inv, err
+			}
+			inv.Unreadable = append(inv.Unreadable, Unreadable{Name: name, Err: err.Error()})
+			continue
+		}
+		inv.Backups = append(inv.Backups, m)
+	}
+	basebackup.SortBackups(inv.Backups)
+	for name := range tombs {
+		inv.Interrupted = append(inv.Interrupted, name)
+	}
+	slices.Sort(inv.Interrupted)
+	for _, name := range order {
+		if !metas[name] && !tombs[name] {
+			inv.Leftovers = append(inv.Leftovers, *folders[name])
+		}
+	}
+	if !opts.WAL {
+		return inv, nil
+	}
+	err = st.List(ctx, walPrefix, func(o storage.Object) error {
+		base := o.Key[strings.LastIndexByte(o.Key, '/')+1:]
+		n, err := archive.ParseName(base)
+		if err != nil || n.Key() != o.Key {
+			inv.Strays++
+			return nil
+		}
+		inv.WAL = append(inv.WAL, WALObject{Key: o.Key, Name: n, Size: o.Size})
+		return nil
+	})
+	if err != nil {
+		return inv, fmt.Errorf("list WAL: %w", err)
+	}
+	return inv, nil
+}

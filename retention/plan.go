@@ -1,0 +1,457 @@
+package retention
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/tusk-backup/tusk/archive"
+	"github.com/tusk-backup/tusk/basebackup"
+)
+
+// Plan is what a delete command removes and keeps, and why.
+type Plan struct {
+	// Backups lists every readable backup, oldest first, each with its
+	// decision.
+	Backups []Decision
+	// Unreadable are backups whose metadata cannot be read; they are left
+	// alone unless Target names one (then DeleteUnreadable holds it).
+	Unreadable       []Unreadable
+	DeleteUnreadable []string
+	// Interrupted are deletes a previous run did not finish; Execute
+	// finishes them first.
+	Interrupted []string
+	// Leftovers are folders of unfinished backups with their decision
+	// (garbage and everything only).
+	Leftovers []LeftoverDecision
+	// WAL is the WAL decision (garbage and everything only).
+	WAL *WALPlan
+	// Notes are sentences for the operator ("nothing to delete").
+	Notes []string
+}
+
+// Decision is the fate of one backup.
+type Decision struct {
+	Meta   basebackup.Meta
+	Delete bool
+	Reason string
+}
+
+// LeftoverDecision is the fate of one unfinished backup's folder.
+type LeftoverDecision struct {
+	Leftover
+	Delete bool
+	Reason string
+}
+
+// WALPlan is which archived WAL objects go.
+type WALPlan struct {
+	// KeepFrom is the first segment position kept for point-in-time
+	// recovery, as a segment file name without timeline ("" keeps all).
+	KeepFrom string
+	// Protected are the permanent backups' ranges kept before KeepFrom.
+	Protected []Range
+	Delete    []WALObject
+	Keep      int
+	KeepBytes int64
+	Strays    int
+}
+
+// Range is a permanent backup's WAL, first through last segment.
+type Range struct {
+	Backup      string `json:"backup"`
+	First, Last string
+}
+
+// DeleteBytes is what deleting p.Delete frees.
+func (p *WALPlan) DeleteBytes() int64 {
+	var n int64
+	for _, w := range p.Delete {
+		n += w.Size
+	}
+	return n
+}
+
+// Deleting lists the backups the plan deletes.
+func (p Plan) Deleting() []basebackup.Meta {
+	var out []basebackup.Meta
+	for _, d := range p.Backups {
+		if d.Delete {
+			out = append(out, d.Meta)
+		}
+	}
+	return out
+}
+
+// Empty reports whether executing the plan would change nothing.
+func (p Plan) Empty() bool {
+	if len(p.Deleting()) > 0 || len(p.DeleteUnreadable) > 0 || len(p.Interrupted) > 0 {
+		return false
+	}
+	for _, l := range p.Leftovers {
+		if l.Delete {
+			return false
+		}
+	}
+	return p.WAL == nil || len(p.WAL.Delete) == 0
+}
+
+// ErrRefused is returned when a plan would break a rule (delete every backup
+// through before, delete a permanent backup): nothing is deleted.
+var ErrRefused = errors.New("refused")
+
+// Bound is a point given by the operator: a backup's name or a time.
+type Bound struct {
+	Name string
+	Time time.Time
+}
+
+func (b Bound) String() string {
+	if b.Name != "" {
+		return b.Name
+	}
+	return b.Time.UTC().Format(time.RFC3339)
+}
+
+// resolve returns the bound's time: the named backup's finish time.
+func (b Bound) resolve(inv Inventory) (basebackup.Meta, time.Time, error) {
+	if b.Name == "" {
+		return basebackup.Meta{}, b.Time, nil
+	}
+	for _, m := range inv.Backups {
+		if m.Name == b.Name {
+			return m, m.FinishTime, nil
+		}
+	}
+	return basebackup.Meta{}, time.Time{}, fmt.Errorf("backup %s: %w in the repository (see tusk backup-list)", b.Name, basebackup.ErrNoBackup)
+}
+
+// RetainOptions are delete retain's rules; a backup kept by any rule stays.
+type RetainOptions struct {
+	Keep   int           // the newest Keep backups of each lineage (≥ 1)
+	After  *Bound        // and every backup that finished at or after it
+	Window time.Duration // and every backup needed to restore to any moment of the last Window
+	Now    time.Time
+}
+
+// Retain plans delete retain.
+func Retain(inv Inventory, opts RetainOptions) (Plan, error) {
+	if opts.Keep < 1 {
+		return Plan{}, fmt.Errorf("retain must keep at least 1 backup; to delete every backup use tusk delete everything")
+	}
+	var after time.Time
+	if opts.After != nil {
+		var err error
+		if _, after, err = opts.After.resolve(inv); err != nil {
+			return Plan{}, err
+		}
+	}
+	cutoff := opts.Now.Add(-opts.Window)
+	p := newPlan(inv)
+	for _, idx := range lineages(inv.Backups) {
+		// Walk the lineage newest first.
+		windowBase := false
+		for k := len(idx) - 1; k >= 0; k-- {
+			d := &p.Backups[idx[k]]
+			m := d.Meta
+			rank := len(idx) - k
+			switch {
+			case rank <= opts.Keep:
+				d.Reason = fmt.Sprintf("one of the newest %d", opts.Keep)
+			case m.Permanent:
+				d.Reason = "permanent"
+			case opts.After != nil && !m.FinishTime.Before(after):
+				d.Reason = "finished at or after " + opts.After.String()
+			case opts.Window > 0 && !m.FinishTime.Before(cutoff):
+				d.Reason = "inside the retain window of " + durationString(opts.Window)
+			case opts.Window > 0 && !windowBase:
+				d.Reason = "needed to restore to the start of the retain window"
+			default:
+				d.Delete = true
+				d.Reason = fmt.Sprintf("older than the newest %d", opts.Keep)
+			}
+			if opts.Window > 0 && m.FinishTime.Before(cutoff) {
+				windowBase = true
+			}
+		}
+	}
+	if len(p.Deleting()) == 0 {
+		p.Notes = append(p.Notes, fmt.Sprintf("nothing to delete: every backup is kept (%d backups, retain %d)", len(inv.Backups), opts.Keep))
+	}
+	return p, nil
+}
+
+// Before plans delete before: with a name, the backups of that backup's
+// lineage that finished before it; with a time, the backups of any lineage
+// that finished before it. Permanent backups stay; a plan that would leave
+// no backup at all is refused.
+func Before(inv Inventory, bound Bound) (Plan, error) {
+	target, t, err := bound.resolve(inv)
+	if err != nil {
+		return Plan{}, err
+	}
+	p := newPlan(inv)
+	kept := 0
+	for i := range p.Backups {
+		d := &p.Backups[i]
+		m := d.Meta
+		switch {
+		case bound.Name != "" && m.SystemID != target.SystemID:
+			d.Reason = "another cluster (system identifier " + m.SystemID + ")"
+		case bound.Name != "" && m.Name == target.Name:
+			d.Reason = "the named backup"
+		case bound.Name != "" && basebackup.Compare(m, target) > 0:
+			d.Reason = "newer than " + bound.Name
+		case bound.Name == "" && !m.FinishTime.Before(t):
+			d.Reason = "finished at or after " + bound.String()
+		case m.Permanent:
+			d.Reason = "permanent"
+		default:
+			d.Delete = true
+			d.Reason = "finished before " + bound.String()
+		}
+		if !d.Delete {
+			kept++
+		}
+	}
+	if kept == 0 && len(p.Backups) > 0 {
+		return Plan{}, fmt.Errorf("delete before %s would delete every backup in the repository: %w (use tusk delete everything if that is what you want)", bound, ErrRefused)
+	}
+	if len(p.Deleting()) == 0 {
+		p.Notes = append(p.Notes, "nothing to delete: no backup finished before "+bound.String())
+	}
+	return p, nil
+}
+
+// Target plans delete target: one backup, which may have unreadable
+// metadata. A permanent backup is refused.
+func Target(inv Inventory, name string) (Plan, error) {
+	p := newPlan(inv)
+	found := false
+	for i := range p.Backups {
+		d := &p.Backups[i]
+		if d.Meta.Name != name {
+			d.Reason = "not the target"
+			continue
+		}
+		if d.Meta.Permanent {
+			return Plan{}, fmt.Errorf("backup %s is permanent: %w (run tusk backup-mark %s --impermanent first)", name, ErrRefused, name)
+		}
+		d.Delete, d.Reason, found = true, "the target", true
+	}
+	for _, u := range inv.Unreadable {
+		if u.Name == name {
+			p.DeleteUnreadable = append(p.DeleteUnreadable, name)
+			found = true
+		}
+	}
+	if !found {
+		return Plan{}, fmt.Errorf("backup %s: %w in the repository (see tusk backup-list)", name, basebackup.ErrNoBackup)
+	}
+	return p, nil
+}
+
+// Everything plans delete everything: every backup, every leftover and all
+// WAL, history files included. Permanent backups refuse it unless force.
+func Everything(inv Inventory, force bool) (Plan, error) {
+	var perm []string
+	for _, m := range inv.Backups {
+		if m.Permanent {
+			perm = append(perm, m.Name)
+		}
+	}
+	if len(perm) > 0 && !force {
+		return Plan{}, fmt.Errorf("the repository holds permanent backups (%s): %w (run tusk delete everything FORCE to delete them too)", strings.Join(perm, ", "), ErrRefused)
+	}
+	p := newPlan(inv)
+	for i := range p.Backups {
+		p.Backups[i].Delete, p.Backups[i].Reason = true, "everything"
+	}
+	for _, u := range inv.Unreadable {
+		p.DeleteUnreadable = append(p.DeleteUnreadable, u.Name)
+	}
+	for _, l := range inv.Leftovers {
+		p.Leftovers = append(p.Leftovers, LeftoverDecision{Leftover: l, Delete: true, Reason: "everything"})
+	}
+	w := &WALPlan{Delete: inv.WAL, Strays: inv.Strays}
+	p.WAL = w
+	if p.Empty() {
+		p.Notes = append(p.Notes, "nothing to delete: the repository is empty")
+	}
+	return p, nil
+}
+
+// GarbageOptions are delete garbage's rules.
+type GarbageOptions struct {
+	// LeftoverAge: an unfinished backup's folder goes only when its newest
+	// object is older than this, so a running backup-push is never touched.
+	LeftoverAge time.Duration
+	Now         time.Time
+}
+
+// Garbage plans delete garbage: WAL that no kept backup needs and the
+// leftovers of interrupted backups. Unreadable metadata refuses it, since
+// the WAL that backup needs is unknown.
+func Garbage(inv Inventory, opts GarbageOptions) (Plan, error) {
+	if len(inv.Unreadable) > 0 {
+		u := inv.Unreadable[0]
+		return Plan{}, fmt.Errorf("cannot tell which WAL backup %s needs: %s: %w (repair the object or remove the backup with tusk delete target %s)", u.Name, u.Err, ErrRefused, u.Name)
+	}
+	p := newPlan(inv)
+	for i := range p.Backups {
+		p.Backups[i].Reason = "kept (garbage deletes no backup)"
+	}
+	for _, l := range inv.Leftovers {
+		d := LeftoverDecision{Leftover: l}
+		if opts.Now.Sub(l.Newest) >= opts.LeftoverAge {
+			d.Delete, d.Reason = true, "unfinished backup (no metadata)"
+		} else {
+			d.Reason = fmt.Sprintf("written less than %s ago: a backup-push may still be running", durationString(opts.LeftoverAge))
+		}
+		p.Leftovers = append(p.Leftovers, d)
+	}
+	w, err := walGarbage(inv.Backups, inv.WAL)
+	if err != nil {
+		return Plan{}, err
+	}
+	w.Strays = inv.Strays
+	p.WAL = &w
+	if len(inv.Backups) == 0 {
+		p.Notes = append(p.Notes, "no backups: all WAL is kept (tusk delete everything removes it)")
+	}
+	if p.Empty() {
+		p.Notes = append(p.Notes, "nothing to delete: no garbage")
+	}
+	return p, nil
+}
+
+// segPos orders segments by position regardless of timeline.
+type segPos uint64
+
+func posOf(n archive.Name) segPos { return segPos(uint64(n.Log)<<32 | uint64(n.Seg)) }
+
+func (p segPos) String() string { return fmt.Sprintf("%08X%08X", uint32(p>>32), uint32(p)) }
+
+func parseSegment(s string) (segPos, error) {
+	n, err := archive.ParseName(s)
+	if err != nil || n.Kind != archive.Segment {
+		return 0, fmt.Errorf("%q is not a WAL segment name", s)
+	}
+	return posOf(n), nil
+}
+
+// walGarbage decides which WAL objects no kept backup needs: everything from
+// the oldest non-permanent backup's start stays (the point-in-time window),
+// and so does each permanent backup's start-to-end range. With only
+// permanent backups, the window starts at the newest one. With no backups,
+// everything stays.
+func walGarbage(backups []basebackup.Meta, wal []WALObject) (WALPlan, error) {
+	var w WALPlan
+	if len(backups) == 0 {
+		for _, o := range wal {
+			w.Keep++
+			w.KeepBytes += o.Size
+		}
+		return w, nil
+	}
+	type rng struct{ first, last segPos }
+	var ranges []rng
+	keepFrom := segPos(1<<64 - 1)
+	haveRegular := false
+	var newestPerm segPos
+	for _, m := range backups {
+		first, err := parseSegment(m.StartWAL)
+		if err != nil {
+			return w, fmt.Errorf("backup %s: start WAL: %w", m.Name, err)
+		}
+		last, err := parseSegment(m.EndWAL)
+		if err != nil {
+			return w, fmt.Errorf("backup %s: end WAL: %w", m.Name, err)
+		}
+		if m.Permanent {
+			ranges = append(ranges, rng{first, last})
+			w.Protected = append(w.Protected, Range{Backup: m.Name, First: m.StartWAL, Last: m.EndWAL})
+			newestPerm = first // backups are oldest first
+			continue
+		}
+		haveRegular = true
+		keepFrom = min(keepFrom, first)
+	}
+	if !haveRegular {
+		keepFrom = newestPerm
+	}
+	w.KeepFrom = keepFrom.String()
+	for _, o := range wal {
+		keep := o.Name.Kind == archive.History || posOf(o.Name) >= keepFrom
+		for _, r := range ranges {
+			p := posOf(o.Name)
+			keep = keep || (p >= r.first && p <= r.last)
+		}
+		if keep {
+			w.Keep++
+			w.KeepBytes += o.Size
+		} else {
+			w.Delete = append(w.Delete, o)
+		}
+	}
+	return w, nil
+}
+
+func newPlan(inv Inventory) Plan {
+	p := Plan{Unreadable: inv.Unreadable, Interrupted: inv.Interrupted}
+	for _, m := range inv.Backups {
+		p.Backups = append(p.Backups, Decision{Meta: m})
+	}
+	return p
+}
+
+// lineages groups backup indexes by system identifier, each oldest first.
+func lineages(bs []basebackup.Meta) [][]int {
+	pos := map[string]int{}
+	var out [][]int
+	for i, m := range bs {
+		k, ok := pos[m.SystemID]
+		if !ok {
+			k = len(out)
+			pos[m.SystemID] = k
+			out = append(out, nil)
+		}
+		out[k] = append(out[k], i)
+	}
+	return out
+}
+
+// durationString prints whole days as "14d".
+func durationString(d time.Duration) string {
+	if d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.String()
+}
+
+// ParseDuration reads a duration with a day unit: "14d", "36h", "1d12h".
+func ParseDuration(s string) (time.Duration, error) {
+	bad := fmt.Errorf("%q is not a duration (use days or Go units, like 14d, 36h or 1d12h)", s)
+	var total time.Duration
+	rest := s
+	if i := strings.IndexByte(rest, 'd'); i >= 0 {
+		var days int
+		if _, err := fmt.Sscanf(rest[:i], "%d", &days); err != nil || days < 0 || fmt.Sprint(days) != rest[:i] {
+			return 0, bad
+		}
+		total = time.Duration(days) * 24 * time.Hour
+		rest = rest[i+1:]
+	}
+	if rest != "" {
+		d, err := time.ParseDuration(rest)
+		if err != nil || d < 0 {
+			return 0, bad
+		}
+		total += d
+	}
+	if s == "" {
+		return 0, bad
+	}
+	return total, nil
+}
