@@ -1,0 +1,253 @@
+package retention
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/tusk-backup/tusk/archive"
+	"github.com/tusk-backup/tusk/basebackup"
+)
+
+var t0 = time.Date(2026, 11, 1, 3, 0, 0, 0, time.UTC)
+
+// backup makes metadata for a backup of cluster sys that finished day days
+// after t0 and spans segments first..last on timeline 1.
+func backup(name, sys string, day int, first, last uint32, permanent bool) basebackup.Meta {
+	return basebackup.Meta{
+		Name: name, SystemID: sys, Permanent: permanent,
+		FinishTime: t0.Add(time.Duration(day) * 24 * time.Hour),
+		StartWAL:   fmt.Sprintf("00000001%08X%08X", 0, first),
+		EndWAL:     fmt.Sprintf("00000001%08X%08X", 0, last),
+		StoredSize: 100,
+	}
+}
+
+func deleted(p Plan) []string {
+	var out []string
+	for _, m := range p.Deleting() {
+		out = append(out, m.Name)
+	}
+	return out
+}
+
+// tenDays is ten daily backups of cluster "A" whose names sort in the
+// opposite order of their finish times, so a plan that ordered by name would
+// delete the newest.
+func tenDays() []basebackup.Meta {
+	var bs []basebackup.Meta
+	for d := range 10 {
+		bs = append(bs, backup(fmt.Sprintf("b%02d", 9-d), "A", d, uint32(d*4+2), uint32(d*4+3), false))
+	}
+	basebackup.SortBackups(bs)
+	return bs
+}
+
+func TestRetain(t *testing.T) {
+	now := t0.Add(10 * 24 * time.Hour)
+	withPerm := tenDays()
+	withPerm[1].Permanent = true
+	twoClusters := append(tenDays(), backup("c0", "B", 0, 1, 1, false), backup("c1", "B", 1, 1, 1, false), backup("c2", "B", 2, 1, 1, false))
+	basebackup.SortBackups(twoClusters)
+	tests := []struct {
+		name string
+		bs   []basebackup.Meta
+		opts RetainOptions
+		want []string
+	}{
+		{"newest 7 by finish time, not by name", tenDays(), RetainOptions{Keep: 7}, []string{"b09", "b08", "b07"}},
+		{"more than there are", tenDays(), RetainOptions{Keep: 20}, nil},
+		{"permanent stays", withPerm, RetainOptions{Keep: 7}, []string{"b09", "b07"}},
+		{"counted per cluster", twoClusters, RetainOptions{Keep: 2}, []string{"b09", "c0", "b08", "b07", "b06", "b05", "b04", "b03", "b02"}},
+		{"after a time", tenDays(), RetainOptions{Keep: 2, After: &Bound{Time: t0.Add(5 * 24 * time.Hour)}}, []string{"b09", "b08", "b07", "b06", "b05"}},
+		{"after a name", tenDays(), RetainOptions{Keep: 2, After: &Bound{Name: "b04"}}, []string{"b09", "b08", "b07", "b06", "b05"}},
+		// Window of 3.5 days from day 10: backups of days 7, 8, 9 are inside,
+		// day 6 is needed to restore to day 6.5.
+		{"retain window", tenDays(), RetainOptions{Keep: 1, Window: 84 * time.Hour}, []string{"b09", "b08", "b07", "b06", "b05", "b04"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opts.Now = now
+			p, err := Retain(Inventory{Backups: tc.bs}, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := deleted(p); !slices.Equal(got, tc.want) {
+				t.Errorf("deleted %v, want %v", got, tc.want)
+			}
+			if len(tc.want) == 0 && len(p.Notes) == 0 {
+				t.Error("no note says there is nothing to delete")
+			}
+		})
+	}
+	for _, n := range []int{0, -1} {
+		if _, err := Retain(Inventory{Backups: tenDays()}, RetainOptions{Keep: n}); err == nil {
+			t.Errorf("retain %d: no error", n)
+		}
+	}
+	if _, err := Retain(Inventory{Backups: tenDays()}, RetainOptions{Keep: 1, After: &Bound{Name: "nope"}}); !errors.Is(err, basebackup.ErrNoBackup) {
+		t.Errorf("--after an unknown backup: %v", err)
+	}
+}
+
+func TestBefore(t *testing.T) {
+	twoClusters := append(tenDays(), backup("c0", "B", 0, 1, 1, false), backup("c1", "B", 4, 1, 1, false))
+	basebackup.SortBackups(twoClusters)
+	withPerm := tenDays()
+	withPerm[0].Permanent = true
+	tests := []struct {
+		name  string
+		bs    []basebackup.Meta
+		bound Bound
+		want  []string
+		err   error
+	}{
+		{"name: only its cluster", twoClusters, Bound{Name: "b06"}, []string{"b09", "b08", "b07"}, nil},
+		{"time: every cluster", twoClusters, Bound{Time: t0.Add(36 * time.Hour)}, []string{"b09", "c0", "b08"}, nil},
+		{"permanent stays", withPerm, Bound{Name: "b06"}, []string{"b08", "b07"}, nil},
+		{"nothing before", tenDays(), Bound{Time: t0.Add(-time.Hour)}, nil, nil},
+		{"not everything", tenDays(), Bound{Time: t0.Add(100 * 24 * time.Hour)}, nil, ErrRefused},
+		{"unknown name", tenDays(), Bound{Name: "zz"}, nil, basebackup.ErrNoBackup},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Before(Inventory{Backups: tc.bs}, tc.bound)
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("error %v, want %v", err, tc.err)
+			}
+			if got := deleted(p); !slices.Equal(got, tc.want) {
+				t.Errorf("deleted %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestTargetAndEverything(t *testing.T) {
+	bs := tenDays()
+	bs[3].Permanent = true
+	inv := Inventory{Backups: bs, Unreadable: []Unreadable{{Name: "broken", Err: "bad json"}}}
+	if p, err := Target(inv, "b05"); err != nil || !slices.Equal(deleted(p), []string{"b05"}) {
+		t.Errorf("target b05: %v %v", deleted(p), err)
+	}
+	if _, err := Target(inv, bs[3].Name); !errors.Is(err, ErrRefused) {
+		t.Errorf("target of a permanent backup: %v", err)
+	}
+	if _, err := Target(inv, "nope"); !errors.Is(err, basebackup.ErrNoBackup) {
+		t.Errorf("target of an unknown backup: %v", err)
+	}
+	if p, err := Target(inv, "broken"); err != nil || !slices.Equal(p.DeleteUnreadable, []string{"broken"}) {
+		t.Errorf("target of unreadable metadata: %v %v", p.DeleteUnreadable, err)
+	}
+	if _, err := Everything(inv, false); !errors.Is(err, ErrRefused) {
+		t.Errorf("everything with a permanent backup: %v", err)
+	}
+	p, err := Everything(inv, true)
+	if err != nil || len(deleted(p)) != 10 || len(p.DeleteUnreadable) != 1 {
+		t.Errorf("everything FORCE: %v %v", deleted(p), err)
+	}
+}
+
+func walObjects(t *testing.T, names ...string) []WALObject {
+	t.Helper()
+	var out []WALObject
+	for _, s := range names {
+		n, err := archive.ParseName(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, WALObject{Key: n.Key(), Name: n, Size: 10})
+	}
+	return out
+}
+
+func seg(tli, n uint32) string { return fmt.Sprintf("%08X%08X%08X", tli, 0, n) }
+
+func TestGarbage(t *testing.T) {
+	var all []string
+	for i := uint32(1); i <= 0x20; i++ {
+		all = append(all, seg(1, i))
+	}
+	// Timeline 2 branched at segment 0x18; its .partial and history.
+	all = append(all, seg(1, 0x18)+".partial", "00000002.history", seg(2, 0x18), seg(2, 0x19),
+		seg(1, 0x10)+".00000028.backup", seg(1, 0x5)+".00000028.backup")
+	wal := walObjects(t, all...)
+	now := t0.Add(30 * 24 * time.Hour)
+
+	names := func(ws []WALObject) []string {
+		var out []string
+		for _, w := range ws {
+			out = append(out, w.Name.File)
+		}
+		slices.Sort(out)
+		return out
+	}
+	rangeOf := func(a, b uint32, extra ...string) []string {
+		var out []string
+		for i := a; i <= b; i++ {
+			out = append(out, seg(1, i))
+		}
+		out = append(out, extra...)
+		slices.Sort(out)
+		return out
+	}
+
+	tests := []struct {
+		name string
+		bs   []basebackup.Meta
+		want []string
+	}{
+		{"before the oldest backup, any timeline", []basebackup.Meta{backup("x", "A", 1, 0x10, 0x11, false), backup("y", "A", 2, 0x19, 0x19, false)},
+			rangeOf(1, 0xF, seg(1, 5)+".00000028.backup")},
+		{"a permanent backup keeps its own range only", []basebackup.Meta{backup("p", "A", 1, 0x3, 0x5, true), backup("x", "A", 2, 0x10, 0x11, false)},
+			rangeOf(6, 0xF, seg(1, 1), seg(1, 2))},
+		{"only permanent backups: window from the newest", []basebackup.Meta{backup("p", "A", 1, 0x3, 0x4, true), backup("q", "A", 2, 0x8, 0x9, true)},
+			rangeOf(5, 7, seg(1, 1), seg(1, 2), seg(1, 5)+".00000028.backup")},
+		{"no backups: nothing", nil, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Garbage(Inventory{Backups: tc.bs, WAL: wal}, GarbageOptions{LeftoverAge: time.Hour, Now: now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := names(p.WAL.Delete); !slices.Equal(got, tc.want) {
+				t.Errorf("deleted\n%v\nwant\n%v", got, tc.want)
+			}
+			if p.WAL.Keep+len(p.WAL.Delete) != len(wal) {
+				t.Errorf("kept %d + deleted %d != %d objects", p.WAL.Keep, len(p.WAL.Delete), len(wal))
+			}
+		})
+	}
+
+	inv := Inventory{Backups: tenDays(), Leftovers: []Leftover{{Name: "old", Newest: now.Add(-2 * time.Hour)}, {Name: "running", Newest: now.Add(-time.Minute)}}}
+	p, err := Garbage(inv, GarbageOptions{LeftoverAge: time.Hour, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Leftovers) != 2 || !p.Leftovers[0].Delete || p.Leftovers[1].Delete {
+		t.Errorf("leftovers: %+v", p.Leftovers)
+	}
+	if len(deleted(p)) != 0 {
+		t.Errorf("garbage deleted backups %v", deleted(p))
+	}
+	inv.Unreadable = []Unreadable{{Name: "broken", Err: "bad json"}}
+	if _, err := Garbage(inv, GarbageOptions{Now: now}); !errors.Is(err, ErrRefused) {
+		t.Errorf("garbage with unreadable metadata: %v", err)
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	good := map[string]time.Duration{"14d": 14 * 24 * time.Hour, "36h": 36 * time.Hour, "1d12h": 36 * time.Hour, "0d": 0, "90m": 90 * time.Minute}
+	for s, want := range good {
+		if got, err := ParseDuration(s); err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"", "d", "-1d", "14", "x", "1.5d", "14dd"} {
+		if _, err := ParseDuration(s); err == nil {
+			t.Errorf("ParseDuration(%q): no error", s)
+		}
+	}
+}
