@@ -99,7 +99,7 @@ func (p Plan) Empty() bool {
 
 // ErrRefused is returned when a plan would break a rule (delete every backup
 // through before, delete a permanent backup): nothing is deleted.
-var ErrRefused = errors.New("refused")
+var ErrRefused = errors.New("nothing was deleted")
 
 // Bound is a point given by the operator: a backup's name or a time.
 type Bound struct {
@@ -216,7 +216,7 @@ func Before(inv Inventory, bound Bound) (Plan, error) {
 		}
 	}
 	if kept == 0 && len(p.Backups) > 0 {
-		return Plan{}, fmt.Errorf("delete before %s would delete every backup in the repository: %w (use tusk delete everything if that is what you want)", bound, ErrRefused)
+		return Plan{}, fmt.Errorf("delete before %s would delete every backup in the repository; use tusk delete everything if that is what you want (%w)", bound, ErrRefused)
 	}
 	if len(p.Deleting()) == 0 {
 		p.Notes = append(p.Notes, "nothing to delete: no backup finished before "+bound.String())
@@ -236,7 +236,7 @@ func Target(inv Inventory, name string) (Plan, error) {
 			continue
 		}
 		if d.Meta.Permanent {
-			return Plan{}, fmt.Errorf("backup %s is permanent: %w (run tusk backup-mark %s --impermanent first)", name, ErrRefused, name)
+			return Plan{}, fmt.Errorf("backup %s is permanent; run tusk backup-mark %s --impermanent first (%w)", name, name, ErrRefused)
 		}
 		d.Delete, d.Reason, found = true, "the target", true
 	}
@@ -262,7 +262,7 @@ func Everything(inv Inventory, force bool) (Plan, error) {
 		}
 	}
 	if len(perm) > 0 && !force {
-		return Plan{}, fmt.Errorf("the repository holds permanent backups (%s): %w (run tusk delete everything FORCE to delete them too)", strings.Join(perm, ", "), ErrRefused)
+		return Plan{}, fmt.Errorf("the repository holds permanent backups (%s); run tusk delete everything FORCE to delete them too (%w)", strings.Join(perm, ", "), ErrRefused)
 	}
 	p := newPlan(inv)
 	for i := range p.Backups {
@@ -296,7 +296,7 @@ type GarbageOptions struct {
 func Garbage(inv Inventory, opts GarbageOptions) (Plan, error) {
 	if len(inv.Unreadable) > 0 {
 		u := inv.Unreadable[0]
-		return Plan{}, fmt.Errorf("cannot tell which WAL backup %s needs: %s: %w (repair the object or remove the backup with tusk delete target %s)", u.Name, u.Err, ErrRefused, u.Name)
+		return Plan{}, fmt.Errorf("cannot tell which WAL backup %s needs (%s); repair the object or remove the backup with tusk delete target %s (%w)", u.Name, u.Err, u.Name, ErrRefused)
 	}
 	p := newPlan(inv)
 	for i := range p.Backups {

@@ -1,0 +1,421 @@
+package cmd_test
+
+import (
+	"encoding/json"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/tusk-backup/tusk/internal/testenv"
+)
+
+type listedBackup struct {
+	Name      string `json:"name"`
+	SystemID  string `json:"system_identifier"`
+	StartWAL  string `json:"start_wal_segment"`
+	EndWAL    string `json:"end_wal_segment"`
+	Permanent bool   `json:"permanent"`
+	Parts     []struct {
+		Key string `json:"key"`
+	} `json:"parts"`
+}
+
+func listBackups(t *testing.T, bin string, env []string) []listedBackup {
+	t.Helper()
+	out, stderr, code := run(t, bin, env, "backup-list", "--json")
+	if code != 0 {
+		t.Fatalf("backup-list: exit %d\n%s", code, stderr)
+	}
+	var bs []listedBackup
+	if err := json.Unmarshal([]byte(out), &bs); err != nil {
+		t.Fatalf("backup-list --json: %v\n%s", err, out)
+	}
+	return bs
+}
+
+func names(bs []listedBackup) []string {
+	var out []string
+	for _, b := range bs {
+		out = append(out, b.Name)
+	}
+	return out
+}
+
+// retentionRepo is a repository the test can also list object by object.
+type retentionRepo struct {
+	env  []string
+	keys func(t *testing.T) []string
+}
+
+func retentionRepos(t *testing.T) map[string]retentionRepo {
+	m := testenv.StartMinIO(t)
+	dir := filepath.Join(testenv.ServerTempDir(t), "repo")
+	return map[string]retentionRepo{
+		"folder": {
+			env: []string{"TUSK_REPO=file://" + dir},
+			keys: func(t *testing.T) []string {
+				var keys []string
+				err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+					if err != nil || d.IsDir() {
+						return err
+					}
+					rel, _ := filepath.Rel(dir, p)
+					keys = append(keys, filepath.ToSlash(rel))
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				slices.Sort(keys)
+				return keys
+			},
+		},
+		"s3": {
+			env: append(m.Env(), "TUSK_REPO="+m.URL("retention")),
+			keys: func(t *testing.T) []string {
+				var keys []string
+				pages := s3.NewListObjectsV2Paginator(m.Client(), &s3.ListObjectsV2Input{Bucket: aws.String(m.Bucket), Prefix: aws.String("retention/")})
+				for pages.HasMorePages() {
+					page, err := pages.NextPage(t.Context())
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, o := range page.Contents {
+						keys = append(keys, strings.TrimPrefix(*o.Key, "retention/"))
+					}
+				}
+				slices.Sort(keys)
+				return keys
+			},
+		},
+	}
+}
+
+// walSegments picks the WAL segment files (no history files) out of keys.
+func walSegments(keys []string) []string {
+	var out []string
+	for _, k := range keys {
+		if strings.HasPrefix(k, "wal/") && !strings.HasPrefix(k, "wal/timelines/") {
+			out = append(out, k[strings.LastIndexByte(k, '/')+1:])
+		}
+	}
+	return out
+}
+
+// position drops the timeline from a WAL file name.
+func position(name string) string { return name[8:24] }
+
+// TestIntegrationRetention is the operator's cron job: ten backups with
+// archiving and load between them; delete retain FULL 7 as a dry run changes
+// nothing; with --confirm seven (and a permanent one) remain; delete garbage
+// removes exactly the WAL before the oldest kept backup (except a permanent
+// backup's); the oldest kept backup restores to a moment between two kept
+// backups and to the newest archived point. Bad input deletes nothing.
+func TestIntegrationRetention(t *testing.T) {
+	bin := testenv.BuildTusk(t)
+	for kind, repo := range retentionRepos(t) {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			env := repo.env
+			pg := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: bin + " wal-push %p", Env: env})
+			env = append(env, pg.Env()...)
+			pg.SQL(t, "CREATE TABLE marks (n int)")
+			pg.SQL(t, "CREATE TABLESPACE ts LOCATION '"+testenv.ServerTempDir(t)+"'")
+			pg.SQL(t, "CREATE TABLE in_tablespace TABLESPACE ts AS SELECT 1 AS n")
+			pgbench(t, pg, "-i", "-s", "1", "-q")
+
+			var between point // a moment between the 5th and 6th backups
+			for i := 1; i <= 10; i++ {
+				pgbench(t, pg, "-t", "100", "-c", "2", "-n")
+				pg.SQL(t, "INSERT INTO marks VALUES ("+strconv.Itoa(i)+")")
+				if out, stderr, code := run(t, bin, env, "backup-push", pg.DataDir); code != 0 {
+					t.Fatalf("backup-push %d: exit %d\n%s%s", i, code, out, stderr)
+				}
+				if i == 5 {
+					pgbench(t, pg, "-t", "100", "-c", "2", "-n")
+					pg.SQL(t, "INSERT INTO marks VALUES (55)")
+					between.sum = pg.SQL(t, dataSum)
+					time.Sleep(20 * time.Millisecond)
+					between.time = pg.SQL(t, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+			pgbench(t, pg, "-t", "100", "-c", "2", "-n")
+			pg.SQL(t, "INSERT INTO marks VALUES (99)")
+			final := pg.SQL(t, dataSum)
+			last := pg.SQL(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+			pg.SQL(t, "SELECT pg_switch_wal()")
+			waitArchived(t, pg, last)
+
+			all := listBackups(t, bin, env)
+			if len(all) != 10 {
+				t.Fatalf("%d backups, want 10", len(all))
+			}
+			perm := all[1]
+			if _, stderr, code := run(t, bin, env, "backup-mark", perm.Name); code != 0 {
+				t.Fatalf("backup-mark: exit %d\n%s", code, stderr)
+			}
+
+			// Dry runs and bad input change nothing.
+			before := repo.keys(t)
+			for _, args := range [][]string{
+				{"delete", "retain", "FULL", "7"},
+				{"delete", "retain", "1", "--retain-window", "1d"},
+				{"delete", "garbage"},
+				{"delete", "everything", "FORCE"},
+				{"delete", "before", all[5].Name},
+				{"delete", "target", all[0].Name, "--json"},
+			} {
+				if out, stderr, code := run(t, bin, env, args...); code != 0 || !strings.Contains(out, "dry") {
+					t.Fatalf("%v: exit %d\n%s%s", args, code, out, stderr)
+				}
+			}
+			for _, args := range [][]string{
+				{"delete", "retain", "0", "--confirm"},
+				{"delete", "retain", "-1", "--confirm"},
+				{"delete", "retain", "FULL", "seven", "--confirm"},
+				{"delete", "before", "base_000000010000000000000099_20200101T000000Z", "--confirm"},
+				{"delete", "before", "2026-13-45T99:00:00Z", "--confirm"},
+				{"delete", "target", perm.Name, "--confirm"},
+				{"delete", "everything", "--confirm"},
+				{"delete", "sometimes", "--confirm"},
+				{"delete", "retain", "FULL", "7", "--retain-window", "forever", "--confirm"},
+			} {
+				_, stderr, code := run(t, bin, env, args...)
+				if code == 0 {
+					t.Fatalf("%v: exit 0", args)
+				}
+				t.Logf("%v: exit %d: %s", args, code, errorLine(t, stderr))
+			}
+			if got := repo.keys(t); !slices.Equal(got, before) {
+				t.Fatalf("a dry run or bad input changed the repository")
+			}
+			var plan struct {
+				Backups []struct {
+					Name   string `json:"name"`
+					Action string `json:"action"`
+				} `json:"backups"`
+			}
+			out, _, _ := run(t, bin, env, "delete", "retain", "1", "--retain-window", "1d", "--json")
+			if err := json.Unmarshal([]byte(out), &plan); err != nil || len(plan.Backups) != 10 {
+				t.Fatalf("retain --json: %v\n%s", err, out)
+			}
+			for _, b := range plan.Backups {
+				if b.Action != "keep" {
+					t.Fatalf("retain 1 --retain-window 1d would delete %s, made minutes ago", b.Name)
+				}
+			}
+
+			// The cron job.
+			if out, stderr, code := run(t, bin, env, "delete", "retain", "FULL", "7", "--confirm"); code != 0 {
+				t.Fatalf("delete retain: exit %d\n%s%s", code, out, stderr)
+			}
+			kept := listBackups(t, bin, env)
+			want := append([]string{perm.Name}, names(all[3:])...)
+			if !slices.Equal(names(kept), want) {
+				t.Fatalf("after retain 7: %v, want %v", names(kept), want)
+			}
+			walBefore := walSegments(repo.keys(t))
+			if out, stderr, code := run(t, bin, env, "delete", "garbage", "--confirm"); code != 0 {
+				t.Fatalf("delete garbage: exit %d\n%s%s", code, out, stderr)
+			}
+			oldest := all[3]
+			var wantWAL []string
+			for _, w := range walBefore {
+				p := position(w[:24])
+				if p >= position(oldest.StartWAL) || (p >= position(perm.StartWAL) && p <= position(perm.EndWAL)) {
+					wantWAL = append(wantWAL, w)
+				}
+			}
+			keys := repo.keys(t)
+			if got := walSegments(keys); !slices.Equal(got, wantWAL) {
+				t.Fatalf("after garbage the archive holds\n%v\nwant\n%v", got, wantWAL)
+			}
+			if len(wantWAL) == len(walBefore) {
+				t.Fatal("garbage deleted no WAL")
+			}
+			for _, k := range keys {
+				if strings.HasPrefix(k, "backups/") && !slices.ContainsFunc(kept, func(b listedBackup) bool {
+					return strings.HasPrefix(k, "backups/"+b.Name+"/") || k == "backups/"+b.Name+".json"
+				}) {
+					t.Fatalf("object %s of a deleted backup is still there", k)
+				}
+			}
+
+			// The oldest kept backup restores to a moment between two kept
+			// backups and to the newest archived point.
+			for _, target := range []struct {
+				args []string
+				want string
+			}{
+				{[]string{"--target-time", between.time}, between.sum},
+				{nil, final},
+			} {
+				dest := filepath.Join(testenv.ServerTempDir(t), "pgdata")
+				restoreAndCheck(t, pg, bin, env, dest, oldest.Name, target.args, target.want)
+			}
+
+			// Permanent no more: the next retain deletes it, and garbage its WAL.
+			if _, stderr, code := run(t, bin, env, "backup-mark", perm.Name, "--impermanent"); code != 0 {
+				t.Fatalf("backup-mark --impermanent: exit %d\n%s", code, stderr)
+			}
+			if out, stderr, code := run(t, bin, env, "delete", "retain", "FULL", "7", "--confirm"); code != 0 {
+				t.Fatalf("delete retain: exit %d\n%s%s", code, out, stderr)
+			}
+			if got := names(listBackups(t, bin, env)); !slices.Equal(got, names(all[3:])) {
+				t.Fatalf("after retain 7 without the permanent mark: %v", got)
+			}
+			run(t, bin, env, "delete", "garbage", "--confirm")
+			for _, w := range walSegments(repo.keys(t)) {
+				if position(w[:24]) < position(oldest.StartWAL) {
+					t.Fatalf("garbage left %s, before the oldest backup's start %s", w, oldest.StartWAL)
+				}
+			}
+		})
+	}
+}
+
+// restoreAndCheck restores backup name into dest with --recover, shuts the
+// server down at the target, starts it to compare the data checksum.
+func restoreAndCheck(t *testing.T, pg *testenv.Postgres, bin string, env []string, dest, name string, target []string, want string) {
+	t.Helper()
+	ts := filepath.Join(testenv.ServerTempDir(t), "ts")
+	tsOld := pg.SQL(t, "SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'ts'")
+	args := []string{"backup-fetch", dest, name, "--recover", "--json", "--tablespace-mapping", tsOld + "=" + ts}
+	if target != nil {
+		args = append(append(args, "--target-action", "promote", "--target-timeline", "current"), target...)
+	}
+	out, stderr, code := run(t, bin, env, args...)
+	t.Cleanup(func() { stopServer(t, pg, dest) })
+	if code != 0 {
+		t.Fatalf("restore %s %v: exit %d\n%s%s", name, target, code, out, stderr)
+	}
+	var res struct {
+		Recovery struct {
+			Port      int    `json:"port"`
+			SocketDir string `json:"socket_dir"`
+		} `json:"recovery"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatal(err)
+	}
+	if got := psql(t, pg, res.Recovery.SocketDir, res.Recovery.Port, dataSum); got != want {
+		t.Fatalf("restore %s %v: checksum %s, want %s", name, target, got, want)
+	}
+	stopServer(t, pg, dest)
+}
+
+// TestIntegrationRetentionLineagesAndKill: a second cluster (a different
+// system identifier, its WAL continuing after the first's as after
+// pg_upgrade) shares the prefix; retain counts each cluster's backups on its
+// own and before NAME deletes only within NAME's cluster. A confirmed delete
+// killed with SIGKILL at random moments never leaves a listed backup with a
+// missing part, a re-run finishes the job, and every listed backup restores.
+func TestIntegrationRetentionLineagesAndKill(t *testing.T) {
+	bin := testenv.BuildTusk(t)
+	repo := retentionRepos(t)["s3"]
+	env := repo.env
+	a := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: bin + " wal-push %p", Env: env})
+	envA := append(env, a.Env()...)
+	pgbench(t, a, "-i", "-s", "1", "-q")
+	pushN := func(pg *testenv.Postgres, env []string, n int) {
+		for range n {
+			pgbench(t, pg, "-t", "50", "-c", "2", "-n")
+			if out, stderr, code := run(t, bin, env, "backup-push", pg.DataDir); code != 0 {
+				t.Fatalf("backup-push: exit %d\n%s%s", code, out, stderr)
+			}
+		}
+	}
+	pushN(a, envA, 4)
+	next := a.SQL(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+	a.Stop(t)
+
+	// Cluster B: a new initdb whose WAL starts after A's, like pg_upgrade's.
+	b := testenv.NewPostgres(t, testenv.PostgresOptions{ArchiveCommand: bin + " wal-push %p", Env: env})
+	b.InitDB(t)
+	resetTo := "00000001" + next[8:16] + "000000F0"
+	if out, err := b.RunAsOwner(t.Context(), filepath.Join(b.BinDir, "pg_resetwal"), "-l", resetTo, b.DataDir).CombinedOutput(); err != nil {
+		t.Fatalf("pg_resetwal: %v\n%s", err, out)
+	}
+	b.Start(t)
+	envB := append(env, b.Env()...)
+	pgbench(t, b, "-i", "-s", "1", "-q")
+	pushN(b, envB, 3)
+
+	all := listBackups(t, bin, env)
+	if len(all) != 7 || all[0].SystemID == all[6].SystemID {
+		t.Fatalf("backups %v", names(all))
+	}
+	if out, stderr, code := run(t, bin, env, "delete", "before", all[5].Name, "--confirm"); code != 0 {
+		t.Fatalf("delete before: exit %d\n%s%s", code, out, stderr)
+	}
+	if got, want := names(listBackups(t, bin, env)), append(names(all[:4]), names(all[5:])...); !slices.Equal(got, want) {
+		t.Fatalf("delete before %s (cluster B) left %v, want %v", all[5].Name, got, want)
+	}
+
+	// retain 1, killed at random moments, then run to the end.
+	kills := 0
+	for i := 0; i < 20; i++ {
+		cmd := exec.Command(bin, "delete", "retain", "1", "--confirm")
+		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(rand.IntN(40)) * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		err := cmd.Wait()
+		if err != nil {
+			kills++
+		}
+		keys := repo.keys(t)
+		for _, bk := range listBackups(t, bin, env) {
+			for _, p := range bk.Parts {
+				if !slices.Contains(keys, p.Key) {
+					t.Fatalf("after a kill, listed backup %s misses part %s", bk.Name, p.Key)
+				}
+			}
+		}
+		if err == nil {
+			break
+		}
+	}
+	t.Logf("%d runs killed", kills)
+	if out, stderr, code := run(t, bin, env, "delete", "retain", "1", "--confirm"); code != 0 {
+		t.Fatalf("delete retain 1: exit %d\n%s%s", code, out, stderr)
+	}
+	left := listBackups(t, bin, env)
+	if got, want := names(left), []string{all[3].Name, all[6].Name}; !slices.Equal(got, want) {
+		t.Fatalf("retain 1 of each cluster left %v, want %v", got, want)
+	}
+	for _, k := range repo.keys(t) {
+		if strings.HasSuffix(k, ".deleting") {
+			t.Fatalf("tombstone %s left after a finished delete", k)
+		}
+	}
+	if out, stderr, code := run(t, bin, env, "delete", "garbage", "--confirm", "--leftover-age", "0s"); code != 0 {
+		t.Fatalf("delete garbage: exit %d\n%s%s", code, out, stderr)
+	}
+	for _, bk := range left {
+		dest := filepath.Join(testenv.ServerTempDir(t), "restore")
+		if out, stderr, code := run(t, bin, env, "backup-fetch", dest, bk.Name); code != 0 {
+			t.Fatalf("backup-fetch %s after the deletes: exit %d\n%s%s", bk.Name, code, out, stderr)
+		}
+	}
+	// Cluster A's last backup still recovers to its end: its WAL survived B's garbage.
+	dest := filepath.Join(testenv.ServerTempDir(t), "pgdata")
+	b.Stop(t)
+	if out, stderr, code := run(t, bin, env, "backup-fetch", dest, all[3].Name, "--recover", "--target-action", "shutdown", "--target-immediate"); code != 0 {
+		t.Fatalf("recover cluster A's backup: exit %d\n%s%s", code, out, stderr)
+	}
+}
