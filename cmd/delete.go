@@ -458,6 +458,9 @@ func printPlan(w io.Writer, p retention.Plan, what string, dry bool) {
 }
 
 func printReport(w io.Writer, p retention.Plan, rep retention.Report) {
+	if rep.Swept > 0 {
+		fmt.Fprintf(w, "removed %d unfinished upload(s) left by interrupted runs\n", rep.Swept)
+	}
 	if p.Empty() {
 		return
 	}

@@ -325,7 +325,7 @@ func restoreAndCheck(t *testing.T, pg *testenv.Postgres, bin string, env []strin
 func TestIntegrationRetentionLineagesAndKill(t *testing.T) {
 	bin := testenv.BuildTusk(t)
 	repo := retentionRepos(t)["s3"]
-	env := repo.env
+	env := append(repo.env, "TUSK_BACKUP_PART_SIZE=1MiB") // many parts: deletes take long enough to be killed midway
 	a := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: bin + " wal-push %p", Env: env})
 	envA := append(env, a.Env()...)
 	pgbench(t, a, "-i", "-s", "1", "-q")
@@ -365,20 +365,23 @@ func TestIntegrationRetentionLineagesAndKill(t *testing.T) {
 	}
 
 	// retain 1, killed at random moments, then run to the end.
-	kills := 0
+	kills, midway := 0, 0
 	for i := 0; i < 20; i++ {
 		cmd := exec.Command(bin, "delete", "retain", "1", "--confirm")
 		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(rand.IntN(40)) * time.Millisecond)
+		time.Sleep(time.Duration(20+rand.IntN(60)) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)
 		err := cmd.Wait()
 		if err != nil {
 			kills++
 		}
 		keys := repo.keys(t)
+		if slices.ContainsFunc(keys, func(k string) bool { return strings.HasSuffix(k, ".deleting") }) {
+			midway++
+		}
 		for _, bk := range listBackups(t, bin, env) {
 			for _, p := range bk.Parts {
 				if !slices.Contains(keys, p.Key) {
@@ -390,7 +393,7 @@ func TestIntegrationRetentionLineagesAndKill(t *testing.T) {
 			break
 		}
 	}
-	t.Logf("%d runs killed", kills)
+	t.Logf("%d runs killed, %d of them in the middle of deleting", kills, midway)
 	if out, stderr, code := run(t, bin, env, "delete", "retain", "1", "--confirm"); code != 0 {
 		t.Fatalf("delete retain 1: exit %d\n%s%s", code, out, stderr)
 	}

@@ -21,7 +21,8 @@ type Report struct {
 	Finished    []string `json:"finished"`    // interrupted deletes finished
 	Leftovers   []string `json:"leftovers"`   // unfinished backups' folders removed
 	WALDeleted  int      `json:"wal_deleted"` // WAL objects deleted
-	Objects     int      `json:"objects"`     // objects deleted in all
+	Swept       int      `json:"unfinished_uploads_removed"`
+	Objects     int      `json:"objects"` // objects deleted in all
 	FreedBytes  int64    `json:"freed_bytes"`
 	DurationSec float64  `json:"duration_seconds"`
 }
@@ -79,6 +80,14 @@ func Execute(ctx context.Context, st storage.Storage, p Plan, c Counter) (Report
 		r.Leftovers = append(r.Leftovers, l.Name)
 	}
 
+	if sw, ok := st.(sweeper); ok && !p.SweepBefore.IsZero() {
+		n, err := sw.Sweep(ctx, p.SweepBefore)
+		r.Swept = n
+		if err != nil {
+			return r, err
+		}
+	}
+
 	if p.WAL != nil {
 		keys := make([]string, 0, batch)
 		var size int64
@@ -107,6 +116,15 @@ func Execute(ctx context.Context, st storage.Storage, p Plan, c Counter) (Report
 		}
 	}
 	return r, nil
+}
+
+// sweeper is a storage that can find the remains of unfinished uploads
+// (storage/local's temporary files). S3 is not one: MinIO lists multipart
+// uploads only by exact key, so tusk aborts its own failed uploads and leaves
+// those of killed processes to the bucket's AbortIncompleteMultipartUpload
+// lifecycle rule.
+type sweeper interface {
+	Sweep(ctx context.Context, before time.Time) (int, error)
 }
 
 type deleter struct {

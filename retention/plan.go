@@ -27,6 +27,10 @@ type Plan struct {
 	Leftovers []LeftoverDecision
 	// WAL is the WAL decision (garbage and everything only).
 	WAL *WALPlan
+	// SweepBefore, when set, also removes the invisible remains of uploads
+	// started before it and never finished (S3 multipart uploads, the
+	// folder's temporary files), where the storage can find them.
+	SweepBefore time.Time
 	// Notes are sentences for the operator ("nothing to delete").
 	Notes []string
 }
@@ -276,6 +280,7 @@ func Everything(inv Inventory, force bool) (Plan, error) {
 	}
 	w := &WALPlan{Delete: inv.WAL, Strays: inv.Strays}
 	p.WAL = w
+	p.SweepBefore = time.Now()
 	if p.Empty() {
 		p.Notes = append(p.Notes, "nothing to delete: the repository is empty")
 	}
@@ -311,6 +316,7 @@ func Garbage(inv Inventory, opts GarbageOptions) (Plan, error) {
 		}
 		p.Leftovers = append(p.Leftovers, d)
 	}
+	p.SweepBefore = opts.Now.Add(-opts.LeftoverAge)
 	w, err := walGarbage(inv.Backups, inv.WAL)
 	if err != nil {
 		return Plan{}, err

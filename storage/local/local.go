@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/tusk-backup/tusk/storage"
 )
@@ -308,4 +309,38 @@ func (c ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
+}
+
+// Sweep removes the temporary files of Puts that never finished (a process
+// killed mid-write) and were last written before before. Listings never show
+// them; they only take space. It returns how many it removed.
+func (s *Store) Sweep(ctx context.Context, before time.Time) (int, error) {
+	n := 0
+	err := filepath.WalkDir(s.root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d.IsDir() || !strings.HasPrefix(d.Name(), tmpPrefix) {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil || !fi.ModTime().Before(before) {
+			return nil
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove unfinished write %s: %w", p, unwrapPath(err))
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("sweep %s: %w", s.root, err)
+	}
+	return n, nil
 }

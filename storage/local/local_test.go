@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tusk-backup/tusk/storage"
 	"github.com/tusk-backup/tusk/storage/storagetest"
@@ -78,5 +79,33 @@ func TestCheckUncreatable(t *testing.T) {
 	st, _ := New(filepath.Join(parent, "repo"))
 	if err := st.Check(t.Context()); err == nil || !strings.Contains(err.Error(), "cannot be created") {
 		t.Fatalf("Check = %v, want a 'cannot be created' error", err)
+	}
+}
+
+func TestSweepRemovesOldTempFiles(t *testing.T) {
+	root := t.TempDir()
+	st, _ := New(root)
+	if err := st.Put(t.Context(), "wal/a/b", strings.NewReader("kept")); err != nil {
+		t.Fatal(err)
+	}
+	old := filepath.Join(root, "wal", "a", tmpPrefix+"b-1")
+	young := filepath.Join(root, "wal", "a", tmpPrefix+"b-2")
+	for _, p := range []string{old, young} {
+		if err := os.WriteFile(p, []byte("half"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hourAgo := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(old, hourAgo, hourAgo); err != nil {
+		t.Fatal(err)
+	}
+	n, err := st.Sweep(t.Context(), time.Now().Add(-time.Minute))
+	if err != nil || n != 1 {
+		t.Fatalf("Sweep: %d, %v", n, err)
+	}
+	for p, want := range map[string]bool{old: false, young: true, filepath.Join(root, "wal", "a", "b"): true} {
+		if _, err := os.Stat(p); (err == nil) != want {
+			t.Errorf("%s exists %v, want %v", p, err == nil, want)
+		}
 	}
 }

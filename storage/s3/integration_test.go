@@ -741,3 +741,4 @@ func forward(t *testing.T, m *testenv.MinIO, r *http.Request) *http.Response {
 	}
 	return resp
 }
+
