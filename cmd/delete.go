@@ -438,7 +438,7 @@ func printPlan(w io.Writer, p retention.Plan, what string, dry bool) {
 	if wd := j.WAL; wd != nil {
 		switch {
 		case wd.Delete > 0 && wd.KeepFrom != "":
-			fmt.Fprintf(w, "delete %d WAL objects (%s), %s through %s: before segment %s, where the oldest kept backup starts\n",
+			fmt.Fprintf(w, "delete %d WAL objects (%s), %s through %s: before %s (on any timeline), where the oldest kept backup starts\n",
 				wd.Delete, bytesString(wd.DeleteBytes), wd.FirstDelete, wd.LastDelete, wd.KeepFrom)
 		case wd.Delete > 0:
 			fmt.Fprintf(w, "delete all %d WAL objects (%s)\n", wd.Delete, bytesString(wd.DeleteBytes))

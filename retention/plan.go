@@ -27,9 +27,9 @@ type Plan struct {
 	Leftovers []LeftoverDecision
 	// WAL is the WAL decision (garbage and everything only).
 	WAL *WALPlan
-	// SweepBefore, when set, also removes the invisible remains of uploads
-	// started before it and never finished (S3 multipart uploads, the
-	// folder's temporary files), where the storage can find them.
+	// SweepBefore, when set, also removes the invisible remains of writes
+	// started before it and never finished, where the storage can find them
+	// (the folder store's temporary files).
 	SweepBefore time.Time
 	// Notes are sentences for the operator ("nothing to delete").
 	Notes []string
@@ -51,8 +51,8 @@ type LeftoverDecision struct {
 
 // WALPlan is which archived WAL objects go.
 type WALPlan struct {
-	// KeepFrom is the first segment position kept for point-in-time
-	// recovery, as a segment file name without timeline ("" keeps all).
+	// KeepFrom is the start segment of the backup from which all WAL is
+	// kept, on any timeline ("" when all WAL is kept or all deleted).
 	KeepFrom string
 	// Protected are the permanent backups' ranges kept before KeepFrom.
 	Protected []Range
@@ -337,8 +337,6 @@ type segPos uint64
 
 func posOf(n archive.Name) segPos { return segPos(uint64(n.Log)<<32 | uint64(n.Seg)) }
 
-func (p segPos) String() string { return fmt.Sprintf("%08X%08X", uint32(p>>32), uint32(p)) }
-
 func parseSegment(s string) (segPos, error) {
 	n, err := archive.ParseName(s)
 	if err != nil || n.Kind != archive.Segment {
@@ -366,6 +364,7 @@ func walGarbage(backups []basebackup.Meta, wal []WALObject) (WALPlan, error) {
 	keepFrom := segPos(1<<64 - 1)
 	haveRegular := false
 	var newestPerm segPos
+	var keepName, newestPermName string
 	for _, m := range backups {
 		first, err := parseSegment(m.StartWAL)
 		if err != nil {
@@ -378,16 +377,18 @@ func walGarbage(backups []basebackup.Meta, wal []WALObject) (WALPlan, error) {
 		if m.Permanent {
 			ranges = append(ranges, rng{first, last})
 			w.Protected = append(w.Protected, Range{Backup: m.Name, First: m.StartWAL, Last: m.EndWAL})
-			newestPerm = first // backups are oldest first
+			newestPerm, newestPermName = first, m.StartWAL // backups are oldest first
 			continue
 		}
 		haveRegular = true
-		keepFrom = min(keepFrom, first)
+		if first < keepFrom {
+			keepFrom, keepName = first, m.StartWAL
+		}
 	}
 	if !haveRegular {
-		keepFrom = newestPerm
+		keepFrom, keepName = newestPerm, newestPermName
 	}
-	w.KeepFrom = keepFrom.String()
+	w.KeepFrom = keepName
 	for _, o := range wal {
 		keep := o.Name.Kind == archive.History || posOf(o.Name) >= keepFrom
 		for _, r := range ranges {

@@ -4,7 +4,8 @@
 #   archive WAL with tusk wal-push, take a backup under load with backup-push,
 #   record a moment and a checksum of the data, keep writing (and lose data),
 #   restore to the recorded moment with backup-fetch --recover, and show that
-#   the restored data matches the checksum exactly.
+#   the restored data matches the checksum exactly; then the nightly job:
+#   another backup-push, delete retain FULL 1 and delete garbage.
 # Everything lives in one temporary folder, removed at the end. Exits non-zero
 # if anything differs.
 set -euo pipefail
@@ -98,5 +99,13 @@ if [[ $got != "$want" ]]; then
 	echo "demo FAILED: the restored data differs from the recorded moment" >&2
 	exit 1
 fi
+echo "The restored cluster holds exactly the data of $moment."
+
+step "the nightly job: tusk backup-push, then tusk delete retain FULL 1 (a dry run first) and tusk delete garbage"
+"$tusk" backup-push "$work/primary"
+"$tusk" delete retain FULL 1
+"$tusk" delete retain FULL 1 --confirm
+"$tusk" delete garbage --confirm
+"$tusk" backup-list
 echo
-echo "The restored cluster holds exactly the data of $moment. Cleaning up."
+echo "Done. Cleaning up."
