@@ -1,8 +1,10 @@
 package basebackup
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -118,11 +120,42 @@ func Push(ctx context.Context, conn *pgconn.PgConn, sys System, opts PushOptions
 		m.StoredSize += p.Size
 	}
 	m.StoredSize += m.Manifest.Size
+	if err := checkStored(ctx, opts.Store, m); err != nil {
+		return Meta{}, fmt.Errorf("backup %s: %w", m.Name, err)
+	}
 	if err := WriteMeta(ctx, opts.Store, m); err != nil {
 		return Meta{}, err
 	}
 	return m, nil
 }
+
+// checkStored makes sure, just before the metadata makes the backup exist,
+// that every part is still in the repository and no delete has claimed the
+// name: a backup that waited hours for its WAL to be archived may have had
+// its parts collected as an abandoned backup's leftovers meanwhile.
+func checkStored(ctx context.Context, st storage.Storage, m Meta) error {
+	for _, p := range append(slices.Clip(m.Parts), m.Manifest) {
+		o, err := st.Stat(ctx, p.Key)
+		if errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("part %s was deleted while the backup ran (by tusk delete garbage with a --leftover-age shorter than this backup took?), so the backup is not recorded; run backup-push again", p.Key)
+		}
+		if err != nil {
+			return fmt.Errorf("check part %s: %w", p.Key, err)
+		}
+		if o.Size != p.Size {
+			return fmt.Errorf("part %s holds %d bytes, not the %d uploaded; run backup-push again", p.Key, o.Size, p.Size)
+		}
+	}
+	if _, err := st.Stat(ctx, TombstoneKey(m.Name)); err == nil {
+		return fmt.Errorf("a delete claimed the name %s while the backup ran; run backup-push again", m.Name)
+	}
+	return nil
+}
+
+// StartedKey is the first object a backup-push writes, as soon as the server
+// has started the backup: it makes the unfinished backup's folder, and so its
+// start segment (in its name), visible to delete garbage at once.
+func StartedKey(name string) string { return DataPrefix(name) + "backup_started.json" }
 
 // uploader is the Handler that turns the stream into parts.
 type uploader struct {
@@ -156,6 +189,10 @@ func (u *uploader) Begin(start LSN, tli uint32, spaces []Tablespace) error {
 		return fmt.Errorf("backup %s already exists in the repository", u.meta.Name)
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		return fmt.Errorf("check the repository: %w", err)
+	}
+	started, _ := json.Marshal(map[string]any{"name": u.meta.Name, "start_wal_segment": u.meta.StartWAL, "start_time": u.meta.StartTime})
+	if err := u.opts.Store.Put(u.ctx, StartedKey(u.meta.Name), bytes.NewReader(started)); err != nil {
+		return fmt.Errorf("write %s: %w", StartedKey(u.meta.Name), err)
 	}
 	return nil
 }

@@ -1,11 +1,13 @@
 package cmd
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-backup/tusk/basebackup"
+	"github.com/tusk-backup/tusk/storage"
 )
 
 func newBackupMarkCmd(root *rootOpts) *cobra.Command {
@@ -49,6 +51,14 @@ that retention treats the backup like any other.`,
 			m.Permanent = !impermanent
 			if err := basebackup.WriteMeta(ctx, st, m); err != nil {
 				return describeStorageErr(err, cfg)
+			}
+			// A delete that began meanwhile either sees the mark (it reads the
+			// metadata again after its tombstone) or is seen here.
+			_, terr := st.Stat(ctx, basebackup.TombstoneKey(name))
+			_, perr := st.Stat(ctx, m.Manifest.Key)
+			if terr == nil || errors.Is(perr, storage.ErrNotFound) {
+				st.Delete(ctx, basebackup.MetaKey(name))
+				return fmt.Errorf("backup %s was deleted while it was being marked", name)
 			}
 			log.Info("backup marked", "backup", name, "permanent", m.Permanent)
 			fmt.Fprintf(root.stdout, "backup %s is now %s\n", name, state)

@@ -101,7 +101,7 @@ WAL is left for "tusk delete garbage".`,
 					return usagef(fmt.Errorf("--retain-window: %w", err))
 				}
 			}
-			return runDelete(c, root, o, "retain "+args[0], false, func(inv retention.Inventory) (retention.Plan, error) {
+			return runDelete(c, root, o, "retain "+args[0], true, func(inv retention.Inventory) (retention.Plan, error) {
 				return retention.Retain(inv, ro)
 			})
 		},
@@ -139,7 +139,7 @@ is refused. WAL is left for "tusk delete garbage".`,
 			if err != nil {
 				return err
 			}
-			return runDelete(c, root, o, "before "+args[0], false, func(inv retention.Inventory) (retention.Plan, error) {
+			return runDelete(c, root, o, "before "+args[0], true, func(inv retention.Inventory) (retention.Plan, error) {
 				return retention.Before(inv, b)
 			})
 		},
@@ -211,14 +211,8 @@ limits it to WAL, BACKUPS to unfinished backups.`,
 				return usagef(errors.New("--leftover-age must not be negative"))
 			}
 			return runDelete(c, root, o, "garbage", what != "BACKUPS", func(inv retention.Inventory) (retention.Plan, error) {
-				p, err := retention.Garbage(inv, retention.GarbageOptions{LeftoverAge: age, Now: time.Now()})
-				switch what {
-				case "ARCHIVES":
-					p.Leftovers = nil
-				case "BACKUPS":
-					p.WAL = nil
-				}
-				return p, err
+				return retention.Garbage(inv, retention.GarbageOptions{LeftoverAge: age, Now: time.Now(),
+					WAL: what != "BACKUPS", Leftovers: what != "ARCHIVES"})
 			})
 		},
 	}
@@ -412,7 +406,11 @@ func printPlan(w io.Writer, p retention.Plan, what string, dry bool) {
 		fmt.Fprintln(w, n)
 	}
 	if len(p.Interrupted) > 0 {
-		fmt.Fprintf(w, "finishing %d interrupted delete(s): %s\n", len(p.Interrupted), strings.Join(p.Interrupted, ", "))
+		verb := "finishing"
+		if dry {
+			verb = "would finish"
+		}
+		fmt.Fprintf(w, "%s %d interrupted delete(s): %s\n", verb, len(p.Interrupted), strings.Join(p.Interrupted, ", "))
 	}
 	if len(j.Backups) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -438,8 +436,8 @@ func printPlan(w io.Writer, p retention.Plan, what string, dry bool) {
 	if wd := j.WAL; wd != nil {
 		switch {
 		case wd.Delete > 0 && wd.KeepFrom != "":
-			fmt.Fprintf(w, "delete %d WAL objects (%s), %s through %s: before %s (on any timeline), where the oldest kept backup starts\n",
-				wd.Delete, bytesString(wd.DeleteBytes), wd.FirstDelete, wd.LastDelete, wd.KeepFrom)
+			fmt.Fprintf(w, "delete %d WAL objects (%s): those positioned before %s, on any timeline; from there on all WAL is kept\n",
+				wd.Delete, bytesString(wd.DeleteBytes), wd.KeepFrom)
 		case wd.Delete > 0:
 			fmt.Fprintf(w, "delete all %d WAL objects (%s)\n", wd.Delete, bytesString(wd.DeleteBytes))
 		default:
@@ -449,8 +447,6 @@ func printPlan(w io.Writer, p retention.Plan, what string, dry bool) {
 			fmt.Fprintf(w, "keep WAL %s through %s: permanent backup %s\n", r.First, r.Last, r.Backup)
 		}
 		fmt.Fprintf(w, "keep %d WAL objects (%s)\n", wd.Keep, bytesString(wd.KeepBytes))
-	} else if len(p.Deleting()) > 0 {
-		fmt.Fprintln(w, "WAL is left for tusk delete garbage")
 	}
 	if dry && !p.Empty() {
 		fmt.Fprintf(w, "would free %s; run again with --confirm to delete\n", bytesString(j.FreesBytes))
@@ -458,6 +454,9 @@ func printPlan(w io.Writer, p retention.Plan, what string, dry bool) {
 }
 
 func printReport(w io.Writer, p retention.Plan, rep retention.Report) {
+	for _, n := range rep.Skipped {
+		fmt.Fprintf(w, "spared backup %s: it was marked permanent while the delete ran\n", n)
+	}
 	if rep.Swept > 0 {
 		fmt.Fprintf(w, "removed %d unfinished upload(s) left by interrupted runs\n", rep.Swept)
 	}

@@ -19,6 +19,7 @@ const batch = 1000
 type Report struct {
 	Backups     []string `json:"backups"`     // deleted backups, oldest first
 	Finished    []string `json:"finished"`    // interrupted deletes finished
+	Skipped     []string `json:"skipped"`     // marked permanent after the plan was made
 	Leftovers   []string `json:"leftovers"`   // unfinished backups' folders removed
 	WALDeleted  int      `json:"wal_deleted"` // WAL objects deleted
 	Swept       int      `json:"unfinished_uploads_removed"`
@@ -52,7 +53,7 @@ func Execute(ctx context.Context, st storage.Storage, p Plan, c Counter) (Report
 	d := deleter{st: st, c: c, r: &r}
 
 	for _, name := range p.Interrupted {
-		if err := d.backups(ctx, []string{name}, false); err != nil {
+		if _, err := d.backups(ctx, []string{name}, false); err != nil {
 			return r, fmt.Errorf("finish the interrupted delete of backup %s: %w", name, err)
 		}
 		r.Finished = append(r.Finished, name)
@@ -64,10 +65,11 @@ func Execute(ctx context.Context, st storage.Storage, p Plan, c Counter) (Report
 	}
 	names = append(names, p.DeleteUnreadable...)
 	if len(names) > 0 {
-		if err := d.backups(ctx, names, true); err != nil {
+		done, err := d.backups(ctx, names, true)
+		r.Backups = done
+		if err != nil {
 			return r, err
 		}
-		r.Backups = names
 	}
 
 	for _, l := range p.Leftovers {
@@ -88,7 +90,9 @@ func Execute(ctx context.Context, st storage.Storage, p Plan, c Counter) (Report
 		}
 	}
 
-	if p.WAL != nil {
+	// A backup spared because it became permanent changes which WAL is
+	// needed: leave the WAL for the next run, which plans with it.
+	if p.WAL != nil && len(r.Skipped) == 0 {
 		keys := make([]string, 0, batch)
 		var size int64
 		flush := func() error {
@@ -146,15 +150,34 @@ type tombstone struct {
 }
 
 // backups deletes whole backups: tombstones (when mark), metadata, parts,
-// tombstones.
-func (d deleter) backups(ctx context.Context, names []string, mark bool) error {
+// tombstones, and returns the names it deleted. After the tombstones are
+// written it reads each backup's metadata again and spares one that was
+// marked permanent since the plan was made (backup-mark checks for a
+// tombstone after it writes, so one of the two always sees the other).
+func (d deleter) backups(ctx context.Context, names []string, mark bool) ([]string, error) {
 	if mark {
 		for _, n := range names {
 			b, _ := json.Marshal(tombstone{Name: n, Since: time.Now().UTC()})
 			if err := d.st.Put(ctx, basebackup.TombstoneKey(n), bytes.NewReader(b)); err != nil {
-				return fmt.Errorf("mark backup %s as being deleted: %w", n, err)
+				return nil, fmt.Errorf("mark backup %s as being deleted: %w", n, err)
 			}
 		}
+		var keep []string
+		for _, n := range names {
+			m, err := basebackup.ReadMeta(ctx, d.st, n)
+			switch {
+			case err == nil && m.Permanent:
+				if err := d.st.Delete(ctx, basebackup.TombstoneKey(n)); err != nil {
+					return nil, fmt.Errorf("spare backup %s, marked permanent meanwhile: %w", n, err)
+				}
+				d.r.Skipped = append(d.r.Skipped, n)
+			case err == nil, errors.Is(err, basebackup.ErrNoBackup), errors.Is(err, basebackup.ErrBadMeta):
+				keep = append(keep, n)
+			default:
+				return nil, fmt.Errorf("read backup %s: %w", n, err)
+			}
+		}
+		names = keep
 	}
 	metas := make([]string, len(names))
 	var size int64
@@ -168,13 +191,13 @@ func (d deleter) backups(ctx context.Context, names []string, mark bool) error {
 		k := metas[:min(len(metas), batch)]
 		metas = metas[len(k):]
 		if err := d.st.Delete(ctx, k...); err != nil {
-			return fmt.Errorf("delete backup metadata: %w", err)
+			return nil, fmt.Errorf("delete backup metadata: %w", err)
 		}
 	}
 	d.count(len(names), size)
 	for _, n := range names {
 		if err := d.prefix(ctx, basebackup.DataPrefix(n)); err != nil {
-			return fmt.Errorf("delete backup %s: %w", n, err)
+			return nil, fmt.Errorf("delete backup %s: %w", n, err)
 		}
 	}
 	tombs := make([]string, len(names))
@@ -185,10 +208,10 @@ func (d deleter) backups(ctx context.Context, names []string, mark bool) error {
 		k := tombs[:min(len(tombs), batch)]
 		tombs = tombs[len(k):]
 		if err := d.st.Delete(ctx, k...); err != nil {
-			return fmt.Errorf("delete tombstones: %w", err)
+			return nil, fmt.Errorf("delete tombstones: %w", err)
 		}
 	}
-	return nil
+	return names, nil
 }
 
 // prefix deletes every object under prefix, a batch at a time. It lists

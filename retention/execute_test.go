@@ -56,7 +56,7 @@ func checkListed(t *testing.T, st storage.Storage) []basebackup.Meta {
 }
 
 func retainAndCollect(t *testing.T, st storage.Storage) error {
-	inv, err := Read(t.Context(), st, ReadOptions{})
+	inv, err := Read(t.Context(), st, ReadOptions{WAL: true})
 	if err != nil {
 		return err
 	}
@@ -71,7 +71,7 @@ func retainAndCollect(t *testing.T, st storage.Storage) error {
 	if err != nil {
 		return err
 	}
-	if p, err = Garbage(inv, GarbageOptions{LeftoverAge: 0, Now: time.Now()}); err != nil {
+	if p, err = Garbage(inv, GarbageOptions{LeftoverAge: 0, Now: time.Now(), WAL: true, Leftovers: true}); err != nil {
 		return err
 	}
 	_, err = Execute(t.Context(), st, p, nil)
@@ -114,5 +114,42 @@ func TestExecuteInterrupted(t *testing.T) {
 				break // the fault came after the last call: every call was covered
 			}
 		}
+	}
+}
+
+// TestExecuteSparesBackupMarkedMeanwhile: a backup marked permanent after the
+// plan was made is not deleted.
+func TestExecuteSparesBackupMarkedMeanwhile(t *testing.T) {
+	st, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill(t, st, 3)
+	inv, err := Read(t.Context(), st, ReadOptions{WAL: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Retain(inv, RetainOptions{Keep: 1, Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := basebackup.ReadMeta(t.Context(), st, "base_00")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Permanent = true
+	if err := basebackup.WriteMeta(t.Context(), st, m); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Execute(t.Context(), st, p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := checkListed(t, st)
+	if len(ms) != 2 || ms[0].Name != "base_00" || len(r.Skipped) != 1 || len(r.Backups) != 1 {
+		t.Fatalf("left %v, report %+v", ms, r)
+	}
+	if r.WALDeleted != 0 {
+		t.Fatalf("deleted %d WAL objects planned without the spared backup", r.WALDeleted)
 	}
 }

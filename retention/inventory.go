@@ -55,7 +55,9 @@ type Inventory struct {
 	Leftovers []Leftover
 	// WAL is every WAL object (read only when Options.WAL is set).
 	WAL []WALObject
-	// Strays are keys under wal/ that are not WAL file names; never deleted.
+	// Strays are keys that tusk did not write (under wal/, names that are not
+	// WAL file names; under backups/, metadata with a name that is not a
+	// backup name); never deleted.
 	Strays int
 }
 
@@ -122,6 +124,10 @@ func Read(ctx context.Context, st storage.Storage, opts ReadOptions) (Inventory,
 		if tombs[name] {
 			continue // an interrupted delete: its metadata goes first thing
 		}
+		if basebackup.CheckName(name) != nil {
+			inv.Strays++ // not a name tusk writes: not ours to read or delete
+			continue
+		}
 		m, err := basebackup.ReadMeta(ctx, st, name)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -140,11 +146,13 @@ func Read(ctx context.Context, st storage.Storage, opts ReadOptions) (Inventory,
 	}
 	basebackup.SortBackups(inv.Backups)
 	for name := range tombs {
-		inv.Interrupted = append(inv.Interrupted, name)
+		if basebackup.CheckName(name) == nil {
+			inv.Interrupted = append(inv.Interrupted, name)
+		}
 	}
 	slices.Sort(inv.Interrupted)
 	for _, name := range order {
-		if !metas[name] && !tombs[name] {
+		if !metas[name] && !tombs[name] && basebackup.CheckName(name) == nil {
 			inv.Leftovers = append(inv.Leftovers, *folders[name])
 		}
 	}

@@ -3,6 +3,7 @@ package retention
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -156,15 +157,16 @@ func Retain(inv Inventory, opts RetainOptions) (Plan, error) {
 	for _, idx := range lineages(inv.Backups) {
 		// Walk the lineage newest first.
 		windowBase := false
+		counted := 0
 		for k := len(idx) - 1; k >= 0; k-- {
 			d := &p.Backups[idx[k]]
 			m := d.Meta
-			rank := len(idx) - k
 			switch {
-			case rank <= opts.Keep:
-				d.Reason = fmt.Sprintf("one of the newest %d", opts.Keep)
 			case m.Permanent:
-				d.Reason = "permanent"
+				d.Reason = "permanent (not counted)"
+			case counted < opts.Keep:
+				counted++
+				d.Reason = fmt.Sprintf("one of the newest %d", opts.Keep)
 			case opts.After != nil && !m.FinishTime.Before(after):
 				d.Reason = "finished at or after " + opts.After.String()
 			case opts.Window > 0 && !m.FinishTime.Before(cutoff):
@@ -175,13 +177,19 @@ func Retain(inv Inventory, opts RetainOptions) (Plan, error) {
 				d.Delete = true
 				d.Reason = fmt.Sprintf("older than the newest %d", opts.Keep)
 			}
-			if opts.Window > 0 && m.FinishTime.Before(cutoff) {
+			// The newest ordinary backup before the window is what restoring
+			// to the window's start needs (a permanent one keeps only its
+			// own WAL, so it cannot serve).
+			if opts.Window > 0 && !m.Permanent && m.FinishTime.Before(cutoff) {
 				windowBase = true
 			}
 		}
 	}
 	if len(p.Deleting()) == 0 {
-		p.Notes = append(p.Notes, fmt.Sprintf("nothing to delete: every backup is kept (%d backups, retain %d)", len(inv.Backups), opts.Keep))
+		p.Notes = append(p.Notes, fmt.Sprintf("no backup to delete: every backup is kept (%d backups, retain %d)", len(inv.Backups), opts.Keep))
+	}
+	if err := p.planWAL(inv, inv.Leftovers); err != nil {
+		return Plan{}, err
 	}
 	return p, nil
 }
@@ -223,7 +231,10 @@ func Before(inv Inventory, bound Bound) (Plan, error) {
 		return Plan{}, fmt.Errorf("delete before %s would delete every backup in the repository; use tusk delete everything if that is what you want (%w)", bound, ErrRefused)
 	}
 	if len(p.Deleting()) == 0 {
-		p.Notes = append(p.Notes, "nothing to delete: no backup finished before "+bound.String())
+		p.Notes = append(p.Notes, "no backup to delete: none finished before "+bound.String())
+	}
+	if err := p.planWAL(inv, inv.Leftovers); err != nil {
+		return Plan{}, err
 	}
 	return p, nil
 }
@@ -249,6 +260,9 @@ func Target(inv Inventory, name string) (Plan, error) {
 			p.DeleteUnreadable = append(p.DeleteUnreadable, name)
 			found = true
 		}
+	}
+	if slices.Contains(inv.Interrupted, name) {
+		found = true // Execute finishes it
 	}
 	if !found {
 		return Plan{}, fmt.Errorf("backup %s: %w in the repository (see tusk backup-list)", name, basebackup.ErrNoBackup)
@@ -293,43 +307,96 @@ type GarbageOptions struct {
 	// object is older than this, so a running backup-push is never touched.
 	LeftoverAge time.Duration
 	Now         time.Time
+	// WAL and Leftovers choose what to collect (wal-g's ARCHIVES and BACKUPS).
+	WAL, Leftovers bool
 }
 
 // Garbage plans delete garbage: WAL that no kept backup needs and the
-// leftovers of interrupted backups. Unreadable metadata refuses it, since
-// the WAL that backup needs is unknown.
+// leftovers of interrupted backups. Unreadable metadata refuses the WAL
+// part, since the WAL that backup needs is unknown.
 func Garbage(inv Inventory, opts GarbageOptions) (Plan, error) {
-	if len(inv.Unreadable) > 0 {
-		u := inv.Unreadable[0]
-		return Plan{}, fmt.Errorf("cannot tell which WAL backup %s needs (%s); repair the object or remove the backup with tusk delete target %s (%w)", u.Name, u.Err, u.Name, ErrRefused)
-	}
 	p := newPlan(inv)
 	for i := range p.Backups {
 		p.Backups[i].Reason = "kept (garbage deletes no backup)"
 	}
+	var young []Leftover
 	for _, l := range inv.Leftovers {
 		d := LeftoverDecision{Leftover: l}
-		if opts.Now.Sub(l.Newest) >= opts.LeftoverAge {
+		if opts.Now.Sub(l.Newest) >= opts.LeftoverAge && opts.Leftovers {
 			d.Delete, d.Reason = true, "unfinished backup (no metadata)"
 		} else {
+			young = append(young, l)
 			d.Reason = fmt.Sprintf("written less than %s ago: a backup-push may still be running", durationString(opts.LeftoverAge))
+			if !opts.Leftovers {
+				d.Reason = "left alone (ARCHIVES)"
+			}
 		}
 		p.Leftovers = append(p.Leftovers, d)
 	}
-	p.SweepBefore = opts.Now.Add(-opts.LeftoverAge)
-	w, err := walGarbage(inv.Backups, inv.WAL)
-	if err != nil {
-		return Plan{}, err
+	if opts.Leftovers {
+		p.SweepBefore = opts.Now.Add(-opts.LeftoverAge)
 	}
-	w.Strays = inv.Strays
-	p.WAL = &w
-	if len(inv.Backups) == 0 {
-		p.Notes = append(p.Notes, "no backups: all WAL is kept (tusk delete everything removes it)")
+	if opts.WAL {
+		if len(inv.Unreadable) > 0 {
+			u := inv.Unreadable[0]
+			return Plan{}, fmt.Errorf("cannot tell which WAL backup %s needs (%s); repair the object or remove the backup with tusk delete target %s (%w)", u.Name, u.Err, u.Name, ErrRefused)
+		}
+		if err := p.planWAL(inv, young); err != nil {
+			return Plan{}, err
+		}
 	}
 	if p.Empty() {
 		p.Notes = append(p.Notes, "nothing to delete: no garbage")
 	}
 	return p, nil
+}
+
+// planWAL decides the WAL of the backups the plan keeps, protecting the WAL
+// of unfinished backups that may still be running. Unreadable metadata keeps
+// all WAL (with a note), since what that backup needs is unknown.
+func (p *Plan) planWAL(inv Inventory, running []Leftover) error {
+	if len(inv.Unreadable) > 0 {
+		p.Notes = append(p.Notes, fmt.Sprintf("all WAL is kept: the metadata of backup %s cannot be read, so the WAL it needs is unknown", inv.Unreadable[0].Name))
+		return nil
+	}
+	var kept []basebackup.Meta
+	for _, d := range p.Backups {
+		if !d.Delete {
+			kept = append(kept, d.Meta)
+		}
+	}
+	var starts []string
+	for _, l := range running {
+		start, ok := startOf(l.Name)
+		if !ok {
+			p.Notes = append(p.Notes, fmt.Sprintf("all WAL is kept: unfinished backup %s may still be running and its name does not tell where it starts", l.Name))
+			return nil
+		}
+		starts = append(starts, start)
+	}
+	w, err := walGarbage(kept, starts, inv.WAL)
+	if err != nil {
+		return err
+	}
+	w.Strays = inv.Strays
+	p.WAL = &w
+	if len(kept) == 0 {
+		p.Notes = append(p.Notes, "no backups: all WAL is kept (tusk delete everything removes it)")
+	}
+	return nil
+}
+
+// startOf reads the start segment out of a backup name
+// (base_<segment>_<time>, as backup-push names them).
+func startOf(name string) (string, bool) {
+	rest, ok := strings.CutPrefix(name, "base_")
+	if !ok || len(rest) < 24 {
+		return "", false
+	}
+	if _, err := parseSegment(rest[:24]); err != nil {
+		return "", false
+	}
+	return rest[:24], true
 }
 
 // segPos orders segments by position regardless of timeline.
@@ -348,9 +415,10 @@ func parseSegment(s string) (segPos, error) {
 // walGarbage decides which WAL objects no kept backup needs: everything from
 // the oldest non-permanent backup's start stays (the point-in-time window),
 // and so does each permanent backup's start-to-end range. With only
-// permanent backups, the window starts at the newest one. With no backups,
-// everything stays.
-func walGarbage(backups []basebackup.Meta, wal []WALObject) (WALPlan, error) {
+// permanent backups, the window starts at the newest one. Backups that may
+// still be running (their start segments in running) move the window's
+// start back to theirs. With no backups, everything stays.
+func walGarbage(backups []basebackup.Meta, running []string, wal []WALObject) (WALPlan, error) {
 	var w WALPlan
 	if len(backups) == 0 {
 		for _, o := range wal {
@@ -387,6 +455,11 @@ func walGarbage(backups []basebackup.Meta, wal []WALObject) (WALPlan, error) {
 	}
 	if !haveRegular {
 		keepFrom, keepName = newestPerm, newestPermName
+	}
+	for _, r := range running {
+		if first, err := parseSegment(r); err == nil && first < keepFrom {
+			keepFrom, keepName = first, r
+		}
 	}
 	w.KeepFrom = keepName
 	for _, o := range wal {

@@ -45,6 +45,13 @@ func tenDays() []basebackup.Meta {
 	return bs
 }
 
+// permAt is tenDays with the backup of day d permanent.
+func permAt(d int) []basebackup.Meta {
+	bs := tenDays()
+	bs[d].Permanent = true
+	return bs
+}
+
 func TestRetain(t *testing.T) {
 	now := t0.Add(10 * 24 * time.Hour)
 	withPerm := tenDays()
@@ -66,6 +73,10 @@ func TestRetain(t *testing.T) {
 		// Window of 3.5 days from day 10: backups of days 7, 8, 9 are inside,
 		// day 6 is needed to restore to day 6.5.
 		{"retain window", tenDays(), RetainOptions{Keep: 1, Window: 84 * time.Hour}, []string{"b09", "b08", "b07", "b06", "b05", "b04"}},
+		// A permanent backup keeps only its own WAL, so it cannot be the
+		// base for the window's start: day 5 is.
+		{"retain window with a permanent base", permAt(6), RetainOptions{Keep: 1, Window: 84 * time.Hour}, []string{"b09", "b08", "b07", "b06", "b05"}},
+		{"permanent not counted", permAt(9), RetainOptions{Keep: 2}, []string{"b09", "b08", "b07", "b06", "b05", "b04", "b03"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -208,7 +219,7 @@ func TestGarbage(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := Garbage(Inventory{Backups: tc.bs, WAL: wal}, GarbageOptions{LeftoverAge: time.Hour, Now: now})
+			p, err := Garbage(Inventory{Backups: tc.bs, WAL: wal}, GarbageOptions{LeftoverAge: time.Hour, Now: now, WAL: true, Leftovers: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -222,7 +233,7 @@ func TestGarbage(t *testing.T) {
 	}
 
 	inv := Inventory{Backups: tenDays(), Leftovers: []Leftover{{Name: "old", Newest: now.Add(-2 * time.Hour)}, {Name: "running", Newest: now.Add(-time.Minute)}}}
-	p, err := Garbage(inv, GarbageOptions{LeftoverAge: time.Hour, Now: now})
+	p, err := Garbage(inv, GarbageOptions{LeftoverAge: time.Hour, Now: now, WAL: true, Leftovers: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +244,7 @@ func TestGarbage(t *testing.T) {
 		t.Errorf("garbage deleted backups %v", deleted(p))
 	}
 	inv.Unreadable = []Unreadable{{Name: "broken", Err: "bad json"}}
-	if _, err := Garbage(inv, GarbageOptions{Now: now}); !errors.Is(err, ErrRefused) {
+	if _, err := Garbage(inv, GarbageOptions{Now: now, WAL: true, Leftovers: true}); !errors.Is(err, ErrRefused) {
 		t.Errorf("garbage with unreadable metadata: %v", err)
 	}
 }
@@ -249,5 +260,68 @@ func TestParseDuration(t *testing.T) {
 		if _, err := ParseDuration(s); err == nil {
 			t.Errorf("ParseDuration(%q): no error", s)
 		}
+	}
+}
+
+func TestWALOfRunningAndRetainedBackups(t *testing.T) {
+	var all []string
+	for i := uint32(1); i <= 0x30; i++ {
+		all = append(all, seg(1, i))
+	}
+	wal := walObjects(t, all...)
+	now := t0.Add(30 * 24 * time.Hour)
+	bs := tenDays() // starts at 2, 6, ..., 0x26
+	first := func(p Plan) string {
+		if p.WAL == nil {
+			return "all kept"
+		}
+		keep := map[string]bool{}
+		for _, w := range wal {
+			keep[w.Name.File] = true
+		}
+		for _, w := range p.WAL.Delete {
+			delete(keep, w.Name.File)
+		}
+		for _, w := range wal {
+			if keep[w.Name.File] {
+				return w.Name.File
+			}
+		}
+		return "none kept"
+	}
+	young := func(name string) []Leftover { return []Leftover{{Name: name, Newest: now.Add(-time.Minute)}} }
+	opts := GarbageOptions{LeftoverAge: time.Hour, Now: now, WAL: true, Leftovers: true}
+	cases := []struct {
+		name string
+		plan func() (Plan, error)
+		want string
+	}{
+		{"garbage: from the oldest backup", func() (Plan, error) { return Garbage(Inventory{Backups: bs, WAL: wal}, opts) }, seg(1, 2)},
+		{"retain 7 deletes the WAL of the backups it deletes", func() (Plan, error) {
+			return Retain(Inventory{Backups: bs, WAL: wal}, RetainOptions{Keep: 7, Now: now})
+		}, seg(1, 0xE)},
+		{"a running backup-push keeps its WAL", func() (Plan, error) {
+			return Retain(Inventory{Backups: bs, WAL: wal, Leftovers: young("base_" + seg(1, 5) + "_20261101T030000Z")}, RetainOptions{Keep: 7, Now: now})
+		}, seg(1, 5)},
+		{"an unfinished backup with a foreign name keeps all WAL", func() (Plan, error) {
+			return Garbage(Inventory{Backups: bs, WAL: wal, Leftovers: young("nightly")}, opts)
+		}, "all kept"},
+		{"an old leftover does not keep WAL", func() (Plan, error) {
+			return Garbage(Inventory{Backups: bs, WAL: wal, Leftovers: []Leftover{{Name: "base_" + seg(1, 1) + "_20261101T030000Z", Newest: now.Add(-2 * time.Hour)}}}, opts)
+		}, seg(1, 2)},
+		{"unreadable metadata keeps all WAL on retain", func() (Plan, error) {
+			return Retain(Inventory{Backups: bs, WAL: wal, Unreadable: []Unreadable{{Name: "x"}}}, RetainOptions{Keep: 7, Now: now})
+		}, "all kept"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := tc.plan()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := first(p); got != tc.want {
+				t.Errorf("first WAL kept %s, want %s (notes %q)", got, tc.want, p.Notes)
+			}
+		})
 	}
 }

@@ -82,10 +82,9 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (err error) {
 	// Delete removes folders it empties; a folder removed between MkdirAll
 	// and CreateTemp is made again.
 	for try := 0; ; try++ {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("put %s: %w", key, unwrapPath(err))
+		if err = s.mkdirs(dir); err == nil {
+			f, err = os.CreateTemp(dir, tmpPrefix+filepath.Base(p)+"-")
 		}
-		f, err = os.CreateTemp(dir, tmpPrefix+filepath.Base(p)+"-")
 		if err == nil {
 			break
 		}
@@ -117,6 +116,34 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (err error) {
 	}
 	if err := syncDir(dir); err != nil {
 		return fmt.Errorf("put %s: sync folder: %w", key, err)
+	}
+	return nil
+}
+
+// mkdirs makes dir and its missing parents (0700) and fsyncs the folder that
+// holds each one it made, so that a new folder survives a crash along with
+// the object written into it.
+func (s *Store) mkdirs(dir string) error {
+	var made []string
+	for d := dir; strings.HasPrefix(d, s.root); d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		}
+		made = append(made, d)
+		if d == s.root {
+			break
+		}
+	}
+	if len(made) == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for _, d := range made {
+		if err := syncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
 	}
 	return nil
 }

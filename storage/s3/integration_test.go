@@ -741,4 +741,3 @@ func forward(t *testing.T, m *testenv.MinIO, r *http.Request) *http.Response {
 	}
 	return resp
 }
-

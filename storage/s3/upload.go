@@ -345,4 +345,3 @@ func (s *Store) abort(ctx context.Context, objKey string, uploadID *string, caus
 func (s *Store) unsignedPayload(o *s3.Options) {
 	o.APIOptions = append(o.APIOptions, v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
 }
-
