@@ -251,7 +251,27 @@ func TestIntegrationBackupFailures(t *testing.T) {
 		if code != 0 || strings.TrimSpace(out) != "[]" {
 			t.Fatalf("after kill -9 #%d, backup-list: exit %d\n%s", i+1, code, out)
 		}
-		os.RemoveAll(filepath.Join(repoDir, "backups")) // the garbage; delete garbage comes with retention
+		// The leftovers are garbage: kept while young (a backup-push may be
+		// running), removed with their temporary files once old enough.
+		files := func() []string {
+			var fs []string
+			filepath.WalkDir(filepath.Join(repoDir, "backups"), func(p string, d os.DirEntry, err error) error {
+				if err == nil && !d.IsDir() {
+					fs = append(fs, p)
+				}
+				return nil
+			})
+			return fs
+		}
+		if i == 0 {
+			n := len(files())
+			if out, stderr, code := run(t, bin, env, "delete", "garbage", "--confirm"); code != 0 || len(files()) != n {
+				t.Fatalf("delete garbage touched a young leftover: exit %d, %d files of %d left\n%s%s", code, len(files()), n, out, stderr)
+			}
+		}
+		if out, stderr, code := run(t, bin, env, "delete", "garbage", "BACKUPS", "--confirm", "--leftover-age", "0s"); code != 0 || len(files()) != 0 {
+			t.Fatalf("delete garbage BACKUPS --leftover-age 0s: exit %d, left %v\n%s%s", code, files(), out, stderr)
+		}
 	}
 	out, stderr, code := run(t, bin, env, "backup-push")
 	if code != 0 {

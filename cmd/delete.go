@@ -45,9 +45,9 @@ upgraded cluster on the same prefix never deletes the other's backups.
 Permanent backups (backup-push --permanent, backup-mark) and the WAL from their
 start to their end are never deleted, except by "everything FORCE".
 
-retain, before and target delete backups only; "delete garbage" then deletes
-the WAL that no remaining backup needs and the leftovers of interrupted
-backups. Deletes are crash-safe: an interrupted delete leaves no listed backup
+retain and before also delete the WAL that no remaining backup needs (as
+wal-g's do); target leaves it for "delete garbage", which also removes the
+leftovers of interrupted backups. Deletes are crash-safe: an interrupted delete leaves no listed backup
 with missing parts, and the next delete finishes it.`,
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) == 0 {
@@ -71,12 +71,12 @@ func newDeleteRetainCmd(root *rootOpts, o *deleteOpts) *cobra.Command {
 		Use:   "retain [FULL|FIND_FULL] N",
 		Short: "Keep the newest N backups of each cluster and delete the older ones",
 		Long: `retain keeps the newest N backups of each cluster (system identifier) and
-deletes the older ones, except permanent backups. --after NAME|TIME also keeps
+deletes the older ones, and the WAL that no remaining backup needs. Permanent
+backups are kept and not counted. --after NAME|TIME also keeps
 every backup that finished at or after it; --retain-window 14d also keeps every
 backup needed to restore to any moment of the last 14 days (the backups inside
 the window and the newest one before it). All backups are full backups, so
-FULL and FIND_FULL change nothing; they are accepted so wal-g's cron lines work.
-WAL is left for "tusk delete garbage".`,
+FULL and FIND_FULL change nothing; they are accepted so wal-g's cron lines work.`,
 		RunE: func(c *cobra.Command, args []string) error {
 			if len(args) == 2 && (args[0] == "FULL" || args[0] == "FIND_FULL") {
 				args = args[1:]
@@ -126,8 +126,8 @@ func newDeleteBeforeCmd(root *rootOpts, o *deleteOpts) *cobra.Command {
 		Long: `before NAME deletes the backups of NAME's cluster that finished before NAME;
 before TIME deletes the backups of every cluster that finished before TIME
 (2026-11-20T03:00:00Z; a time without a zone is UTC; a date means its
-midnight UTC). Permanent backups stay. A plan that would leave no backup at all
-is refused. WAL is left for "tusk delete garbage".`,
+midnight UTC), and the WAL that no remaining backup needs. Permanent backups
+stay. A plan that would leave no backup at all is refused.`,
 		RunE: func(c *cobra.Command, args []string) error {
 			if len(args) == 2 && args[0] == "FIND_FULL" {
 				args = args[1:]

@@ -12,10 +12,11 @@
 //     rules (retain N) apply within each lineage.
 //   - Permanent backups are never deleted by retain, before or garbage, and
 //     neither is the WAL from their start segment through their end segment.
-//   - WAL is deleted only by garbage and everything. Garbage deletes a WAL
-//     object only when its segment lies before the start segment of every
-//     kept non-permanent backup (whatever the timeline) and outside every
-//     permanent backup's range; timeline history files are always kept.
+//   - retain, before and garbage delete a WAL object only when its segment
+//     lies before the start segment of every kept non-permanent backup and
+//     of every backup-push that may still be running (whatever the
+//     timeline), and outside every permanent backup's range; timeline
+//     history files are always kept. everything deletes all WAL.
 //
 // Execute deletes a backup crash-safely: it writes a tombstone
 // (backups/N.deleting), deletes the metadata (from then on the backup is not
