@@ -44,11 +44,17 @@ type pgbackrestRepo struct {
 	dir     string // holds pgbackrest.conf, repo/, spool/, lock/, log/
 	conf    string
 	command string // the archive_command
+	s3      *testenv.MinIO
+	prefix  string // the repository's path in the bucket, for S3
 }
 
 type pgbackrestOptions struct {
 	Async    bool
 	Compress string // compress-type: lz4, gz, ...
+	// S3, when set, is the repository: a MinIO serving HTTPS (pgBackRest
+	// 2.45 speaks S3 only over HTTPS), under the prefix Prefix.
+	S3     *testenv.MinIO
+	Prefix string
 }
 
 // String lists the settings that differ between the variants.
@@ -56,6 +62,9 @@ func (o pgbackrestOptions) String() string {
 	s := "compress-type=" + o.Compress
 	if o.Async {
 		s += " archive-async=y process-max=2"
+	}
+	if o.S3 != nil {
+		s += " repo1-type=s3 repo1-s3-uri-style=path repo1-storage-ca-file=$CA"
 	}
 	return s
 }
@@ -70,7 +79,14 @@ func newPgBackRestRepo(b *testing.B, bin string, site *archiveSite, opts pgbackr
 	}
 	var conf strings.Builder
 	fmt.Fprintf(&conf, "[global]\n")
-	fmt.Fprintf(&conf, "repo1-type=posix\nrepo1-path=%s\n", filepath.Join(dir, "repo"))
+	if m := opts.S3; m != nil {
+		fmt.Fprintf(&conf, "repo1-type=s3\nrepo1-path=/%s\nrepo1-s3-bucket=%s\nrepo1-s3-endpoint=127.0.0.1\nrepo1-storage-port=%d\n",
+			strings.Trim(opts.Prefix, "/"), m.Bucket, m.Port())
+		fmt.Fprintf(&conf, "repo1-s3-region=%s\nrepo1-s3-key=%s\nrepo1-s3-key-secret=%s\nrepo1-s3-uri-style=path\nrepo1-storage-ca-file=%s\n",
+			m.Region, m.AccessKey, m.SecretKey, m.CAFile)
+	} else {
+		fmt.Fprintf(&conf, "repo1-type=posix\nrepo1-path=%s\n", filepath.Join(dir, "repo"))
+	}
 	fmt.Fprintf(&conf, "lock-path=%s\nspool-path=%s\nlog-path=%s\n",
 		filepath.Join(dir, "lock"), filepath.Join(dir, "spool"), filepath.Join(dir, "log"))
 	fmt.Fprintf(&conf, "log-level-console=warn\nlog-level-stderr=warn\nlog-level-file=off\n")
@@ -79,7 +95,7 @@ func newPgBackRestRepo(b *testing.B, bin string, site *archiveSite, opts pgbackr
 		fmt.Fprintf(&conf, "archive-async=y\nprocess-max=2\n")
 	}
 	fmt.Fprintf(&conf, "\n[%s]\npg1-path=%s\n", pgbackrestStanza, site.pg.DataDir)
-	r := &pgbackrestRepo{dir: dir, conf: filepath.Join(dir, "pgbackrest.conf")}
+	r := &pgbackrestRepo{dir: dir, conf: filepath.Join(dir, "pgbackrest.conf"), s3: opts.S3, prefix: strings.Trim(opts.Prefix, "/")}
 	if err := os.WriteFile(r.conf, []byte(conf.String()), 0o644); err != nil {
 		b.Fatal(err)
 	}
@@ -105,6 +121,10 @@ func (r *pgbackrestRepo) settle(b *testing.B) {
 // archived returns the names of the files in the repository's archive.
 func (r *pgbackrestRepo) archived(b *testing.B) []string {
 	b.Helper()
+	if r.s3 != nil {
+		names, _ := minioObjects(b, r.s3, r.prefix+"/archive/"+pgbackrestStanza+"/")
+		return names
+	}
 	names, err := treeNames(filepath.Join(r.dir, "repo", "archive", pgbackrestStanza))
 	if err != nil {
 		b.Fatal(err)
@@ -114,6 +134,10 @@ func (r *pgbackrestRepo) archived(b *testing.B) []string {
 
 func (r *pgbackrestRepo) size(b *testing.B) int64 {
 	b.Helper()
+	if r.s3 != nil {
+		_, n := minioObjects(b, r.s3, r.prefix+"/archive/"+pgbackrestStanza+"/")
+		return n
+	}
 	n, err := treeSize(filepath.Join(r.dir, "repo", "archive", pgbackrestStanza))
 	if err != nil {
 		b.Fatal(err)

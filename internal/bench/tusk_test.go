@@ -58,14 +58,21 @@ func (r *tuskRepo) objects(b *testing.B) (names []string, size int64) {
 		}
 		return names, size
 	}
-	p := s3.NewListObjectsV2Paginator(r.minio.Client(), &s3.ListObjectsV2Input{
-		Bucket: aws.String(r.minio.Bucket),
-		Prefix: aws.String(r.prefix),
+	return minioObjects(b, r.minio, r.prefix)
+}
+
+// minioObjects returns the base names and total size of the objects under
+// prefix in m's bucket.
+func minioObjects(b *testing.B, m *testenv.MinIO, prefix string) (names []string, size int64) {
+	b.Helper()
+	p := s3.NewListObjectsV2Paginator(m.Client(), &s3.ListObjectsV2Input{
+		Bucket: aws.String(m.Bucket),
+		Prefix: aws.String(prefix),
 	})
 	for p.HasMorePages() {
 		page, err := p.NextPage(b.Context())
 		if err != nil {
-			b.Fatalf("list %s: %v", r.url, err)
+			b.Fatalf("list %s: %v", m.URL(prefix), err)
 		}
 		for _, o := range page.Contents {
 			names = append(names, path.Base(aws.ToString(o.Key)))

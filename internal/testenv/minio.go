@@ -2,10 +2,18 @@ package testenv
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,6 +40,9 @@ type MinIO struct {
 	SecretKey string // random per instance
 	Bucket    string // a fresh bucket, created before StartMinIO returns
 	Region    string // "us-east-1"
+	// CAFile, for a server started with StartMinIOTLS, is the PEM file of
+	// the self-signed certificate it serves (for AWS_CA_BUNDLE); "" for HTTP.
+	CAFile string
 
 	bin         string
 	dir         string // data directory
@@ -74,6 +85,19 @@ func MinIOBinary() (path string, ok bool) {
 // TUSK_TEST_REQUIRE) when the binary is missing.
 func StartMinIO(t testing.TB) *MinIO {
 	t.Helper()
+	return startMinIO(t, false)
+}
+
+// StartMinIOTLS is StartMinIO serving HTTPS with a fresh self-signed
+// certificate for 127.0.0.1 (in CAFile): for peers that speak S3 only over
+// HTTPS, like pgBackRest before 2.58.
+func StartMinIOTLS(t testing.TB) *MinIO {
+	t.Helper()
+	return startMinIO(t, true)
+}
+
+func startMinIO(t testing.TB, useTLS bool) *MinIO {
+	t.Helper()
 	bin, ok := MinIOBinary()
 	Require(t, "minio", ok, "no executable MinIO binary at "+bin)
 	dir := t.TempDir()
@@ -92,6 +116,21 @@ func StartMinIO(t testing.TB) *MinIO {
 	m.Endpoint = "http://127.0.0.1:" + strconv.Itoa(m.port)
 	for _, d := range []string{m.dir, m.certsDir} {
 		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatalf("start minio: %v", err)
+		}
+	}
+	if useTLS {
+		if err := writeSelfSigned(m.certsDir); err != nil {
+			t.Fatalf("start minio: certificate: %v", err)
+		}
+		m.Endpoint = "https://127.0.0.1:" + strconv.Itoa(m.port)
+		// A copy the server user (archive_command) can read too.
+		crt, err := os.ReadFile(filepath.Join(m.certsDir, "public.crt"))
+		if err != nil {
+			t.Fatalf("start minio: %v", err)
+		}
+		m.CAFile = filepath.Join(ServerTempDir(t), "minio-ca.crt")
+		if err := os.WriteFile(m.CAFile, crt, 0o644); err != nil {
 			t.Fatalf("start minio: %v", err)
 		}
 	}
@@ -130,20 +169,77 @@ func (m *MinIO) Client() *s3.Client {
 		UsePathStyle: true,
 		Region:       m.Region,
 		Credentials:  credentials.NewStaticCredentialsProvider(m.AccessKey, m.SecretKey, ""),
+		HTTPClient:   m.httpClient(0),
 	})
+}
+
+// httpClient trusts the server's own certificate when it serves HTTPS.
+func (m *MinIO) httpClient(timeout time.Duration) *http.Client {
+	c := &http.Client{Timeout: timeout}
+	if m.CAFile == "" {
+		return c
+	}
+	caPEM, err := os.ReadFile(m.CAFile)
+	if err != nil {
+		panic(err) // written by StartMinIOTLS before any client exists
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	c.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	return c
 }
 
 // Env returns the environment that points tusk at this server, as "K=V":
 // AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT and
-// AWS_S3_FORCE_PATH_STYLE=true.
+// AWS_S3_FORCE_PATH_STYLE=true, and AWS_CA_BUNDLE when it serves HTTPS.
 func (m *MinIO) Env() []string {
-	return []string{
+	env := []string{
 		"AWS_ACCESS_KEY_ID=" + m.AccessKey,
 		"AWS_SECRET_ACCESS_KEY=" + m.SecretKey,
 		"AWS_REGION=" + m.Region,
 		"AWS_ENDPOINT=" + m.Endpoint,
 		"AWS_S3_FORCE_PATH_STYLE=true",
 	}
+	if m.CAFile != "" {
+		env = append(env, "AWS_CA_BUNDLE="+m.CAFile)
+	}
+	return env
+}
+
+// Port is the server's port on 127.0.0.1.
+func (m *MinIO) Port() int { return m.port }
+
+// writeSelfSigned writes MinIO's public.crt and private.key into dir: an
+// ECDSA P-256 certificate for 127.0.0.1 and localhost, valid for a day.
+func writeSelfSigned(dir string) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		DNSNames:              []string{"localhost", "127.0.0.1"}, // pgBackRest matches names only
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "public.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "private.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
 }
 
 // URL returns "s3://<bucket>/<prefix>".
@@ -222,7 +318,7 @@ func (m *MinIO) Start(t testing.TB) {
 func (m *MinIO) waitLive(ctx context.Context, p *minioProc) error {
 	ctx, cancel := context.WithTimeout(ctx, minioReadyTimeout)
 	defer cancel()
-	client := &http.Client{Timeout: 2 * time.Second}
+	client := m.httpClient(2 * time.Second)
 	url := m.Endpoint + "/minio/health/live"
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
