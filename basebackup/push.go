@@ -285,23 +285,39 @@ func (u *uploader) addPart(p Part) {
 }
 
 // partWriter compresses bytes into one part object, uploaded by its own
-// goroutine in the uploader's group.
+// goroutine in the uploader's group. Compression runs in a goroutine of its
+// own, fed chunks by Write, so that the goroutine receiving the server's
+// stream only copies: the server keeps sending while the previous chunks
+// compress on the other core.
 type partWriter struct {
 	u      *uploader
 	part   Part
-	raw    atomic.Int64
+	raw    int64
 	zw     io.WriteCloser
 	pw     *io.PipeWriter
-	hash   *xxh3.Hasher
-	stored int64
-	final  chan Part // finish's result, for the uploading goroutine
+	hash   *xxh3.Hasher // of the stored bytes; the compressing goroutine's
+	stored int64        // the compressing goroutine's
+	final  chan Part    // finish's result, for the uploading goroutine
 	done   chan error
+
+	cur    []byte      // the chunk Write is filling
+	chunks chan []byte // full chunks, for the compressing goroutine
+	free   chan []byte // empty chunks
+	failed atomic.Bool // the compressing goroutine stopped on an error
+	cg     errgroup.Group
+	closed bool
 }
+
+const (
+	chunkSize      = 256 << 10
+	chunksInFlight = 8 // per part: memory chunksInFlight × chunkSize
+)
 
 func (u *uploader) newPart(archive string, seq int, key string) (*partWriter, error) {
 	pr, pw := io.Pipe()
 	p := &partWriter{u: u, part: Part{Key: key, Archive: archive, Seq: seq}, pw: pw, hash: xxh3.New(),
-		final: make(chan Part, 1), done: make(chan error, 1)}
+		final: make(chan Part, 1), done: make(chan error, 1),
+		chunks: make(chan []byte, chunksInFlight), free: make(chan []byte, chunksInFlight+1)}
 	zw, err := u.opts.Codec.NewWriter(writerFunc(p.writeStored))
 	if err != nil {
 		return nil, err
@@ -321,7 +337,34 @@ func (u *uploader) newPart(archive string, seq int, key string) (*partWriter, er
 		p.done <- err
 		return err
 	})
+	p.cg.Go(p.compress)
 	return p, nil
+}
+
+// compress runs in its own goroutine: it feeds the chunks to the codec and
+// closes it. After an error it keeps draining, so Write never blocks on it.
+func (p *partWriter) compress() error {
+	var err error
+	for c := range p.chunks {
+		if err == nil {
+			if _, err = p.zw.Write(c); err != nil {
+				p.failed.Store(true)
+			}
+		}
+		select {
+		case p.free <- c[:0]:
+		default: // free is full: let the collector have it
+		}
+	}
+	if err != nil {
+		p.zw.Close()
+		return err
+	}
+	if err := p.zw.Close(); err != nil {
+		p.failed.Store(true)
+		return err
+	}
+	return nil
 }
 
 type writerFunc func([]byte) (int, error)
@@ -335,20 +378,54 @@ func (p *partWriter) writeStored(b []byte) (int, error) {
 	return n, err
 }
 
+// Write copies b into chunks for the compressing goroutine.
 func (p *partWriter) Write(b []byte) (int, error) {
-	n, err := p.zw.Write(b)
-	p.raw.Add(int64(n))
-	return n, err
+	n := len(b)
+	for len(b) > 0 {
+		if p.failed.Load() {
+			return 0, p.stop()
+		}
+		if p.cur == nil {
+			select {
+			case p.cur = <-p.free:
+			default:
+				p.cur = make([]byte, 0, chunkSize)
+			}
+		}
+		k := copy(p.cur[len(p.cur):cap(p.cur)], b)
+		p.cur = p.cur[:len(p.cur)+k]
+		b = b[k:]
+		if len(p.cur) == cap(p.cur) {
+			p.chunks <- p.cur
+			p.cur = nil
+		}
+	}
+	p.raw += int64(n)
+	return n, nil
+}
+
+// stop hands over the last chunk, lets the compressing goroutine finish, and
+// returns its error.
+func (p *partWriter) stop() error {
+	if !p.closed {
+		p.closed = true
+		if len(p.cur) > 0 {
+			p.chunks <- p.cur
+		}
+		p.cur = nil
+		close(p.chunks)
+	}
+	return p.cg.Wait()
 }
 
 // finish completes the part and returns it once it is durably stored. The
 // upload goes on in the background; the part is recorded when it is done.
 func (p *partWriter) finish() (Part, error) {
-	if err := p.zw.Close(); err != nil {
+	if err := p.stop(); err != nil {
 		p.pw.CloseWithError(err)
 		return Part{}, fmt.Errorf("compress %s: %w", p.part.Key, err)
 	}
-	p.part.RawSize = p.raw.Load()
+	p.part.RawSize = p.raw
 	p.part.Size = p.stored
 	p.part.Checksum = checksumString(p.hash)
 	part := p.part
@@ -363,8 +440,8 @@ func (p *partWriter) finish() (Part, error) {
 }
 
 func (p *partWriter) abort(err error) {
-	p.zw.Close()
-	p.pw.CloseWithError(err)
+	p.pw.CloseWithError(err) // unblocks a compressing goroutine writing into the pipe
+	p.stop()
 }
 
 // checksumString is how parts record their checksum: "xxh3-128:<hex>".

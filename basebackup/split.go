@@ -196,13 +196,13 @@ func parseSize(f []byte) (int64, error) {
 // begin places the entry whose header blocks are raw.
 func (aw *archiveWriter) begin(h *tar.Header, raw []byte) error {
 	partSize := aw.u.opts.PartSize
-	if aw.part == nil || aw.part.raw.Load() >= partSize {
+	if aw.part == nil || aw.part.raw >= partSize {
 		if err := aw.rotate(); err != nil {
 			return err
 		}
 	}
 	size := h.Size
-	room := partSize - aw.part.raw.Load()
+	room := partSize - aw.part.raw
 	if h.Typeflag != tar.TypeReg || size <= room || size < max(partSize/8, minPiece) {
 		// Whole: it fits, or is small enough to overflow the part a little.
 		if _, err := aw.part.Write(raw); err != nil {
@@ -227,7 +227,7 @@ func (aw *archiveWriter) begin(h *tar.Header, raw []byte) error {
 // part when what is left of this one is too small.
 func (aw *archiveWriter) startPiece() error {
 	partSize := aw.u.opts.PartSize
-	room := partSize - aw.part.raw.Load()
+	room := partSize - aw.part.raw
 	if room < minPiece {
 		if err := aw.rotate(); err != nil {
 			return err

@@ -80,6 +80,11 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 			return err
 		}
 	}
+	// Upload concurrency parts are stored at once, each through buffers of
+	// the S3 part size: at most backupS3PartSize keeps those buffers, and
+	// so the process, well inside its memory limit (boundMemory) instead of
+	// making the garbage collector run without pause.
+	cfg.S3.PartSize = min(cfg.S3.PartSize, backupS3PartSize)
 	st, err := openStorage(ctx, cfg, log, true)
 	if err != nil {
 		return describeStorageErr(err, cfg)
@@ -159,6 +164,9 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 // on a scale-100 backup to MinIO: peak RSS 130 MiB without, 82 MiB with, at
 // the same speed (BENCHMARKS.md, backup). It is a soft limit: more live data
 // (a larger part size, more concurrency) still fits, with more GC work.
+// backupS3PartSize caps TUSK_S3_PART_SIZE for backup-push's uploads.
+const backupS3PartSize = 8 << 20
+
 func boundMemory() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(64 << 20)

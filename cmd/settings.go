@@ -69,7 +69,7 @@ var settings = []setting{
 	{key: "TUSK_S3_STORAGE_CLASS", aliases: []string{"WALG_S3_STORAGE_CLASS"},
 		help: "S3 storage class for new objects (default STANDARD)"},
 	{key: "TUSK_S3_PART_SIZE", def: "16MiB",
-		help: "S3 multipart part size (5MiB-5GiB)"},
+		help: "S3 multipart part size (5MiB-5GiB); backup-push uses at most 8MiB"},
 	{key: "TUSK_S3_MAX_RETRIES", def: "8",
 		help: "attempts per S3 request on throttling, 5xx and connection errors"},
 	{key: "TUSK_LOG_LEVEL", flag: "log-level", def: "info",
