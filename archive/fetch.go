@@ -80,21 +80,11 @@ func isLocal(err error) bool {
 // fetchOnce downloads key into a temporary file named tmpPattern beside dest,
 // verifies it, and renames it to dest.
 func (a *Archive) fetchOnce(ctx context.Context, key, dest, tmpPattern string) (n int64, err error) {
-	rc, err := a.Store.Get(ctx, key)
+	v, err := a.open(ctx, key)
 	if err != nil {
-		return 0, fmt.Errorf("download %s: %w", key, err)
+		return 0, err
 	}
-	defer rc.Close()
-	br := bufio.NewReaderSize(rc, 64<<10)
-	hdr, err := readHeader(br)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", key, err)
-	}
-	zr, err := hdr.Codec.NewReader(br)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w: %v", key, ErrCorrupt, err)
-	}
-	defer zr.Close()
+	defer v.close()
 
 	tmp, err := os.CreateTemp(filepath.Dir(dest), tmpPattern)
 	if err != nil {
@@ -106,21 +96,8 @@ func (a *Archive) fetchOnce(ctx context.Context, key, dest, tmpPattern string) (
 			os.Remove(tmp.Name())
 		}
 	}()
-	h := newContentHash(hdr.SumKind)
-	// Read at most one byte more than recorded, to notice surplus content.
-	n, err = io.Copy(io.MultiWriter(tmp, h), io.LimitReader(zr, hdr.Size+1))
-	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			return n, localError{fmt.Errorf("write %s: %w", tmp.Name(), pe.Err)}
-		}
-		return n, fmt.Errorf("%s: %w: %v", key, ErrCorrupt, err)
-	}
-	if n != hdr.Size {
-		return n, fmt.Errorf("%s: %w: %d bytes of content, %d recorded", key, ErrCorrupt, n, hdr.Size)
-	}
-	if got := (Header{SumKind: hdr.SumKind, Sum: h.sum()}); got.Sum != hdr.Sum {
-		return n, fmt.Errorf("%s: %w: %s of content is %s, %s recorded", key, ErrCorrupt, hdr.SumKind, got.SumHex(), hdr.SumHex())
+	if n, err = v.copyTo(tmp); err != nil {
+		return n, err
 	}
 	if err := tmp.Chmod(0o600); err != nil {
 		return n, localError{err}
@@ -132,4 +109,106 @@ func (a *Archive) fetchOnce(ctx context.Context, key, dest, tmpPattern string) (
 		return n, localError{fmt.Errorf("move into place %s: %w", dest, unwrapPath(err))}
 	}
 	return n, nil
+}
+
+// Check downloads WAL file, verifies its checksum and size, and writes its
+// content to w (io.Discard to only verify). A missing object wraps
+// storage.ErrNotFound, a damaged one ErrCorrupt.
+func (a *Archive) Check(ctx context.Context, file string, w io.Writer) (int64, error) {
+	n, err := ParseName(file)
+	if err != nil {
+		return 0, err
+	}
+	v, err := a.open(ctx, n.Key())
+	if err != nil {
+		return 0, err
+	}
+	defer v.close()
+	return v.copyTo(w)
+}
+
+// verified is an archived object being read: its header is parsed, its
+// content is checked as it is copied.
+type verified struct {
+	key string
+	rc  io.ReadCloser
+	zr  io.ReadCloser
+	hdr Header
+}
+
+func (a *Archive) open(ctx context.Context, key string) (*verified, error) {
+	rc, err := a.Store.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("download %s: %w", key, err)
+	}
+	br := bufio.NewReaderSize(rc, 64<<10)
+	hdr, err := readHeader(br)
+	if err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	zr, err := hdr.Codec.NewReader(br)
+	if err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("%s: %w: %v", key, ErrCorrupt, err)
+	}
+	return &verified{key: key, rc: rc, zr: zr, hdr: hdr}, nil
+}
+
+func (v *verified) close() {
+	v.zr.Close()
+	v.rc.Close()
+}
+
+// copyTo copies the content to w and checks its size and checksum against
+// the header. Write errors on w are localError.
+func (v *verified) copyTo(w io.Writer) (int64, error) {
+	h := newContentHash(v.hdr.SumKind)
+	// Read at most one byte more than recorded, to notice surplus content.
+	n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(v.zr, v.hdr.Size+1))
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return n, localError{fmt.Errorf("write %s: %w", pe.Path, pe.Err)}
+		}
+		return n, fmt.Errorf("%s: %w: %v", v.key, ErrCorrupt, err)
+	}
+	if n != v.hdr.Size {
+		return n, fmt.Errorf("%s: %w: %d bytes of content, %d recorded", v.key, ErrCorrupt, n, v.hdr.Size)
+	}
+	if got := (Header{SumKind: v.hdr.SumKind, Sum: h.sum()}); got.Sum != v.hdr.Sum {
+		return n, fmt.Errorf("%s: %w: %s of content is %s, %s recorded", v.key, ErrCorrupt, v.hdr.SumKind, got.SumHex(), v.hdr.SumHex())
+	}
+	return n, nil
+}
+
+// SegmentRange lists the WAL files a backup from segment first to segment
+// last needs: every segment on first's timeline, and when last is on a
+// later timeline, last itself and that timeline's history file.
+func SegmentRange(first, last string, segSize uint64) ([]string, error) {
+	a, err := ParseName(first)
+	if err != nil || a.Kind != Segment {
+		return nil, fmt.Errorf("start segment %q is not a WAL segment name", first)
+	}
+	b, err := ParseName(last)
+	if err != nil || b.Kind != Segment {
+		return nil, fmt.Errorf("end segment %q is not a WAL segment name", last)
+	}
+	if segSize == 0 {
+		segSize = segmentBytes
+	}
+	segsPerLog := uint32((1 << 32) / segSize)
+	pos := func(n Name) uint64 { return uint64(n.Log)*uint64(segsPerLog) + uint64(n.Seg) }
+	if pos(b) < pos(a) || pos(b)-pos(a) > 1<<20 {
+		return nil, fmt.Errorf("WAL range %s to %s is not a backup's", first, last)
+	}
+	var out []string
+	for d := 0; d <= int(pos(b)-pos(a)); d++ {
+		out = append(out, a.SegmentFile(d, segsPerLog))
+	}
+	if b.Timeline != a.Timeline {
+		out[len(out)-1] = last
+		out = append(out, fmt.Sprintf("%08X.history", b.Timeline))
+	}
+	return out, nil
 }

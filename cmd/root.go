@@ -81,6 +81,7 @@ func commands(opts *rootOpts) []*cobra.Command {
 		newBackupFetchCmd(opts),
 		newBackupMarkCmd(opts),
 		newDeleteCmd(opts),
+		newVerifyCmd(opts),
 	}
 }
 

@@ -1,0 +1,324 @@
+package basebackup
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tusk-backup/tusk/storage"
+)
+
+// VerifyOptions say how to verify a backup.
+type VerifyOptions struct {
+	Store       storage.Storage
+	Concurrency int // parts read at once
+	// Deep also checks every file against PostgreSQL's backup manifest
+	// (size and CRC32C), and the manifest's own checksum.
+	Deep bool
+	// Progress, if set, hears of bytes read (of the uncompressed total).
+	Progress func(done, total int64)
+}
+
+// Problem is one thing wrong with a backup, named by its object.
+type Problem struct {
+	Object string `json:"object"`
+	Error  string `json:"error"`
+}
+
+// Verify reads every part of backup m as a restore would, without writing
+// anything: each part must be present with its recorded size and checksum,
+// decompress, and hold only tar entries a restore accepts. With Deep, every
+// file the manifest lists must be in the backup with its size and CRC32C.
+// It returns every problem found (storage failures other than a missing
+// object stop it with an error).
+func Verify(ctx context.Context, m Meta, opts VerifyOptions) ([]Problem, error) {
+	var mu sync.Mutex
+	var problems []Problem
+	report := func(object string, err error) {
+		mu.Lock()
+		problems = append(problems, Problem{Object: object, Error: strings.TrimPrefix(err.Error(), object+": ")})
+		mu.Unlock()
+	}
+	spaces := map[string]string{}
+	for _, s := range m.Tablespaces {
+		spaces[s.OID] = "/verify/" + s.OID // any absolute folder: nothing is written
+	}
+	files := &fileSums{files: map[string]*fileSum{}}
+	var total, done atomic.Int64
+	for _, p := range m.Parts {
+		total.Add(p.RawSize)
+	}
+	var manifest []byte
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(opts.Concurrency, 1))
+	for _, p := range m.Parts {
+		g.Go(func() error {
+			err := fetchPart(gctx, opts.Store, p, func(r io.Reader) error {
+				return scan(r, p, spaces, files, opts.Deep, &done, opts.Progress, total.Load())
+			})
+			return sortOut(gctx, p.Key, err, report)
+		})
+	}
+	if m.Manifest.Key != "" {
+		g.Go(func() error {
+			err := fetchPart(gctx, opts.Store, m.Manifest, func(r io.Reader) error {
+				b, err := io.ReadAll(io.LimitReader(r, 1<<30))
+				manifest = b
+				return err
+			})
+			return sortOut(gctx, m.Manifest.Key, err, report)
+		})
+	} else if opts.Deep {
+		report(MetaKey(m.Name), errors.New("the metadata records no backup manifest, so files cannot be checked against it"))
+	}
+	if err := g.Wait(); err != nil {
+		return problems, err
+	}
+	if opts.Deep && manifest != nil {
+		for _, pr := range checkManifest(manifest, files) {
+			report(m.Manifest.Key, pr)
+		}
+	}
+	slices.SortStableFunc(problems, func(a, b Problem) int { return strings.Compare(a.Object, b.Object) })
+	return problems, nil
+}
+
+// sortOut turns a part's error into a problem (the part is missing or
+// corrupt) or returns it (the storage failed, or ctx ended).
+func sortOut(ctx context.Context, key string, err error, report func(string, error)) error {
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(err, ErrCorrupt):
+		report(key, err)
+		return nil
+	}
+	return err
+}
+
+// scan reads one part's tar entries as unpack does, writing nothing.
+func scan(r io.Reader, p Part, spaces map[string]string, files *fileSums, deep bool, done *atomic.Int64, progress func(int64, int64), total int64) error {
+	tr := tar.NewReader(r)
+	prefix := ""
+	if p.Archive != "base" {
+		prefix = "pg_tblspc/" + p.Archive + "/"
+	}
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		if _, err := safePath("/verify", hdr.Name); err != nil {
+			return err
+		}
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+		case tar.TypeSymlink:
+			if _, err := symlinkTarget("/verify", hdr, p.Archive, spaces); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			h := crc32.New(castagnoli)
+			var w io.Writer = io.Discard
+			if deep {
+				w = h
+			}
+			n, err := io.Copy(w, tr)
+			if err != nil {
+				return fmt.Errorf("%w: %s: %v", ErrCorrupt, hdr.Name, err)
+			}
+			done.Add(n)
+			if deep {
+				if err := files.add(prefix+path.Clean(hdr.Name), hdr, n, h.Sum32()); err != nil {
+					return err
+				}
+			}
+			if progress != nil {
+				progress(done.Load(), total)
+			}
+		default:
+			return fmt.Errorf("%w: entry %s has type %q, which a base backup never holds", ErrCorrupt, hdr.Name, hdr.Typeflag)
+		}
+	}
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// fileSums collects each file's CRC32C, from pieces when a file was split
+// across parts.
+type fileSums struct {
+	mu    sync.Mutex
+	files map[string]*fileSum
+}
+
+type fileSum struct {
+	size   int64 // the whole file's size
+	pieces []piece
+}
+
+type piece struct {
+	off, n int64
+	crc    uint32
+}
+
+func (f *fileSums) add(name string, hdr *tar.Header, n int64, crc uint32) error {
+	size, off := n, int64(0)
+	if s, ok := hdr.PAXRecords[paxOffset]; ok {
+		var err1, err2 error
+		off, err1 = strconv.ParseInt(s, 10, 64)
+		size, err2 = strconv.ParseInt(hdr.PAXRecords[paxSize], 10, 64)
+		if err1 != nil || err2 != nil || off < 0 || size < off+n {
+			return fmt.Errorf("%w: piece of %s has a bad offset or size", ErrCorrupt, hdr.Name)
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fs := f.files[name]
+	if fs == nil {
+		fs = &fileSum{size: size}
+		f.files[name] = fs
+	}
+	fs.pieces = append(fs.pieces, piece{off, n, crc})
+	return nil
+}
+
+// sum combines the pieces in order; ok is false when they do not cover the
+// file exactly once.
+func (fs *fileSum) sum() (crc uint32, ok bool) {
+	slices.SortFunc(fs.pieces, func(a, b piece) int { return int(a.off - b.off) })
+	var at int64
+	for i, p := range fs.pieces {
+		if p.off != at {
+			return 0, false
+		}
+		if i == 0 {
+			crc = p.crc
+		} else {
+			crc = crc32cCombine(crc, p.crc, p.n)
+		}
+		at += p.n
+	}
+	return crc, at == fs.size
+}
+
+// manifestFile is one entry of PostgreSQL's backup manifest.
+type manifestFile struct {
+	Path      string `json:"Path"`
+	Size      int64  `json:"Size"`
+	Algorithm string `json:"Checksum-Algorithm"`
+	Checksum  string `json:"Checksum"`
+}
+
+// checkManifest compares the files with the manifest (which must carry its
+// own valid SHA-256) and returns one error per difference.
+func checkManifest(b []byte, files *fileSums) []error {
+	var errs []error
+	var man struct {
+		Version  int            `json:"PostgreSQL-Backup-Manifest-Version"`
+		Files    []manifestFile `json:"Files"`
+		Checksum string         `json:"Manifest-Checksum"`
+	}
+	if err := json.Unmarshal(b, &man); err != nil {
+		return []error{fmt.Errorf("the backup manifest is not valid JSON: %v", err)}
+	}
+	// The manifest's checksum covers everything before its own line.
+	if i := strings.LastIndex(string(b), `"Manifest-Checksum"`); i >= 0 {
+		sum := sha256.Sum256(b[:i])
+		if got := hex.EncodeToString(sum[:]); got != man.Checksum {
+			errs = append(errs, fmt.Errorf("the backup manifest's checksum is %s, it records %s", got, man.Checksum))
+		}
+	}
+	for _, mf := range man.Files {
+		fs := files.files[mf.Path]
+		if fs == nil {
+			errs = append(errs, fmt.Errorf("file %s, listed in the backup manifest, is not in the backup", mf.Path))
+			continue
+		}
+		crc, ok := fs.sum()
+		if !ok || fs.size != mf.Size {
+			errs = append(errs, fmt.Errorf("file %s holds %d bytes in the backup, the manifest lists %d", mf.Path, fs.size, mf.Size))
+			continue
+		}
+		if mf.Algorithm != "CRC32C" {
+			continue // only CRC32C is requested by backup-push
+		}
+		var le [4]byte
+		binary.LittleEndian.PutUint32(le[:], crc)
+		if got := hex.EncodeToString(le[:]); got != mf.Checksum {
+			errs = append(errs, fmt.Errorf("file %s has CRC32C %s in the backup, the manifest lists %s", mf.Path, got, mf.Checksum))
+		}
+	}
+	return errs
+}
+
+// crc32cCombine returns the CRC32C of A followed by B from crcA, crcB and
+// B's length (zlib's crc32_combine, for the Castagnoli polynomial).
+func crc32cCombine(crcA, crcB uint32, lenB int64) uint32 {
+	if lenB <= 0 {
+		return crcA
+	}
+	var even, odd [32]uint32
+	odd[0] = 0x82f63b78 // the reversed Castagnoli polynomial
+	row := uint32(1)
+	for i := 1; i < 32; i++ {
+		odd[i] = row
+		row <<= 1
+	}
+	gf2Square(even[:], odd[:]) // two zero bits
+	gf2Square(odd[:], even[:]) // four zero bits
+	for {
+		gf2Square(even[:], odd[:])
+		if lenB&1 != 0 {
+			crcA = gf2Times(even[:], crcA)
+		}
+		lenB >>= 1
+		if lenB == 0 {
+			break
+		}
+		gf2Square(odd[:], even[:])
+		if lenB&1 != 0 {
+			crcA = gf2Times(odd[:], crcA)
+		}
+		lenB >>= 1
+		if lenB == 0 {
+			break
+		}
+	}
+	return crcA ^ crcB
+}
+
+func gf2Times(mat []uint32, vec uint32) uint32 {
+	var sum uint32
+	for i := 0; vec != 0; i, vec = i+1, vec>>1 {
+		if vec&1 != 0 {
+			sum ^= mat[i]
+		}
+	}
+	return sum
+}
+
+func gf2Square(square, mat []uint32) {
+	for n := range 32 {
+		square[n] = gf2Times(mat, mat[n])
+	}
+}

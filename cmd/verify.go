@@ -1,0 +1,188 @@
+package cmd
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tusk-backup/tusk/archive"
+	"github.com/tusk-backup/tusk/basebackup"
+	"github.com/tusk-backup/tusk/storage"
+)
+
+// verifyResult is one backup's verdict, as verify --json prints it.
+type verifyResult struct {
+	Backup      string               `json:"backup"`
+	OK          bool                 `json:"ok"`
+	Parts       int                  `json:"parts"`
+	DataSize    int64                `json:"data_size"`
+	StoredSize  int64                `json:"stored_size"`
+	WALFirst    string               `json:"wal_first"`
+	WALLast     string               `json:"wal_last"`
+	WALSegments int                  `json:"wal_segments"`
+	Deep        bool                 `json:"deep"`
+	Seconds     float64              `json:"seconds"`
+	Problems    []basebackup.Problem `json:"problems"`
+}
+
+func newVerifyCmd(root *rootOpts) *cobra.Command {
+	var all, deep, asJSON bool
+	c := &cobra.Command{
+		Use:   "verify [NAME|LATEST] [--all]",
+		Short: "Check that backups restore: every part, checksum, tar entry, and the WAL they need",
+		Long: `verify reads a backup the way backup-fetch does, without writing anything:
+every part must be present with the size and checksum its metadata records,
+decompress, and hold only tar entries a restore accepts; the WAL from the
+backup's start segment to its end segment must be in the archive and pass its
+checksum. --deep also checks every file against PostgreSQL's backup manifest
+stored with the backup (size and CRC32C) and the manifest's own checksum.
+
+Without a name it verifies the newest backup; --all verifies every backup.
+Each problem is reported with the object it concerns; the exit code is 1 if
+there is any. Parts are read TUSK_DOWNLOAD_CONCURRENCY at a time.`,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) > 1 || (all && len(args) > 0) {
+				return usagef(errors.New("verify takes one backup name, LATEST, or --all (see tusk verify --help)"))
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			cfg, log, err := root.load(c)
+			if err != nil {
+				return err
+			}
+			if len(args) == 1 && args[0] != "LATEST" {
+				if err := basebackup.CheckName(args[0]); err != nil {
+					return usagef(err)
+				}
+			}
+			ctx := c.Context()
+			st, err := openStorage(ctx, cfg, log, true)
+			if err != nil {
+				return describeStorageErr(err, cfg)
+			}
+			var ms []basebackup.Meta
+			if len(args) == 1 && args[0] != "LATEST" {
+				m, err := basebackup.ReadMeta(ctx, st, args[0])
+				if err != nil {
+					return describeStorageErr(diagnose(ctx, st, err), cfg)
+				}
+				ms = []basebackup.Meta{m}
+			} else {
+				list, err := basebackup.List(ctx, st, func(key string, err error) {
+					log.Warn("skipping unreadable backup metadata", "key", key, "error", err)
+				})
+				if err != nil {
+					return describeStorageErr(diagnose(ctx, st, err), cfg)
+				}
+				if len(list) == 0 {
+					return fmt.Errorf("repository %s holds no backups to verify", cfg.Repo)
+				}
+				ms = list
+				if !all {
+					ms = list[len(list)-1:]
+				}
+			}
+			line := newProgressLine(root.stderr)
+			var results []verifyResult
+			bad := 0
+			for _, m := range ms {
+				start := time.Now()
+				problems, err := basebackup.Verify(ctx, m, basebackup.VerifyOptions{
+					Store: st, Concurrency: cfg.DownloadConcurrency, Deep: deep,
+					Progress: func(done, total int64) {
+						line.show("verify %s: %s of %s", m.Name, bytesString(done), bytesString(total))
+					},
+				})
+				if err != nil {
+					line.done()
+					return describeStorageErr(fmt.Errorf("verify backup %s: %w", m.Name, err), cfg)
+				}
+				r := verifyResult{Backup: m.Name, Parts: len(m.Parts), DataSize: m.DataSize, StoredSize: m.StoredSize,
+					WALFirst: m.StartWAL, WALLast: m.EndWAL, Deep: deep, Problems: problems}
+				walProblems, n, err := verifyWAL(c, st, m, line)
+				if err != nil {
+					line.done()
+					return describeStorageErr(fmt.Errorf("verify the WAL of backup %s: %w", m.Name, err), cfg)
+				}
+				r.WALSegments = n
+				r.Problems = append(r.Problems, walProblems...)
+				if r.Problems == nil {
+					r.Problems = []basebackup.Problem{}
+				}
+				r.OK = len(r.Problems) == 0
+				r.Seconds = time.Since(start).Seconds()
+				line.done()
+				if !r.OK {
+					bad++
+				}
+				log.Info("backup verified", "backup", m.Name, "ok", r.OK, "problems", len(r.Problems), "duration", time.Since(start))
+				if !asJSON {
+					printVerify(root.stdout, r)
+				}
+				results = append(results, r)
+			}
+			if asJSON {
+				if err := writeJSON(root.stdout, results); err != nil {
+					return err
+				}
+			}
+			if bad > 0 {
+				return &ExitError{Code: 1, Err: fmt.Errorf("%d of %d backup(s) failed verification; see the problems listed above", bad, len(results))}
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&all, "all", false, "verify every backup, oldest first")
+	c.Flags().BoolVar(&deep, "deep", false, "also check every file's size and CRC32C against PostgreSQL's backup manifest")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the results as a JSON array")
+	return c
+}
+
+// verifyWAL checks that every WAL segment from m's start to its end is in
+// the archive and intact, and returns a problem per missing or corrupt one.
+func verifyWAL(c *cobra.Command, st storage.Storage, m basebackup.Meta, line *progressLine) ([]basebackup.Problem, int, error) {
+	ctx := c.Context()
+	names, err := archive.SegmentRange(m.StartWAL, m.EndWAL, m.SegSize)
+	if err != nil {
+		return []basebackup.Problem{{Object: basebackup.MetaKey(m.Name), Error: err.Error()}}, 0, nil
+	}
+	a := &archive.Archive{Store: st}
+	var problems []basebackup.Problem
+	for i, name := range names {
+		line.show("verify %s: WAL %s (%d of %d)", m.Name, name, i+1, len(names))
+		n, _ := archive.ParseName(name)
+		_, err := a.Check(ctx, name, io.Discard)
+		switch {
+		case err == nil:
+		case errors.Is(err, storage.ErrNotFound):
+			problems = append(problems, basebackup.Problem{Object: n.Key(),
+				Error: fmt.Sprintf("WAL segment %s, which backup %s needs, is not in the archive", name, m.Name)})
+		case errors.Is(err, archive.ErrCorrupt):
+			problems = append(problems, basebackup.Problem{Object: n.Key(), Error: strings.TrimPrefix(err.Error(), n.Key()+": ")})
+		default:
+			return nil, 0, err
+		}
+	}
+	return problems, len(names), nil
+}
+
+func printVerify(w io.Writer, r verifyResult) {
+	if r.OK {
+		what := "parts and checksums"
+		if r.Deep {
+			what += ", every file against the backup manifest"
+		}
+		fmt.Fprintf(w, "backup %s: ok — %d parts (%s of data, %s stored), %s, WAL %s to %s (%d segments), in %.1fs\n",
+			r.Backup, r.Parts, bytesString(r.DataSize), bytesString(r.StoredSize), what, r.WALFirst, r.WALLast, r.WALSegments, r.Seconds)
+		return
+	}
+	fmt.Fprintf(w, "backup %s: FAILED, %d problem(s):\n", r.Backup, len(r.Problems))
+	for _, p := range r.Problems {
+		fmt.Fprintf(w, "  %s: %s\n", p.Object, p.Error)
+	}
+}

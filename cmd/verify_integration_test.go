@@ -1,0 +1,107 @@
+package cmd_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tusk-backup/tusk/internal/testenv"
+)
+
+// TestIntegrationVerify: verify (and verify --deep, which checks every file
+// against PostgreSQL's backup manifest) passes on a good backup, on the
+// folder and on MinIO; then a flipped byte, a truncated part, a missing
+// part and a missing WAL segment each make it fail, naming the object.
+func TestIntegrationVerify(t *testing.T) {
+	bin := testenv.BuildTusk(t)
+	for kind, repo := range retentionRepos(t) {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			env := append(repo.env, "TUSK_BACKUP_PART_SIZE=1MiB") // many parts, files split across them
+			pg := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: bin + " wal-push %p", Env: env})
+			env = append(env, pg.Env()...)
+			pg.SQL(t, "CREATE TABLESPACE ts LOCATION '"+testenv.ServerTempDir(t)+"'")
+			pg.SQL(t, "CREATE TABLE in_ts TABLESPACE ts AS SELECT g FROM generate_series(1, 100000) g")
+			pgbench(t, pg, "-i", "-s", "2", "-q")
+			if out, stderr, code := run(t, bin, env, "backup-push", pg.DataDir); code != 0 {
+				t.Fatalf("backup-push: exit %d\n%s%s", code, out, stderr)
+			}
+			last := pg.SQL(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+			pg.SQL(t, "SELECT pg_switch_wal()")
+			waitArchived(t, pg, last)
+
+			for _, args := range [][]string{{"verify"}, {"verify", "LATEST", "--deep"}, {"verify", "--all", "--deep", "--json"}} {
+				out, stderr, code := run(t, bin, env, args...)
+				if code != 0 {
+					t.Fatalf("%v on a good backup: exit %d\n%s%s", args, code, out, stderr)
+				}
+				t.Logf("%v: %s", args, strings.TrimSpace(out))
+			}
+			var res []struct {
+				OK          bool `json:"ok"`
+				WALSegments int  `json:"wal_segments"`
+			}
+			out, _, _ := run(t, bin, env, "verify", "--deep", "--json")
+			if err := json.Unmarshal([]byte(out), &res); err != nil || len(res) != 1 || !res[0].OK || res[0].WALSegments < 1 {
+				t.Fatalf("verify --json: %v\n%s", err, out)
+			}
+			if kind != "folder" {
+				return // damage is done to files; MinIO's objects are the same bytes
+			}
+			dir := strings.TrimPrefix(repo.env[0], "TUSK_REPO=file://")
+			b := listBackups(t, bin, env)[0]
+			part := filepath.Join(dir, filepath.FromSlash(b.Parts[len(b.Parts)/2].Key))
+			seg := filepath.Join(dir, "wal", b.StartWAL[:16], b.StartWAL)
+			orig, err := os.ReadFile(part)
+			if err != nil {
+				t.Fatal(err)
+			}
+			origSeg, err := os.ReadFile(seg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			flipped := append([]byte{}, orig...)
+			flipped[len(flipped)/2] ^= 0x40
+			for _, c := range []struct {
+				name   string
+				damage func()
+				object string
+			}{
+				{"flipped byte", func() { os.WriteFile(part, flipped, 0o600) }, b.Parts[len(b.Parts)/2].Key},
+				{"truncated part", func() { os.WriteFile(part, orig[:len(orig)/3], 0o600) }, b.Parts[len(b.Parts)/2].Key},
+				{"missing part", func() { os.Remove(part) }, b.Parts[len(b.Parts)/2].Key},
+				{"missing WAL segment", func() { os.Remove(seg) }, "wal/" + b.StartWAL[:16] + "/" + b.StartWAL},
+				{"corrupt WAL segment", func() {
+					bad := append([]byte{}, origSeg...)
+					bad[len(bad)/2] ^= 1
+					os.WriteFile(seg, bad, 0o600)
+				}, "wal/" + b.StartWAL[:16] + "/" + b.StartWAL},
+			} {
+				c.damage()
+				out, stderr, code := run(t, bin, env, "verify", b.Name)
+				if code != 1 || !strings.Contains(out, c.object) {
+					t.Fatalf("%s: verify exit %d, want 1 naming %s\n%s%s", c.name, code, c.object, out, stderr)
+				}
+				t.Logf("%s: %s", c.name, strings.TrimSpace(out))
+				if err := os.WriteFile(part, orig, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(seg, origSeg, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if out, stderr, code := run(t, bin, env, "verify", b.Name, "--deep"); code != 0 {
+				t.Fatalf("verify after repair: exit %d\n%s%s", code, out, stderr)
+			}
+			for _, args := range [][]string{{"verify", "no_such_backup"}, {"verify", "../x"}, {"verify", "a", "b"}, {"verify", "x", "--all"}} {
+				_, stderr, code := run(t, bin, env, args...)
+				if code == 0 {
+					t.Fatalf("%v: exit 0", args)
+				}
+				t.Logf("%v: exit %d: %s", args, code, errorLine(t, stderr))
+			}
+		})
+	}
+}
