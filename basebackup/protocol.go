@@ -307,3 +307,15 @@ func ArchiverState(ctx context.Context, conn *pgconn.PgConn) (Archiver, error) {
 	r := rows[0]
 	return Archiver{Mode: r[0], LastArchived: r[1], LastFailed: r[2], LastFailedTime: r[3], Failing: r[4] == "t"}, nil
 }
+
+// CurrentWAL returns the segment the server is writing, or "" on a standby.
+func CurrentWAL(ctx context.Context, conn *pgconn.PgConn) (string, error) {
+	rows, err := simpleQuery(ctx, conn, "SELECT CASE WHEN pg_is_in_recovery() THEN '' ELSE pg_walfile_name(pg_current_wal_lsn()) END")
+	if err != nil {
+		return "", fmt.Errorf("read the server's current WAL segment: %w", err)
+	}
+	if len(rows) != 1 || len(rows[0]) != 1 {
+		return "", errors.New("read the server's current WAL segment: unexpected answer")
+	}
+	return rows[0][0], nil
+}

@@ -82,6 +82,8 @@ func commands(opts *rootOpts) []*cobra.Command {
 		newBackupMarkCmd(opts),
 		newDeleteCmd(opts),
 		newVerifyCmd(opts),
+		newWALShowCmd(opts),
+		newWALVerifyCmd(opts),
 	}
 }
 

@@ -1,0 +1,192 @@
+package cmd
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tusk-backup/tusk/basebackup"
+	"github.com/tusk-backup/tusk/storage"
+	"github.com/tusk-backup/tusk/verify"
+)
+
+// readWAL lists the backups and reads the WAL archive.
+func readWAL(c *cobra.Command, root *rootOpts) (Config, storage.Storage, []basebackup.Meta, *verify.Archive, error) {
+	cfg, log, err := root.load(c)
+	if err != nil {
+		return cfg, nil, nil, nil, err
+	}
+	ctx := c.Context()
+	st, err := openStorage(ctx, cfg, log, true)
+	if err != nil {
+		return cfg, nil, nil, nil, describeStorageErr(err, cfg)
+	}
+	ms, err := basebackup.List(ctx, st, func(key string, err error) {
+		log.Warn("skipping unreadable backup metadata", "key", key, "error", err)
+	})
+	if err != nil {
+		return cfg, nil, nil, nil, describeStorageErr(diagnose(ctx, st, err), cfg)
+	}
+	var segSize uint64
+	if len(ms) > 0 {
+		segSize = ms[len(ms)-1].SegSize
+	}
+	a, err := verify.Read(ctx, st, segSize, ms)
+	if err != nil {
+		return cfg, nil, nil, nil, describeStorageErr(diagnose(ctx, st, err), cfg)
+	}
+	return cfg, st, ms, a, nil
+}
+
+func newWALShowCmd(root *rootOpts) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "wal-show",
+		Short: "Show the timelines in the WAL archive, their segments, gaps and backups",
+		Long: `wal-show lists each timeline in the archive: where it branched off its parent
+(from its history file), its runs of consecutive segments and the gaps between
+them, its size, its .partial segments, and the backups that start on it.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(c *cobra.Command, args []string) error {
+			_, _, _, a, err := readWAL(c, root)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(root.stdout, a)
+			}
+			printWALShow(root.stdout, a)
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print the timelines as JSON")
+	return c
+}
+
+func printWALShow(w io.Writer, a *verify.Archive) {
+	if len(a.Timelines) == 0 {
+		fmt.Fprintln(w, "the archive holds no WAL")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "timeline\tparent\tswitch LSN\tsegments\tsize\tfirst\tlast\tgaps\tbackups")
+	for _, t := range a.Timelines {
+		parent, sw := "-", "-"
+		if t.Parent != 0 {
+			parent, sw = fmt.Sprint(t.Parent), t.Switch
+		} else if t.ID > 1 {
+			parent = "? (no history file)"
+		}
+		first, last := "-", "-"
+		if len(t.Ranges) > 0 {
+			first, last = t.Ranges[0].First, t.Ranges[len(t.Ranges)-1].Last
+		}
+		gaps := 0
+		for _, g := range t.Gaps {
+			gaps += g.Count
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%d\t%d\n", t.ID, parent, sw, t.Segments, bytesString(t.Bytes), first, last, gaps, len(t.Backups))
+	}
+	tw.Flush()
+	for _, t := range a.Timelines {
+		for _, g := range t.Gaps {
+			fmt.Fprintf(w, "timeline %d: gap of %d segment(s), %s to %s\n", t.ID, g.Count, g.First, g.Last)
+		}
+	}
+	for _, e := range a.HistoryErrors {
+		fmt.Fprintf(w, "unreadable history file: %s\n", e)
+	}
+}
+
+func newWALVerifyCmd(root *rootOpts) *cobra.Command {
+	var asJSON, server bool
+	var pgConn string
+	c := &cobra.Command{
+		Use:   "wal-verify",
+		Short: "Check that every WAL segment point-in-time recovery needs is archived",
+		Long: `wal-verify follows the newest timeline's history back through its ancestors
+and checks that every segment recovery would ask for, from the start of the
+oldest backup on that path to the newest archived segment, is in the archive.
+With --server it also asks the server (PG* settings or --pg-conn) for the
+segment it is writing and the last one its archiver reports archived: later
+segments the archiver has not reached yet are "waiting"; ones it reports
+archived but the archive lacks are lost. The exit code is 1 if any segment is
+lost or a needed history file is missing.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(c *cobra.Command, args []string) error {
+			cfg, _, ms, a, err := readWAL(c, root)
+			if err != nil {
+				return err
+			}
+			var srv *verify.Server
+			if server || pgConn != "" {
+				conn, err := connect(c.Context(), cfg.PG, pgConn, false)
+				if err != nil {
+					return err
+				}
+				defer conn.Close(c.Context())
+				cur, err := basebackup.CurrentWAL(c.Context(), conn)
+				if err != nil {
+					return err
+				}
+				arch, err := basebackup.ArchiverState(c.Context(), conn)
+				if err != nil {
+					return err
+				}
+				srv = &verify.Server{Current: cur, LastArchived: arch.LastArchived}
+			}
+			r := a.Check(ms, srv)
+			if asJSON {
+				if err := writeJSON(root.stdout, r); err != nil {
+					return err
+				}
+			} else {
+				printWALVerify(root.stdout, r)
+			}
+			if !r.OK {
+				return &ExitError{Code: 1, Err: fmt.Errorf("the WAL archive is not complete: %d segment(s) lost, %d other problem(s)", len(r.Missing), len(r.Problems))}
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	c.Flags().BoolVar(&server, "server", false, "also compare with the server's current segment (PGHOST, PGPORT, PGUSER...)")
+	c.Flags().StringVar(&pgConn, "pg-conn", "", "connection string for --server, e.g. 'host=db1 user=postgres'")
+	return c
+}
+
+func printWALVerify(w io.Writer, r verify.Result) {
+	path := make([]string, len(r.Path))
+	for i, t := range r.Path {
+		path[i] = fmt.Sprint(t)
+	}
+	from := r.From
+	if r.FromBackup != "" {
+		from += " (start of backup " + r.FromBackup + ")"
+	}
+	if r.To != "" {
+		fmt.Fprintf(w, "checked %d segments from %s to %s, across timelines %s\n", r.Checked, from, r.To, strings.Join(path, " → "))
+	}
+	for _, p := range r.Problems {
+		fmt.Fprintln(w, "problem:", p)
+	}
+	if len(r.Missing) > 0 {
+		fmt.Fprintf(w, "LOST: %d segment(s) recovery needs are not in the archive:\n", len(r.Missing))
+		for i, m := range r.Missing {
+			if i == 20 {
+				fmt.Fprintf(w, "  ... and %d more\n", len(r.Missing)-20)
+				break
+			}
+			fmt.Fprintln(w, "  "+m)
+		}
+	}
+	if len(r.Waiting) > 0 {
+		fmt.Fprintf(w, "waiting: %d segment(s) the server has not archived yet, %s to %s\n", len(r.Waiting), r.Waiting[0], r.Waiting[len(r.Waiting)-1])
+	}
+	if r.OK {
+		fmt.Fprintln(w, "ok: no segment is missing")
+	}
+}

@@ -1,0 +1,351 @@
+// Package verify reads the WAL archive as a whole: which timelines it holds,
+// how they branch (their history files), which segments each has, and
+// whether every segment point-in-time recovery needs is there.
+package verify
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/tusk-backup/tusk/archive"
+	"github.com/tusk-backup/tusk/basebackup"
+	"github.com/tusk-backup/tusk/storage"
+)
+
+const defaultSegSize = 16 << 20
+
+// Archive is what the repository's WAL archive holds.
+type Archive struct {
+	Timelines []*Timeline `json:"timelines"` // by ID
+	// Others counts objects under wal/ that are not WAL file names.
+	Others int `json:"other_objects"`
+	// HistoryErrors are history files that could not be read.
+	HistoryErrors []string `json:"history_errors"`
+	segSize       uint64
+}
+
+// Timeline is one timeline's part of the archive.
+type Timeline struct {
+	ID uint32 `json:"timeline"`
+	// Parent and Switch say where this timeline branched off (from its
+	// history file); Parent is 0 for timeline 1 or without a history file.
+	Parent     uint32 `json:"parent_timeline"`
+	Switch     string `json:"switch_lsn,omitempty"`
+	HasHistory bool   `json:"history_file"`
+	// history is the whole ancestry: (timeline, the LSN where it ended).
+	history []branch
+
+	Segments int      `json:"segments"`
+	Bytes    int64    `json:"bytes"`
+	Ranges   []Range  `json:"ranges"` // runs of consecutive segments
+	Gaps     []Range  `json:"gaps"`   // missing runs between them
+	Partial  []string `json:"partial_segments"`
+	Backups  []string `json:"backups"` // backups that start on this timeline
+
+	positions []uint64 // sorted segment numbers
+}
+
+// Range is a run of segments, first through last (file names).
+type Range struct {
+	First string `json:"first"`
+	Last  string `json:"last"`
+	Count int    `json:"count"`
+}
+
+type branch struct {
+	tli uint32
+	end uint64 // LSN where tli ended and its child began
+}
+
+// Read lists the WAL archive and reads every timeline history file.
+// segSize is the cluster's wal_segment_size (0 for 16 MiB).
+func Read(ctx context.Context, st storage.Storage, segSize uint64, backups []basebackup.Meta) (*Archive, error) {
+	if segSize == 0 {
+		segSize = defaultSegSize
+	}
+	a := &Archive{segSize: segSize}
+	byID := map[uint32]*Timeline{}
+	get := func(id uint32) *Timeline {
+		t := byID[id]
+		if t == nil {
+			t = &Timeline{ID: id}
+			byID[id] = t
+		}
+		return t
+	}
+	var histories []archive.Name
+	err := st.List(ctx, "wal/", func(o storage.Object) error {
+		n, err := archive.ParseName(o.Key[strings.LastIndexByte(o.Key, '/')+1:])
+		if err != nil || n.Key() != o.Key {
+			a.Others++
+			return nil
+		}
+		t := get(n.Timeline)
+		switch n.Kind {
+		case archive.Segment:
+			t.Segments++
+			t.Bytes += o.Size
+			t.positions = append(t.positions, position(n, segSize))
+		case archive.Partial:
+			t.Partial = append(t.Partial, n.File)
+			t.Bytes += o.Size
+		case archive.History:
+			t.HasHistory = true
+			histories = append(histories, n)
+		case archive.BackupHistory:
+			t.Bytes += o.Size
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list WAL: %w", err)
+	}
+	reader := &archive.Archive{Store: st}
+	for _, n := range histories {
+		var buf bytes.Buffer
+		if _, err := reader.Check(ctx, n.File, &buf); err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if !errors.Is(err, archive.ErrCorrupt) && !errors.Is(err, storage.ErrNotFound) {
+				return nil, err
+			}
+			a.HistoryErrors = append(a.HistoryErrors, fmt.Sprintf("%s: %v", n.Key(), err))
+			continue
+		}
+		h, err := parseHistory(&buf)
+		if err != nil {
+			a.HistoryErrors = append(a.HistoryErrors, fmt.Sprintf("%s: %v", n.Key(), err))
+			continue
+		}
+		t := get(n.Timeline)
+		t.history = h
+		if len(h) > 0 {
+			last := h[len(h)-1]
+			t.Parent, t.Switch = last.tli, lsnString(last.end)
+		}
+	}
+	for _, m := range backups {
+		if n, err := archive.ParseName(m.StartWAL); err == nil {
+			get(n.Timeline).Backups = append(get(n.Timeline).Backups, m.Name)
+		}
+	}
+	for _, t := range byID {
+		slices.Sort(t.positions)
+		t.positions = slices.Compact(t.positions)
+		t.Ranges, t.Gaps = runs(t.ID, t.positions, segSize)
+		a.Timelines = append(a.Timelines, t)
+	}
+	slices.SortFunc(a.Timelines, func(x, y *Timeline) int { return int(x.ID) - int(y.ID) })
+	return a, nil
+}
+
+// parseHistory reads a timeline history file: one line per ancestor,
+// "parent_tli<TAB>switch_lsn<TAB>reason", oldest first.
+func parseHistory(r io.Reader) ([]branch, error) {
+	var out []branch
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			return nil, fmt.Errorf("history line %q has no switch point", line)
+		}
+		tli, err := strconv.ParseUint(f[0], 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("history line %q: bad timeline", line)
+		}
+		lsn, err := parseLSN(f[1])
+		if err != nil {
+			return nil, fmt.Errorf("history line %q: %v", line, err)
+		}
+		out = append(out, branch{tli: uint32(tli), end: lsn})
+	}
+	return out, sc.Err()
+}
+
+func parseLSN(s string) (uint64, error) {
+	hi, lo, ok := strings.Cut(s, "/")
+	h, err1 := strconv.ParseUint(hi, 16, 32)
+	l, err2 := strconv.ParseUint(lo, 16, 32)
+	if !ok || err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("%q is not an LSN", s)
+	}
+	return h<<32 | l, nil
+}
+
+func lsnString(l uint64) string { return fmt.Sprintf("%X/%X", uint32(l>>32), uint32(l)) }
+
+func position(n archive.Name, segSize uint64) uint64 {
+	return uint64(n.Log)*((1<<32)/segSize) + uint64(n.Seg)
+}
+
+func segName(tli uint32, pos, segSize uint64) string {
+	per := (1 << 32) / segSize
+	return fmt.Sprintf("%08X%08X%08X", tli, uint32(pos/per), uint32(pos%per))
+}
+
+func runs(tli uint32, pos []uint64, segSize uint64) (have, gaps []Range) {
+	have, gaps = []Range{}, []Range{}
+	for i := 0; i < len(pos); {
+		j := i
+		for j+1 < len(pos) && pos[j+1] == pos[j]+1 {
+			j++
+		}
+		have = append(have, Range{segName(tli, pos[i], segSize), segName(tli, pos[j], segSize), j - i + 1})
+		if j+1 < len(pos) {
+			a, b := pos[j]+1, pos[j+1]-1
+			gaps = append(gaps, Range{segName(tli, a, segSize), segName(tli, b, segSize), int(b - a + 1)})
+		}
+		i = j + 1
+	}
+	return have, gaps
+}
+
+// Server is what a running server says of its WAL, for Check.
+type Server struct {
+	Current      string // the segment being written (pg_walfile_name(pg_current_wal_lsn()), "" on a standby)
+	LastArchived string // pg_stat_archiver.last_archived_wal ("" if none)
+}
+
+// Result is wal-verify's verdict.
+type Result struct {
+	OK         bool     `json:"ok"`
+	Timeline   uint32   `json:"timeline"`      // the newest timeline, whose ancestry is followed
+	Path       []uint32 `json:"timeline_path"` // oldest first
+	From       string   `json:"from"`          // first segment required
+	FromBackup string   `json:"from_backup,omitempty"`
+	To         string   `json:"to"` // newest archived segment on the path
+	Checked    int      `json:"checked"`
+	Missing    []string `json:"missing"`           // lost: needed and not archived
+	Waiting    []string `json:"waiting,omitempty"` // not yet archived by a running server
+	Problems   []string `json:"problems"`
+}
+
+// Check follows the newest timeline's ancestry from the oldest backup on it
+// (or the oldest archived segment) to the newest archived segment and lists
+// every segment recovery would ask for that is not archived. With a server,
+// segments after the newest archived one up to the server's current segment
+// are reported as waiting if the archiver has not reported them archived,
+// and as missing if it has.
+func (a *Archive) Check(backups []basebackup.Meta, srv *Server) Result {
+	r := Result{Missing: []string{}, Problems: []string{}}
+	var target *Timeline
+	for _, t := range a.Timelines {
+		if t.Segments > 0 {
+			target = t
+		}
+	}
+	if target == nil {
+		r.Problems = append(r.Problems, "the archive holds no WAL segments")
+		return r
+	}
+	r.Timeline = target.ID
+	for _, e := range a.HistoryErrors {
+		r.Problems = append(r.Problems, e)
+	}
+	if target.ID > 1 && !target.HasHistory {
+		r.Problems = append(r.Problems, fmt.Sprintf("history file %08X.history of timeline %d is not in the archive, so recovery cannot follow it", target.ID, target.ID))
+	}
+	// begin[i] is the first segment of path[i].
+	path := []uint32{}
+	var begin []uint64
+	prev := uint64(0)
+	for _, b := range target.history {
+		path = append(path, b.tli)
+		begin = append(begin, prev)
+		prev = b.end / a.segSize
+	}
+	path = append(path, target.ID)
+	begin = append(begin, prev)
+	r.Path = path
+	byID := map[uint32]*Timeline{}
+	for _, t := range a.Timelines {
+		byID[t.ID] = t
+	}
+	has := func(tli uint32, pos uint64) bool {
+		t := byID[tli]
+		if t == nil {
+			return false
+		}
+		_, ok := slices.BinarySearch(t.positions, pos)
+		return ok
+	}
+	tliAt := func(pos uint64) uint32 {
+		for i := len(path) - 1; i >= 0; i-- {
+			if begin[i] <= pos {
+				return path[i]
+			}
+		}
+		return path[0]
+	}
+
+	// From: the oldest backup that starts on the path; else the oldest
+	// segment on the path.
+	from := uint64(1<<64 - 1)
+	for _, m := range backups {
+		n, err := archive.ParseName(m.StartWAL)
+		if err != nil || !slices.Contains(path, n.Timeline) {
+			continue
+		}
+		if p := position(n, a.segSize); p < from {
+			from, r.FromBackup = p, m.Name
+		}
+	}
+	if r.FromBackup == "" {
+		for i, tli := range path {
+			if t := byID[tli]; t != nil && len(t.positions) > 0 {
+				for _, p := range t.positions {
+					if p >= begin[i] {
+						from = min(from, p)
+						break
+					}
+				}
+			}
+		}
+	}
+	to := target.positions[len(target.positions)-1]
+	if from > to {
+		from = to
+	}
+	r.From, r.To = segName(tliAt(from), from, a.segSize), segName(target.ID, to, a.segSize)
+	for p := from; p <= to; p++ {
+		tli := tliAt(p)
+		r.Checked++
+		if !has(tli, p) {
+			r.Missing = append(r.Missing, segName(tli, p, a.segSize))
+		}
+	}
+	if srv != nil {
+		// Segments the archiver reports archived must be in the archive;
+		// later ones before the current segment are still waiting.
+		var last, cur uint64
+		if la, err := archive.ParseName(srv.LastArchived); err == nil && la.Kind == archive.Segment && la.Timeline == target.ID {
+			last = position(la, a.segSize)
+		}
+		if c, err := archive.ParseName(srv.Current); err == nil && c.Timeline == target.ID {
+			cur = position(c, a.segSize)
+		}
+		for p := to + 1; p <= max(last, cur); p++ {
+			name := segName(target.ID, p, a.segSize)
+			switch {
+			case p <= last:
+				r.Missing = append(r.Missing, name)
+			case p < cur:
+				r.Waiting = append(r.Waiting, name)
+			}
+		}
+	}
+	r.OK = len(r.Missing) == 0 && len(r.Problems) == 0
+	return r
+}
