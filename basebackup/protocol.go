@@ -319,3 +319,43 @@ func CurrentWAL(ctx context.Context, conn *pgconn.PgConn) (string, error) {
 	}
 	return rows[0][0], nil
 }
+
+// Settings returns the named server settings (pg_settings.setting) and
+// whether the server is a standby.
+func Settings(ctx context.Context, conn *pgconn.PgConn, names ...string) (map[string]string, bool, error) {
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = "'" + strings.ReplaceAll(n, "'", "''") + "'"
+	}
+	rows, err := simpleQuery(ctx, conn, "SELECT name, setting, pg_is_in_recovery()::text FROM pg_settings WHERE name IN ("+strings.Join(quoted, ", ")+")")
+	if err != nil {
+		return nil, false, fmt.Errorf("read the server's settings: %w", err)
+	}
+	out := map[string]string{}
+	standby := false
+	for _, r := range rows {
+		if len(r) == 3 {
+			out[r[0]] = r[1]
+			standby = r[2] == "true"
+		}
+	}
+	return out, standby, nil
+}
+
+// SwitchWAL closes the current WAL segment (pg_switch_wal) and returns the
+// name of the segment that is now complete and due for archiving.
+func SwitchWAL(ctx context.Context, conn *pgconn.PgConn) (string, error) {
+	// txid_current() makes the transaction write a commit record, so there
+	// is always something to switch away from.
+	if _, err := simpleQuery(ctx, conn, "SELECT txid_current()"); err != nil {
+		return "", fmt.Errorf("switch WAL segment: %w", err)
+	}
+	rows, err := simpleQuery(ctx, conn, "SELECT pg_walfile_name(pg_switch_wal())")
+	if err != nil {
+		return "", fmt.Errorf("switch WAL segment: %w", err)
+	}
+	if len(rows) != 1 || len(rows[0]) != 1 {
+		return "", errors.New("switch WAL segment: unexpected answer")
+	}
+	return rows[0][0], nil
+}

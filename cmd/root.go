@@ -84,6 +84,7 @@ func commands(opts *rootOpts) []*cobra.Command {
 		newVerifyCmd(opts),
 		newWALShowCmd(opts),
 		newWALVerifyCmd(opts),
+		newCheckCmd(opts),
 	}
 }
 
