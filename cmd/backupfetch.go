@@ -165,60 +165,93 @@ func parseTargetTime(s string) (time.Time, error) {
 }
 
 func runBackupFetch(c *cobra.Command, root *rootOpts, o *backupFetchOpts, dest, name string) error {
-	cfg, log, err := root.load(c)
+	res, err := fetchBackup(c, root, o, dest, name, fetchExtras{})
 	if err != nil {
 		return err
+	}
+	if o.json {
+		enc := json.NewEncoder(root.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	return nil
+}
+
+// fetchExtras are what restore-drill adds to a backup-fetch.
+type fetchExtras struct {
+	// tablespacesUnder, if set, maps every tablespace to a folder under it.
+	tablespacesUnder string
+	// serverOptions are added to the recovering server's options.
+	serverOptions string
+	// trustLocal replaces pg_hba.conf with local trust authentication (the
+	// server listens only on its private socket folder).
+	trustLocal bool
+}
+
+// fetchBackup restores backup name into dest and, with --recover, drives
+// recovery; it prints progress lines unless o.json.
+func fetchBackup(c *cobra.Command, root *rootOpts, o *backupFetchOpts, dest, name string, x fetchExtras) (fetchResult, error) {
+	var res fetchResult
+	cfg, log, err := root.load(c)
+	if err != nil {
+		return res, err
 	}
 	ctx := c.Context()
 	target, err := o.target()
 	if err != nil {
-		return err
+		return res, err
 	}
 	if o.primaryConninfo != "" && !o.standby {
-		return usagef(errors.New("--primary-conninfo needs --standby"))
+		return res, usagef(errors.New("--primary-conninfo needs --standby"))
 	}
 	if o.standby && o.recover {
-		return usagef(errors.New("--recover drives archive recovery to a target; a --standby keeps replaying, so start it yourself"))
+		return res, usagef(errors.New("--recover drives archive recovery to a target; a --standby keeps replaying, so start it yourself"))
 	}
 	mapping := map[string]string{}
 	for _, m := range o.tablespaceMap {
 		from, to, ok := strings.Cut(m, "=")
 		if !ok || !filepath.IsAbs(from) || !filepath.IsAbs(to) {
-			return usagef(fmt.Errorf("--tablespace-mapping %q is not OLD=NEW with two absolute paths", m))
+			return res, usagef(fmt.Errorf("--tablespace-mapping %q is not OLD=NEW with two absolute paths", m))
 		}
 		mapping[filepath.Clean(from)] = filepath.Clean(to)
 	}
 	if dest, err = filepath.Abs(dest); err != nil {
-		return err
+		return res, err
 	}
 	if err := basebackup.CheckDest(dest, "restore folder"); err != nil {
-		return err
+		return res, err
 	}
 	if name != "LATEST" {
 		if err := basebackup.CheckName(name); err != nil {
-			return usagef(err)
+			return res, usagef(err)
 		}
 	}
 	st, err := openStorage(ctx, cfg, log, true)
 	if err != nil {
-		return describeStorageErr(err, cfg)
+		return res, describeStorageErr(err, cfg)
 	}
 	m, err := chooseBackup(c, root, st, name, target)
 	if err != nil {
-		return describeStorageErr(err, cfg)
+		return res, describeStorageErr(err, cfg)
+	}
+	res.Backup = m.Name
+	if x.tablespacesUnder != "" {
+		for _, s := range m.Tablespaces {
+			mapping[filepath.Clean(s.Location)] = filepath.Join(x.tablespacesUnder, s.OID)
+		}
 	}
 	restoreCmd, note, err := restoreCommand(cfg)
 	if err != nil {
-		return err
+		return res, err
 	}
 	own, err := resolveOwner(o.owner, dest, false)
 	if err != nil {
-		return err
+		return res, err
 	}
 	var run *serverRun
 	if o.recover {
 		if run, err = prepareRecover(o, m, dest); err != nil {
-			return err
+			return res, err
 		}
 	}
 
@@ -236,16 +269,16 @@ func runBackupFetch(c *cobra.Command, root *rootOpts, o *backupFetchOpts, dest, 
 	})
 	line.done()
 	if err != nil {
-		return describeStorageErr(diagnose(ctx, st, err), cfg)
+		return res, describeStorageErr(diagnose(ctx, st, err), cfg)
 	}
 	if own != nil {
 		if err := giveTree(own, dest, m); err != nil {
-			return err
+			return res, err
 		}
 	}
 	rec := basebackup.Recovery{RestoreCommand: restoreCmd, Target: target, Standby: o.standby, PrimaryConninfo: o.primaryConninfo}
 	if err := rec.Write(dest); err != nil {
-		return err
+		return res, err
 	}
 	if own != nil {
 		for _, f := range []string{"postgresql.auto.conf", "recovery.signal", "standby.signal"} {
@@ -253,7 +286,7 @@ func runBackupFetch(c *cobra.Command, root *rootOpts, o *backupFetchOpts, dest, 
 		}
 	}
 	restoreTook := time.Since(start)
-	res := fetchResult{Backup: m.Name, Dest: dest, Target: target.Describe(), RestoreSecs: restoreTook.Seconds()}
+	res = fetchResult{Backup: m.Name, Dest: dest, Target: target.Describe(), RestoreSecs: restoreTook.Seconds()}
 	if !o.json {
 		fmt.Fprintf(root.stdout, "restored backup %s into %s in %s (%s)\n", m.Name, dest, restoreTook.Round(10*time.Millisecond), rate(m.DataSize, restoreTook))
 		if note != "" {
@@ -261,23 +294,28 @@ func runBackupFetch(c *cobra.Command, root *rootOpts, o *backupFetchOpts, dest, 
 		}
 	}
 	if run != nil {
+		run.extraOptions = x.serverOptions
+		if x.trustLocal {
+			hba := "# written by tusk restore-drill: the server listens only on its private socket folder\nlocal all all trust\n"
+			if err := os.WriteFile(filepath.Join(dest, "pg_hba.conf"), []byte(hba), 0o600); err != nil {
+				return res, err
+			}
+			if own != nil {
+				os.Lchown(filepath.Join(dest, "pg_hba.conf"), own.uid, own.gid)
+			}
+		}
 		if err := run.prepare(dest); err != nil {
-			return err
+			return res, err
 		}
 		outcome, err := run.recover(ctx, root, target, !o.json)
 		res.Recovery = outcome
 		if err != nil {
-			return err
+			return res, err
 		}
 	} else if !o.json {
 		fmt.Fprintf(root.stdout, "recovery to %s is set up: start PostgreSQL on %s to replay the archive\n", target.Describe(), dest)
 	}
-	if o.json {
-		enc := json.NewEncoder(root.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
-	}
-	return nil
+	return res, nil
 }
 
 // chooseBackup reads NAME's metadata, or picks LATEST: the newest backup,

@@ -33,6 +33,7 @@ type serverRun struct {
 	// createdSocketDir: tusk made socketDir (and gives it to the owner)
 	createdSocketDir bool
 	dest             string
+	extraOptions     string // more server options ("-c archive_mode=off")
 }
 
 // recoveryOutcome is where recovery stopped, as PostgreSQL's log says.
@@ -235,6 +236,9 @@ func (r *serverRun) recover(ctx context.Context, root *rootOpts, t basebackup.Ta
 	out := &recoveryOutcome{Port: r.port, SocketDir: r.socketDir, LogFile: r.logFile}
 	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses='' -c logging_collector=off -c log_destination=stderr -c log_line_prefix='%%m [%%p] '",
 		r.port, shellQuote(r.socketDir))
+	if r.extraOptions != "" {
+		opts += " " + r.extraOptions
+	}
 	start := time.Now()
 	startCmd := r.command(ctx, "start", "-W", "-D", r.dest, "-l", r.logFile, "-o", opts)
 	if b, err := startCmd.CombinedOutput(); err != nil {

@@ -85,6 +85,7 @@ func commands(opts *rootOpts) []*cobra.Command {
 		newWALShowCmd(opts),
 		newWALVerifyCmd(opts),
 		newCheckCmd(opts),
+		newRestoreDrillCmd(opts),
 	}
 }
 

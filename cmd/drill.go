@@ -1,0 +1,274 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/spf13/cobra"
+)
+
+// drillResult is what restore-drill reports (--json).
+type drillResult struct {
+	OK              bool          `json:"ok"`
+	Backup          string        `json:"backup"`
+	Target          string        `json:"target"`
+	RestoreSecs     float64       `json:"restore_seconds"`
+	ReplaySecs      float64       `json:"replay_seconds"`
+	RTOSecs         float64       `json:"rto_seconds"`
+	Segments        int           `json:"segments_replayed"`
+	StopLSN         string        `json:"stop_lsn,omitempty"`
+	LastXactTime    string        `json:"last_transaction_time,omitempty"`
+	RPOSecs         float64       `json:"rpo_seconds"`
+	Relations       int64         `json:"relations"`
+	Checks          []drillCheck  `json:"checks"`
+	Failures        []string      `json:"failures"`
+	Recovery        *recoveryInfo `json:"recovery,omitempty"`
+	KeptScratchPath string        `json:"kept_scratch,omitempty"`
+}
+
+type recoveryInfo struct {
+	Reason string `json:"stop_reason,omitempty"`
+	Log    string `json:"log_file,omitempty"`
+}
+
+type drillCheck struct {
+	SQL    string `json:"sql"`
+	OK     bool   `json:"ok"`
+	Result string `json:"result,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+func newRestoreDrillCmd(root *rootOpts) *cobra.Command {
+	var o backupFetchOpts
+	var sqls []string
+	var scratch, database string
+	var maxRTO, maxRPO time.Duration
+	var keep bool
+	c := &cobra.Command{
+		Use:   "restore-drill [NAME|LATEST]",
+		Short: "Restore a backup into a scratch folder, replay the archive, run checks, and report RTO and RPO",
+		Long: `restore-drill proves that the repository restores. It restores a backup
+(default: the newest) into a scratch folder, starts PostgreSQL on it (as with
+backup-fetch --recover: a private unix socket, a free port, archiving off so
+the drill never writes into the repository), replays the archive to its end or
+to a target (--target-time, --target-lsn, ...), runs the checks (by default
+SELECT 1 and a count of relations; --sql 'SELECT ...' adds checks that must
+return at least one row), shuts the server down and removes the scratch folder.
+
+It reports the backup used, the restore and replay times, the RTO (their sum),
+the last replayed transaction's time, and the RPO: now minus that time, which
+is what a restore right now would lose. --max-rto and --max-rpo fail the drill
+when the figures exceed them. The exit code is 1 on any failure; --json prints
+the report for monitoring. Run it from cron on any host with PostgreSQL
+binaries of the backup's major version.`,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usagef(errors.New("restore-drill takes at most one backup name or LATEST (see tusk restore-drill --help)"))
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error {
+			name := "LATEST"
+			if len(args) == 1 {
+				name = args[0]
+			}
+			asJSON := o.json
+			o.json = true // fetchBackup stays quiet; the drill reports
+			o.recover = true
+			if o.targetAction == "" && (o.targetTime != "" || o.targetLSN != "" || o.targetXID != "" || o.targetName != "" || o.targetImmediate) {
+				o.targetAction = "promote"
+			}
+			if o.targetAction != "" && o.targetAction != "promote" {
+				return usagef(errors.New("restore-drill promotes the restored server to run its checks; --target-action can only be promote"))
+			}
+			base, err := os.MkdirTemp(scratch, "tusk-drill-")
+			if err != nil {
+				return fmt.Errorf("make a scratch folder in %s: %w (choose another with --scratch)", scratchOr(scratch), unwrapPathErr(err))
+			}
+			os.Chmod(base, 0o755) // the server's user must reach the data directory inside
+			dest := filepath.Join(base, "pgdata")
+			r := drillResult{Checks: []drillCheck{}, Failures: []string{}}
+			res, ferr := fetchBackup(c, root, &o, dest, name, fetchExtras{
+				tablespacesUnder: filepath.Join(base, "tablespaces"),
+				serverOptions:    "-c archive_mode=off",
+				trustLocal:       true,
+			})
+			r.Backup, r.Target, r.RestoreSecs = res.Backup, res.Target, res.RestoreSecs
+			stop := func() { stopServer(c.Context(), o.pgBin, dest) }
+			if ferr != nil {
+				stop()
+				r.Failures = append(r.Failures, ferr.Error())
+			}
+			if rec := res.Recovery; rec != nil {
+				r.ReplaySecs, r.Segments, r.StopLSN, r.LastXactTime = rec.ReplaySecs, rec.Segments, rec.StopLSN, rec.LastXactTime
+				r.Recovery = &recoveryInfo{Reason: rec.StopReason, Log: rec.LogFile}
+				if ferr == nil {
+					runDrillChecks(c.Context(), rec.SocketDir, rec.Port, database, sqls, &r)
+				}
+			}
+			r.RTOSecs = r.RestoreSecs + r.ReplaySecs
+			if r.LastXactTime != "" {
+				if t, err := parseTargetTime(r.LastXactTime); err == nil {
+					r.RPOSecs = time.Since(t).Seconds()
+				}
+			}
+			if ferr == nil && r.LastXactTime == "" {
+				r.Failures = append(r.Failures, "the replayed WAL holds no committed transaction, so the RPO is unknown")
+			}
+			if maxRTO > 0 && r.RTOSecs > maxRTO.Seconds() {
+				r.Failures = append(r.Failures, fmt.Sprintf("RTO %.1fs exceeds --max-rto %s", r.RTOSecs, maxRTO))
+			}
+			if maxRPO > 0 && r.LastXactTime != "" && r.RPOSecs > maxRPO.Seconds() {
+				r.Failures = append(r.Failures, fmt.Sprintf("RPO %s exceeds --max-rpo %s: the newest archived transaction is from %s", time.Duration(r.RPOSecs*float64(time.Second)).Round(time.Second), maxRPO, r.LastXactTime))
+			}
+			stop()
+			if keep {
+				r.KeptScratchPath = base
+			} else {
+				os.RemoveAll(base)
+			}
+			r.OK = len(r.Failures) == 0
+			// The server's socket folder holds its log: kept when the drill
+			// failed, for the post-mortem.
+			if rec := res.Recovery; rec != nil && r.OK && !keep && strings.Contains(filepath.Base(rec.SocketDir), "tusk-recover-") {
+				os.RemoveAll(rec.SocketDir)
+				r.Recovery.Log = ""
+			}
+			if asJSON {
+				if err := writeJSON(root.stdout, r); err != nil {
+					return err
+				}
+			} else {
+				printDrill(root.stdout, r)
+			}
+			if !r.OK {
+				return &ExitError{Code: 1, Err: fmt.Errorf("restore drill failed: %s", r.Failures[0])}
+			}
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringArrayVar(&sqls, "sql", nil, "a check: a query that must return at least one row (repeatable)")
+	f.StringVar(&database, "database", "postgres", "database the checks run in")
+	f.StringVar(&scratch, "scratch", "", "folder for the scratch data directory (default the system's temporary folder)")
+	f.BoolVar(&keep, "keep", false, "keep the scratch folder (the server is stopped either way)")
+	f.DurationVar(&maxRTO, "max-rto", 0, "fail when restore plus replay take longer than this, e.g. 30m")
+	f.DurationVar(&maxRPO, "max-rpo", 0, "fail when the newest archived transaction is older than this, e.g. 15m")
+	f.StringVar(&o.targetTime, "target-time", "", "replay up to this time instead of the archive's end")
+	f.StringVar(&o.targetLSN, "target-lsn", "", "replay up to this LSN")
+	f.StringVar(&o.targetXID, "target-xid", "", "replay up to this transaction id")
+	f.StringVar(&o.targetName, "target-name", "", "replay up to this restore point")
+	f.StringVar(&o.targetTimeline, "target-timeline", "", "timeline to follow: latest (default), current, or a number")
+	f.IntVar(&o.port, "port", 0, "port for the drill's server (default: a free one)")
+	f.StringVar(&o.pgBin, "pg-bin", "", "folder with the PostgreSQL binaries (default /usr/lib/postgresql/MAJOR/bin or PATH)")
+	f.StringVar(&o.owner, "owner", "", "user to run the server as (default: the owner of the scratch folder's parent, or postgres when run as root)")
+	f.BoolVar(&o.json, "json", false, "print the report as JSON")
+	return c
+}
+
+func scratchOr(s string) string {
+	if s == "" {
+		return os.TempDir()
+	}
+	return s
+}
+
+// stopServer stops a server started on dest, if it runs.
+func stopServer(ctx context.Context, pgBin, dest string) {
+	if _, err := os.Stat(filepath.Join(dest, "postmaster.pid")); err != nil {
+		return
+	}
+	r := &serverRun{dest: dest, bin: pgBin}
+	if r.bin == "" {
+		if b, err := os.ReadFile(filepath.Join(dest, "PG_VERSION")); err == nil {
+			r.bin = "/usr/lib/postgresql/" + strings.TrimSpace(string(b)) + "/bin"
+		}
+	}
+	if fi, err := os.Stat(dest); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			r.uid, r.gid = int(st.Uid), int(st.Gid)
+		}
+	}
+	r.command(context.WithoutCancel(ctx), "stop", "-D", dest, "-m", "fast").Run()
+}
+
+// runDrillChecks connects to the drill's server and runs the checks.
+func runDrillChecks(ctx context.Context, socketDir string, port int, database string, sqls []string, r *drillResult) {
+	cfg, err := pgconn.ParseConfig("")
+	if err != nil {
+		r.Failures = append(r.Failures, err.Error())
+		return
+	}
+	cfg.Host, cfg.Port, cfg.Database, cfg.User = socketDir, uint16(port), database, "postgres"
+	cfg.DialFunc = (&net.Dialer{Timeout: 10 * time.Second}).DialContext
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		// The cluster's superuser may not be called postgres: ask any role.
+		r.Failures = append(r.Failures, fmt.Sprintf("connect to the restored server: %v", err))
+		return
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	checks := append([]string{"SELECT 1", "SELECT count(*) FROM pg_class"}, sqls...)
+	for i, q := range checks {
+		ch := drillCheck{SQL: q}
+		res, err := conn.Exec(ctx, q).ReadAll()
+		switch {
+		case err != nil:
+			ch.Error = err.Error()
+		case len(res) == 0 || len(res[len(res)-1].Rows) == 0:
+			ch.Error = "returned no rows"
+		default:
+			row := res[len(res)-1].Rows[0]
+			var vals []string
+			for _, v := range row {
+				vals = append(vals, string(v))
+			}
+			ch.OK, ch.Result = true, strings.Join(vals, ", ")
+			if i == 1 {
+				r.Relations, _ = strconv.ParseInt(ch.Result, 10, 64)
+			}
+		}
+		if !ch.OK {
+			r.Failures = append(r.Failures, fmt.Sprintf("check %q: %s", q, ch.Error))
+		}
+		r.Checks = append(r.Checks, ch)
+	}
+}
+
+func printDrill(w io.Writer, r drillResult) {
+	verdict := "ok"
+	if !r.OK {
+		verdict = "FAILED"
+	}
+	fmt.Fprintf(w, "restore drill %s: backup %s, target %s\n", verdict, r.Backup, r.Target)
+	fmt.Fprintf(w, "  restore %.1fs + replay %.1fs (%d segments) = RTO %.1fs\n", r.RestoreSecs, r.ReplaySecs, r.Segments, r.RTOSecs)
+	if r.LastXactTime != "" {
+		fmt.Fprintf(w, "  last replayed transaction %s: RPO %s\n", r.LastXactTime, time.Duration(r.RPOSecs*float64(time.Second)).Round(time.Second))
+	}
+	for _, ch := range r.Checks {
+		if ch.OK {
+			fmt.Fprintf(w, "  check ok: %s → %s\n", ch.SQL, ch.Result)
+		} else {
+			fmt.Fprintf(w, "  check FAILED: %s: %s\n", ch.SQL, ch.Error)
+		}
+	}
+	for _, f := range r.Failures {
+		fmt.Fprintf(w, "  failure: %s\n", f)
+	}
+	if r.Recovery != nil && r.Recovery.Log != "" && !r.OK {
+		fmt.Fprintf(w, "  server log: %s\n", r.Recovery.Log)
+	}
+	if r.KeptScratchPath != "" {
+		fmt.Fprintf(w, "  scratch folder kept: %s\n", r.KeptScratchPath)
+	}
+}
