@@ -450,16 +450,8 @@ func TestIntegrationStandbyFromBackup(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("restore the standby's backup: exit %d\n%s%s", code, out, stderr)
 	}
-	var res struct {
-		Recovery struct {
-			Port      int    `json:"port"`
-			SocketDir string `json:"socket_dir"`
-		} `json:"recovery"`
-	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		t.Fatal(err)
-	}
-	if got := psql(t, pg, res.Recovery.SocketDir, res.Recovery.Port, "SELECT string_agg(n::text, ',' ORDER BY n) FROM marks"); got != want {
+	sock, port := recovered(t, out)
+	if got := psql(t, pg, sock, port, "SELECT string_agg(n::text, ',' ORDER BY n) FROM marks"); got != want {
 		t.Fatalf("restored from the standby's backup: marks %s, want %s", got, want)
 	}
 }

@@ -22,18 +22,12 @@ how long it took, and whether it is permanent. --detail adds LSNs, the
 PostgreSQL version and the system identifier; --json prints the whole metadata.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
-			cfg, log, err := root.load(c)
+			cfg, log, st, err := root.loadRepo(c)
 			if err != nil {
 				return err
 			}
 			ctx := c.Context()
-			st, err := openStorage(ctx, cfg, log, true)
-			if err != nil {
-				return describeStorageErr(err, cfg)
-			}
-			ms, err := basebackup.List(ctx, st, func(key string, err error) {
-				log.Warn("skipping unreadable backup metadata", "key", key, "error", err)
-			})
+			ms, err := listBackups(ctx, st, log)
 			if err != nil {
 				return describeStorageErr(diagnose(ctx, st, err), cfg)
 			}

@@ -24,15 +24,11 @@ that retention treats the backup like any other.`,
 			if err := basebackup.CheckName(name); err != nil {
 				return usagef(err)
 			}
-			cfg, log, err := root.load(c)
+			cfg, log, st, err := root.loadRepo(c)
 			if err != nil {
 				return err
 			}
 			ctx := c.Context()
-			st, err := openStorage(ctx, cfg, log, true)
-			if err != nil {
-				return describeStorageErr(err, cfg)
-			}
 			m, err := basebackup.ReadMeta(ctx, st, name)
 			if err != nil {
 				return describeStorageErr(diagnose(ctx, st, err), cfg)

@@ -247,15 +247,11 @@ func parseDeleteTime(s string) (time.Time, bool) {
 
 // runDelete reads the inventory, plans, and prints or carries out the plan.
 func runDelete(c *cobra.Command, root *rootOpts, o *deleteOpts, what string, wal bool, plan func(retention.Inventory) (retention.Plan, error)) error {
-	cfg, log, err := root.load(c)
+	cfg, log, st, err := root.loadRepo(c)
 	if err != nil {
 		return err
 	}
 	ctx := c.Context()
-	st, err := openStorage(ctx, cfg, log, true)
-	if err != nil {
-		return describeStorageErr(err, cfg)
-	}
 	inv, err := retention.Read(ctx, st, retention.ReadOptions{WAL: wal})
 	if err != nil {
 		return describeStorageErr(diagnose(ctx, st, err), cfg)

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/spf13/cobra"
+
+	"github.com/tusk-backup/tusk/basebackup"
 	"github.com/tusk-backup/tusk/storage"
 	"github.com/tusk-backup/tusk/storage/local"
 	"github.com/tusk-backup/tusk/storage/s3"
@@ -61,4 +64,25 @@ func openStorage(ctx context.Context, cfg Config, log *slog.Logger, check bool) 
 		}
 	}
 	return st, nil
+}
+
+// loadRepo resolves the settings and opens (and checks) the repository: the
+// start of every command that reads or changes the repository only.
+func (o *rootOpts) loadRepo(c *cobra.Command) (Config, *slog.Logger, storage.Storage, error) {
+	cfg, log, err := o.load(c)
+	if err != nil {
+		return cfg, log, nil, err
+	}
+	st, err := openStorage(c.Context(), cfg, log, true)
+	if err != nil {
+		return cfg, log, nil, describeStorageErr(err, cfg)
+	}
+	return cfg, log, st, nil
+}
+
+// listBackups lists the finished backups, warning about unreadable metadata.
+func listBackups(ctx context.Context, st storage.Storage, log *slog.Logger) ([]basebackup.Meta, error) {
+	return basebackup.List(ctx, st, func(key string, err error) {
+		log.Warn("skipping unreadable backup metadata", "key", key, "error", err)
+	})
 }

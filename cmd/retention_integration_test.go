@@ -302,16 +302,8 @@ func restoreAndCheck(t *testing.T, pg *testenv.Postgres, bin string, env []strin
 	if code != 0 {
 		t.Fatalf("restore %s %v: exit %d\n%s%s", name, target, code, out, stderr)
 	}
-	var res struct {
-		Recovery struct {
-			Port      int    `json:"port"`
-			SocketDir string `json:"socket_dir"`
-		} `json:"recovery"`
-	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		t.Fatal(err)
-	}
-	if got := psql(t, pg, res.Recovery.SocketDir, res.Recovery.Port, dataSum); got != want {
+	sock, port := recovered(t, out)
+	if got := psql(t, pg, sock, port, dataSum); got != want {
 		t.Fatalf("restore %s %v: checksum %s, want %s", name, target, got, want)
 	}
 	stopServer(t, pg, dest)
@@ -422,4 +414,19 @@ func TestIntegrationRetentionLineagesAndKill(t *testing.T) {
 	if out, stderr, code := run(t, bin, env, "backup-fetch", dest, all[3].Name, "--recover", "--target-action", "shutdown", "--target-immediate"); code != 0 {
 		t.Fatalf("recover cluster A's backup: exit %d\n%s%s", code, out, stderr)
 	}
+}
+
+// recovered reads where backup-fetch --recover --json left the server.
+func recovered(t *testing.T, out string) (socketDir string, port int) {
+	t.Helper()
+	var res struct {
+		Recovery struct {
+			Port      int    `json:"port"`
+			SocketDir string `json:"socket_dir"`
+		} `json:"recovery"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Recovery.Port == 0 {
+		t.Fatalf("backup-fetch --recover --json: %v\n%s", err, out)
+	}
+	return res.Recovery.SocketDir, res.Recovery.Port
 }

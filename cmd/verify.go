@@ -51,20 +51,16 @@ there is any. Parts are read TUSK_DOWNLOAD_CONCURRENCY at a time.`,
 			return nil
 		},
 		RunE: func(c *cobra.Command, args []string) error {
-			cfg, log, err := root.load(c)
-			if err != nil {
-				return err
-			}
 			if len(args) == 1 && args[0] != "LATEST" {
 				if err := basebackup.CheckName(args[0]); err != nil {
 					return usagef(err)
 				}
 			}
-			ctx := c.Context()
-			st, err := openStorage(ctx, cfg, log, true)
+			cfg, log, st, err := root.loadRepo(c)
 			if err != nil {
-				return describeStorageErr(err, cfg)
+				return err
 			}
+			ctx := c.Context()
 			var ms []basebackup.Meta
 			if len(args) == 1 && args[0] != "LATEST" {
 				m, err := basebackup.ReadMeta(ctx, st, args[0])
@@ -73,9 +69,7 @@ there is any. Parts are read TUSK_DOWNLOAD_CONCURRENCY at a time.`,
 				}
 				ms = []basebackup.Meta{m}
 			} else {
-				list, err := basebackup.List(ctx, st, func(key string, err error) {
-					log.Warn("skipping unreadable backup metadata", "key", key, "error", err)
-				})
+				list, err := listBackups(ctx, st, log)
 				if err != nil {
 					return describeStorageErr(diagnose(ctx, st, err), cfg)
 				}

@@ -15,18 +15,12 @@ import (
 
 // readWAL lists the backups and reads the WAL archive.
 func readWAL(c *cobra.Command, root *rootOpts) (Config, storage.Storage, []basebackup.Meta, *verify.Archive, error) {
-	cfg, log, err := root.load(c)
+	cfg, log, st, err := root.loadRepo(c)
 	if err != nil {
 		return cfg, nil, nil, nil, err
 	}
 	ctx := c.Context()
-	st, err := openStorage(ctx, cfg, log, true)
-	if err != nil {
-		return cfg, nil, nil, nil, describeStorageErr(err, cfg)
-	}
-	ms, err := basebackup.List(ctx, st, func(key string, err error) {
-		log.Warn("skipping unreadable backup metadata", "key", key, "error", err)
-	})
+	ms, err := listBackups(ctx, st, log)
 	if err != nil {
 		return cfg, nil, nil, nil, describeStorageErr(diagnose(ctx, st, err), cfg)
 	}

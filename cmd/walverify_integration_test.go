@@ -43,16 +43,7 @@ func TestIntegrationWALShowVerify(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("backup-fetch --recover: exit %d\n%s%s", code, out, stderr)
 	}
-	var res struct {
-		Recovery struct {
-			Port      int    `json:"port"`
-			SocketDir string `json:"socket_dir"`
-		} `json:"recovery"`
-	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		t.Fatal(err)
-	}
-	sock, port := res.Recovery.SocketDir, res.Recovery.Port
+	sock, port := recovered(t, out)
 	if tli := psql(t, pg, sock, port, "SELECT timeline_id FROM pg_control_checkpoint()"); tli != "2" {
 		t.Fatalf("restored server on timeline %s, want 2", tli)
 	}
