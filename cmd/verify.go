@@ -4,10 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tusk-backup/tusk/archive"
 	"github.com/tusk-backup/tusk/basebackup"
@@ -98,7 +102,7 @@ there is any. Parts are read TUSK_DOWNLOAD_CONCURRENCY at a time.`,
 				}
 				r := verifyResult{Backup: m.Name, Parts: len(m.Parts), DataSize: m.DataSize, StoredSize: m.StoredSize,
 					WALFirst: m.StartWAL, WALLast: m.EndWAL, Deep: deep, Problems: problems}
-				walProblems, n, err := verifyWAL(c, st, m, line)
+				walProblems, n, err := verifyWAL(c, st, m, cfg.DownloadConcurrency, line)
 				if err != nil {
 					line.done()
 					return describeStorageErr(fmt.Errorf("verify the WAL of backup %s: %w", m.Name, err), cfg)
@@ -138,30 +142,47 @@ there is any. Parts are read TUSK_DOWNLOAD_CONCURRENCY at a time.`,
 }
 
 // verifyWAL checks that every WAL segment from m's start to its end is in
-// the archive and intact, and returns a problem per missing or corrupt one.
-func verifyWAL(c *cobra.Command, st storage.Storage, m basebackup.Meta, line *progressLine) ([]basebackup.Problem, int, error) {
-	ctx := c.Context()
+// the archive and intact, concurrency at a time, and returns a problem per
+// missing or corrupt one.
+func verifyWAL(c *cobra.Command, st storage.Storage, m basebackup.Meta, concurrency int, line *progressLine) ([]basebackup.Problem, int, error) {
 	names, err := archive.SegmentRange(m.StartWAL, m.EndWAL, m.SegSize)
 	if err != nil {
 		return []basebackup.Problem{{Object: basebackup.MetaKey(m.Name), Error: err.Error()}}, 0, nil
 	}
 	a := &archive.Archive{Store: st}
+	var mu sync.Mutex
 	var problems []basebackup.Problem
-	for i, name := range names {
-		line.show("verify %s: WAL %s (%d of %d)", m.Name, name, i+1, len(names))
-		n, _ := archive.ParseName(name)
-		_, err := a.Check(ctx, name, io.Discard)
-		switch {
-		case err == nil:
-		case errors.Is(err, storage.ErrNotFound):
-			problems = append(problems, basebackup.Problem{Object: n.Key(),
-				Error: fmt.Sprintf("WAL segment %s, which backup %s needs, is not in the archive", name, m.Name)})
-		case errors.Is(err, archive.ErrCorrupt):
-			problems = append(problems, basebackup.Problem{Object: n.Key(), Error: strings.TrimPrefix(err.Error(), n.Key()+": ")})
-		default:
-			return nil, 0, err
-		}
+	var done atomic.Int64
+	g, ctx := errgroup.WithContext(c.Context())
+	g.SetLimit(max(concurrency, 1))
+	for _, name := range names {
+		g.Go(func() error {
+			n, _ := archive.ParseName(name)
+			_, err := a.Check(ctx, name, io.Discard)
+			line.show("verify %s: WAL %d of %d segments", m.Name, done.Add(1), len(names))
+			var p *basebackup.Problem
+			switch {
+			case err == nil:
+			case errors.Is(err, storage.ErrNotFound):
+				p = &basebackup.Problem{Object: n.Key(),
+					Error: fmt.Sprintf("WAL segment %s, which backup %s needs, is not in the archive", name, m.Name)}
+			case errors.Is(err, archive.ErrCorrupt):
+				p = &basebackup.Problem{Object: n.Key(), Error: strings.TrimPrefix(err.Error(), n.Key()+": ")}
+			default:
+				return err
+			}
+			if p != nil {
+				mu.Lock()
+				problems = append(problems, *p)
+				mu.Unlock()
+			}
+			return nil
+		})
 	}
+	if err := g.Wait(); err != nil {
+		return nil, 0, err
+	}
+	slices.SortFunc(problems, func(x, y basebackup.Problem) int { return strings.Compare(x.Object, y.Object) })
 	return problems, len(names), nil
 }
 
