@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -113,7 +114,7 @@ binaries of the backup's major version.`,
 				r.ReplaySecs, r.Segments, r.StopLSN, r.LastXactTime = rec.ReplaySecs, rec.Segments, rec.StopLSN, rec.LastXactTime
 				r.Recovery = &recoveryInfo{Reason: rec.StopReason, Log: rec.LogFile}
 				if ferr == nil {
-					runDrillChecks(c.Context(), rec.SocketDir, rec.Port, database, sqls, &r)
+					runDrillChecks(c.Context(), rec.SocketDir, rec.Port, database, superusers(dest), sqls, &r)
 				}
 			}
 			r.RTOSecs = r.RestoreSecs + r.ReplaySecs
@@ -202,19 +203,37 @@ func stopServer(ctx context.Context, pgBin, dest string) {
 	r.command(context.WithoutCancel(ctx), "stop", "-D", dest, "-m", "fast").Run()
 }
 
-// runDrillChecks connects to the drill's server and runs the checks.
-func runDrillChecks(ctx context.Context, socketDir string, port int, database string, sqls []string, r *drillResult) {
-	cfg, err := pgconn.ParseConfig("")
-	if err != nil {
-		r.Failures = append(r.Failures, err.Error())
-		return
+// superusers are the role names to try for the checks: postgres, and the
+// data directory's owner (initdb names the superuser after the user who ran it).
+func superusers(dest string) []string {
+	users := []string{"postgres"}
+	if fi, err := os.Stat(dest); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			if u, err := user.LookupId(strconv.Itoa(int(st.Uid))); err == nil && u.Username != "postgres" {
+				users = append(users, u.Username)
+			}
+		}
 	}
-	cfg.Host, cfg.Port, cfg.Database, cfg.User = socketDir, uint16(port), database, "postgres"
-	cfg.DialFunc = (&net.Dialer{Timeout: 10 * time.Second}).DialContext
-	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	return users
+}
+
+// runDrillChecks connects to the drill's server and runs the checks.
+func runDrillChecks(ctx context.Context, socketDir string, port int, database string, users, sqls []string, r *drillResult) {
+	var conn *pgconn.PgConn
+	var err error
+	for _, u := range users {
+		var cfg *pgconn.Config
+		if cfg, err = pgconn.ParseConfig(""); err != nil {
+			break
+		}
+		cfg.Host, cfg.Port, cfg.Database, cfg.User = socketDir, uint16(port), database, u
+		cfg.DialFunc = (&net.Dialer{Timeout: 10 * time.Second}).DialContext
+		if conn, err = pgconn.ConnectConfig(ctx, cfg); err == nil {
+			break
+		}
+	}
 	if err != nil {
-		// The cluster's superuser may not be called postgres: ask any role.
-		r.Failures = append(r.Failures, fmt.Sprintf("connect to the restored server: %v", err))
+		r.Failures = append(r.Failures, fmt.Sprintf("connect to the restored server as %s: %v", strings.Join(users, " or "), err))
 		return
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
