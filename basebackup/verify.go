@@ -67,6 +67,10 @@ func Verify(ctx context.Context, m Meta, opts VerifyOptions) ([]Problem, error) 
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(opts.Concurrency, 1))
 	for _, p := range m.Parts {
+		if _, ok := spaces[p.Archive]; !ok && p.Archive != "base" {
+			report(p.Key, fmt.Errorf("%w: the part belongs to tablespace %s, which the metadata does not list", ErrCorrupt, p.Archive))
+			continue
+		}
 		g.Go(func() error {
 			err := fetchPart(gctx, opts.Store, p, func(r io.Reader) error {
 				return scan(r, p, spaces, files, opts.Deep, &done, opts.Progress, total.Load())

@@ -88,6 +88,8 @@ type fetchResult struct {
 	RestoreSecs float64           `json:"restore_seconds"`
 	Recovery    *recoveryOutcome  `json:"recovery,omitempty"`
 	Tablespaces map[string]string `json:"tablespaces,omitempty"`
+
+	run *serverRun // the server --recover started, for restore-drill to stop
 }
 
 func (o *backupFetchOpts) target() (basebackup.Target, error) {
@@ -294,6 +296,7 @@ func fetchBackup(c *cobra.Command, root *rootOpts, o *backupFetchOpts, dest, nam
 		}
 	}
 	if run != nil {
+		res.run = run
 		run.extraOptions = x.serverOptions
 		if x.trustLocal {
 			hba := "# written by tusk restore-drill: the server listens only on its private socket folder\nlocal all all trust\n"

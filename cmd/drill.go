@@ -98,14 +98,33 @@ binaries of the backup's major version.`,
 			}
 			os.Chmod(base, 0o755) // the server's user must reach the data directory inside
 			dest := filepath.Join(base, "pgdata")
+			// Tablespaces are restored under base/tablespaces/OID; the
+			// server's user must be able to reach them.
+			if err := os.Mkdir(filepath.Join(base, "tablespaces"), 0o755); err != nil {
+				return err
+			}
 			r := drillResult{Checks: []drillCheck{}, Failures: []string{}}
 			res, ferr := fetchBackup(c, root, &o, dest, name, fetchExtras{
 				tablespacesUnder: filepath.Join(base, "tablespaces"),
-				serverOptions:    "-c archive_mode=off",
-				trustLocal:       true,
+				// A drill never archives into the repository, never starts
+				// logical replication apply workers (they would consume the
+				// production publisher's slots), and authenticates with the
+				// pg_hba.conf it writes even if the backup's configuration
+				// points hba_file elsewhere.
+				serverOptions: "-c archive_mode=off -c max_logical_replication_workers=0 -c hba_file=" +
+					shellQuote(filepath.Join(dest, "pg_hba.conf")) + " -c ident_file=" + shellQuote(filepath.Join(dest, "pg_ident.conf")),
+				trustLocal: true,
 			})
 			r.Backup, r.Target, r.RestoreSecs = res.Backup, res.Target, res.RestoreSecs
-			stop := func() { stopServer(c.Context(), o.pgBin, dest) }
+			stopped := true
+			stop := func() {
+				if res.run != nil && res.run.running() {
+					if out, err := res.run.command(context.WithoutCancel(c.Context()), "stop", "-D", dest, "-m", "fast").CombinedOutput(); err != nil {
+						stopped = false
+						r.Failures = append(r.Failures, fmt.Sprintf("stop the drill's server: %v: %s (stop it with pg_ctl -D %s stop; the scratch folder is kept)", err, strings.TrimSpace(string(out)), dest))
+					}
+				}
+			}
 			if ferr != nil {
 				stop()
 				r.Failures = append(r.Failures, ferr.Error())
@@ -123,8 +142,8 @@ binaries of the backup's major version.`,
 					r.RPOSecs = time.Since(t).Seconds()
 				}
 			}
-			if ferr == nil && r.LastXactTime == "" {
-				r.Failures = append(r.Failures, "the replayed WAL holds no committed transaction, so the RPO is unknown")
+			if ferr == nil && r.LastXactTime == "" && maxRPO > 0 {
+				r.Failures = append(r.Failures, "the replayed WAL holds no committed transaction, so the RPO is unknown and --max-rpo cannot be checked")
 			}
 			if maxRTO > 0 && r.RTOSecs > maxRTO.Seconds() {
 				r.Failures = append(r.Failures, fmt.Sprintf("RTO %.1fs exceeds --max-rto %s", r.RTOSecs, maxRTO))
@@ -133,7 +152,7 @@ binaries of the backup's major version.`,
 				r.Failures = append(r.Failures, fmt.Sprintf("RPO %s exceeds --max-rpo %s: the newest archived transaction is from %s", time.Duration(r.RPOSecs*float64(time.Second)).Round(time.Second), maxRPO, r.LastXactTime))
 			}
 			stop()
-			if keep {
+			if keep || !stopped {
 				r.KeptScratchPath = base
 			} else {
 				os.RemoveAll(base)
@@ -182,25 +201,6 @@ func scratchOr(s string) string {
 		return os.TempDir()
 	}
 	return s
-}
-
-// stopServer stops a server started on dest, if it runs.
-func stopServer(ctx context.Context, pgBin, dest string) {
-	if _, err := os.Stat(filepath.Join(dest, "postmaster.pid")); err != nil {
-		return
-	}
-	r := &serverRun{dest: dest, bin: pgBin}
-	if r.bin == "" {
-		if b, err := os.ReadFile(filepath.Join(dest, "PG_VERSION")); err == nil {
-			r.bin = "/usr/lib/postgresql/" + strings.TrimSpace(string(b)) + "/bin"
-		}
-	}
-	if fi, err := os.Stat(dest); err == nil {
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			r.uid, r.gid = int(st.Uid), int(st.Gid)
-		}
-	}
-	r.command(context.WithoutCancel(ctx), "stop", "-D", dest, "-m", "fast").Run()
 }
 
 // superusers are the role names to try for the checks: postgres, and the

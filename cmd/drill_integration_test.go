@@ -3,6 +3,7 @@ package cmd_test
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,7 +14,8 @@ import (
 
 // TestIntegrationRestoreDrill: restore-drill restores the newest backup into
 // a scratch folder, replays the archive to its end, runs its checks, reports
-// plausible RTO and RPO, and leaves nothing behind; --max-rpo trips once the
+// plausible RTO and RPO (also with a tablespace, restored inside the scratch
+// folder), and leaves nothing behind and no server running; --max-rpo trips once the
 // archive has gone quiet for longer than it; a corrupted part fails it.
 func TestIntegrationRestoreDrill(t *testing.T) {
 	bin := testenv.BuildTusk(t)
@@ -22,6 +24,8 @@ func TestIntegrationRestoreDrill(t *testing.T) {
 	pg := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: bin + " wal-push %p", Env: env})
 	envPG := append(append([]string{}, env...), pg.Env()...)
 	pgbench(t, pg, "-i", "-s", "2", "-q")
+	pg.SQL(t, "CREATE TABLESPACE ts LOCATION '"+testenv.ServerTempDir(t)+"'")
+	pg.SQL(t, "CREATE TABLE in_ts TABLESPACE ts AS SELECT g FROM generate_series(1, 1000) g")
 	if out, stderr, code := run(t, bin, envPG, "backup-push", pg.DataDir); code != 0 {
 		t.Fatalf("backup-push: exit %d\n%s%s", code, out, stderr)
 	}
@@ -34,7 +38,8 @@ func TestIntegrationRestoreDrill(t *testing.T) {
 
 	scratch := testenv.ServerTempDir(t)
 	out, stderr, code := run(t, bin, env, "restore-drill", "--scratch", scratch, "--json",
-		"--sql", "SELECT n FROM drill_mark WHERE n = 42", "--max-rto", "10m", "--max-rpo", "10m")
+		"--sql", "SELECT n FROM drill_mark WHERE n = 42", "--sql", "SELECT count(*) FROM in_ts HAVING count(*) = 1000",
+		"--max-rto", "10m", "--max-rpo", "10m")
 	if code != 0 {
 		t.Fatalf("restore-drill: exit %d\n%s%s", code, out, stderr)
 	}
@@ -55,7 +60,7 @@ func TestIntegrationRestoreDrill(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatal(err)
 	}
-	if !r.OK || r.Backup == "" || len(r.Checks) != 3 || r.Relations < 100 || r.Segments < 1 {
+	if !r.OK || r.Backup == "" || len(r.Checks) != 4 || r.Relations < 100 || r.Segments < 1 {
 		t.Fatalf("drill report: %+v", r)
 	}
 	if r.RTO <= 0 || r.RTO < r.Restore || r.RTO > 300 {
@@ -66,6 +71,9 @@ func TestIntegrationRestoreDrill(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(scratch, "tusk-drill-*")); len(left) != 0 {
 		t.Fatalf("restore-drill left %v", left)
+	}
+	if out, _ := exec.Command("pgrep", "-f", "postgres -D "+scratch).Output(); len(out) != 0 {
+		t.Fatalf("restore-drill left a server running: %s", out)
 	}
 
 	// The archive has been quiet for a few seconds: --max-rpo 1s trips.

@@ -330,7 +330,8 @@ func (a *Archive) Check(backups []basebackup.Meta, srv *Server) Result {
 		// Segments the archiver reports archived must be in the archive;
 		// later ones before the current segment are still waiting.
 		var last, cur uint64
-		if la, err := archive.ParseName(srv.LastArchived); err == nil && la.Kind == archive.Segment && la.Timeline == target.ID {
+		// A .backup file is archived after the segment it names.
+		if la, err := archive.ParseName(srv.LastArchived); err == nil && (la.Kind == archive.Segment || la.Kind == archive.BackupHistory) && la.Timeline == target.ID {
 			last = position(la, a.segSize)
 		}
 		if c, err := archive.ParseName(srv.Current); err == nil && c.Timeline == target.ID {
