@@ -182,9 +182,8 @@ func (v *verified) copyTo(w io.Writer) (int64, error) {
 	return n, nil
 }
 
-// SegmentRange lists the WAL files a backup from segment first to segment
-// last needs: every segment on first's timeline, and when last is on a
-// later timeline, last itself and that timeline's history file.
+// SegmentRange lists the segments from first to last, both on one timeline
+// (verify.BackupWAL handles a backup that crossed a timeline switch).
 func SegmentRange(first, last string, segSize uint64) ([]string, error) {
 	a, err := ParseName(first)
 	if err != nil || a.Kind != Segment {
@@ -199,16 +198,12 @@ func SegmentRange(first, last string, segSize uint64) ([]string, error) {
 	}
 	segsPerLog := uint32((1 << 32) / segSize)
 	pos := func(n Name) uint64 { return uint64(n.Log)*uint64(segsPerLog) + uint64(n.Seg) }
-	if pos(b) < pos(a) || pos(b)-pos(a) > 1<<20 {
+	if b.Timeline != a.Timeline || pos(b) < pos(a) || pos(b)-pos(a) > 1<<20 {
 		return nil, fmt.Errorf("WAL range %s to %s is not a backup's", first, last)
 	}
 	var out []string
 	for d := 0; d <= int(pos(b)-pos(a)); d++ {
 		out = append(out, a.SegmentFile(d, segsPerLog))
-	}
-	if b.Timeline != a.Timeline {
-		out[len(out)-1] = last
-		out = append(out, fmt.Sprintf("%08X.history", b.Timeline))
 	}
 	return out, nil
 }

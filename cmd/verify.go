@@ -16,6 +16,7 @@ import (
 	"github.com/tusk-backup/tusk/archive"
 	"github.com/tusk-backup/tusk/basebackup"
 	"github.com/tusk-backup/tusk/storage"
+	"github.com/tusk-backup/tusk/verify"
 )
 
 // verifyResult is one backup's verdict, as verify --json prints it.
@@ -145,7 +146,7 @@ there is any. Parts are read TUSK_DOWNLOAD_CONCURRENCY at a time.`,
 // the archive and intact, concurrency at a time, and returns a problem per
 // missing or corrupt one.
 func verifyWAL(c *cobra.Command, st storage.Storage, m basebackup.Meta, concurrency int, line *progressLine) ([]basebackup.Problem, int, error) {
-	names, err := archive.SegmentRange(m.StartWAL, m.EndWAL, m.SegSize)
+	names, err := verify.BackupWAL(c.Context(), st, m)
 	if err != nil {
 		return []basebackup.Problem{{Object: basebackup.MetaKey(m.Name), Error: err.Error()}}, 0, nil
 	}

@@ -350,3 +350,55 @@ func (a *Archive) Check(backups []basebackup.Meta, srv *Server) Result {
 	r.OK = len(r.Missing) == 0 && len(r.Problems) == 0
 	return r
 }
+
+// BackupWAL lists the WAL files backup m needs, from its start segment to
+// its end segment. When the backup ended on a later timeline than it started
+// (a standby promoted during the backup), each segment comes from the
+// timeline recovery would read it from, following the end timeline's
+// history file, which is listed too.
+func BackupWAL(ctx context.Context, st storage.Storage, m basebackup.Meta) ([]string, error) {
+	start, err1 := archive.ParseName(m.StartWAL)
+	end, err2 := archive.ParseName(m.EndWAL)
+	if err1 != nil || err2 != nil || start.Kind != archive.Segment || end.Kind != archive.Segment {
+		return nil, fmt.Errorf("backup %s: start %q or end %q is not a WAL segment name", m.Name, m.StartWAL, m.EndWAL)
+	}
+	if start.Timeline == end.Timeline {
+		return archive.SegmentRange(m.StartWAL, m.EndWAL, m.SegSize)
+	}
+	segSize := m.SegSize
+	if segSize == 0 {
+		segSize = defaultSegSize
+	}
+	hist := fmt.Sprintf("%08X.history", end.Timeline)
+	var buf bytes.Buffer
+	if _, err := (&archive.Archive{Store: st}).Check(ctx, hist, &buf); err != nil {
+		if errors.Is(err, storage.ErrNotFound) || errors.Is(err, archive.ErrCorrupt) {
+			// Report the history file itself as what is missing.
+			return []string{hist}, nil
+		}
+		return nil, err
+	}
+	h, err := parseHistory(&buf)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", hist, err)
+	}
+	path, begin := []uint32{}, []uint64{}
+	prev := uint64(0)
+	for _, b := range h {
+		path, begin = append(path, b.tli), append(begin, prev)
+		prev = b.end / segSize
+	}
+	path, begin = append(path, end.Timeline), append(begin, prev)
+	out := []string{hist}
+	for p := position(start, segSize); p <= position(end, segSize); p++ {
+		tli := path[0]
+		for i := len(path) - 1; i >= 0; i-- {
+			if begin[i] <= p {
+				tli = path[i]
+				break
+			}
+		}
+		out = append(out, segName(tli, p, segSize))
+	}
+	return out, nil
+}

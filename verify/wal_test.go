@@ -1,11 +1,17 @@
 package verify
 
 import (
+	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/tusk-backup/tusk/archive"
 	"github.com/tusk-backup/tusk/basebackup"
+	"github.com/tusk-backup/tusk/compress"
+	"github.com/tusk-backup/tusk/storage/local"
 )
 
 func TestParseHistory(t *testing.T) {
@@ -93,5 +99,37 @@ func TestRuns(t *testing.T) {
 	have, gaps := runs(1, []uint64{1, 2, 3, 7, 9, 10}, defaultSegSize)
 	if len(have) != 3 || have[0].Count != 3 || len(gaps) != 2 || gaps[0].First != "000000010000000000000004" || gaps[0].Count != 3 {
 		t.Fatalf("have %v gaps %v", have, gaps)
+	}
+}
+
+// TestBackupWAL: a backup that started on timeline 1 and ended on timeline 2
+// (a standby promoted during the backup) needs each segment from the
+// timeline recovery reads it from, and timeline 2's history file.
+func TestBackupWAL(t *testing.T) {
+	st, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	hist := filepath.Join(dir, "00000002.history")
+	os.WriteFile(hist, []byte("1\t0/6000100\tno recovery target specified\n"), 0o600)
+	a := &archive.Archive{Store: st, Codec: compress.Default, Log: slog.New(slog.DiscardHandler)}
+	m := basebackup.Meta{Name: "b", StartWAL: "000000010000000000000004", EndWAL: "000000020000000000000008", SegSize: defaultSegSize}
+	got, err := BackupWAL(t.Context(), st, m)
+	if err != nil || !slices.Equal(got, []string{"00000002.history"}) {
+		t.Fatalf("without the history file: %v %v", got, err)
+	}
+	if _, err := a.Push(t.Context(), hist, archive.PushOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err = BackupWAL(t.Context(), st, m)
+	want := []string{"00000002.history", "000000010000000000000004", "000000010000000000000005",
+		"000000020000000000000006", "000000020000000000000007", "000000020000000000000008"}
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("got %v %v, want %v", got, err, want)
+	}
+	m.EndWAL = "000000010000000000000006"
+	if got, _ := BackupWAL(t.Context(), st, m); len(got) != 3 {
+		t.Fatalf("one timeline: %v", got)
 	}
 }
