@@ -23,6 +23,9 @@ const replayLimit = 15 * time.Minute
 // once with each restore_command (see replayReport.render) and reports the
 // seconds each takes, and tusk's time over cp's. b.N is ignored: run it with
 // -benchtime 1x.
+// replayRounds is how many times each restore_command replays the corpus.
+const replayRounds = 2
+
 func BenchmarkWALReplay(b *testing.B) {
 	c := loadCorpus(b)
 	tusk := buildTusk(b)
@@ -50,8 +53,11 @@ func BenchmarkWALReplay(b *testing.B) {
 	syscall.Sync()
 	b.ResetTimer()
 
-	var runs []replayRun
-	for _, v := range []struct {
+	// Two rounds, the variants interleaved, and the faster run of each
+	// counts: on this kind of VM whichever run first writes a gigabyte into
+	// the page cache pays several times the cost, and cp's single run moved
+	// between 3.3 and 7.1 s from one make bench to the next.
+	variants := []struct {
 		label, metric, command, shown string
 		repo                          *tuskRepo
 	}{
@@ -59,15 +65,27 @@ func BenchmarkWALReplay(b *testing.B) {
 		{"tusk (folder)", "tusk-folder", tusk + " wal-fetch %f %p", "TUSK_REPO=file://$REPO tusk wal-fetch %f %p", folder},
 		{"tusk (MinIO)", "tusk-minio", tusk + " wal-fetch %f %p",
 			"TUSK_REPO=s3://BUCKET/replay/ AWS_ENDPOINT=http://127.0.0.1:PORT tusk wal-fetch %f %p", s3},
-	} {
-		if !selected(v.metric) {
-			continue
+	}
+	best := map[string]replayRun{}
+	for round := 1; round <= replayRounds; round++ {
+		for _, v := range variants {
+			if !selected(v.metric) {
+				continue
+			}
+			r := replay(b, c, v.command, v.repo)
+			r.Label, r.Metric, r.Command = v.label, v.metric, v.shown
+			if old, ok := best[v.metric]; !ok || r.Elapsed < old.Elapsed {
+				best[v.metric] = r
+			}
+			b.Logf("round %d: %-20s %6.1f s", round, v.label, r.Elapsed.Seconds())
+			syscall.Sync()
 		}
-		r := replay(b, c, v.command, v.repo)
-		r.Label, r.Metric, r.Command = v.label, v.metric, v.shown
-		runs = append(runs, r)
-		b.Logf("%-20s %6.1f s", v.label, r.Elapsed.Seconds())
-		syscall.Sync()
+	}
+	var runs []replayRun
+	for _, v := range variants {
+		if r, ok := best[v.metric]; ok {
+			runs = append(runs, r)
+		}
 	}
 	b.StopTimer()
 
@@ -84,6 +102,7 @@ func BenchmarkWALReplay(b *testing.B) {
 			"The tusk repositories were filled by tusk wal-push (default codec) just before; `TUSK_SPOOL_DIR` " +
 				"is a fresh scratch folder per repository, and prefetch is at its default.",
 			"Everything is read from the page cache: the segments and repositories were written or read just before.",
+			fmt.Sprintf("Each command runs %d times, the commands interleaved; the table shows each one's faster run.", replayRounds),
 			"Segments from tusk's prefetch: wal-fetch's log lines in the server log, " +
 				"\"wal restored from prefetch\" out of those and \"wal restored\" (downloaded by the call itself).",
 		},
