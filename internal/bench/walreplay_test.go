@@ -192,8 +192,34 @@ func replay(b *testing.B, c *corpus, restoreCommand string, repo *tuskRepo) repl
 			b.Fatal(err)
 		}
 		run.Prefetched, run.Fetched = countRestores(pg.LogFile)
+		if n, total := prefetchWaits(pg.LogFile); n > 0 {
+			b.Logf("%s: wal-fetch waited for the prefetcher %d times, %.2f s in all", repo.url, n, total.Seconds())
+		}
 	}
 	return run
+}
+
+// prefetchWaits sums the waits wal-fetch logged for a prefetcher that was
+// behind ("waited for the prefetcher ... waited=12ms").
+func prefetchWaits(logFile string) (n int, total time.Duration) {
+	data, err := os.ReadFile(logFile)
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if !strings.Contains(line, `msg="waited for the prefetcher"`) {
+			continue
+		}
+		_, v, ok := strings.Cut(line, "waited=")
+		if !ok {
+			continue
+		}
+		if d, err := time.ParseDuration(strings.Fields(v)[0]); err == nil {
+			n++
+			total += d
+		}
+	}
+	return n, total
 }
 
 // countRestores counts, in a server log, the segments tusk wal-fetch logged
