@@ -214,10 +214,21 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// unpack writes one part's tar entries under root.
-func unpack(r io.Reader, root string, p Part, spaces map[string]string, done *atomic.Int64, progress func(int64, int64), total int64) error {
+// tarEntry is one entry of a part that a restore accepts.
+type tarEntry struct {
+	hdr    *tar.Header
+	target string    // where it lands under root
+	link   string    // for a symlink, what it points to
+	data   io.Reader // for a regular file, its bytes
+}
+
+// eachEntry reads a part's tar entries and hands fn those a restore accepts:
+// folders, regular files and symlinks that land, and point, inside root
+// (tablespace links to their mapped folders). Anything else is ErrCorrupt.
+// unpack and Verify both read parts through it, so verify accepts exactly
+// what a restore does.
+func eachEntry(r io.Reader, root string, p Part, spaces map[string]string, fn func(tarEntry) error) error {
 	tr := tar.NewReader(r)
-	last := time.Now()
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -230,38 +241,55 @@ func unpack(r io.Reader, root string, p Part, spaces map[string]string, done *at
 		if err != nil {
 			return err
 		}
+		e := tarEntry{hdr: hdr, target: target}
 		switch hdr.Typeflag {
 		case tar.TypeDir:
-			if err := os.MkdirAll(target, 0o700); err != nil {
-				return err
-			}
 		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(target), 0o700); err != nil {
-				return err
-			}
-			if err := writeEntry(target, hdr, tr); err != nil {
-				return err
-			}
-			done.Add(hdr.Size)
+			e.data = tr
 		case tar.TypeSymlink:
-			link, err := symlinkTarget(root, hdr, p.Archive, spaces)
-			if err != nil {
-				return err
-			}
-			if err := os.MkdirAll(filepath.Dir(target), 0o700); err != nil {
-				return err
-			}
-			if err := os.Symlink(link, target); err != nil {
+			if e.link, err = symlinkTarget(root, hdr, p.Archive, spaces); err != nil {
 				return err
 			}
 		default:
 			return fmt.Errorf("%w: entry %s has type %q, which a base backup never holds", ErrCorrupt, hdr.Name, hdr.Typeflag)
 		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+}
+
+// unpack writes one part's tar entries under root.
+func unpack(r io.Reader, root string, p Part, spaces map[string]string, done *atomic.Int64, progress func(int64, int64), total int64) error {
+	last := time.Now()
+	return eachEntry(r, root, p, spaces, func(e tarEntry) error {
+		switch e.hdr.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(e.target, 0o700); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(e.target), 0o700); err != nil {
+				return err
+			}
+			if err := writeEntry(e.target, e.hdr, e.data); err != nil {
+				return err
+			}
+			done.Add(e.hdr.Size)
+		case tar.TypeSymlink:
+			if err := os.MkdirAll(filepath.Dir(e.target), 0o700); err != nil {
+				return err
+			}
+			if err := os.Symlink(e.link, e.target); err != nil {
+				return err
+			}
+		}
 		if progress != nil && time.Since(last) > 200*time.Millisecond {
 			last = time.Now()
 			progress(done.Load(), total)
 		}
-	}
+		return nil
+	})
 }
 
 // safePath joins name to root and refuses anything that would land

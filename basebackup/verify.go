@@ -117,53 +117,37 @@ func sortOut(ctx context.Context, key string, err error, report func(string, err
 	return err
 }
 
-// scan reads one part's tar entries as unpack does, writing nothing.
+// scan reads one part's tar entries as unpack does (eachEntry), writing
+// nothing.
 func scan(r io.Reader, p Part, spaces map[string]string, files *fileSums, deep bool, done *atomic.Int64, progress func(int64, int64), total int64) error {
-	tr := tar.NewReader(r)
 	prefix := ""
 	if p.Archive != "base" {
 		prefix = "pg_tblspc/" + p.Archive + "/"
 	}
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
+	return eachEntry(r, "/verify", p, spaces, func(e tarEntry) error {
+		if e.data == nil {
 			return nil
 		}
+		h := crc32.New(castagnoli)
+		var w io.Writer = io.Discard
+		if deep {
+			w = h
+		}
+		n, err := io.Copy(w, e.data)
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrCorrupt, err)
+			return fmt.Errorf("%w: %s: %v", ErrCorrupt, e.hdr.Name, err)
 		}
-		if _, err := safePath("/verify", hdr.Name); err != nil {
-			return err
-		}
-		switch hdr.Typeflag {
-		case tar.TypeDir:
-		case tar.TypeSymlink:
-			if _, err := symlinkTarget("/verify", hdr, p.Archive, spaces); err != nil {
+		done.Add(n)
+		if deep {
+			if err := files.add(prefix+path.Clean(e.hdr.Name), e.hdr, n, h.Sum32()); err != nil {
 				return err
 			}
-		case tar.TypeReg:
-			h := crc32.New(castagnoli)
-			var w io.Writer = io.Discard
-			if deep {
-				w = h
-			}
-			n, err := io.Copy(w, tr)
-			if err != nil {
-				return fmt.Errorf("%w: %s: %v", ErrCorrupt, hdr.Name, err)
-			}
-			done.Add(n)
-			if deep {
-				if err := files.add(prefix+path.Clean(hdr.Name), hdr, n, h.Sum32()); err != nil {
-					return err
-				}
-			}
-			if progress != nil {
-				progress(done.Load(), total)
-			}
-		default:
-			return fmt.Errorf("%w: entry %s has type %q, which a base backup never holds", ErrCorrupt, hdr.Name, hdr.Typeflag)
 		}
-	}
+		if progress != nil {
+			progress(done.Load(), total)
+		}
+		return nil
+	})
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
