@@ -17,8 +17,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := cmd.Execute(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	stopProfile()
 	os.Exit(exitCode(err, os.Stderr))
 }
+
+// stopProfile ends a CPU profile started by a tuskprofile build (profile.go).
+var stopProfile = func() {}
 
 // exitCode is the one place that turns an error into a process exit code and
 // prints it as one sentence on stderr.

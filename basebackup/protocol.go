@@ -136,6 +136,9 @@ type Tablespace struct {
 type StreamOptions struct {
 	Label  string
 	Spread bool // CHECKPOINT 'spread' instead of 'fast'
+	// NoWait sends WAIT false: the server does not wait for the backup's
+	// WAL to be archived, and the caller must (waitArchived).
+	NoWait bool
 }
 
 // Handler receives a backup stream's events in order, in the caller's
@@ -163,8 +166,12 @@ func Stream(ctx context.Context, conn *pgconn.PgConn, opts StreamOptions, h Hand
 		checkpoint = "spread"
 	}
 	label := strings.ReplaceAll(opts.Label, "'", "''")
+	wait := "true"
+	if opts.NoWait {
+		wait = "false"
+	}
 	sql := fmt.Sprintf("BASE_BACKUP (LABEL '%s', PROGRESS, CHECKPOINT '%s', MANIFEST 'yes', "+
-		"MANIFEST_CHECKSUMS 'CRC32C', WAIT true)", label, checkpoint)
+		"MANIFEST_CHECKSUMS 'CRC32C', WAIT %s)", label, checkpoint, wait)
 	conn.Frontend().Send(&pgproto3.Query{String: sql})
 	if err := conn.Frontend().Flush(); err != nil {
 		return res, fmt.Errorf("send BASE_BACKUP: %w", err)

@@ -40,8 +40,9 @@ type PushOptions struct {
 	Log         *slog.Logger
 	// Progress, if set, is called from the stream's goroutine as the
 	// server reports progress.
-	Progress func(Progress)
-	now      func() time.Time
+	Progress    func(Progress)
+	now         func() time.Time
+	archiveWait archiveWait
 }
 
 // Progress is a running backup's state.
@@ -51,6 +52,9 @@ type Progress struct {
 	Stored  int64 // compressed bytes durably stored
 	Elapsed time.Duration
 	Name    string
+	// WaitingWAL, once the data is sent, is the WAL segment the backup
+	// waits for to be archived.
+	WaitingWAL string
 }
 
 // Push takes a base backup over conn (a replication=database connection)
@@ -65,6 +69,9 @@ func Push(ctx context.Context, conn *pgconn.PgConn, sys System, opts PushOptions
 		opts.PartSize = 64 << 20
 	}
 	opts.Concurrency = max(opts.Concurrency, 1)
+	if opts.archiveWait == (archiveWait{}) {
+		opts.archiveWait = defaultArchiveWait
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(opts.Concurrency) // parts uploading at once
 	u := &uploader{
@@ -83,15 +90,38 @@ func Push(ctx context.Context, conn *pgconn.PgConn, sys System, opts PushOptions
 			Permanent:   opts.Permanent,
 		},
 	}
-	res, err := Stream(gctx, conn, StreamOptions{Label: "tusk", Spread: opts.Spread}, u)
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+		u.opts.Log = opts.Log
+	}
+	t0 := time.Now()
+	res, err := Stream(gctx, conn, StreamOptions{Label: "tusk", Spread: opts.Spread, NoWait: true}, u)
 	if err == nil {
 		err = u.endArchive()
+		opts.Log.Debug("server ended the backup", "seconds", time.Since(t0).Seconds())
+	}
+	if err == nil {
+		// The parts finish uploading meanwhile.
+		m := u.meta
+		m.EndLSN, m.EndTLI = res.End, res.EndTLI
+		m.EndWAL = (res.End - 1).SegmentName(res.EndTLI, sys.SegSize)
+		server := func(ctx context.Context) (Archiver, error) { return ArchiverState(ctx, conn) }
+		err = waitArchived(gctx, server, opts.Store, m, opts.archiveWait, opts.Log.Warn, func(seg string) {
+			if opts.Progress != nil {
+				opts.Progress(Progress{Name: m.Name, Elapsed: time.Since(u.started), Stored: u.stored.Load(),
+					Sent: u.sent, Total: u.total, WaitingWAL: seg})
+			}
+		})
+		opts.Log.Debug("the backup's WAL is archived", "seconds", time.Since(t0).Seconds())
 	}
 	if err != nil {
 		u.abort(err)
 	}
 	if werr := g.Wait(); err == nil {
 		err = werr
+	}
+	if err == nil {
+		opts.Log.Debug("every part stored", "seconds", time.Since(t0).Seconds())
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -172,11 +202,13 @@ type uploader struct {
 	parts    []Part
 	stored   atomic.Int64
 	started  time.Time
+	sent     int64 // what the server last said it had sent
 	manifest *partWriter
 }
 
 func (u *uploader) Begin(start LSN, tli uint32, spaces []Tablespace) error {
 	u.started = time.Now()
+	u.opts.Log.Debug("checkpoint done, data follows", "start_lsn", start.String())
 	u.meta.StartLSN, u.meta.StartTLI = start, tli
 	u.meta.StartWAL = start.SegmentName(tli, u.sys.SegSize)
 	u.meta.Name = "base_" + u.meta.StartWAL + "_" + u.meta.StartTime.Format("20060102T150405Z")
@@ -228,6 +260,7 @@ func (u *uploader) Data(p []byte) error {
 }
 
 func (u *uploader) Manifest() error {
+	u.opts.Log.Debug("data received, manifest follows", "seconds", time.Since(u.started).Seconds())
 	if err := u.endArchive(); err != nil {
 		return err
 	}
@@ -240,6 +273,7 @@ func (u *uploader) Manifest() error {
 }
 
 func (u *uploader) Progress(sent int64) {
+	u.sent = sent
 	if u.opts.Progress != nil {
 		u.opts.Progress(Progress{Sent: sent, Total: u.total, Stored: u.stored.Load(),
 			Elapsed: time.Since(u.started), Name: u.meta.Name})

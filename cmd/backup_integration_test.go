@@ -331,23 +331,26 @@ func TestIntegrationBackupFailures(t *testing.T) {
 	}
 }
 
-// TestIntegrationBackupNeedsArchiving: BASE_BACKUP waits for its WAL to be
-// archived, so backup-push refuses, in one sentence, a server whose
+// TestIntegrationBackupNeedsArchiving: a backup waits for its WAL to be in
+// the repository, so backup-push refuses, in one sentence, a server whose
 // archiving is off or failing instead of hanging or taking a backup that
-// cannot be restored.
+// cannot be restored, and fails once the server has archived the backup's
+// WAL somewhere else.
 func TestIntegrationBackupNeedsArchiving(t *testing.T) {
 	bin := testenv.BuildTusk(t)
 	repo := []string{"TUSK_REPO=file://" + testenv.ServerTempDir(t)}
+	other := testenv.ServerTempDir(t)
 	for _, c := range []struct {
 		name, archiveCommand, want string
 	}{
 		{"archive_mode off", "", "archive_mode is off"},
 		{"archiving failing", "false", "WAL archiving is failing"},
+		{"archived elsewhere", "TUSK_REPO=file://" + other + " " + bin + " wal-push %p", "archive_command stores WAL somewhere else"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			pg := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: c.archiveCommand})
-			if c.archiveCommand != "" {
+			if c.archiveCommand == "false" {
 				pg.SQL(t, "CREATE TABLE x AS SELECT 1; SELECT pg_switch_wal()")
 				waitFor(t, time.Minute, func() bool {
 					n, err := pg.TrySQL(t.Context(), "SELECT failed_count FROM pg_stat_archiver")
@@ -357,6 +360,9 @@ func TestIntegrationBackupNeedsArchiving(t *testing.T) {
 			_, stderr, code := run(t, bin, append(append([]string{}, repo...), pg.Env()...), "backup-push")
 			if code != 1 || !strings.Contains(errorLine(t, stderr), c.want) {
 				t.Fatalf("exit %d, want 1 and %q: %s", code, c.want, stderr)
+			}
+			if list, _, _ := run(t, bin, repo, "backup-list"); strings.Contains(list, "base_") {
+				t.Fatalf("a failed backup-push left a listed backup:\n%s", list)
 			}
 		})
 	}

@@ -128,6 +128,11 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 		Permanent:   o.permanent,
 		Log:         log,
 		Progress: func(p basebackup.Progress) {
+			if p.WaitingWAL != "" {
+				line.show("backup %s: %s sent, %s stored, waiting for WAL segment %s to be archived (%s)",
+					p.Name, bytesString(p.Sent), bytesString(p.Stored), p.WaitingWAL, p.Elapsed.Round(time.Second))
+				return
+			}
 			eta := ""
 			if p.Total > 0 && p.Sent > 0 && p.Sent < p.Total {
 				left := time.Duration(float64(p.Elapsed) * float64(p.Total-p.Sent) / float64(p.Sent))

@@ -52,7 +52,7 @@ func connect(ctx context.Context, pg PGSettings, override string, replication bo
 	if pg.Password != "" && override == "" {
 		cfg.Password = pg.Password
 	}
-	// Read the socket through a large buffer: a base backup arrives as 64 kB
+	// Read the socket through a large buffer: a base backup arrives as 32 kB
 	// CopyData messages, which pgproto3 alone reads with two or more
 	// syscalls each.
 	cfg.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {

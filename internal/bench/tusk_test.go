@@ -61,6 +61,20 @@ func (r *tuskRepo) objects(b *testing.B) (names []string, size int64) {
 	return minioObjects(b, r.minio, r.prefix)
 }
 
+// backupsSize is the size of the repository's base backups, WAL left out.
+func (r *tuskRepo) backupsSize(b *testing.B) int64 {
+	b.Helper()
+	if r.minio == nil {
+		size, err := treeSize(filepath.Join(r.folder, "backups"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return size
+	}
+	_, size := minioObjects(b, r.minio, r.prefix+"backups/")
+	return size
+}
+
 // minioObjects returns the base names and total size of the objects under
 // prefix in m's bucket.
 func minioObjects(b *testing.B, m *testenv.MinIO, prefix string) (names []string, size int64) {
