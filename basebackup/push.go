@@ -342,9 +342,11 @@ type partWriter struct {
 	closed bool
 }
 
+// Chunks are as long as an s2 block, so the default codec encodes them
+// where they are, without copying them again.
 const (
-	chunkSize      = 256 << 10
-	chunksInFlight = 8 // per part: memory chunksInFlight × chunkSize
+	chunkSize      = 1 << 20
+	chunksInFlight = 4 // per part: memory chunksInFlight × chunkSize
 )
 
 func (u *uploader) newPart(archive string, seq int, key string) (*partWriter, error) {

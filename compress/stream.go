@@ -58,14 +58,14 @@ func (c Codec) newWriter(w io.Writer, t tuning) (io.WriteCloser, error) {
 	case methodZstd:
 		return newZstdWriter(w, zstdLevel(c.level), t.pool)
 	case methodS2:
-		opts := []s2.WriterOption{s2.WriterConcurrency(t.s2Concurrency), s2.WriterAddIndex()}
+		opts := []s2.WriterOption{s2.WriterConcurrency(t.s2Concurrency), s2.WriterAddIndex(), s2.WriterBlockSize(s2BlockSize)}
 		switch c.level {
 		case s2Better:
 			opts = append(opts, s2.WriterBetterCompression())
 		case s2Best:
 			opts = append(opts, s2.WriterBestCompression())
 		}
-		enc := &s2Writer{Writer: s2.NewWriter(w, opts...)}
+		enc := &s2Writer{Writer: s2.NewWriter(w, opts...), direct: t.s2Concurrency == 1}
 		return &writer{w: enc, close: enc.Close}, nil
 	case methodGzip:
 		enc, err := gzip.NewWriterLevel(w, c.level)
@@ -111,13 +111,27 @@ func (w *writer) Close() error {
 // readers skip, brings the identifier first.
 type s2Writer struct {
 	*s2.Writer
-	wrote bool
+	wrote  bool
+	direct bool // encoding is synchronous, so Write may encode from p
 }
 
 func (w *s2Writer) Write(p []byte) (int, error) {
 	w.wrote = w.wrote || len(p) > 0
+	if w.direct && len(p) >= s2BlockSize {
+		// A whole block or more: encode straight from p (with concurrency
+		// 1, EncodeBuffer is done with p when it returns) instead of
+		// copying it into the writer's block buffer first. Blocks stay
+		// s2BlockSize long but for the last piece of p.
+		if err := w.Writer.EncodeBuffer(p); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
 	return w.Writer.Write(p)
 }
+
+// s2BlockSize is the s2 block size (s2.Writer's default).
+const s2BlockSize = 1 << 20
 
 func (w *s2Writer) Close() error {
 	if !w.wrote {
