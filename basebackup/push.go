@@ -102,17 +102,18 @@ func Push(ctx context.Context, conn *pgconn.PgConn, sys System, opts PushOptions
 	}
 	if err == nil {
 		// The parts finish uploading meanwhile.
-		m := u.meta
-		m.EndLSN, m.EndTLI = res.End, res.EndTLI
-		m.EndWAL = (res.End - 1).SegmentName(res.EndTLI, sys.SegSize)
+		u.meta.EndLSN, u.meta.EndTLI = res.End, res.EndTLI
+		u.meta.EndWAL = (res.End - 1).SegmentName(res.EndTLI, sys.SegSize)
 		server := func(ctx context.Context) (Archiver, error) { return ArchiverState(ctx, conn) }
-		err = waitArchived(gctx, server, opts.Store, m, opts.archiveWait, opts.Log.Warn, func(seg string) {
+		err = waitArchived(gctx, server, opts.Store, u.meta, opts.archiveWait, opts.Log.Warn, func(seg string) {
 			if opts.Progress != nil {
-				opts.Progress(Progress{Name: m.Name, Elapsed: time.Since(u.started), Stored: u.stored.Load(),
+				opts.Progress(Progress{Name: u.meta.Name, Elapsed: time.Since(u.started), Stored: u.stored.Load(),
 					Sent: u.sent, Total: u.total, WaitingWAL: seg})
 			}
 		})
-		opts.Log.Debug("the backup's WAL is archived", "seconds", time.Since(t0).Seconds())
+		if err == nil {
+			opts.Log.Debug("the backup's WAL is archived", "seconds", time.Since(t0).Seconds())
+		}
 	}
 	if err != nil {
 		u.abort(err)
@@ -133,8 +134,6 @@ func Push(ctx context.Context, conn *pgconn.PgConn, sys System, opts PushOptions
 		return Meta{}, fmt.Errorf("backup %s: %w", u.meta.Name, err)
 	}
 	m := u.meta
-	m.EndLSN, m.EndTLI = res.End, res.EndTLI
-	m.EndWAL = (res.End - 1).SegmentName(res.EndTLI, sys.SegSize)
 	m.FinishTime = opts.now().UTC()
 	u.mu.Lock()
 	m.Parts = u.parts
