@@ -84,6 +84,9 @@ type replayRun struct {
 	// taken from its prefetch spool and as downloaded itself; both are 0
 	// when not known.
 	Prefetched, Fetched int
+	// All is every run's time when the command ran several times; Elapsed
+	// is then their median.
+	All []time.Duration
 }
 
 // pushReport is what BenchmarkWALPush writes into BENCHMARKS.md.
@@ -181,8 +184,8 @@ func (p replayReport) render() string {
 		"checked to have replayed to the end of the corpus.\n\n")
 	writeFacts(&b, p.Machine, p.Corpus)
 	base, haveBase := findRun(p.Runs, p.Baseline)
-	b.WriteString("| restore_command | seconds | WAL MB/s | × " + baseLabel(base.Label, haveBase) + " | segments from tusk's prefetch |\n")
-	b.WriteString("| --- | ---: | ---: | ---: | ---: |\n")
+	b.WriteString("| restore_command | seconds | WAL MB/s | × " + baseLabel(base.Label, haveBase) + " | segments from tusk's prefetch | every run, seconds |\n")
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | --- |\n")
 	for _, r := range p.Runs {
 		rel := "–"
 		if haveBase && base.Elapsed > 0 {
@@ -196,7 +199,11 @@ func (p replayReport) render() string {
 		if n := r.Prefetched + r.Fetched; n > 0 {
 			prefetched = fmt.Sprintf("%d of %d", r.Prefetched, n)
 		}
-		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %s | %s |\n", r.Label, r.Elapsed.Seconds(), mbps, rel, prefetched)
+		all := make([]string, len(r.All))
+		for i, d := range r.All {
+			all[i] = fmt.Sprintf("%.1f", d.Seconds())
+		}
+		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %s | %s | %s |\n", r.Label, r.Elapsed.Seconds(), mbps, rel, prefetched, strings.Join(all, ", "))
 	}
 	b.WriteString("\n")
 	writeRatios(&b, "Time ratios (lower is better for tusk)", p.Ratios)

@@ -90,14 +90,15 @@ func TestRenderReplayReport(t *testing.T) {
 		Corpus: corpusFacts{Segments: 4, Bytes: 4 * segmentSize, First: "A", Last: "B"},
 		Runs: []replayRun{
 			{Label: "cp", Metric: "cp", Command: "cp", Elapsed: 10 * time.Second, WALBytes: 100e6},
-			{Label: "tusk", Metric: "tusk", Command: "tusk", Elapsed: 11 * time.Second, WALBytes: 100e6, Prefetched: 3, Fetched: 1},
+			{Label: "tusk", Metric: "tusk", Command: "tusk", Elapsed: 11 * time.Second, WALBytes: 100e6, Prefetched: 3, Fetched: 1,
+				All: []time.Duration{9 * time.Second, 11 * time.Second, 12 * time.Second}},
 		},
 		Baseline: "cp",
 	}
 	got := r.render()
 	for _, want := range []string{
-		"| cp | 10.0 | 10.0 | 1.00 | – |",
-		"| tusk | 11.0 | 9.1 | 1.10 | 3 of 4 |",
+		"| cp | 10.0 | 10.0 | 1.00 | – |  |",
+		"| tusk | 11.0 | 9.1 | 1.10 | 3 of 4 | 9.0, 11.0, 12.0 |",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("report lacks %q:\n%s", want, got)
