@@ -114,6 +114,11 @@ func BenchmarkWALReplay(b *testing.B) {
 				"is a fresh scratch folder per repository, and prefetch is at its default.",
 			"Everything is read from the page cache: the segments and repositories were written or read just before.",
 			fmt.Sprintf("Each command runs %d times, the commands interleaved and their order rotated every round; the table shows each one's median run (its prefetch count too) and every run's time, fastest first.", replayRounds),
+			"cp reads 1.2 GB of plain segments, tusk about 180 MB of compressed objects. This VM reclaims idle memory " +
+				"(DAMON pageout, free page reporting): a folder of these plain segments left idle for 25 minutes was 82% " +
+				"in the page cache (`fincore`), and writing into never-touched page cache runs at about a seventh of the " +
+				"speed of writing into pages freed moments before, so every command's runs spread widely; cp's fastest " +
+				"runs are those that find everything cached.",
 			"Segments from tusk's prefetch: wal-fetch's log lines in the server log, " +
 				"\"wal restored from prefetch\" out of those and \"wal restored\" (downloaded by the call itself).",
 		},
@@ -124,11 +129,15 @@ func BenchmarkWALReplay(b *testing.B) {
 		if !ok || !haveCp {
 			continue
 		}
-		rt := ratio{Label: r.Label + " ÷ cp, seconds", Metric: "x-" + m + "/cp", Value: r.Elapsed.Seconds() / cp.Elapsed.Seconds()}
+		rt := ratio{Label: r.Label + " ÷ cp, median seconds", Metric: "x-" + m + "/cp", Value: r.Elapsed.Seconds() / cp.Elapsed.Seconds()}
 		if m == "tusk-minio" {
 			rt.Target = "≤ 1.2"
 		}
 		report.Ratios = append(report.Ratios, rt)
+		// The fastest runs too: cp's come when its 1.2 GB of plain
+		// segments are all in the page cache.
+		report.Ratios = append(report.Ratios, ratio{Label: r.Label + " ÷ cp, fastest run's seconds",
+			Metric: "x-" + m + "/cp-fastest", Value: r.All[0].Seconds() / cp.All[0].Seconds()})
 	}
 	for _, r := range runs {
 		b.ReportMetric(r.Elapsed.Seconds(), r.Metric+"-s")
