@@ -51,7 +51,7 @@ func (a *Archive) Fetch(ctx context.Context, file, dest string, opts FetchOption
 	attempts := max(opts.Attempts, 1)
 	backoff := opts.Backoff
 	for i := 1; ; i++ {
-		res.Size, err = a.fetchOnce(ctx, res.Key, dest, ".tusk-fetch-"+filepath.Base(dest)+"-")
+		res.Size, err = a.fetchOnce(ctx, res.Key, dest, ".tusk-fetch-"+filepath.Base(dest)+"-", false)
 		if err == nil || errors.Is(err, storage.ErrNotFound) || i >= attempts || ctx.Err() != nil || isLocal(err) {
 			return res, err
 		}
@@ -78,8 +78,9 @@ func isLocal(err error) bool {
 }
 
 // fetchOnce downloads key into a temporary file named tmpPattern beside dest,
-// verifies it, and renames it to dest.
-func (a *Archive) fetchOnce(ctx context.Context, key, dest, tmpPattern string) (n int64, err error) {
+// verifies it, and renames it to dest. With flush, the content is on disk
+// before the rename (see Prefetch).
+func (a *Archive) fetchOnce(ctx context.Context, key, dest, tmpPattern string, flush bool) (n int64, err error) {
 	v, err := a.open(ctx, key)
 	if err != nil {
 		return 0, err
@@ -101,6 +102,11 @@ func (a *Archive) fetchOnce(ctx context.Context, key, dest, tmpPattern string) (
 	}
 	if err := tmp.Chmod(0o600); err != nil {
 		return n, localError{err}
+	}
+	if flush {
+		if err := tmp.Sync(); err != nil {
+			return n, localError{fmt.Errorf("write %s: %w", tmp.Name(), err)}
+		}
 	}
 	if err := tmp.Close(); err != nil {
 		return n, localError{fmt.Errorf("write %s: %w", tmp.Name(), err)}
