@@ -8,8 +8,11 @@ TESTFLAGS ?=
 demo:
 	bash scripts/demo.sh
 
+# A static binary (no cgo): it runs on any Linux of its architecture, and it
+# starts about a millisecond sooner than a dynamically linked one, which
+# counts when PostgreSQL starts it once per WAL segment.
 build:
-	$(GO) build -o bin/tusk .
+	CGO_ENABLED=0 $(GO) build -o bin/tusk .
 
 # Integration tests fail instead of skipping when PostgreSQL or MinIO is missing.
 test: export TUSK_TEST_REQUIRE = 1

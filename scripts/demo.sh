@@ -35,7 +35,7 @@ cleanup() {
 trap cleanup EXIT
 
 step "building tusk"
-go build -o "$work/tusk" .
+CGO_ENABLED=0 go build -o "$work/tusk" .
 tusk=$work/tusk
 repo=file://$work/repo
 export TUSK_REPO=$repo PGHOST=$work PGPORT=$port PGUSER=postgres TUSK_LOG_LEVEL=warn
