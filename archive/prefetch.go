@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/tusk-backup/tusk/storage"
 )
 
@@ -33,10 +31,11 @@ import (
 // replay got 10-15% faster.
 
 const (
-	spoolTmp     = ".tmp-"
-	spoolLock    = ".lock"
-	spoolMaxAge  = time.Hour
-	segmentBytes = 16 << 20 // the default wal_segment_size, used to name the following segments
+	spoolTmp      = ".tmp-"
+	spoolLock     = ".lock"
+	spoolPosition = ".position"
+	spoolMaxAge   = time.Hour
+	segmentBytes  = 16 << 20 // the default wal_segment_size, used to name the following segments
 )
 
 // SpoolDirFor returns the default prefetch spool folder for a data
@@ -116,6 +115,18 @@ type PrefetchOptions struct {
 	SpoolDir    string
 	Count       int // segments after the given one
 	Concurrency int
+
+	// Follow keeps the prefetcher running as recovery moves on, so that
+	// one process serves a whole recovery instead of one per batch: every
+	// Poll it reads the segment wal-fetch last asked for (SetPosition) and
+	// keeps the Count segments after it spooled. Once Done reports true
+	// (recovery has ended) it finishes the window it has and returns; it
+	// also returns when the position has not moved for Idle. Without
+	// Follow, Prefetch fetches one window and returns.
+	Follow bool
+	Poll   time.Duration
+	Idle   time.Duration
+	Done   func() bool
 }
 
 // ErrPrefetchBusy is returned when another prefetcher holds the spool.
@@ -124,6 +135,8 @@ var ErrPrefetchBusy = errors.New("another prefetch is running")
 // Prefetch downloads up to Count segments following after into the spool,
 // skipping those already there, and removes spool files that recovery has
 // moved past. Missing segments (the end of the archive) are not errors.
+// A segment that is missing or fails is not asked for again until the
+// position moves, and none is downloaded twice for one position.
 func (a *Archive) Prefetch(ctx context.Context, after string, opts PrefetchOptions) error {
 	name, err := ParseName(after)
 	if err != nil {
@@ -145,35 +158,128 @@ func (a *Archive) Prefetch(ctx context.Context, after string, opts PrefetchOptio
 	}
 	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
 
-	cleanSpool(opts.SpoolDir, name)
 	const segsPerLog = 1 << 32 / segmentBytes
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(opts.Concurrency, 1))
-	for i := 1; i <= opts.Count; i++ {
-		next := name.SegmentFile(i, segsPerLog)
-		if _, err := os.Stat(filepath.Join(opts.SpoolDir, next)); err == nil {
-			continue
-		}
-		g.Go(func() error {
-			n, _ := ParseName(next)
-			dest := filepath.Join(opts.SpoolDir, next)
-			size, err := a.fetchOnce(gctx, n.Key(), dest, spoolTmp+next+"-", true)
-			switch {
-			case err == nil:
-				a.Log.Debug("wal prefetched", "wal", next, "bytes", size)
-			case errors.Is(err, storage.ErrNotFound):
-			default:
-				a.Log.Warn("wal prefetch failed; wal-fetch will download it itself", "wal", next, "error", err)
-			}
-			return nil
-		})
+	type result struct {
+		file string
+		ok   bool
 	}
-	return g.Wait()
+	limit := max(opts.Concurrency, 1)
+	done := make(chan result, limit)
+	inFlight := map[string]bool{}
+	// have holds the segments spooled since the position last moved back or
+	// to another timeline, so none is fetched again after wal-fetch has
+	// moved it out of the spool; failed holds those missing from the
+	// archive or failing, asked for again once the position moves (a
+	// standby's archive grows).
+	have, failed := map[string]bool{}, map[string]bool{}
+	defer func() {
+		for range inFlight {
+			<-done
+		}
+	}()
+	following := opts.Follow
+	var tick <-chan time.Time
+	if following {
+		t := time.NewTicker(opts.Poll)
+		defer t.Stop()
+		tick = t.C
+	}
+	pos, moved := name, time.Now()
+	cleanSpool(opts.SpoolDir, pos, true)
+	for {
+		for i := 1; i <= opts.Count && len(inFlight) < limit; i++ {
+			next := pos.SegmentFile(i, segsPerLog)
+			if inFlight[next] || have[next] || failed[next] {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(opts.SpoolDir, next)); err == nil {
+				have[next] = true
+				continue
+			}
+			inFlight[next] = true
+			go func() { done <- result{next, a.prefetchOne(ctx, opts.SpoolDir, next)} }()
+		}
+		if len(inFlight) == 0 && !following {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case r := <-done:
+			delete(inFlight, r.file)
+			if r.ok {
+				have[r.file] = true
+			} else {
+				failed[r.file] = true
+			}
+		case <-tick:
+			if opts.Done != nil && opts.Done() {
+				// Finish the window, then end.
+				following, tick = false, nil
+				continue
+			}
+			p, ok := readPosition(opts.SpoolDir)
+			if !ok || p.File == pos.File {
+				if time.Since(moved) > opts.Idle {
+					return nil
+				}
+				continue
+			}
+			if p.Timeline != pos.Timeline || p.File < pos.File {
+				clear(have)
+			}
+			clear(failed)
+			pos, moved = p, time.Now()
+			cleanSpool(opts.SpoolDir, pos, false)
+		}
+	}
+}
+
+// prefetchOne downloads one segment into the spool and reports whether it
+// is there; failures only cost wal-fetch the download it would have made
+// anyway.
+func (a *Archive) prefetchOne(ctx context.Context, spoolDir, file string) bool {
+	n, _ := ParseName(file)
+	size, err := a.fetchOnce(ctx, n.Key(), filepath.Join(spoolDir, file), spoolTmp+file+"-", true)
+	switch {
+	case err == nil:
+		a.Log.Debug("wal prefetched", "wal", file, "bytes", size)
+		return true
+	case errors.Is(err, storage.ErrNotFound), ctx.Err() != nil:
+	default:
+		a.Log.Warn("wal prefetch failed; wal-fetch will download it itself", "wal", file, "error", err)
+	}
+	return false
+}
+
+// SetPosition records, for a following prefetcher, the segment wal-fetch is
+// asked for. The file is replaced whole (rename), so a reader never sees
+// half of it.
+func SetPosition(spoolDir, file string) error {
+	tmp := filepath.Join(spoolDir, fmt.Sprintf("%s%s-%d", spoolTmp, spoolPosition, os.Getpid()))
+	if err := os.WriteFile(tmp, []byte(file), 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(spoolDir, spoolPosition)); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+func readPosition(spoolDir string) (Name, bool) {
+	b, err := os.ReadFile(filepath.Join(spoolDir, spoolPosition))
+	if err != nil {
+		return Name{}, false
+	}
+	n, err := ParseName(string(b))
+	return n, err == nil && n.Kind == Segment
 }
 
 // cleanSpool removes spool files before current on its timeline, leftovers
-// older than spoolMaxAge, and temporary files of dead prefetchers.
-func cleanSpool(dir string, current Name) {
+// older than spoolMaxAge, and, with tmps, temporary files (of dead
+// prefetchers: it is called with tmps only before this one starts any).
+func cleanSpool(dir string, current Name, tmps bool) {
 	des, err := os.ReadDir(dir)
 	if err != nil {
 		return
@@ -188,7 +294,7 @@ func cleanSpool(dir string, current Name) {
 			continue
 		}
 		old := time.Since(info.ModTime()) > spoolMaxAge
-		tmp := strings.HasPrefix(n, spoolTmp)
+		tmp := tmps && strings.HasPrefix(n, spoolTmp)
 		passed := len(n) == 24 && n[:8] == current.File[:8] && n < current.File
 		if old || tmp || passed {
 			os.Remove(filepath.Join(dir, n))

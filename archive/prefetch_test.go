@@ -1,11 +1,14 @@
 package archive
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tusk-backup/tusk/storage/faulty"
 )
@@ -82,5 +85,104 @@ func TestPrefetchIsExclusive(t *testing.T) {
 	err := e.a.Prefetch(t.Context(), "000000010000000000000001", PrefetchOptions{SpoolDir: spool, Count: 2})
 	if !errors.Is(err, ErrPrefetchBusy) {
 		t.Fatalf("Prefetch on a locked spool = %v, want ErrPrefetchBusy", err)
+	}
+}
+
+// TestPrefetchFollows drives a following prefetcher the way wal-fetch does:
+// record the position, take the segment from the spool, move on.
+func TestPrefetchFollows(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "s2")
+	ctx := t.Context()
+	walDir, names := e.pgWAL(t, 10)
+	// names[9] stays out of the archive until the end: the archive's end.
+	for _, n := range names[:9] {
+		if _, err := e.a.Push(ctx, filepath.Join(walDir, n), PushOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spool := filepath.Join(t.TempDir(), "spool")
+	gets := e.store.Calls(faulty.Get)
+	var ended atomic.Bool
+	errc := make(chan error, 1)
+	go func() {
+		errc <- e.a.Prefetch(ctx, names[0], PrefetchOptions{SpoolDir: spool, Count: 3, Concurrency: 2,
+			Follow: true, Poll: time.Millisecond, Idle: time.Minute, Done: ended.Load})
+	}()
+	waitSpool := func(want ...string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			got := spoolNames(t, spool)
+			got = slices.DeleteFunc(got, func(n string) bool { return n == spoolPosition })
+			if slices.Equal(got, want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("spool holds %q, want %q", got, want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	waitSpool(names[1], names[2], names[3])
+	for i := 1; i <= 8; i++ {
+		// wal-fetch asked for names[i]: the prefetcher keeps the three
+		// after it spooled (up to names[8], the archive's end).
+		if err := SetPosition(spool, names[i]); err != nil {
+			t.Fatal(err)
+		}
+		waitSpool(names[i:min(i+4, 9)]...)
+		if ok, err := e.a.FromSpool(spool, names[i], dest); !ok || err != nil {
+			t.Fatalf("FromSpool(%s) = %v, %v", names[i], ok, err)
+		}
+		got, _ := os.ReadFile(dest)
+		orig, _ := os.ReadFile(filepath.Join(walDir, names[i]))
+		if !bytes.Equal(got, orig) {
+			t.Fatalf("prefetched %s differs from the original", names[i])
+		}
+	}
+	// Each segment was downloaded once, none again after it left the
+	// spool. The missing ones past the archive's end are asked for once per
+	// position whose window they are in (1 at names[6], 2 at names[7], 3
+	// at names[8]), or fewer when a position passed while the ask was in
+	// flight.
+	time.Sleep(20 * time.Millisecond)
+	if got := e.store.Calls(faulty.Get) - gets; got < 8+1 || got > 8+6 {
+		t.Errorf("%d downloads, want 9 to 14 (8 segments once, missing ones up to 6 times)", got)
+	}
+	select {
+	case err := <-errc:
+		t.Fatalf("the prefetcher ended (%v) while recovery went on", err)
+	default:
+	}
+	ended.Store(true)
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the prefetcher did not end once recovery had")
+	}
+	if Locked(spool) {
+		t.Fatal("the spool is still locked after the prefetcher ended")
+	}
+}
+
+// TestPrefetchIdle: a following prefetcher whose position does not move
+// (a standby that has caught up) ends after Idle.
+func TestPrefetchIdle(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "s2")
+	spool := filepath.Join(t.TempDir(), "spool")
+	start := time.Now()
+	err := e.a.Prefetch(t.Context(), "000000010000000000000001", PrefetchOptions{SpoolDir: spool, Count: 2,
+		Follow: true, Poll: time.Millisecond, Idle: 50 * time.Millisecond, Done: func() bool { return false }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("an idle prefetcher took %v to end", d)
 	}
 }

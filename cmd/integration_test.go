@@ -7,10 +7,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tusk-backup/tusk/archive"
 	"github.com/tusk-backup/tusk/internal/testenv"
 )
 
@@ -138,7 +140,8 @@ func TestIntegrationArchiveAndRestore(t *testing.T) {
 				Env:            env,
 				Conf:           map[string]string{"wal_keep_size": "2GB"},
 			})
-			restored := testenv.NewPostgres(t, testenv.PostgresOptions{Env: env})
+			spool := testenv.ServerTempDir(t)
+			restored := testenv.NewPostgres(t, testenv.PostgresOptions{Env: append(slices.Clone(env), "TUSK_SPOOL_DIR="+spool)})
 			backup := pg.RunAsOwner(t.Context(), filepath.Join(pg.BinDir, "pg_basebackup"), "-D", restored.DataDir, "-X", "none", "-c", "fast")
 			if out, err := backup.CombinedOutput(); err != nil {
 				t.Fatalf("pg_basebackup: %v\n%s", err, out)
@@ -235,6 +238,12 @@ func TestIntegrationArchiveAndRestore(t *testing.T) {
 			if log := restored.LogTail(2000); !strings.Contains(log, "wal restored from prefetch") {
 				t.Errorf("recovery never used a prefetched segment; server log:\n%s", log)
 			}
+			// The prefetcher followed recovery and ended with it.
+			spools, _ := filepath.Glob(filepath.Join(spool, "fetch-*"))
+			if len(spools) != 1 {
+				t.Fatalf("spool folders %q, want one", spools)
+			}
+			waitFor(t, 5*time.Second, func() bool { return !archive.Locked(spools[0]) })
 		})
 	}
 }

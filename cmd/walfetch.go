@@ -37,9 +37,10 @@ server is in archive recovery (recovery.signal), which makes PostgreSQL stop
 recovery instead of promoting early. On a standby (standby.signal) such
 failures exit 1, and the standby asks again later.
 
-While PostgreSQL replays a segment, a background "tusk wal-prefetch" downloads
-and verifies up to TUSK_WAL_PREFETCH following segments into the spool folder
-(TUSK_SPOOL_DIR), so that recovery does not wait on the storage's latency.`,
+While PostgreSQL replays a segment, a background "tusk wal-prefetch" downloads,
+verifies and flushes to disk up to TUSK_WAL_PREFETCH following segments into
+the spool folder (TUSK_SPOOL_DIR), so that recovery does not wait on the
+storage's latency. One prefetcher follows the whole recovery and ends with it.`,
 		Example: "  restore_command = 'tusk wal-fetch %f %p'",
 		Args:    exactArgs(2, "the WAL file name (%f) and the destination path (%p)"),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -78,6 +79,10 @@ func runWALFetch(c *cobra.Command, root *rootOpts, name, dest string) error {
 	if prefetch {
 		if spool, err = archive.SpoolDirFor(cfg.SpoolDir, dataDir(cfg), cfg.Repo.URL); err != nil {
 			return fail(err)
+		}
+		// A running prefetcher follows this position (wal-prefetch).
+		if err := archive.SetPosition(spool, name); err != nil && !errors.Is(err, os.ErrNotExist) {
+			log.Debug("prefetch position not recorded", "error", err)
 		}
 		spooled := &archive.Archive{Log: log}
 		ok, err := spooled.FromSpool(spool, name, dest)
@@ -120,13 +125,13 @@ func runWALFetch(c *cobra.Command, root *rootOpts, name, dest string) error {
 
 // startPrefetch starts a detached "tusk wal-prefetch" that downloads the
 // segments after name into the spool while PostgreSQL replays name. It runs
-// in its own session, so it neither holds up this call nor dies with it, and
-// ends on its own after at most TUSK_WAL_PREFETCH segments; only one works on
-// a spool at a time.
+// in its own session, so it neither holds up this call nor dies with it.
+// Only one works on a spool at a time, and it follows recovery (the position
+// each wal-fetch records) until recovery ends or stops moving, so one
+// process usually serves a whole recovery.
 //
-// A new prefetcher starts only when fewer than half of the following count
-// segments are already spooled, so a prefetcher fetches in batches instead
-// of one process start per segment.
+// A new prefetcher starts only when none is running and fewer than half of
+// the following count segments are already spooled.
 func startPrefetch(c *cobra.Command, root *rootOpts, spool string, n archive.Name, count int, log *slog.Logger) {
 	name := n.File
 	if archive.Spooled(spool, n, count) >= (count+1)/2 || archive.Locked(spool) {
@@ -187,7 +192,7 @@ func newWALPrefetchCmd(root *rootOpts) *cobra.Command {
 			// priority its decompression and checksums take the cores that
 			// PostgreSQL's startup process needs to replay (measured: spool
 			// hits went from 27 ms to 50-90 ms while a prefetcher ran).
-			if err := syscall.Setpriority(syscall.PRIO_PROCESS, 0, 10); err != nil {
+			if err := lowerPriority(); err != nil {
 				log.Debug("prefetch priority not lowered", "error", err)
 			}
 			st, err := openStorage(c.Context(), cfg, log, false)
@@ -197,6 +202,8 @@ func newWALPrefetchCmd(root *rootOpts) *cobra.Command {
 			a := &archive.Archive{Store: st, Log: log}
 			err = a.Prefetch(c.Context(), args[1], archive.PrefetchOptions{
 				SpoolDir: args[0], Count: cfg.WALPrefetch, Concurrency: cfg.DownloadConcurrency,
+				Follow: true, Poll: prefetchPoll, Idle: prefetchIdle,
+				Done: func() bool { return !inRecovery(cfg) },
 			})
 			if errors.Is(err, archive.ErrPrefetchBusy) {
 				return nil
@@ -206,17 +213,30 @@ func newWALPrefetchCmd(root *rootOpts) *cobra.Command {
 	}
 }
 
+// A following prefetcher looks for a new position every prefetchPoll (it
+// keeps TUSK_WAL_PREFETCH segments ahead, so this adds no wait), and ends
+// when the position has not moved for prefetchIdle: a standby that has
+// caught up, or a replay paused at its target. The next wal-fetch that finds
+// the spool short starts another.
+const (
+	prefetchPoll = 20 * time.Millisecond
+	prefetchIdle = 10 * time.Second
+)
+
 // inArchiveRecovery reports whether the data directory (PGDATA, or the
 // working directory, which is the data directory under restore_command)
 // holds recovery.signal without standby.signal.
 func inArchiveRecovery(cfg Config) bool {
-	dir := cfg.PG.DataDir
-	if dir == "" {
-		dir = "."
-	}
-	exists := func(name string) bool {
-		_, err := os.Stat(filepath.Join(dir, name))
-		return err == nil
-	}
-	return exists("recovery.signal") && !exists("standby.signal")
+	return signalled(cfg, "recovery.signal") && !signalled(cfg, "standby.signal")
+}
+
+// inRecovery reports whether the data directory holds recovery.signal or
+// standby.signal: PostgreSQL removes them when recovery ends.
+func inRecovery(cfg Config) bool {
+	return signalled(cfg, "recovery.signal") || signalled(cfg, "standby.signal")
+}
+
+func signalled(cfg Config, name string) bool {
+	_, err := os.Stat(filepath.Join(dataDir(cfg), name))
+	return err == nil
 }
