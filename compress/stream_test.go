@@ -655,3 +655,44 @@ func TestWriterOwnsNothingAfterWrite(t *testing.T) {
 		}
 	}
 }
+
+// TestNoChunkCRC: the reader without s2's chunk checksums reads what the
+// writer wrote and still detects truncation; a flipped bit may then pass
+// (the caller checks the content's checksum), which the same flip through
+// NewReader does not.
+func TestNoChunkCRC(t *testing.T) {
+	t.Parallel()
+	c := mustParse(t, "s2")
+	data := append(compressible(3<<20, 21), randomBytes(1<<20, 22)...)
+	comp := compressBytes(t, c, data)
+	read := func(comp []byte) ([]byte, error) {
+		r, err := c.NewReaderNoChunkCRC(bytes.NewReader(comp))
+		if err != nil {
+			return nil, err
+		}
+		defer r.Close()
+		return io.ReadAll(r)
+	}
+	got, err := read(comp)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read %d bytes, err %v; want the %d written", len(got), err, len(data))
+	}
+	cuts, err := s2Chunks(comp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range cuts {
+		if _, err := read(comp[:n]); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("stream cut at chunk boundary %d of %d: err %v, want ErrCorrupt", n, len(comp), err)
+		}
+	}
+	// A bit in the random (stored) part's data: only the chunk CRC sees it.
+	bad := bytes.Clone(comp)
+	bad[len(bad)-(512<<10)] ^= 1
+	if _, err := decompressBytes(c, bad); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("NewReader on a flipped bit: %v, want ErrCorrupt", err)
+	}
+	if got, err := read(bad); err != nil || bytes.Equal(got, data) {
+		t.Fatalf("NewReaderNoChunkCRC on a flipped bit: err %v, content equal %v; want it read, different", err, bytes.Equal(got, data))
+	}
+}
