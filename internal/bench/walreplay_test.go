@@ -119,6 +119,10 @@ func BenchmarkWALReplay(b *testing.B) {
 				"in the page cache (`fincore`), and writing into never-touched page cache runs at about a seventh of the " +
 				"speed of writing into pages freed moments before, so every command's runs spread widely; cp's fastest " +
 				"runs are those that find everything cached.",
+			"PostgreSQL fsyncs every file restore_command hands it (durable_rename) before replaying it. cp's copy " +
+				"is still dirty then, so recovery waits for it to reach the disk (0.5-0.6 s of a replay, measured with " +
+				"`perf record -e sched:sched_switch -g`); tusk's prefetcher flushes each segment in the background " +
+				"before wal-fetch moves it into place, so that fsync finds nothing to write.",
 			"Segments from tusk's prefetch: wal-fetch's log lines in the server log, " +
 				"\"wal restored from prefetch\" out of those and \"wal restored\" (downloaded by the call itself).",
 		},
