@@ -211,10 +211,13 @@ func (fs *fileSum) sum() (crc uint32, ok bool) {
 
 // manifestFile is one entry of PostgreSQL's backup manifest.
 type manifestFile struct {
-	Path      string `json:"Path"`
-	Size      int64  `json:"Size"`
-	Algorithm string `json:"Checksum-Algorithm"`
-	Checksum  string `json:"Checksum"`
+	Path string `json:"Path"`
+	// EncodedPath replaces Path, hex-encoded, for a name that is not valid
+	// UTF-8.
+	EncodedPath string `json:"Encoded-Path"`
+	Size        int64  `json:"Size"`
+	Algorithm   string `json:"Checksum-Algorithm"`
+	Checksum    string `json:"Checksum"`
 }
 
 // checkManifest compares the files with the manifest (which must carry its
@@ -237,6 +240,14 @@ func checkManifest(b []byte, files *fileSums) []error {
 		}
 	}
 	for _, mf := range man.Files {
+		if mf.Path == "" && mf.EncodedPath != "" {
+			p, err := hex.DecodeString(mf.EncodedPath)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("the backup manifest has a bad Encoded-Path %q", mf.EncodedPath))
+				continue
+			}
+			mf.Path = string(p)
+		}
 		fs := files.files[mf.Path]
 		if fs == nil {
 			errs = append(errs, fmt.Errorf("file %s, listed in the backup manifest, is not in the backup", mf.Path))

@@ -1,8 +1,14 @@
 package basebackup
 
 import (
+	"archive/tar"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
 	"hash/crc32"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -21,5 +27,34 @@ func TestCRC32CCombine(t *testing.T) {
 		if got != want {
 			t.Errorf("combine of %d and %d bytes: %08x, want %08x", n[0], n[1], got, want)
 		}
+	}
+}
+
+// TestCheckManifestEncodedPath: PostgreSQL lists a file whose name is not
+// valid UTF-8 under Encoded-Path (hex) instead of Path.
+func TestCheckManifestEncodedPath(t *testing.T) {
+	name := "base/1/caf\xe9"
+	body := []byte("content")
+	crc := crc32.Checksum(body, castagnoli)
+	files := &fileSums{files: map[string]*fileSum{}}
+	if err := files.add(name, &tar.Header{Name: name}, int64(len(body)), crc); err != nil {
+		t.Fatal(err)
+	}
+	var le [4]byte
+	binary.LittleEndian.PutUint32(le[:], crc)
+	manifest := func(sum string) []byte {
+		head := fmt.Sprintf(`{ "PostgreSQL-Backup-Manifest-Version": 1,
+"Files": [
+{ "Encoded-Path": "%s", "Size": %d, "Last-Modified": "2026-11-27 12:00:00 GMT", "Checksum-Algorithm": "CRC32C", "Checksum": "%s" }
+],
+`, hex.EncodeToString([]byte(name)), len(body), sum)
+		h := sha256.Sum256([]byte(head))
+		return []byte(head + fmt.Sprintf(`"Manifest-Checksum": "%x"}`, h))
+	}
+	if errs := checkManifest(manifest(hex.EncodeToString(le[:])), files); len(errs) != 0 {
+		t.Fatalf("a matching Encoded-Path entry: %v", errs)
+	}
+	if errs := checkManifest(manifest("00000000"), files); len(errs) != 1 || !strings.Contains(errs[0].Error(), "CRC32C") {
+		t.Fatalf("a wrong checksum under Encoded-Path: %v, want one CRC32C error", errs)
 	}
 }
