@@ -323,3 +323,21 @@ func TestFetchBadDestination(t *testing.T) {
 		t.Error("Fetch accepted a bad name")
 	}
 }
+
+func TestSegmentSize(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "s2")
+	ctx := t.Context()
+	if _, ok, err := e.a.SegmentSize(ctx); ok || err != nil {
+		t.Fatalf("SegmentSize of an empty archive = %v, %v; want not ok", ok, err)
+	}
+	walDir, names := e.pgWAL(t, 2)
+	for _, n := range names {
+		if _, err := e.a.Push(ctx, filepath.Join(walDir, n), PushOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if size, ok, err := e.a.SegmentSize(ctx); !ok || err != nil || size != 256<<10 {
+		t.Fatalf("SegmentSize = %d, %v, %v; want the segments' 256 KiB", size, ok, err)
+	}
+}

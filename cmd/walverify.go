@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tusk-backup/tusk/archive"
 	"github.com/tusk-backup/tusk/basebackup"
 	"github.com/tusk-backup/tusk/storage"
 	"github.com/tusk-backup/tusk/verify"
@@ -27,6 +29,10 @@ func readWAL(c *cobra.Command, root *rootOpts) (Config, storage.Storage, []baseb
 	var segSize uint64
 	if len(ms) > 0 {
 		segSize = ms[len(ms)-1].SegSize
+	} else if size, ok, err := (&archive.Archive{Store: st}).SegmentSize(ctx); err != nil && !errors.Is(err, archive.ErrCorrupt) {
+		return cfg, nil, nil, nil, describeStorageErr(diagnose(ctx, st, err), cfg)
+	} else if ok && size >= 1<<20 && size <= 1<<30 && size&(size-1) == 0 {
+		segSize = size // no backup records it: the segments' own size
 	}
 	a, err := verify.Read(ctx, st, segSize, ms)
 	if err != nil {
