@@ -23,10 +23,11 @@ import (
 // spool file is always whole. The prefetcher holds an exclusive lock on the
 // spool folder's lock file while it works.
 //
-// Spool files are flushed to disk before they appear. PostgreSQL fsyncs
-// every file restore_command hands it (durable_rename) while recovery
-// waits; a file the prefetcher already flushed, in the background, costs
-// that fsync almost nothing. Measured on the replay benchmark's corpus: the
+// Spool files are flushed to disk before they appear when the spool is on
+// pg_wal's file system (PrefetchOptions.Flush). PostgreSQL fsyncs every
+// file restore_command hands it (durable_rename) while recovery waits; a
+// file the prefetcher already flushed, in the background, and that
+// wal-fetch then only renames, costs that fsync almost nothing. Measured on the replay benchmark's corpus: the
 // startup process spent 0.6 s of a 4.5 s replay in those fsyncs, and the
 // replay got 10-15% faster.
 
@@ -34,8 +35,10 @@ const (
 	spoolTmp      = ".tmp-"
 	spoolLock     = ".lock"
 	spoolPosition = ".position"
-	spoolMaxAge   = time.Hour
-	segmentBytes  = 16 << 20 // the default wal_segment_size, used to name the following segments
+	// SpoolLog is the prefetcher's log file in the spool folder.
+	SpoolLog     = "prefetch.log"
+	spoolMaxAge  = time.Hour
+	segmentBytes = 16 << 20 // the default wal_segment_size, used to name the following segments
 )
 
 // SpoolDirFor returns the default prefetch spool folder for a data
@@ -124,9 +127,18 @@ type PrefetchOptions struct {
 	// also returns when the position has not moved for Idle. Without
 	// Follow, Prefetch fetches one window and returns.
 	Follow bool
-	Poll   time.Duration
+	Poll   time.Duration // default 20 ms
 	Idle   time.Duration
 	Done   func() bool
+	// MaxLife ends a following prefetcher after this long even while
+	// recovery moves (0: no limit), so that a long-running standby picks up
+	// a new tusk binary or new credentials with the next prefetcher.
+	MaxLife time.Duration
+
+	// Flush writes each spool file to disk before it appears; worth it
+	// only when the spool is on pg_wal's file system, where wal-fetch
+	// renames the file into place (see the package comment above).
+	Flush bool
 }
 
 // ErrPrefetchBusy is returned when another prefetcher holds the spool.
@@ -177,14 +189,24 @@ func (a *Archive) Prefetch(ctx context.Context, after string, opts PrefetchOptio
 			<-done
 		}
 	}()
-	following := opts.Follow
+	following, started := opts.Follow, time.Now()
 	var tick <-chan time.Time
 	if following {
-		t := time.NewTicker(opts.Poll)
+		poll := opts.Poll
+		if poll <= 0 {
+			poll = 20 * time.Millisecond
+		}
+		t := time.NewTicker(poll)
 		defer t.Stop()
 		tick = t.C
 	}
 	pos, moved := name, time.Now()
+	end := func(reason string) error {
+		if opts.Follow {
+			a.Log.Info("prefetch ended", "reason", reason, "at", pos.File, "ran", time.Since(started).Round(time.Millisecond))
+		}
+		return nil
+	}
 	cleanSpool(opts.SpoolDir, pos, true)
 	for {
 		for i := 1; i <= opts.Count && len(inFlight) < limit; i++ {
@@ -197,14 +219,14 @@ func (a *Archive) Prefetch(ctx context.Context, after string, opts PrefetchOptio
 				continue
 			}
 			inFlight[next] = true
-			go func() { done <- result{next, a.prefetchOne(ctx, opts.SpoolDir, next)} }()
+			go func() { done <- result{next, a.prefetchOne(ctx, opts.SpoolDir, next, opts.Flush)} }()
 		}
 		if len(inFlight) == 0 && !following {
-			return nil
+			return end("recovery ended")
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return end("stopped")
 		case r := <-done:
 			delete(inFlight, r.file)
 			if r.ok {
@@ -218,15 +240,24 @@ func (a *Archive) Prefetch(ctx context.Context, after string, opts PrefetchOptio
 				following, tick = false, nil
 				continue
 			}
+			if opts.MaxLife > 0 && time.Since(started) > opts.MaxLife {
+				return end("lifetime")
+			}
 			p, ok := readPosition(opts.SpoolDir)
 			if !ok || p.File == pos.File {
 				if time.Since(moved) > opts.Idle {
-					return nil
+					return end("idle")
 				}
 				continue
 			}
 			if p.Timeline != pos.Timeline || p.File < pos.File {
 				clear(have)
+			} else {
+				for f := range have {
+					if f <= p.File {
+						delete(have, f)
+					}
+				}
 			}
 			clear(failed)
 			pos, moved = p, time.Now()
@@ -238,9 +269,9 @@ func (a *Archive) Prefetch(ctx context.Context, after string, opts PrefetchOptio
 // prefetchOne downloads one segment into the spool and reports whether it
 // is there; failures only cost wal-fetch the download it would have made
 // anyway.
-func (a *Archive) prefetchOne(ctx context.Context, spoolDir, file string) bool {
+func (a *Archive) prefetchOne(ctx context.Context, spoolDir, file string, flush bool) bool {
 	n, _ := ParseName(file)
-	size, err := a.fetchOnce(ctx, n.Key(), filepath.Join(spoolDir, file), spoolTmp+file+"-", true)
+	size, err := a.fetchOnce(ctx, n.Key(), filepath.Join(spoolDir, file), spoolTmp+file+"-", flush)
 	switch {
 	case err == nil:
 		a.Log.Debug("wal prefetched", "wal", file, "bytes", size)
@@ -278,7 +309,8 @@ func readPosition(spoolDir string) (Name, bool) {
 
 // cleanSpool removes spool files before current on its timeline, leftovers
 // older than spoolMaxAge, and, with tmps, temporary files (of dead
-// prefetchers: it is called with tmps only before this one starts any).
+// prefetchers: it is called with tmps only before this one starts any; a
+// position being written is left alone).
 func cleanSpool(dir string, current Name, tmps bool) {
 	des, err := os.ReadDir(dir)
 	if err != nil {
@@ -286,7 +318,7 @@ func cleanSpool(dir string, current Name, tmps bool) {
 	}
 	for _, de := range des {
 		n := de.Name()
-		if n == spoolLock {
+		if n == spoolLock || n == spoolPosition || n == SpoolLog {
 			continue
 		}
 		info, err := de.Info()
@@ -294,7 +326,8 @@ func cleanSpool(dir string, current Name, tmps bool) {
 			continue
 		}
 		old := time.Since(info.ModTime()) > spoolMaxAge
-		tmp := tmps && strings.HasPrefix(n, spoolTmp)
+		// A wal-fetch may be writing its position right now.
+		tmp := tmps && strings.HasPrefix(n, spoolTmp) && !strings.HasPrefix(n, spoolTmp+spoolPosition)
 		passed := len(n) == 24 && n[:8] == current.File[:8] && n < current.File
 		if old || tmp || passed {
 			os.Remove(filepath.Join(dir, n))

@@ -3,6 +3,7 @@ package archive
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -171,18 +172,113 @@ func TestPrefetchFollows(t *testing.T) {
 }
 
 // TestPrefetchIdle: a following prefetcher whose position does not move
-// (a standby that has caught up) ends after Idle.
+// (a standby that has caught up) ends after Idle, and not before: each move
+// restarts the wait.
 func TestPrefetchIdle(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "s2")
 	spool := filepath.Join(t.TempDir(), "spool")
+	os.MkdirAll(spool, 0o700)
+	const idle = 150 * time.Millisecond
 	start := time.Now()
-	err := e.a.Prefetch(t.Context(), "000000010000000000000001", PrefetchOptions{SpoolDir: spool, Count: 2,
-		Follow: true, Poll: time.Millisecond, Idle: 50 * time.Millisecond, Done: func() bool { return false }})
-	if err != nil {
+	errc := make(chan error, 1)
+	go func() {
+		errc <- e.a.Prefetch(t.Context(), "000000010000000000000001", PrefetchOptions{SpoolDir: spool, Count: 2,
+			Follow: true, Poll: time.Millisecond, Idle: idle, Done: func() bool { return false }})
+	}()
+	// Moving every 50 ms for 600 ms keeps it alive.
+	for i := range 12 {
+		time.Sleep(50 * time.Millisecond)
+		select {
+		case err := <-errc:
+			t.Fatalf("ended (%v) after %v while the position moved every 50 ms", err, time.Since(start))
+		default:
+		}
+		if err := SetPosition(spool, fmt.Sprintf("0000000100000000000000%02X", i+2)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	moved := time.Now()
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(moved); d < idle {
+			t.Fatalf("ended %v after the last move, before Idle (%v)", d, idle)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("an idle prefetcher did not end")
+	}
+}
+
+// TestPrefetchFollowsBackAndAcross: when the position moves back (the
+// server restarted recovery from an earlier checkpoint) the segments after
+// it are fetched again, though they were fetched once; when it moves to a
+// new timeline, the window follows it there.
+func TestPrefetchFollowsBackAndAcross(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "s2")
+	ctx := t.Context()
+	walDir, names := e.pgWAL(t, 6)
+	tl2 := []string{"000000020000000000000005", "000000020000000000000006", "000000020000000000000007"}
+	for i, n := range tl2 {
+		e.walFile(t, filepath.Join("pg_wal", n), uint64(100+i), 256<<10)
+	}
+	for _, n := range append(slices.Clone(names), tl2...) {
+		if _, err := e.a.Push(ctx, filepath.Join(walDir, n), PushOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spool := filepath.Join(t.TempDir(), "spool")
+	var ended atomic.Bool
+	errc := make(chan error, 1)
+	go func() {
+		errc <- e.a.Prefetch(ctx, names[0], PrefetchOptions{SpoolDir: spool, Count: 2, Concurrency: 2,
+			Follow: true, Poll: time.Millisecond, Idle: time.Minute, Done: ended.Load})
+	}()
+	has := func(want ...string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			got := spoolNames(t, spool)
+			missing := slices.DeleteFunc(slices.Clone(want), func(n string) bool { return slices.Contains(got, n) })
+			if len(missing) == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("spool holds %q, lacks %q", got, missing)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	take := func(n string) {
+		t.Helper()
+		if err := SetPosition(spool, n); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := e.a.FromSpool(spool, n, dest); !ok || err != nil {
+			t.Fatalf("FromSpool(%s) = %v, %v", n, ok, err)
+		}
+	}
+	has(names[1], names[2])
+	take(names[1])
+	has(names[2], names[3])
+	take(names[2])
+	has(names[3], names[4])
+	// Back to names[0]: names[1] and [2] left the spool and come again.
+	if err := SetPosition(spool, names[0]); err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("an idle prefetcher took %v to end", d)
+	has(names[1], names[2])
+	// Promotion at names[3]: timeline 2 starts at segment 5.
+	if err := SetPosition(spool, "000000020000000000000004"); err != nil {
+		t.Fatal(err)
+	}
+	has(tl2[0], tl2[1])
+	ended.Store(true)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
 	}
 }

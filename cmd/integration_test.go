@@ -244,6 +244,10 @@ func TestIntegrationArchiveAndRestore(t *testing.T) {
 				t.Fatalf("spool folders %q, want one", spools)
 			}
 			waitFor(t, 5*time.Second, func() bool { return !archive.Locked(spools[0]) })
+			plog, _ := os.ReadFile(filepath.Join(spools[0], archive.SpoolLog))
+			if !strings.Contains(string(plog), `msg="prefetch ended" reason="recovery ended"`) {
+				t.Errorf("the prefetcher did not end with recovery; its log:\n%s", plog)
+			}
 		})
 	}
 }

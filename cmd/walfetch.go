@@ -80,8 +80,9 @@ func runWALFetch(c *cobra.Command, root *rootOpts, name, dest string) error {
 		if spool, err = archive.SpoolDirFor(cfg.SpoolDir, dataDir(cfg), cfg.Repo.URL); err != nil {
 			return fail(err)
 		}
-		// A running prefetcher follows this position (wal-prefetch).
-		if err := archive.SetPosition(spool, name); err != nil && !errors.Is(err, os.ErrNotExist) {
+		// A running prefetcher follows this position (wal-prefetch). Before
+		// the first prefetch there is no spool folder, and nothing to tell.
+		if err := archive.SetPosition(spool, name); err != nil {
 			log.Debug("prefetch position not recorded", "error", err)
 		}
 		spooled := &archive.Archive{Log: log}
@@ -153,7 +154,7 @@ func startPrefetch(c *cobra.Command, root *rootOpts, spool string, n archive.Nam
 		log.Warn("prefetch not started", "error", err)
 		return
 	}
-	logf, err := os.OpenFile(filepath.Join(spool, "prefetch.log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	logf, err := os.OpenFile(filepath.Join(spool, archive.SpoolLog), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		log.Warn("prefetch not started", "error", err)
 		return
@@ -202,8 +203,9 @@ func newWALPrefetchCmd(root *rootOpts) *cobra.Command {
 			a := &archive.Archive{Store: st, Log: log}
 			err = a.Prefetch(c.Context(), args[1], archive.PrefetchOptions{
 				SpoolDir: args[0], Count: cfg.WALPrefetch, Concurrency: cfg.DownloadConcurrency,
-				Follow: true, Poll: prefetchPoll, Idle: prefetchIdle,
-				Done: func() bool { return !inRecovery(cfg) },
+				Follow: true, Poll: prefetchPoll, Idle: prefetchIdle, MaxLife: prefetchMaxLife,
+				Done:  func() bool { return !inRecovery(cfg) },
+				Flush: sameFileSystem(args[0], filepath.Join(dataDir(cfg), "pg_wal")),
 			})
 			if errors.Is(err, archive.ErrPrefetchBusy) {
 				return nil
@@ -218,10 +220,20 @@ func newWALPrefetchCmd(root *rootOpts) *cobra.Command {
 // when the position has not moved for prefetchIdle: a standby that has
 // caught up, or a replay paused at its target. The next wal-fetch that finds
 // the spool short starts another.
+// It also ends after prefetchMaxLife, so that a standby replaying for
+// weeks picks up a new tusk binary or new credentials.
 const (
-	prefetchPoll = 20 * time.Millisecond
-	prefetchIdle = 10 * time.Second
+	prefetchPoll    = 20 * time.Millisecond
+	prefetchIdle    = 10 * time.Second
+	prefetchMaxLife = time.Hour
 )
+
+// sameFileSystem reports whether a and b are on one file system, where
+// moving a file from one to the other is a rename, not a copy.
+func sameFileSystem(a, b string) bool {
+	var sa, sb syscall.Stat_t
+	return syscall.Stat(a, &sa) == nil && syscall.Stat(b, &sb) == nil && sa.Dev == sb.Dev
+}
 
 // inArchiveRecovery reports whether the data directory (PGDATA, or the
 // working directory, which is the data directory under restore_command)
