@@ -32,7 +32,7 @@ type FetchResult struct {
 
 // Fetch downloads the WAL file name to dest. dest appears only whole and
 // verified: the content is written to a temporary file beside it, checked
-// against the header's size and SHA-256, and renamed into place. A file
+// against the header's size and checksum (XXH3-128), and renamed into place. A file
 // missing from the repository is an error wrapping storage.ErrNotFound;
 // a damaged object wraps ErrCorrupt.
 func (a *Archive) Fetch(ctx context.Context, file, dest string, opts FetchOptions) (FetchResult, error) {

@@ -45,7 +45,7 @@ var settings = []setting{
 	{key: "TUSK_WAL_PREFETCH", def: "16",
 		help: "wal-fetch also downloads up to this many following segments into the spool folder (0 turns it off)"},
 	{key: "TUSK_SPOOL_DIR",
-		help: "folder for prefetched WAL (default: a tusk folder in the system temp folder)"},
+		help: "folder for prefetched WAL, best on pg_wal's file system (default: a tusk folder in the system temp folder)"},
 	{key: "TUSK_BACKUP_PART_SIZE", def: "64MiB",
 		help: "backup-push cuts the server's tar stream into parts of about this size (1MiB-1GiB), compressed and uploaded TUSK_UPLOAD_CONCURRENCY at a time"},
 	{key: "TUSK_S3_ENDPOINT", aliases: []string{"AWS_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"},
