@@ -2,7 +2,9 @@ package bench
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -66,6 +68,9 @@ func (r *tuskRepo) backupsSize(b *testing.B) int64 {
 	b.Helper()
 	if r.minio == nil {
 		size, err := treeSize(filepath.Join(r.folder, "backups"))
+		if errors.Is(err, fs.ErrNotExist) {
+			return 0 // no backup yet
+		}
 		if err != nil {
 			b.Fatal(err)
 		}
