@@ -104,36 +104,16 @@ func TestPrefetchFollows(t *testing.T) {
 	}
 	spool := filepath.Join(t.TempDir(), "spool")
 	gets := e.store.Calls(faulty.Get)
-	var ended atomic.Bool
-	errc := make(chan error, 1)
-	go func() {
-		errc <- e.a.Prefetch(ctx, names[0], PrefetchOptions{SpoolDir: spool, Count: 3, Concurrency: 2,
-			Follow: true, Poll: time.Millisecond, Idle: time.Minute, Done: ended.Load})
-	}()
-	waitSpool := func(want ...string) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			got := spoolNames(t, spool)
-			got = slices.DeleteFunc(got, func(n string) bool { return n == spoolPosition })
-			if slices.Equal(got, want) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("spool holds %q, want %q", got, want)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
+	f := startFollower(t, e, spool, names[0], 3)
 	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
-	waitSpool(names[1], names[2], names[3])
+	waitSpool(t, spool, true, names[1], names[2], names[3])
 	for i := 1; i <= 8; i++ {
 		// wal-fetch asked for names[i]: the prefetcher keeps the three
 		// after it spooled (up to names[8], the archive's end).
 		if err := SetPosition(spool, names[i]); err != nil {
 			t.Fatal(err)
 		}
-		waitSpool(names[i:min(i+4, 9)]...)
+		waitSpool(t, spool, true, names[i:min(i+4, 9)]...)
 		if ok, err := e.a.FromSpool(spool, names[i], dest); !ok || err != nil {
 			t.Fatalf("FromSpool(%s) = %v, %v", names[i], ok, err)
 		}
@@ -153,13 +133,13 @@ func TestPrefetchFollows(t *testing.T) {
 		t.Errorf("%d downloads, want 9 to 14 (8 segments once, missing ones up to 6 times)", got)
 	}
 	select {
-	case err := <-errc:
+	case err := <-f.errc:
 		t.Fatalf("the prefetcher ended (%v) while recovery went on", err)
 	default:
 	}
-	ended.Store(true)
+	f.ended.Store(true)
 	select {
-	case err := <-errc:
+	case err := <-f.errc:
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -231,27 +211,7 @@ func TestPrefetchFollowsBackAndAcross(t *testing.T) {
 		}
 	}
 	spool := filepath.Join(t.TempDir(), "spool")
-	var ended atomic.Bool
-	errc := make(chan error, 1)
-	go func() {
-		errc <- e.a.Prefetch(ctx, names[0], PrefetchOptions{SpoolDir: spool, Count: 2, Concurrency: 2,
-			Follow: true, Poll: time.Millisecond, Idle: time.Minute, Done: ended.Load})
-	}()
-	has := func(want ...string) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			got := spoolNames(t, spool)
-			missing := slices.DeleteFunc(slices.Clone(want), func(n string) bool { return slices.Contains(got, n) })
-			if len(missing) == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("spool holds %q, lacks %q", got, missing)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
+	f := startFollower(t, e, spool, names[0], 2)
 	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
 	take := func(n string) {
 		t.Helper()
@@ -262,23 +222,57 @@ func TestPrefetchFollowsBackAndAcross(t *testing.T) {
 			t.Fatalf("FromSpool(%s) = %v, %v", n, ok, err)
 		}
 	}
-	has(names[1], names[2])
+	waitSpool(t, spool, false, names[1], names[2])
 	take(names[1])
-	has(names[2], names[3])
+	waitSpool(t, spool, false, names[2], names[3])
 	take(names[2])
-	has(names[3], names[4])
+	waitSpool(t, spool, false, names[3], names[4])
 	// Back to names[0]: names[1] and [2] left the spool and come again.
 	if err := SetPosition(spool, names[0]); err != nil {
 		t.Fatal(err)
 	}
-	has(names[1], names[2])
+	waitSpool(t, spool, false, names[1], names[2])
 	// Promotion at names[3]: timeline 2 starts at segment 5.
 	if err := SetPosition(spool, "000000020000000000000004"); err != nil {
 		t.Fatal(err)
 	}
-	has(tl2[0], tl2[1])
-	ended.Store(true)
-	if err := <-errc; err != nil {
+	waitSpool(t, spool, false, tl2[0], tl2[1])
+	f.ended.Store(true)
+	if err := <-f.errc; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// follower runs a following prefetcher on spool until recovery ends.
+type follower struct {
+	ended atomic.Bool
+	errc  chan error
+}
+
+func startFollower(t *testing.T, e env, spool, after string, count int) *follower {
+	t.Helper()
+	f := &follower{errc: make(chan error, 1)}
+	go func() {
+		f.errc <- e.a.Prefetch(t.Context(), after, PrefetchOptions{SpoolDir: spool, Count: count, Concurrency: 2,
+			Follow: true, Poll: time.Millisecond, Idle: time.Minute, Done: f.ended.Load})
+	}()
+	return f
+}
+
+// waitSpool waits until the spool's segment files are want (exact) or
+// include want.
+func waitSpool(t *testing.T, spool string, exact bool, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := slices.DeleteFunc(spoolNames(t, spool), func(n string) bool { return n == spoolPosition })
+		missing := slices.DeleteFunc(slices.Clone(want), func(n string) bool { return slices.Contains(got, n) })
+		if len(missing) == 0 && (!exact || len(got) == len(want)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("spool holds %q, want %q (exactly: %v)", got, want, exact)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
