@@ -25,10 +25,10 @@ func exactArgs(n int, what string) cobra.PositionalArgs {
 // store's own check when the repository itself is the problem (a folder that
 // cannot be created, a bucket that does not exist), and returns err otherwise.
 func diagnose(ctx context.Context, st storage.Storage, err error) error {
-	if err == nil || errors.Is(err, storage.ErrNotFound) || ctx.Err() != nil {
+	if err == nil || errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrNoRepository) || ctx.Err() != nil {
 		return err
 	}
-	c, ok := st.(checker)
+	c, ok := storage.As[checker](st)
 	if !ok {
 		return err
 	}
@@ -45,7 +45,8 @@ func describeStorageErr(err error, cfg Config) error {
 		return nil
 	}
 	switch {
-	case errors.Is(err, s3.ErrAccessDenied), errors.Is(err, s3.ErrNoSuchBucket), errors.Is(err, s3.ErrUnreachable):
+	case errors.Is(err, s3.ErrAccessDenied), errors.Is(err, s3.ErrNoSuchBucket), errors.Is(err, s3.ErrUnreachable),
+		errors.Is(err, storage.ErrNoRepository):
 		return fmt.Errorf("repository %s: %w", cfg.Repo, err)
 	}
 	return err

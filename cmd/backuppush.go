@@ -86,6 +86,9 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 	// making the garbage collector run without pause.
 	cfg.S3.PartSize = min(cfg.S3.PartSize, backupS3PartSize)
 	st, err := openStorage(ctx, cfg, log, true)
+	if err == nil {
+		err = st.Init(ctx)
+	}
 	if err != nil {
 		return describeStorageErr(err, cfg)
 	}

@@ -105,10 +105,57 @@ func TestIntegrationRepositoryErrors(t *testing.T) {
 			t.Logf("exit %d: %s", code, line)
 		})
 	}
-	// Nothing was written to the bucket by any failing case.
+	// Nothing was written to the bucket by any failing case, not even the
+	// repository marker: wal-fetch finds no repository there.
 	_, stderr, code := run(t, bin, base("TUSK_REPO="+m.URL("pg")), "wal-fetch", "000000010000000000000001", filepath.Join(t.TempDir(), "x"))
-	if code != 1 || !strings.Contains(stderr, "wal not in archive") {
-		t.Fatalf("after the failing pushes wal-fetch exits %d (%s), want 1 (not in archive)", code, stderr)
+	if code != 1 || !strings.Contains(errorLine(t, stderr), "no tusk repository there") {
+		t.Fatalf("after the failing pushes wal-fetch exits %d (%s), want 1 (no repository)", code, stderr)
+	}
+}
+
+// TestIntegrationMissingRepositoryStopsRecovery: a folder repository that is
+// missing or empty (a mount point whose file system went away) must never
+// answer "not in the archive" during archive recovery: PostgreSQL would take
+// it for the end of the archive and promote early. wal-fetch exits 200 there,
+// and 1 only for a file missing from a repository that is there.
+func TestIntegrationMissingRepositoryStopsRecovery(t *testing.T) {
+	bin := testenv.BuildTusk(t)
+	pgdata := t.TempDir()
+	if err := os.WriteFile(filepath.Join(pgdata, "recovery.signal"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(pgdata, "pg_wal", "RECOVERYXLOG")
+	os.Mkdir(filepath.Dir(dest), 0o700)
+	empty := t.TempDir()
+	repo := filepath.Join(t.TempDir(), "repo")
+	cases := []struct {
+		name, repo string
+		code       int
+		want       string
+	}{
+		{"missing folder", "/nonexistent/tusk-repo", 200, "no tusk repository there"},
+		{"empty folder (unmounted)", empty, 200, "is the folder mounted"},
+		{"segment missing from a real repository", repo, 1, ""},
+	}
+	// The real repository: wal-push writes its marker.
+	seg := fakeWAL(t, "000000010000000000000001", 1<<20)
+	if _, stderr, code := run(t, bin, []string{"TUSK_REPO=file://" + repo}, "wal-push", seg); code != 0 {
+		t.Fatalf("wal-push: exit %d: %s", code, stderr)
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			env := []string{"TUSK_REPO=file://" + c.repo, "PGDATA=" + pgdata, "TUSK_WAL_PREFETCH=0"}
+			_, stderr, code := run(t, bin, env, "wal-fetch", "000000010000000000000002", dest)
+			if code != c.code {
+				t.Fatalf("wal-fetch exits %d, want %d:\n%s", code, c.code, stderr)
+			}
+			if c.want != "" && !strings.Contains(errorLine(t, stderr), c.want) {
+				t.Fatalf("%q does not say %q", errorLine(t, stderr), c.want)
+			}
+			if _, err := os.Stat(filepath.Join(c.repo, "tusk-repository.json")); c.code == 200 && err == nil {
+				t.Fatal("wal-fetch created a repository")
+			}
+		})
 	}
 }
 

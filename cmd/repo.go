@@ -19,10 +19,11 @@ type checker interface {
 	Check(ctx context.Context) error
 }
 
-// openStorage builds the repository's storage from the settings. With check
-// set it also runs the store's Check, so that a misconfiguration is reported
-// as one sentence before any work starts.
-func openStorage(ctx context.Context, cfg Config, log *slog.Logger, check bool) (storage.Storage, error) {
+// openStorage builds the repository's storage from the settings, behind a
+// storage.Guard (a miss is "not found" only in a repository that is there).
+// With check set it also runs the store's Check, so that a misconfiguration
+// is reported as one sentence before any work starts.
+func openStorage(ctx context.Context, cfg Config, log *slog.Logger, check bool) (*storage.Guard, error) {
 	var st interface {
 		storage.Storage
 		checker
@@ -63,7 +64,7 @@ func openStorage(ctx context.Context, cfg Config, log *slog.Logger, check bool) 
 			return nil, err
 		}
 	}
-	return st, nil
+	return storage.NewGuard(st), nil
 }
 
 // loadRepo resolves the settings and opens (and checks) the repository: the

@@ -45,6 +45,9 @@ func runWALPush(c *cobra.Command, root *rootOpts, path string) error {
 	if err != nil {
 		return err
 	}
+	if err := st.Init(ctx); err != nil {
+		return describeStorageErr(diagnose(ctx, st, err), cfg)
+	}
 	a := &archive.Archive{Store: st, Codec: cfg.Compression, Log: log}
 	_, err = a.PushAhead(ctx, path, archive.PushOptions{PreventOverwrite: cfg.PreventWALOverwrite},
 		archive.AheadOptions{Max: cfg.WALPushAhead, Concurrency: cfg.UploadConcurrency})

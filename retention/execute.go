@@ -82,7 +82,7 @@ func Execute(ctx context.Context, st storage.Storage, p Plan, c Counter) (Report
 		r.Leftovers = append(r.Leftovers, l.Name)
 	}
 
-	if sw, ok := st.(sweeper); ok && !p.SweepBefore.IsZero() {
+	if sw, ok := storage.As[sweeper](st); ok && !p.SweepBefore.IsZero() {
 		n, err := sw.Sweep(ctx, p.SweepBefore)
 		r.Swept = n
 		if err != nil {

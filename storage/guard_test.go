@@ -1,0 +1,123 @@
+package storage_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tusk-backup/tusk/storage"
+	"github.com/tusk-backup/tusk/storage/local"
+)
+
+// TestGuard: a miss is "not found" only in a repository that is there. A
+// folder that is missing or empty (an unmounted mount point) answers
+// ErrNoRepository, which wal-fetch turns into "stop recovery", never into
+// "the archive has ended".
+func TestGuard(t *testing.T) {
+	ctx := t.Context()
+	open := func(t *testing.T, dir string) *storage.Guard {
+		st, err := local.New(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return storage.NewGuard(st)
+	}
+	lookups := map[string]func(context.Context, storage.Storage) error{
+		"get": func(ctx context.Context, st storage.Storage) error {
+			rc, err := st.Get(ctx, "wal/missing")
+			if err == nil {
+				rc.Close()
+			}
+			return err
+		},
+		"stat": func(ctx context.Context, st storage.Storage) error {
+			_, err := st.Stat(ctx, "wal/missing")
+			return err
+		},
+		"empty list": func(ctx context.Context, st storage.Storage) error {
+			return st.List(ctx, "backups/", func(storage.Object) error { return nil })
+		},
+	}
+	cases := []struct {
+		name    string
+		prepare func(t *testing.T, dir string, g *storage.Guard)
+		want    error // nil: a plain miss (ErrNotFound, or nil for List)
+	}{
+		{"missing folder", func(t *testing.T, dir string, g *storage.Guard) { os.RemoveAll(dir) }, storage.ErrNoRepository},
+		{"empty folder", func(t *testing.T, dir string, g *storage.Guard) {}, storage.ErrNoRepository},
+		{"initialized", func(t *testing.T, dir string, g *storage.Guard) {
+			if err := g.Init(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}, nil},
+		{"written before markers", func(t *testing.T, dir string, g *storage.Guard) {
+			os.MkdirAll(filepath.Join(dir, "wal"), 0o700)
+			os.WriteFile(filepath.Join(dir, "wal", "000000010000000000000001"), []byte("x"), 0o600)
+		}, nil},
+	}
+	for _, c := range cases {
+		for lname, lookup := range lookups {
+			t.Run(c.name+"/"+lname, func(t *testing.T) {
+				dir := filepath.Join(t.TempDir(), "repo")
+				os.Mkdir(dir, 0o700)
+				g := open(t, dir)
+				c.prepare(t, dir, g)
+				err := lookup(ctx, open(t, dir)) // a new process: nothing cached
+				switch {
+				case c.want != nil && !errors.Is(err, c.want):
+					t.Fatalf("got %v, want %v", err, c.want)
+				case c.want != nil && errors.Is(err, storage.ErrNotFound):
+					t.Fatalf("%v also reads as not found", err)
+				case c.want == nil && lname != "empty list" && !errors.Is(err, storage.ErrNotFound):
+					t.Fatalf("got %v, want not found", err)
+				case c.want == nil && lname == "empty list" && err != nil:
+					t.Fatalf("got %v, want an empty listing", err)
+				}
+				if c.want != nil && !strings.Contains(err.Error(), "mounted") {
+					t.Errorf("%q does not say what to check", err)
+				}
+			})
+		}
+	}
+}
+
+// TestGuardInit writes the marker once and keeps an existing one.
+func TestGuardInit(t *testing.T) {
+	ctx := t.Context()
+	dir := filepath.Join(t.TempDir(), "repo")
+	st, _ := local.New(dir)
+	if err := storage.NewGuard(st).Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first, err := os.ReadFile(filepath.Join(dir, storage.MarkerKey))
+	if err != nil || !strings.Contains(string(first), `"tusk_repository":1`) {
+		t.Fatalf("marker %q, %v", first, err)
+	}
+	if err := storage.NewGuard(st).Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second, _ := os.ReadFile(filepath.Join(dir, storage.MarkerKey))
+	if string(first) != string(second) {
+		t.Fatal("a second Init rewrote the marker")
+	}
+}
+
+// TestAs finds a capability below a wrapper.
+func TestAs(t *testing.T) {
+	st, _ := local.New(t.TempDir())
+	g := storage.NewGuard(st)
+	type sweeper interface {
+		Sweep(context.Context, time.Time) (int, error)
+	}
+	if _, ok := storage.As[sweeper](g); !ok {
+		t.Fatal("As does not see the folder store's Sweep through the guard")
+	}
+	if _, ok := storage.As[io.Closer](g); ok {
+		t.Fatal("As found a capability nobody has")
+	}
+}
