@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
@@ -70,7 +71,7 @@ func push(t *testing.T, st storage.Storage, partSize int64, archives map[string]
 	t.Helper()
 	g, gctx := errgroup.WithContext(t.Context())
 	g.SetLimit(3)
-	u := &uploader{ctx: gctx, g: g, sys: System{SegSize: 16 << 20},
+	u := &uploader{ctx: gctx, g: g, sys: System{SegSize: 16 << 20}, run: newRunID(),
 		opts: PushOptions{Store: st, Codec: compress.Default, PartSize: partSize, Concurrency: 2, Log: slog.New(slog.DiscardHandler)},
 		meta: Meta{Format: metaFormat, StartTime: time.Now().UTC(), Codec: compress.Default.String()}}
 	if err := u.Begin(LSN(0x2000028), 1, spaces); err != nil {
@@ -275,5 +276,51 @@ func TestCheckNameAndLSN(t *testing.T) {
 	}
 	if !errors.Is(func() error { _, err := ReadMeta(t.Context(), newStore(t), "nope"); return err }(), ErrNoBackup) {
 		t.Error("ReadMeta of a missing backup is not ErrNoBackup")
+	}
+}
+
+// TestNameClaim: two runs that compute the same name never both record a
+// backup. A run refuses a name whose backup_started.json exists, and a run
+// whose name was taken over while it ran fails its final check; each run's
+// parts live in a folder of its own, so neither overwrote the other's.
+func TestNameClaim(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	st := newStore(t)
+	newRun := func() *uploader {
+		g, gctx := errgroup.WithContext(ctx)
+		return &uploader{ctx: gctx, g: g, sys: System{SegSize: 16 << 20}, run: newRunID(),
+			opts: PushOptions{Store: st, Codec: compress.Default, PartSize: 1 << 20, Concurrency: 1, Log: slog.New(slog.DiscardHandler)},
+			meta: Meta{Format: metaFormat, StartTime: time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC), Codec: compress.Default.String()}}
+	}
+	a, b := newRun(), newRun()
+	if err := a.Begin(LSN(0x2000028), 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Begin(LSN(0x2000028), 1, nil); err == nil || !strings.Contains(err.Error(), "already taken") {
+		t.Fatalf("a second run with the same name began: %v", err)
+	}
+	if a.partPrefix() == b.partPrefix() {
+		t.Fatal("two runs write their parts into the same folder")
+	}
+	m := a.meta
+	m.Manifest = Part{Key: a.partPrefix() + "backup_manifest.s2", Archive: "manifest", Size: 1}
+	if err := st.Put(ctx, m.Manifest.Key, strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkStored(ctx, st, m, a.run); err != nil {
+		t.Fatalf("the run that holds the name fails its final check: %v", err)
+	}
+	// b began at the same moment as a (both passed the check before either
+	// wrote) and wrote backup_started.json last: a has lost the name.
+	started, _ := json.Marshal(started{Name: m.Name, Run: b.run})
+	if err := st.Put(ctx, StartedKey(m.Name), bytes.NewReader(started)); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkStored(ctx, st, m, a.run); err == nil || !strings.Contains(err.Error(), "took the name") {
+		t.Fatalf("a run that lost its name passes its final check: %v", err)
+	}
+	if err := checkStored(ctx, st, m, b.run); err != nil {
+		t.Fatalf("the run that holds the name fails its final check: %v", err)
 	}
 }

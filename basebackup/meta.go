@@ -16,10 +16,15 @@ import (
 
 // Repository layout of a backup named N:
 //
-//	backups/N.json                       the metadata (Meta), written last
-//	backups/N/<archive>.<seq>.tar.<ext>  the parts, archive "base" or a tablespace OID
-//	backups/N/backup_manifest.<ext>      PostgreSQL's backup manifest
-//	backups/N.deleting                   tombstone of a delete in progress
+//	backups/N.json                            the metadata (Meta), written last
+//	backups/N/backup_started.json             written first: the run that holds the name
+//	backups/N/<run>/<archive>.<seq>.tar.<ext> the parts, archive "base" or a tablespace OID
+//	backups/N/<run>/backup_manifest.<ext>     PostgreSQL's backup manifest
+//	backups/N.deleting                        tombstone of a delete in progress
+//
+// Each backup-push run writes its parts under a folder of its own, so two
+// runs never write the same object. Backups written before runs had folders
+// keep their parts directly under backups/N/; the metadata names every key.
 //
 // A folder under backups/ without its .json is an unfinished or partly
 // deleted backup: garbage, never listed.

@@ -3,6 +3,7 @@ package basebackup
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -79,6 +80,7 @@ func Push(ctx context.Context, conn *pgconn.PgConn, sys System, opts PushOptions
 		g:    g,
 		opts: opts,
 		sys:  sys,
+		run:  newRunID(),
 		meta: Meta{
 			Format:      metaFormat,
 			SystemID:    sys.SystemID,
@@ -149,7 +151,7 @@ func Push(ctx context.Context, conn *pgconn.PgConn, sys System, opts PushOptions
 		m.StoredSize += p.Size
 	}
 	m.StoredSize += m.Manifest.Size
-	if err := checkStored(ctx, opts.Store, m); err != nil {
+	if err := checkStored(ctx, opts.Store, m, u.run); err != nil {
 		return Meta{}, fmt.Errorf("backup %s: %w", m.Name, err)
 	}
 	if err := WriteMeta(ctx, opts.Store, m); err != nil {
@@ -159,10 +161,20 @@ func Push(ctx context.Context, conn *pgconn.PgConn, sys System, opts PushOptions
 }
 
 // checkStored makes sure, just before the metadata makes the backup exist,
-// that every part is still in the repository and no delete has claimed the
-// name: a backup that waited hours for its WAL to be archived may have had
-// its parts collected as an abandoned backup's leftovers meanwhile.
-func checkStored(ctx context.Context, st storage.Storage, m Meta) error {
+// that the name is still this run's, every part is still in the repository
+// and no delete has claimed the name: a backup that waited hours for its WAL
+// to be archived may have had its parts collected as an abandoned backup's
+// leftovers meanwhile.
+//
+// Sizes are compared, not checksums, and that is enough: every run writes
+// its parts under a folder of its own (run), which no other run writes, so
+// a part can only be missing or cut short, never replaced by another's.
+func checkStored(ctx context.Context, st storage.Storage, m Meta, run string) error {
+	if owner, err := readStarted(ctx, st, m.Name); err != nil {
+		return err
+	} else if owner != run {
+		return fmt.Errorf("another backup-push took the name %s while this one ran (run %s, not %s), so this backup is not recorded; run backup-push again", m.Name, owner, run)
+	}
 	for _, p := range append(slices.Clip(m.Parts), m.Manifest) {
 		o, err := st.Stat(ctx, p.Key)
 		if errors.Is(err, storage.ErrNotFound) {
@@ -186,6 +198,38 @@ func checkStored(ctx context.Context, st storage.Storage, m Meta) error {
 // start segment (in its name), visible to delete garbage at once.
 func StartedKey(name string) string { return DataPrefix(name) + "backup_started.json" }
 
+// started is StartedKey's content.
+type started struct {
+	Name     string    `json:"name"`
+	Run      string    `json:"run"` // the folder under DataPrefix(name) holding this run's parts
+	StartWAL string    `json:"start_wal_segment"`
+	Start    time.Time `json:"start_time"`
+}
+
+// readStarted returns the run that holds backup name.
+func readStarted(ctx context.Context, st storage.Storage, name string) (string, error) {
+	rc, err := st.Get(ctx, StartedKey(name))
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", StartedKey(name), err)
+	}
+	defer rc.Close()
+	var s started
+	if err := json.NewDecoder(io.LimitReader(rc, 1<<16)).Decode(&s); err != nil {
+		return "", fmt.Errorf("read %s: %w", StartedKey(name), err)
+	}
+	return s.Run, nil
+}
+
+// newRunID names one backup-push run: 8 random bytes in hex.
+func newRunID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// partPrefix is where this run writes its parts.
+func (u *uploader) partPrefix() string { return DataPrefix(u.meta.Name) + u.run + "/" }
+
 // uploader is the Handler that turns the stream into parts.
 type uploader struct {
 	ctx  context.Context
@@ -193,6 +237,7 @@ type uploader struct {
 	opts PushOptions
 	sys  System
 	meta Meta
+	run  string // see newRunID
 
 	cur      *archiveWriter // the archive being received
 	total    int64
@@ -215,13 +260,19 @@ func (u *uploader) Begin(start LSN, tli uint32, spaces []Tablespace) error {
 	for _, s := range spaces {
 		u.total += s.SizeKB * 1024
 	}
-	// A name is never reused: refuse to write into another backup's place.
-	if _, err := u.opts.Store.Stat(u.ctx, MetaKey(u.meta.Name)); err == nil {
-		return fmt.Errorf("backup %s already exists in the repository", u.meta.Name)
-	} else if !errors.Is(err, storage.ErrNotFound) {
-		return fmt.Errorf("check the repository: %w", err)
+	// A name is never reused: refuse to write into another backup's place,
+	// finished or still running (on another server of the cluster: Lock
+	// keeps out a second run on this one). Two runs that pass this check at
+	// the same moment write their parts apart, and the one whose run is not
+	// in StartedKey at the end fails (checkStored).
+	for _, key := range []string{MetaKey(u.meta.Name), StartedKey(u.meta.Name)} {
+		if _, err := u.opts.Store.Stat(u.ctx, key); err == nil {
+			return fmt.Errorf("backup name %s is already taken in the repository (%s exists); run backup-push again", u.meta.Name, key)
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("check the repository: %w", err)
+		}
 	}
-	started, _ := json.Marshal(map[string]any{"name": u.meta.Name, "start_wal_segment": u.meta.StartWAL, "start_time": u.meta.StartTime})
+	started, _ := json.Marshal(started{Name: u.meta.Name, Run: u.run, StartWAL: u.meta.StartWAL, Start: u.meta.StartTime})
 	if err := u.opts.Store.Put(u.ctx, StartedKey(u.meta.Name), bytes.NewReader(started)); err != nil {
 		return fmt.Errorf("write %s: %w", StartedKey(u.meta.Name), err)
 	}
@@ -263,7 +314,7 @@ func (u *uploader) Manifest() error {
 	if err := u.endArchive(); err != nil {
 		return err
 	}
-	pw, err := u.newPart("manifest", 0, DataPrefix(u.meta.Name)+"backup_manifest"+u.opts.Codec.Ext())
+	pw, err := u.newPart("manifest", 0, u.partPrefix()+"backup_manifest"+u.opts.Codec.Ext())
 	if err != nil {
 		return err
 	}

@@ -257,7 +257,7 @@ func (aw *archiveWriter) rotate() error {
 		return err
 	}
 	aw.seq++
-	key := fmt.Sprintf("%s%s.%05d.tar%s", DataPrefix(aw.u.meta.Name), aw.name, aw.seq, aw.u.opts.Codec.Ext())
+	key := fmt.Sprintf("%s%s.%05d.tar%s", aw.u.partPrefix(), aw.name, aw.seq, aw.u.opts.Codec.Ext())
 	p, err := aw.u.newPart(aw.name, aw.seq, key)
 	if err != nil {
 		return err

@@ -1,7 +1,10 @@
 package cmd_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -242,7 +245,7 @@ func TestIntegrationBackupFailures(t *testing.T) {
 		}
 		// Wait for the first part to be stored, then kill.
 		waitFor(t, time.Minute, func() bool {
-			m, _ := filepath.Glob(filepath.Join(repoDir, "backups", "*", "base.*"))
+			m, _ := filepath.Glob(filepath.Join(repoDir, "backups", "*", "*", "base.*"))
 			return len(m) > 0
 		})
 		time.Sleep(time.Duration(i*30) * time.Millisecond)
@@ -461,4 +464,91 @@ func TestIntegrationStandbyFromBackup(t *testing.T) {
 	if got := psql(t, pg, sock, port, "SELECT string_agg(n::text, ',' ORDER BY n) FROM marks"); got != want {
 		t.Fatalf("restored from the standby's backup: marks %s, want %s", got, want)
 	}
+}
+
+// TestIntegrationConcurrentBackupPush: a second backup-push on a server that
+// is being backed up refuses in one sentence (tusk's backup lock, held by the
+// first run's connection), and backup-push runs started together never record
+// a backup that does not verify, nor two under one name.
+func TestIntegrationConcurrentBackupPush(t *testing.T) {
+	bin := testenv.BuildTusk(t)
+	repoDir := testenv.ServerTempDir(t)
+	repoEnv := []string{"TUSK_REPO=file://" + repoDir}
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: bin + " wal-push %p", Env: repoEnv})
+	env := append(append([]string{}, repoEnv...), pg.Env()...)
+	env = append(env, "TUSK_BACKUP_PART_SIZE=1MiB")
+	pgbench(t, pg, "-i", "-s", "5", "-q")
+
+	// Another session holds the lock, as a running backup-push's connection
+	// does: backup-push refuses, and runs once it is released.
+	holder := pg.RunAsOwner(t.Context(), filepath.Join(pg.BinDir, "psql"), "-XAtq", "-v", "ON_ERROR_STOP=1",
+		"-h", pg.SocketDir, "-p", strconv.Itoa(pg.Port), "-U", "postgres", "-d", "postgres")
+	stdin, err := holder.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); holder.Wait() })
+	fmt.Fprintln(stdin, "SELECT pg_advisory_lock(1953723243, 1);")
+	waitFor(t, time.Minute, func() bool {
+		out, err := pg.TrySQL(t.Context(), "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1953723243 AND objid = 1 AND granted")
+		return err == nil && out == "1"
+	})
+	_, stderr, code := run(t, bin, env, "backup-push")
+	if line := errorLine(t, stderr); code == 0 || !strings.Contains(line, "another tusk backup-push is already backing up this server") {
+		t.Fatalf("backup-push while the lock is held: exit %d, %s", code, stderr)
+	}
+	if out, _, _ := run(t, bin, env, "backup-list", "--json"); strings.TrimSpace(out) != "[]" {
+		t.Fatalf("a refused backup-push left a backup:\n%s", out)
+	}
+	stdin.Close()
+	holder.Wait()
+
+	// Three at once: whichever runs succeed record distinct, verifiable
+	// backups; the others refuse with the sentence.
+	type result struct {
+		code   int
+		stderr string
+	}
+	results := make(chan result, 3)
+	for range 3 {
+		go func() {
+			cmd := exec.Command(bin, "backup-push")
+			cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+			var e bytes.Buffer
+			cmd.Stderr = &e
+			err := cmd.Run()
+			code := 0
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			} else if err != nil {
+				code = -1
+			}
+			results <- result{code, e.String()}
+		}()
+	}
+	ok := 0
+	for range 3 {
+		r := <-results
+		switch {
+		case r.code == 0:
+			ok++
+		case !strings.Contains(r.stderr, "another tusk backup-push is already backing up this server"):
+			t.Fatalf("a concurrent backup-push failed otherwise: exit %d\n%s", r.code, r.stderr)
+		}
+	}
+	list, _, _ := run(t, bin, env, "backup-list", "--json")
+	var metas []struct {
+		Name string `json:"name"`
+	}
+	if err := json.Unmarshal([]byte(list), &metas); err != nil || len(metas) != ok || ok == 0 {
+		t.Fatalf("%d runs succeeded; backup-list: %v\n%s", ok, err, list)
+	}
+	if out, stderr, code := run(t, bin, env, "verify", "--all"); code != 0 {
+		t.Fatalf("verify --all after concurrent runs: exit %d\n%s%s", code, out, stderr)
+	}
+	t.Logf("%d of 3 concurrent runs recorded a backup", ok)
 }

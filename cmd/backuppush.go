@@ -107,6 +107,9 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 	if sys.Version < 150000 {
 		return fmt.Errorf("the server runs PostgreSQL %d.%d; tusk backs up PostgreSQL 15 and later", sys.Version/10000, sys.Version%10000)
 	}
+	if err := basebackup.Lock(ctx, conn); err != nil {
+		return err
+	}
 	arch, err := basebackup.ArchiverState(ctx, conn)
 	if err != nil {
 		return err
