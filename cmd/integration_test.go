@@ -86,6 +86,7 @@ func TestIntegrationRepositoryErrors(t *testing.T) {
 		{"missing bucket", base("WALG_S3_PREFIX=s3://no-such-bucket/pg"), "no-such-bucket", 1},
 		{"wrong secret key", append(base("TUSK_REPO="+m.URL("pg")), "AWS_SECRET_ACCESS_KEY=wrong-secret-key"), "AWS_SECRET_ACCESS_KEY", 1},
 		{"unknown access key", append(base("TUSK_REPO="+m.URL("pg")), "AWS_ACCESS_KEY_ID=nobody"), "AWS_ACCESS_KEY_ID", 1},
+		{"encryption key set", base("TUSK_REPO="+m.URL("pg"), "WALG_LIBSODIUM_KEY=0123456789abcdef0123456789abcdef"), "WALG_LIBSODIUM_KEY (in the environment) is refused", 2},
 		{"unreachable endpoint", append(base("TUSK_REPO="+m.URL("pg")), "AWS_ENDPOINT=http://127.0.0.1:1", "TUSK_S3_MAX_RETRIES=2"), "127.0.0.1:1", 1},
 	}
 	for _, c := range cases {

@@ -115,7 +115,11 @@ func (o *rootOpts) load(c *cobra.Command) (Config, *slog.Logger, error) {
 	if cfg.ConfigFile == "" {
 		cfg.ConfigFile = envValue(o.env, configEnv)
 	}
-	return cfg, newLogger(o.stderr, cfg), nil
+	log := newLogger(o.stderr, cfg)
+	for _, n := range v.notes {
+		log.Info("wal-g setting ignored", "note", n)
+	}
+	return cfg, log, nil
 }
 
 func envValue(env []string, key string) string {

@@ -105,6 +105,7 @@ func lookupSetting(key string) (setting, bool) {
 type values struct {
 	v      map[string]string
 	source map[string]string // "flag --repo", "environment WALG_S3_PREFIX", "config file /x (TUSK_REPO)", "default"
+	notes  []string          // wal-g settings given but ignored, one sentence each (walgCheck)
 }
 
 func (v values) get(key string) string { return v.v[key] }
@@ -121,7 +122,7 @@ func (v values) has(key string) bool {
 // env is os.Environ()-shaped; fs holds the parsed flags of the running command.
 func resolve(fs *pflag.FlagSet, env []string, configPath string) (values, error) {
 	envMap := map[string]string{}
-	var unknown []string
+	var unknown, foreign []string
 	for _, kv := range env {
 		k, val, ok := strings.Cut(kv, "=")
 		if !ok {
@@ -132,6 +133,8 @@ func resolve(fs *pflag.FlagSet, env []string, configPath string) (values, error)
 			if _, ok := lookupSetting(k); !ok {
 				unknown = append(unknown, k)
 			}
+		} else if _, ok := lookupSetting(k); !ok && val != "" {
+			foreign = append(foreign, k)
 		}
 	}
 	if len(unknown) > 0 {
@@ -139,17 +142,23 @@ func resolve(fs *pflag.FlagSet, env []string, configPath string) (values, error)
 		return values{}, &UsageError{fmt.Errorf("unknown setting %s in the environment%s; unset it or fix its name (tusk help settings lists them)",
 			unknown[0], suggest(unknown[0]))}
 	}
+	sort.Strings(foreign)
+	notes, err := walgCheck(foreign, "in the environment")
+	if err != nil {
+		return values{}, err
+	}
 	if configPath == "" {
 		configPath = envMap[configEnv]
 	}
 	var file map[string]string
 	if configPath != "" {
-		var err error
-		if file, err = readConfigFile(configPath); err != nil {
+		var fileNotes []string
+		if file, fileNotes, err = readConfigFile(configPath); err != nil {
 			return values{}, err
 		}
+		notes = append(notes, fileNotes...)
 	}
-	out := values{v: map[string]string{}, source: map[string]string{}}
+	out := values{v: map[string]string{}, source: map[string]string{}, notes: notes}
 	for _, s := range settings {
 		if s.flag != "" && fs != nil {
 			if f := fs.Lookup(s.flag); f != nil && f.Changed {
@@ -189,26 +198,41 @@ func firstSet(m map[string]string, s setting) (string, string, bool) {
 }
 
 // readConfigFile reads a flat YAML or JSON map whose keys are the same names
-// as the environment's.
-func readConfigFile(path string) (map[string]string, error) {
+// as the environment's. wal-g settings tusk does not have are refused or
+// noted as in the environment (walgCheck); other unknown keys are refused.
+func readConfigFile(path string) (map[string]string, []string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &UsageError{fmt.Errorf("config file %s cannot be read: %w", path, unwrapPathErr(err))}
+		return nil, nil, &UsageError{fmt.Errorf("config file %s cannot be read: %w", path, unwrapPathErr(err))}
 	}
 	raw := map[string]any{}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(&raw); err != nil && !errors.Is(err, io.EOF) { // io.EOF: an empty file
-		return nil, &UsageError{fmt.Errorf("config file %s is not valid YAML or JSON: %v", path, err)}
+		return nil, nil, &UsageError{fmt.Errorf("config file %s is not valid YAML or JSON: %v", path, err)}
 	}
 	out := map[string]string{}
 	keys := make([]string, 0, len(raw))
-	for k := range raw {
+	var foreign []string
+	for k, v := range raw {
+		if _, ok := lookupSetting(k); !ok {
+			if _, ok := walgVerdict(k); ok {
+				if v != nil && v != "" {
+					foreign = append(foreign, k)
+				}
+				continue
+			}
+		}
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	sort.Strings(foreign)
+	notes, err := walgCheck(foreign, "in config file "+path)
+	if err != nil {
+		return nil, nil, err
+	}
 	for _, k := range keys {
 		if _, ok := lookupSetting(k); !ok {
-			return nil, &UsageError{fmt.Errorf("config file %s has unknown setting %s%s; fix or remove it (tusk help settings lists them)", path, k, suggest(k))}
+			return nil, nil, &UsageError{fmt.Errorf("config file %s has unknown setting %s%s; fix or remove it (tusk help settings lists them)", path, k, suggest(k))}
 		}
 		switch v := raw[k].(type) {
 		case string:
@@ -217,10 +241,10 @@ func readConfigFile(path string) (map[string]string, error) {
 			out[k] = fmt.Sprint(v)
 		case nil:
 		default:
-			return nil, &UsageError{fmt.Errorf("config file %s: %s must be a single value, not a list or map", path, k)}
+			return nil, nil, &UsageError{fmt.Errorf("config file %s: %s must be a single value, not a list or map", path, k)}
 		}
 	}
-	return out, nil
+	return out, notes, nil
 }
 
 // suggest proposes the closest known name for a misspelled one.

@@ -90,7 +90,7 @@ func TestUnknownSettings(t *testing.T) {
 	}{
 		{"typo in env", []string{"TUSK_UPLAOD_CONCURRENCY=8"}, "", "unknown setting TUSK_UPLAOD_CONCURRENCY in the environment (did you mean TUSK_UPLOAD_CONCURRENCY?)"},
 		{"unknown in env", []string{"TUSK_NOTHING_LIKE_IT=1"}, "", "unknown setting TUSK_NOTHING_LIKE_IT in the environment;"},
-		{"unknown in file", nil, "TUSK_REPO: file:///x\nWALG_S3_PREFX: s3://b\n", "has unknown setting WALG_S3_PREFX (did you mean WALG_S3_PREFIX?)"},
+		{"unknown in file", nil, "TUSK_REPO: file:///x\nWALG_S3_PREFX: s3://b\n", "is refused: it is not a setting tusk knows (did you mean WALG_S3_PREFIX?)"},
 		{"nested value in file", nil, "TUSK_REPO:\n  a: b\n", "TUSK_REPO must be a single value"},
 		{"not yaml", nil, "TUSK_REPO: [unclosed\n", "is not valid YAML or JSON"},
 	}
@@ -232,5 +232,56 @@ func TestREADMEListsEverySetting(t *testing.T) {
 				t.Errorf("README.md's settings table lacks %s", k)
 			}
 		}
+	}
+}
+
+// TestWALGNames: a wal-g setting tusk does not honour is refused when going
+// on without it would change what is stored or how it is protected, and
+// noted otherwise, in the environment and in a config file alike.
+func TestWALGNames(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name    string
+		env     []string
+		file    string
+		refused string // the usage error's text, "" for none
+		note    string // a note's text, "" for none
+	}{
+		{"libsodium key", []string{"WALG_LIBSODIUM_KEY=secret"}, "", "WALG_LIBSODIUM_KEY (in the environment) is refused: it turns on wal-g's client-side encryption", ""},
+		{"pgp key path", []string{"WALG_PGP_KEY_PATH=/etc/key"}, "", "WALG_PGP_KEY_PATH (in the environment) is refused", ""},
+		{"cse kms", []string{"WALG_CSE_KMS_ID=arn:aws:kms:x"}, "", "WALG_CSE_KMS_ID (in the environment) is refused", ""},
+		{"gpg key id", []string{"WALG_GPG_KEY_ID=ABCD"}, "", "WALG_GPG_KEY_ID (in the environment) is refused", ""},
+		{"wal-e gpg", []string{"WALE_GPG_KEY_ID=ABCD"}, "", "WALE_GPG_KEY_ID (in the environment) is refused", ""},
+		{"key in a config file", nil, "TUSK_REPO: file:///x\nWALG_LIBSODIUM_KEY_PATH: /k\n", "WALG_LIBSODIUM_KEY_PATH (in config file", ""},
+		{"other storage", []string{"WALG_GS_PREFIX=gs://b/p"}, "", "names a kind of storage tusk does not support", ""},
+		{"unknown, by its name a key", []string{"WALG_FANCY_NEW_KEY=x"}, "", "by its name it may change how or where data is stored", ""},
+		{"empty value is unset", []string{"WALG_LIBSODIUM_KEY="}, "", "", ""},
+		{"tuning knob", []string{"WALG_NETWORK_RATE_LIMIT=100"}, "", "", "WALG_NETWORK_RATE_LIMIT (in the environment) is ignored: tusk has no rate limits"},
+		{"delta steps", []string{"WALG_DELTA_MAX_STEPS=6"}, "", "", "WALG_DELTA_MAX_STEPS (in the environment) is ignored: tusk takes full backups only"},
+		{"knob in a config file", nil, "WALG_TAR_SIZE_THRESHOLD: 1073741823\n", "", "WALG_TAR_SIZE_THRESHOLD (in config file"},
+		{"unknown wal-g name", []string{"WALG_SOMETHING_ELSE=1"}, "", "", "WALG_SOMETHING_ELSE (in the environment) is ignored: tusk does not know this wal-g setting"},
+		{"not wal-g's", []string{"HOME=/root", "EDITOR=vi"}, "", "", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := ""
+			if c.file != "" {
+				path = writeFile(t, "c.yaml", c.file)
+			}
+			v, err := resolve(flags(t), c.env, path)
+			var ue *UsageError
+			switch {
+			case c.refused != "" && (err == nil || !errors.As(err, &ue) || !strings.Contains(err.Error(), c.refused)):
+				t.Fatalf("err = %v, want a usage error containing %q", err, c.refused)
+			case c.refused == "" && err != nil:
+				t.Fatalf("err = %v, want none", err)
+			case c.refused != "":
+				return
+			}
+			notes := strings.Join(v.notes, "\n")
+			if (c.note == "") != (notes == "") || !strings.Contains(notes, c.note) {
+				t.Fatalf("notes %q, want one containing %q", notes, c.note)
+			}
+		})
 	}
 }
