@@ -80,17 +80,38 @@ func newEnv(t *testing.T, codec string) env {
 func (e env) walFile(t *testing.T, name string, seed uint64, size int) string {
 	t.Helper()
 	r := rand.New(rand.NewPCG(seed, seed))
+	n, _ := ParseName(filepath.Base(name))
+	segment := n.Kind == Segment || n.Kind == Partial
+	if segment {
+		size = max(size, 1<<20) // wal-push accepts only whole segments
+	}
 	b := make([]byte, size)
 	for i := range b {
 		if i%7 == 0 {
 			b[i] = byte(r.Uint32())
 		}
 	}
+	if segment {
+		copy(b, LongPageHeader(n, uint32(size), 7000000000000000001))
+	}
 	p := filepath.Join(e.dir, name)
 	if err := os.WriteFile(p, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// segmentOf returns a 1 MiB segment named name filled with fill after its
+// header.
+func segmentOf(t *testing.T, name string, fill byte) []byte {
+	t.Helper()
+	n, err := ParseName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := bytes.Repeat([]byte{fill}, 1<<20)
+	copy(b, LongPageHeader(n, 1<<20, 7000000000000000001))
+	return b
 }
 
 func TestPushFetchRoundTrip(t *testing.T) {
@@ -148,7 +169,7 @@ func TestOverwriteProtection(t *testing.T) {
 	}
 
 	other := filepath.Join(t.TempDir(), "000000010000000000000001")
-	os.WriteFile(other, bytes.Repeat([]byte{1}, 1<<20), 0o600)
+	os.WriteFile(other, segmentOf(t, "000000010000000000000001", 1), 0o600)
 	_, err = e.a.Push(ctx, other, PushOptions{PreventOverwrite: true})
 	var ow *OverwriteError
 	if !errors.As(err, &ow) || !strings.Contains(err.Error(), "wal/0000000100000000/000000010000000000000001 is already archived with different content") {
@@ -165,7 +186,7 @@ func TestOverwriteProtection(t *testing.T) {
 	if _, err := e.a.Fetch(ctx, "000000010000000000000001", dest, FetchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := os.ReadFile(dest); !bytes.Equal(got, bytes.Repeat([]byte{1}, 1<<20)) {
+	if got, _ := os.ReadFile(dest); !bytes.Equal(got, segmentOf(t, "000000010000000000000001", 1)) {
 		t.Fatal("overwrite did not replace the content")
 	}
 
@@ -205,7 +226,7 @@ func TestSHA256ObjectsStillRead(t *testing.T) {
 		t.Fatalf("identical re-push over a SHA-256 object = %+v, %v; want already archived", res, err)
 	}
 	other := filepath.Join(t.TempDir(), n.File)
-	os.WriteFile(other, bytes.Repeat([]byte{2}, 1<<20), 0o600)
+	os.WriteFile(other, segmentOf(t, n.File, 2), 0o600)
 	_, err := e.a.Push(ctx, other, PushOptions{PreventOverwrite: true})
 	var ow *OverwriteError
 	if !errors.As(err, &ow) || !strings.HasPrefix(ow.Stored, "sha256:") || !strings.HasPrefix(ow.Incoming, "sha256:") || ow.Stored == ow.Incoming {
@@ -337,7 +358,7 @@ func TestSegmentSize(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if size, ok, err := e.a.SegmentSize(ctx); !ok || err != nil || size != 256<<10 {
-		t.Fatalf("SegmentSize = %d, %v, %v; want the segments' 256 KiB", size, ok, err)
+	if size, ok, err := e.a.SegmentSize(ctx); !ok || err != nil || size != 1<<20 {
+		t.Fatalf("SegmentSize = %d, %v, %v; want the segments' 1 MiB", size, ok, err)
 	}
 }

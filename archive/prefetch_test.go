@@ -166,7 +166,11 @@ func TestPrefetchIdle(t *testing.T) {
 		errc <- e.a.Prefetch(t.Context(), "000000010000000000000001", PrefetchOptions{SpoolDir: spool, Count: 2,
 			Follow: true, Poll: time.Millisecond, Idle: idle, Done: func() bool { return false }})
 	}()
-	// Moving every 50 ms for 600 ms keeps it alive.
+	// Moving every 50 ms for 600 ms keeps it alive. The last move is timed
+	// from before SetPosition: the prefetcher may see the new position
+	// before SetPosition returns (it still syncs the folder), and its idle
+	// time runs from then.
+	var moved time.Time
 	for i := range 12 {
 		time.Sleep(50 * time.Millisecond)
 		select {
@@ -174,11 +178,11 @@ func TestPrefetchIdle(t *testing.T) {
 			t.Fatalf("ended (%v) after %v while the position moved every 50 ms", err, time.Since(start))
 		default:
 		}
+		moved = time.Now()
 		if err := SetPosition(spool, fmt.Sprintf("0000000100000000000000%02X", i+2)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	moved := time.Now()
 	select {
 	case err := <-errc:
 		if err != nil {

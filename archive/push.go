@@ -29,6 +29,9 @@ type PushOptions struct {
 	// PreventOverwrite refuses to replace an archived segment whose content
 	// differs. History files are always protected.
 	PreventOverwrite bool
+	// SystemID, if not zero, is the system identifier of the cluster whose
+	// WAL this is: a segment of another cluster is refused.
+	SystemID uint64
 }
 
 // PushResult says what a push did.
@@ -73,6 +76,16 @@ func (a *Archive) Push(ctx context.Context, path string, opts PushOptions) (Push
 	}
 	if !fi.Mode().IsRegular() {
 		return res, fmt.Errorf("WAL file %s is not a regular file", path)
+	}
+	if name.Kind == Segment || name.Kind == Partial {
+		// An empty, cut-short or foreign file under a segment's name would
+		// be archived as if PostgreSQL had written it, and replayed.
+		if _, err := CheckSegment(f, fi.Size(), name, opts.SystemID); err != nil {
+			if errors.Is(err, ErrNotSegment) {
+				return res, fmt.Errorf("%w, so it is not archived", err)
+			}
+			return res, err
+		}
 	}
 	size, sum, err := sumFile(f, SumXXH3)
 	if err != nil {

@@ -4,33 +4,66 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// ErrBusy is returned when another tusk backup-push is backing up the same
-// server.
-var ErrBusy = errors.New("another tusk backup-push is already backing up this server; wait for it to finish, or stop it")
+// ErrBusy is returned (wrapped, with who holds the lock) when another tusk
+// backup-push is backing up the same server.
+var ErrBusy = errors.New("another tusk backup-push is already backing up this server")
 
 // lockKey is the session advisory lock a backup-push holds on its server for
 // as long as its connection lives (ASCII "tusk", then 1 for backups). The
 // server releases it when the connection ends, however the process ends.
-const lockKey = "1953723243, 1"
+const (
+	lockClass = 1953723243
+	lockObj   = 1
+)
 
-// Lock takes tusk's backup lock on conn's server, or returns ErrBusy if
-// another connection holds it. Two backups of one server at once would only
-// compete for its disks and its archive; and with a shared checkpoint they
-// start at the same LSN, in the same second, under the same name.
-func Lock(ctx context.Context, conn *pgconn.PgConn) error {
-	rows, err := simpleQuery(ctx, conn, "SELECT pg_try_advisory_lock("+lockKey+")")
-	if err != nil {
-		return fmt.Errorf("take the backup lock: %w", err)
+// lockPoll is how often Lock asks again while it waits.
+const lockPoll = 200 * time.Millisecond
+
+// Lock takes tusk's backup lock on conn's server. While another connection
+// holds it, Lock asks again for up to wait: the server process of a
+// backup-push that was just killed holds it until it notices its client is
+// gone. After that it returns ErrBusy, naming the server process that holds
+// the lock. Two backups of one server at once would only compete for its
+// disks and its archive, and could start at the same LSN under one name.
+func Lock(ctx context.Context, conn *pgconn.PgConn, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		rows, err := simpleQuery(ctx, conn, fmt.Sprintf("SELECT pg_try_advisory_lock(%d, %d)", lockClass, lockObj))
+		if err != nil {
+			return fmt.Errorf("take the backup lock: %w", err)
+		}
+		if len(rows) != 1 || len(rows[0]) != 1 {
+			return errors.New("take the backup lock: unexpected answer")
+		}
+		if rows[0][0] == "t" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return busy(ctx, conn)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(lockPoll):
+		}
 	}
-	if len(rows) != 1 || len(rows[0]) != 1 {
-		return errors.New("take the backup lock: unexpected answer")
+}
+
+// busy describes the holder of the lock in ErrBusy's sentence.
+func busy(ctx context.Context, conn *pgconn.PgConn) error {
+	rows, err := simpleQuery(ctx, conn, fmt.Sprintf("SELECT l.pid, coalesce(a.client_addr::text, 'local'), "+
+		"coalesce(to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS UTC'), '') "+
+		"FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid "+
+		"WHERE l.locktype = 'advisory' AND l.classid = %d AND l.objid = %d AND l.granted LIMIT 1", lockClass, lockObj))
+	if err != nil || len(rows) != 1 || len(rows[0]) != 3 {
+		return fmt.Errorf("%w; wait for it to finish, or stop it", ErrBusy)
 	}
-	if rows[0][0] != "t" {
-		return ErrBusy
-	}
-	return nil
+	r := rows[0]
+	return fmt.Errorf("%w (server process %s, connected from %s since %s); wait for it to finish, or end it with SELECT pg_terminate_backend(%s)",
+		ErrBusy, r[0], r[1], r[2], r[0])
 }

@@ -198,6 +198,18 @@ func checkStored(ctx context.Context, st storage.Storage, m Meta, run string) er
 // start segment (in its name), visible to delete garbage at once.
 func StartedKey(name string) string { return DataPrefix(name) + "backup_started.json" }
 
+// nameTaken reports whether a backup, finished or not, holds name.
+func nameTaken(ctx context.Context, st storage.Storage, name string) (bool, error) {
+	for _, key := range []string{MetaKey(name), StartedKey(name)} {
+		if _, err := st.Stat(ctx, key); err == nil {
+			return true, nil
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return false, fmt.Errorf("check the repository: %w", err)
+		}
+	}
+	return false, nil
+}
+
 // started is StartedKey's content.
 type started struct {
 	Name     string    `json:"name"`
@@ -255,21 +267,31 @@ func (u *uploader) Begin(start LSN, tli uint32, spaces []Tablespace) error {
 	u.opts.Log.Debug("checkpoint done, data follows", "start_lsn", start.String())
 	u.meta.StartLSN, u.meta.StartTLI = start, tli
 	u.meta.StartWAL = start.SegmentName(tli, u.sys.SegSize)
-	u.meta.Name = "base_" + u.meta.StartWAL + "_" + u.meta.StartTime.Format("20060102T150405Z")
 	u.meta.Tablespaces = spaces
 	for _, s := range spaces {
 		u.total += s.SizeKB * 1024
 	}
-	// A name is never reused: refuse to write into another backup's place,
-	// finished or still running (on another server of the cluster: Lock
-	// keeps out a second run on this one). Two runs that pass this check at
-	// the same moment write their parts apart, and the one whose run is not
-	// in StartedKey at the end fails (checkStored).
-	for _, key := range []string{MetaKey(u.meta.Name), StartedKey(u.meta.Name)} {
-		if _, err := u.opts.Store.Stat(u.ctx, key); err == nil {
-			return fmt.Errorf("backup name %s is already taken in the repository (%s exists); run backup-push again", u.meta.Name, key)
-		} else if !errors.Is(err, storage.ErrNotFound) {
-			return fmt.Errorf("check the repository: %w", err)
+	// A name is never reused: the backup takes the first of base_WAL_TIME,
+	// base_WAL_TIME_2, ... that no backup holds, finished or still running
+	// (two backups of one server in one second, or backups of two servers
+	// of the cluster). Two runs that pick the same name at the same moment
+	// write their parts apart, and the one whose run is not in StartedKey
+	// at the end fails (checkStored).
+	base := "base_" + u.meta.StartWAL + "_" + u.meta.StartTime.Format("20060102T150405Z")
+	for i := 1; u.meta.Name == ""; i++ {
+		name := base
+		if i > 1 {
+			name = fmt.Sprintf("%s_%d", base, i)
+		}
+		taken, err := nameTaken(u.ctx, u.opts.Store, name)
+		if err != nil {
+			return err
+		}
+		switch {
+		case !taken:
+			u.meta.Name = name
+		case i == 9:
+			return fmt.Errorf("backup names %s to %s are all taken in the repository; run backup-push again", base, name)
 		}
 	}
 	started, _ := json.Marshal(started{Name: u.meta.Name, Run: u.run, StartWAL: u.meta.StartWAL, Start: u.meta.StartTime})

@@ -251,6 +251,7 @@ func TestIntegrationBackupFailures(t *testing.T) {
 		time.Sleep(time.Duration(i*30) * time.Millisecond)
 		cmd.Process.Kill()
 		cmd.Wait()
+		waitBackupLockFree(t, pg)
 		out, _, code := run(t, bin, env, "backup-list", "--json")
 		if code != 0 || strings.TrimSpace(out) != "[]" {
 			t.Fatalf("after kill -9 #%d, backup-list: exit %d\n%s", i+1, code, out)
@@ -492,10 +493,7 @@ func TestIntegrationConcurrentBackupPush(t *testing.T) {
 	}
 	t.Cleanup(func() { stdin.Close(); holder.Wait() })
 	fmt.Fprintln(stdin, "SELECT pg_advisory_lock(1953723243, 1);")
-	waitFor(t, time.Minute, func() bool {
-		out, err := pg.TrySQL(t.Context(), "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1953723243 AND objid = 1 AND granted")
-		return err == nil && out == "1"
-	})
+	waitFor(t, time.Minute, func() bool { return backupLockHolders(t, pg) == "1" })
 	_, stderr, code := run(t, bin, env, "backup-push")
 	if line := errorLine(t, stderr); code == 0 || !strings.Contains(line, "another tusk backup-push is already backing up this server") {
 		t.Fatalf("backup-push while the lock is held: exit %d, %s", code, stderr)
@@ -505,9 +503,10 @@ func TestIntegrationConcurrentBackupPush(t *testing.T) {
 	}
 	stdin.Close()
 	holder.Wait()
+	waitBackupLockFree(t, pg)
 
-	// Three at once: whichever runs succeed record distinct, verifiable
-	// backups; the others refuse with the sentence.
+	// Three at once: each waits for the lock (up to 10 s) or refuses with
+	// the sentence; those that run record distinct, verifiable backups.
 	type result struct {
 		code   int
 		stderr string
@@ -551,4 +550,20 @@ func TestIntegrationConcurrentBackupPush(t *testing.T) {
 		t.Fatalf("verify --all after concurrent runs: exit %d\n%s%s", code, out, stderr)
 	}
 	t.Logf("%d of 3 concurrent runs recorded a backup", ok)
+}
+
+// backupLockHolders counts the sessions that hold tusk's backup lock.
+func backupLockHolders(t *testing.T, pg *testenv.Postgres) string {
+	out, err := pg.TrySQL(t.Context(), "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 1953723243 AND objid = 1 AND granted")
+	if err != nil {
+		return err.Error()
+	}
+	return out
+}
+
+// waitBackupLockFree waits until no session holds tusk's backup lock: the
+// server process of a killed backup-push ends once it notices.
+func waitBackupLockFree(t *testing.T, pg *testenv.Postgres) {
+	t.Helper()
+	waitFor(t, time.Minute, func() bool { return backupLockHolders(t, pg) == "0" })
 }

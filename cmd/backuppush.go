@@ -61,6 +61,11 @@ The server waits until the WAL the backup needs is archived (archive_command =
 	return c
 }
 
+// backupLockWait is how long backup-push waits for another backup-push's
+// lock on the server before it refuses: long enough for the server process
+// of a killed backup-push to notice and end, short enough for a cron line.
+const backupLockWait = 10 * time.Second
+
 func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []string) error {
 	cfg, log, err := root.load(c)
 	if err != nil {
@@ -107,7 +112,7 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 	if sys.Version < 150000 {
 		return fmt.Errorf("the server runs PostgreSQL %d.%d; tusk backs up PostgreSQL 15 and later", sys.Version/10000, sys.Version%10000)
 	}
-	if err := basebackup.Lock(ctx, conn); err != nil {
+	if err := basebackup.Lock(ctx, conn, backupLockWait); err != nil {
 		return err
 	}
 	arch, err := basebackup.ArchiverState(ctx, conn)

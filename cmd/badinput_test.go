@@ -1,6 +1,7 @@
 package cmd_test
 
 import (
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +25,24 @@ func TestIntegrationWALBadInput(t *testing.T) {
 	os.Mkdir(filepath.Join(dir, "000000010000000000000002"), 0o700)
 	file := filepath.Join(dir, "plain-file")
 	os.WriteFile(file, nil, 0o600)
+	// Files under segment names that PostgreSQL never wrote.
+	empty := filepath.Join(dir, "000000010000000000000004")
+	os.WriteFile(empty, nil, 0o600)
+	short := filepath.Join(dir, "000000010000000000000005")
+	os.WriteFile(short, make([]byte, 100), 0o600)
+	cut := filepath.Join(dir, "000000010000000000000006")
+	whole, _ := os.ReadFile(fakeWAL(t, "000000010000000000000006", 2<<20))
+	os.WriteFile(cut, whole[:1<<20], 0o600)
+	// A whole segment of another cluster in this cluster's pg_wal.
+	pgdata := t.TempDir()
+	os.MkdirAll(filepath.Join(pgdata, "global"), 0o700)
+	os.MkdirAll(filepath.Join(pgdata, "pg_wal"), 0o700)
+	control := make([]byte, 8192)
+	binary.LittleEndian.PutUint64(control, 42)
+	os.WriteFile(filepath.Join(pgdata, "global", "pg_control"), control, 0o600)
+	foreign := filepath.Join(pgdata, "pg_wal", "000000010000000000000007")
+	other, _ := os.ReadFile(fakeWAL(t, "000000010000000000000007", 1<<20))
+	os.WriteFile(foreign, other, 0o600)
 	cases := []struct {
 		name string
 		args []string
@@ -34,6 +53,10 @@ func TestIntegrationWALBadInput(t *testing.T) {
 		{"push: missing file", []string{"wal-push", filepath.Join(dir, "000000010000000000000003")}, "000000010000000000000003: no such file or directory", 1},
 		{"push: a directory", []string{"wal-push", filepath.Join(dir, "000000010000000000000002")}, "is not a regular file", 1},
 		{"push: no argument", []string{"wal-push"}, "wal-push takes the path of the WAL file to archive", 2},
+		{"push: empty segment", []string{"wal-push", empty}, "segment 000000010000000000000004: not a whole WAL segment: it is 0 bytes long, and a segment is at least 1 MiB (wal_segment_size), so it is not archived", 1},
+		{"push: 100-byte segment", []string{"wal-push", short}, "segment 000000010000000000000005: not a whole WAL segment: it is 100 bytes long", 1},
+		{"push: cut-short segment", []string{"wal-push", cut}, "it is 1048576 bytes long, but its header gives the segment size 2097152 (is it cut short?)", 1},
+		{"push: another cluster's segment", []string{"wal-push", foreign}, "it belongs to the cluster with system identifier 7000000000000000001, not to this one (42)", 1},
 		{"fetch: not a WAL name", []string{"wal-fetch", "../../etc/passwd", filepath.Join(dir, "x")}, "is not a WAL file name", 2},
 		{"fetch: destination folder missing", []string{"wal-fetch", "000000010000000000000001", filepath.Join(dir, "nope", "x")}, "destination folder", 1},
 		{"fetch: destination is a folder", []string{"wal-fetch", "000000010000000000000001", dir}, "is a folder", 1},

@@ -52,10 +52,18 @@ func errorLine(t *testing.T, stderr string) string {
 	return lines[0]
 }
 
+// fakeWAL writes a WAL segment of size bytes (a power of two of at least
+// 1 MiB, as PostgreSQL's) that wal-push accepts: a long page header, then
+// filler.
 func fakeWAL(t *testing.T, name string, size int) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
 	b := bytes.Repeat([]byte("tusk-wal-"), size/9+1)[:size]
+	n, err := archive.ParseName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(b, archive.LongPageHeader(n, uint32(size), 7000000000000000001))
 	if err := os.WriteFile(p, b, 0o600); err != nil {
 		t.Fatal(err)
 	}

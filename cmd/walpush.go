@@ -2,7 +2,10 @@ package cmd
 
 import (
 	"errors"
+	"log/slog"
 	"os"
+	"path/filepath"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
@@ -17,7 +20,10 @@ func newWALPushCmd(root *rootOpts) *cobra.Command {
 backup history file, and exits 0 only once it is durably stored. Pushing a file
 that is already archived with identical content succeeds; different content is
 refused (always for history files, and for segments unless
-TUSK_PREVENT_WAL_OVERWRITE=false).
+TUSK_PREVENT_WAL_OVERWRITE=false). A segment (or .partial) must be whole: its
+size is the segment size its first page header records, the header is the
+one PostgreSQL writes at the LSN its name says, and its system identifier is
+the data directory's; anything else is refused and nothing is uploaded.
 
 Because PostgreSQL's archiver calls wal-push for one segment at a time, a call
 also uploads up to TUSK_WAL_PUSH_AHEAD later files that PostgreSQL has already
@@ -49,7 +55,7 @@ func runWALPush(c *cobra.Command, root *rootOpts, path string) error {
 		return describeStorageErr(diagnose(ctx, st, err), cfg)
 	}
 	a := &archive.Archive{Store: st, Codec: cfg.Compression, Log: log}
-	_, err = a.PushAhead(ctx, path, archive.PushOptions{PreventOverwrite: cfg.PreventWALOverwrite},
+	_, err = a.PushAhead(ctx, path, archive.PushOptions{PreventOverwrite: cfg.PreventWALOverwrite, SystemID: walSystemID(path, cfg, log)},
 		archive.AheadOptions{Max: cfg.WALPushAhead, Concurrency: cfg.UploadConcurrency})
 	var ow *archive.OverwriteError
 	if err != nil && !errors.As(err, &ow) {
@@ -58,4 +64,25 @@ func runWALPush(c *cobra.Command, root *rootOpts, path string) error {
 		}
 	}
 	return describeStorageErr(err, cfg)
+}
+
+// walSystemID returns the system identifier of the cluster whose pg_wal
+// holds path (archive_command passes pg_wal/NAME, relative to the data
+// directory), else of PGDATA, or 0 when neither can be read: then a
+// segment's own header is all wal-push checks.
+func walSystemID(path string, cfg Config, log *slog.Logger) uint64 {
+	dataDir := cfg.PG.DataDir
+	if abs, err := filepath.Abs(path); err == nil && filepath.Base(filepath.Dir(abs)) == "pg_wal" {
+		dataDir = filepath.Dir(filepath.Dir(abs))
+	}
+	if dataDir == "" {
+		return 0
+	}
+	id, err := systemIDOf(dataDir)
+	if err != nil {
+		log.Debug("system identifier not known; segments are checked against their own headers", "error", err)
+		return 0
+	}
+	n, _ := strconv.ParseUint(id, 10, 64)
+	return n
 }
