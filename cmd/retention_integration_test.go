@@ -592,6 +592,7 @@ func TestIntegrationRetentionPermanentGaps(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("delete everything FORCE: exit %d\n%s%s", code, out, stderr)
 	}
+	t.Logf("delete everything FORCE --confirm:\n%s", out)
 	if left := listBackups(t, bin, env); len(left) != 0 {
 		t.Fatalf("delete everything FORCE left backups %v\n%s", names(left), out)
 	}

@@ -289,6 +289,9 @@ func Everything(inv Inventory, force bool) (Plan, error) {
 	p := newPlan(inv)
 	for i := range p.Backups {
 		p.Backups[i].Delete, p.Backups[i].Reason = true, "everything"
+		if p.Backups[i].Meta.Permanent {
+			p.Backups[i].Reason = "everything FORCE: permanent, deleted too"
+		}
 	}
 	for _, u := range inv.Unreadable {
 		p.DeleteUnreadable = append(p.DeleteUnreadable, u.Name)
