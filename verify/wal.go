@@ -250,7 +250,16 @@ type Result struct {
 	Waiting  []string      `json:"waiting,omitempty"` // not yet archived by a running server
 	Problems []string      `json:"problems"`
 
-	present []archive.Name // the needed segments that are archived, for Content
+	present []segRef // the needed segments that are archived, for Content
+	segSize uint64
+}
+
+// segRef is a segment by timeline and position: 16 bytes, where an
+// archive.Name with its file name takes about 64, and Check keeps one per
+// needed segment.
+type segRef struct {
+	tli uint32
+	pos uint64
 }
 
 // ExpectedGap is a run of segments absent from the archive that no backup
@@ -274,7 +283,7 @@ type ExpectedGap struct {
 // reported as waiting if the archiver has not reported them archived, and as
 // missing if it has. Check reads nothing: it only compares listings.
 func (a *Archive) Check(backups []basebackup.Meta, srv *Server) Result {
-	r := Result{Check: "presence", Missing: []string{}, Corrupt: []basebackup.Problem{}, Expected: []ExpectedGap{}, Problems: []string{}}
+	r := Result{Check: "presence", Missing: []string{}, Corrupt: []basebackup.Problem{}, Expected: []ExpectedGap{}, Problems: []string{}, segSize: a.segSize}
 	var target *Timeline
 	for _, t := range a.Timelines {
 		if t.Segments > 0 {
@@ -359,6 +368,13 @@ func (a *Archive) Check(backups []basebackup.Meta, srv *Server) Result {
 		from = to
 	}
 	r.From, r.To = segName(tliAt(from), from, a.segSize), segName(target.ID, to, a.segSize)
+	var segments uint64
+	for _, tli := range path {
+		if t := byID[tli]; t != nil {
+			segments += uint64(len(t.positions))
+		}
+	}
+	r.present = make([]segRef, 0, min(segments, to-from+1))
 	var gap *ExpectedGap
 	for p := from; p <= to; p++ {
 		tli := tliAt(p)
@@ -369,10 +385,11 @@ func (a *Archive) Check(backups []basebackup.Meta, srv *Server) Result {
 			case present:
 				gap = nil
 			case gap != nil:
-				gap.Last, gap.Count = n.File, gap.Count+1
+				gap.Last, gap.Count = segName(tli, p, a.segSize), gap.Count+1
 			default:
 				after, before := need.Around(n)
-				r.Expected = append(r.Expected, ExpectedGap{First: n.File, Last: n.File, Count: 1, After: after, Before: before})
+				file := segName(tli, p, a.segSize)
+				r.Expected = append(r.Expected, ExpectedGap{First: file, Last: file, Count: 1, After: after, Before: before})
 				gap = &r.Expected[len(r.Expected)-1]
 			}
 			continue
@@ -380,9 +397,9 @@ func (a *Archive) Check(backups []basebackup.Meta, srv *Server) Result {
 		gap = nil
 		r.Checked++
 		if present {
-			r.present = append(r.present, n)
+			r.present = append(r.present, segRef{tli, p})
 		} else {
-			r.Missing = append(r.Missing, n.File)
+			r.Missing = append(r.Missing, segName(tli, p, a.segSize))
 		}
 	}
 	if srv != nil {
@@ -410,11 +427,11 @@ func (a *Archive) Check(backups []basebackup.Meta, srv *Server) Result {
 	return r
 }
 
-// name is the segment at pos on timeline tli.
+// name is the segment at pos on timeline tli, without its file name (which
+// only the segments reported need).
 func (a *Archive) name(tli uint32, pos uint64) archive.Name {
 	per := (1 << 32) / a.segSize
-	file := segName(tli, pos, a.segSize)
-	return archive.Name{File: file, Kind: archive.Segment, Timeline: tli, Log: uint32(pos / per), Seg: uint32(pos % per)}
+	return archive.Name{Kind: archive.Segment, Timeline: tli, Log: uint32(pos / per), Seg: uint32(pos % per)}
 }
 
 // ContentOptions are Content's settings.
@@ -437,9 +454,14 @@ func Content(ctx context.Context, r *Result, opts ContentOptions) error {
 	var done atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(opts.Concurrency, 1))
-	for _, n := range r.present {
+	for _, ref := range r.present {
+		file := segName(ref.tli, ref.pos, r.segSize)
 		g.Go(func() error {
-			_, err := reader.Check(gctx, n.File, io.Discard)
+			n, err := archive.ParseName(file)
+			if err != nil {
+				return err
+			}
+			_, err = reader.Check(gctx, file, io.Discard)
 			d := done.Add(1)
 			if opts.Progress != nil {
 				opts.Progress(int(d), len(r.present))
