@@ -48,7 +48,9 @@ start to their end are never deleted, except by "everything FORCE".
 retain and before also delete the WAL that no remaining backup needs (as
 wal-g's do); target leaves it for "delete garbage", which also removes the
 leftovers of interrupted backups. Deletes are crash-safe: an interrupted delete leaves no listed backup
-with missing parts, and the next delete finishes it.`,
+with missing parts, and the next delete finishes it. A backup marked permanent
+while a delete runs is spared with the WAL it needs; the rest of the plan is
+carried out and the delete exits 1 saying so.`,
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usagef(errors.New("delete needs one of retain, before, everything, target or garbage (see tusk delete --help)"))
@@ -152,7 +154,9 @@ func newDeleteEverythingCmd(root *rootOpts, o *deleteOpts) *cobra.Command {
 		Short: "Delete every backup and all WAL",
 		Long: `everything deletes every backup of every cluster, the leftovers of unfinished
 backups, and all WAL including timeline history files. It refuses while
-permanent backups exist unless FORCE is given.`,
+permanent backups exist unless FORCE is given, which deletes them too. A backup
+marked permanent while the delete runs is spared, with the WAL from its start
+on, and the delete then exits 1 saying so.`,
 		RunE: func(c *cobra.Command, args []string) error {
 			force := len(args) == 1 && args[0] == "FORCE"
 			if len(args) > 1 || (len(args) == 1 && !force) {
@@ -280,12 +284,31 @@ func runDelete(c *cobra.Command, root *rootOpts, o *deleteOpts, what string, wal
 		return describeStorageErr(fmt.Errorf("delete %s stopped after %d objects (run it again to finish): %w", what, rep.Objects, err), cfg)
 	}
 	log.Info("delete done", "command", what, "backups", len(rep.Backups), "wal", rep.WALDeleted,
-		"objects", rep.Objects, "bytes", rep.FreedBytes)
+		"objects", rep.Objects, "bytes", rep.FreedBytes, "spared", len(rep.Skipped))
 	if o.json {
-		return writeJSON(root.stdout, planJSON(p, what, false, &rep))
+		if err := writeJSON(root.stdout, planJSON(p, what, false, &rep)); err != nil {
+			return err
+		}
+	} else {
+		printReport(root.stdout, p, rep)
 	}
-	printReport(root.stdout, p, rep)
+	if len(rep.Skipped) > 0 {
+		// The plan was not carried out in full: say so in the exit code too,
+		// so a script that deletes everything before removing the bucket stops.
+		return &ExitError{Code: 1, Err: sparedErr(what, rep.Skipped)}
+	}
 	return nil
+}
+
+// sparedErr says that a delete spared backups marked permanent while it
+// ran, and what to do to delete them.
+func sparedErr(what string, spared []string) error {
+	if len(spared) == 1 {
+		return fmt.Errorf("delete %s spared backup %s, marked permanent while it ran, and kept the WAL it needs; the rest is done (to delete it too, run tusk backup-mark %s --impermanent, then the delete again)",
+			what, spared[0], spared[0])
+	}
+	return fmt.Errorf("delete %s spared %d backups marked permanent while it ran (%s) and kept the WAL they need; the rest is done (to delete them too, run tusk backup-mark NAME --impermanent for each, then the delete again)",
+		what, len(spared), strings.Join(spared, ", "))
 }
 
 type deleteProgress struct {
@@ -452,6 +475,9 @@ func printPlan(w io.Writer, p retention.Plan, what string, dry bool) {
 func printReport(w io.Writer, p retention.Plan, rep retention.Report) {
 	for _, n := range rep.Skipped {
 		fmt.Fprintf(w, "spared backup %s: it was marked permanent while the delete ran\n", n)
+	}
+	if rep.WALSpared > 0 {
+		fmt.Fprintf(w, "kept %d WAL objects the plan deleted, because the spared backups need them\n", rep.WALSpared)
 	}
 	if rep.Swept > 0 {
 		fmt.Fprintf(w, "removed %d unfinished upload(s) left by interrupted runs\n", rep.Swept)

@@ -430,3 +430,183 @@ func recovered(t *testing.T, out string) (socketDir string, port int) {
 	}
 	return res.Recovery.SocketDir, res.Recovery.Port
 }
+
+// waitWALStored waits until the repository (tusk's own listing, not
+// pg_stat_archiver, which push-ahead bypasses) holds every segment of
+// timeline 1 from its first through last, with no gap.
+func waitWALStored(t *testing.T, bin string, env []string, last string) {
+	t.Helper()
+	waitFor(t, 2*time.Minute, func() bool {
+		out, _, code := run(t, bin, env, "wal-show", "--json")
+		var show struct {
+			Timelines []struct {
+				ID     uint32 `json:"timeline"`
+				Ranges []struct {
+					Last string `json:"last"`
+				} `json:"ranges"`
+			} `json:"timelines"`
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &show) != nil || len(show.Timelines) == 0 {
+			return false
+		}
+		tl := show.Timelines[0]
+		return tl.ID == 1 && len(tl.Ranges) == 1 && tl.Ranges[0].Last >= last
+	})
+}
+
+// walVerifyResult is the part of wal-verify --json the tests read.
+type walVerifyResult struct {
+	OK      bool     `json:"ok"`
+	Check   string   `json:"check"`
+	Checked int      `json:"checked"`
+	Read    int      `json:"read"`
+	Missing []string `json:"missing"`
+	Corrupt []struct {
+		Object string `json:"object"`
+		Error  string `json:"error"`
+	} `json:"corrupt"`
+	Expected []struct {
+		First  string `json:"first"`
+		Last   string `json:"last"`
+		Count  int    `json:"count"`
+		After  string `json:"after_permanent_backup"`
+		Before string `json:"before_backup"`
+	} `json:"expected_gaps"`
+}
+
+func walVerify(t *testing.T, bin string, env []string, args ...string) (walVerifyResult, string, int) {
+	t.Helper()
+	out, stderr, code := run(t, bin, env, append([]string{"wal-verify", "--json"}, args...)...)
+	var r walVerifyResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("wal-verify --json %v: exit %d: %v\n%s%s", args, code, err, out, stderr)
+	}
+	return r, stderr, code
+}
+
+// TestIntegrationRetentionPermanentGaps: retention and wal-verify agree on
+// what the archive must hold. With a permanent backup and three more, delete
+// target + delete garbage and then delete before remove the WAL between the
+// permanent backup's end and the next kept backup's start; wal-verify reports
+// that as an expected gap between the two (exit 0), not as lost. wal-verify
+// --deep reads every needed segment: a bit-flipped object passes the
+// presence check (which says it is one) and fails the content check, which
+// names it. Finally delete everything FORCE deletes the permanent backup and
+// all WAL, and exits 0.
+func TestIntegrationRetentionPermanentGaps(t *testing.T) {
+	bin := testenv.BuildTusk(t)
+	dir := filepath.Join(testenv.ServerTempDir(t), "repo")
+	env := []string{"TUSK_REPO=file://" + dir}
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: bin + " wal-push %p", Env: env})
+	env = append(env, pg.Env()...)
+	pgbench(t, pg, "-i", "-s", "1", "-q")
+	for i, args := range [][]string{{"--permanent"}, nil, nil, nil} {
+		if i > 0 {
+			for range 2 {
+				pgbench(t, pg, "-t", "100", "-c", "2", "-n")
+				pg.SQL(t, "SELECT pg_switch_wal()")
+			}
+		}
+		if out, stderr, code := run(t, bin, env, append([]string{"backup-push", pg.DataDir}, args...)...); code != 0 {
+			t.Fatalf("backup-push %v: exit %d\n%s%s", args, code, out, stderr)
+		}
+	}
+	pgbench(t, pg, "-t", "100", "-c", "2", "-n")
+	last := pg.SQL(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+	pg.SQL(t, "SELECT pg_switch_wal()")
+	waitWALStored(t, bin, env, last)
+	pg.Stop(t) // nothing more is archived while the archive is checked
+	all := listBackups(t, bin, env)
+	if len(all) != 4 || !all[0].Permanent {
+		t.Fatalf("backups %+v", all)
+	}
+	perm := all[0]
+	if r, _, code := walVerify(t, bin, env); code != 0 || len(r.Expected) != 0 {
+		t.Fatalf("wal-verify before any delete: exit %d, %+v", code, r)
+	}
+
+	// gapAfter checks that wal-verify passes and reports exactly the gap
+	// from the permanent backup's end to next's start as expected.
+	gapAfter := func(what string, next listedBackup) {
+		t.Helper()
+		r, stderr, code := walVerify(t, bin, env)
+		if code != 0 || !r.OK || len(r.Missing) != 0 || r.Check != "presence" {
+			t.Fatalf("wal-verify after %s: exit %d, %+v\n%s", what, code, r, stderr)
+		}
+		if len(r.Expected) != 1 || r.Expected[0].After != perm.Name || r.Expected[0].Before != next.Name ||
+			position(r.Expected[0].First) <= position(perm.EndWAL) || position(r.Expected[0].Last) >= position(next.StartWAL) {
+			t.Fatalf("wal-verify after %s: expected gaps %+v, want one between %s (%s) and %s (%s)", what, r.Expected, perm.Name, perm.EndWAL, next.Name, next.StartWAL)
+		}
+		out, _, _ := run(t, bin, env, "wal-verify")
+		if !strings.Contains(out, "expected gap") || strings.Contains(out, "LOST") {
+			t.Fatalf("wal-verify after %s:\n%s", what, out)
+		}
+		t.Logf("wal-verify after %s:\n%s", what, out)
+	}
+	for _, args := range [][]string{{"delete", "target", all[1].Name, "--confirm"}, {"delete", "garbage", "--confirm"}} {
+		if out, stderr, code := run(t, bin, env, args...); code != 0 {
+			t.Fatalf("%v: exit %d\n%s%s", args, code, out, stderr)
+		}
+	}
+	gapAfter("delete target and delete garbage", all[2])
+	if out, stderr, code := run(t, bin, env, "delete", "before", all[3].Name, "--confirm"); code != 0 {
+		t.Fatalf("delete before: exit %d\n%s%s", code, out, stderr)
+	}
+	gapAfter("delete before", all[3])
+
+	// The content check: every needed segment is read.
+	r, _, code := walVerify(t, bin, env, "--deep")
+	if code != 0 || !r.OK || r.Check != "content" || r.Read != r.Checked || r.Read == 0 {
+		t.Fatalf("wal-verify --deep: exit %d, %+v", code, r)
+	}
+	flipped := filepath.Join(dir, "wal", all[3].StartWAL[:16], all[3].StartWAL)
+	data, err := os.ReadFile(flipped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := slices.Clone(data)
+	bad[len(bad)/2] ^= 0x04
+	if err := os.WriteFile(flipped, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r, _, code := walVerify(t, bin, env); code != 0 || r.Check != "presence" {
+		t.Fatalf("wal-verify (presence) with a bit flipped: exit %d, %+v", code, r)
+	}
+	key := "wal/" + all[3].StartWAL[:16] + "/" + all[3].StartWAL
+	r, stderr, code := walVerify(t, bin, env, "--deep")
+	if code != 1 || r.OK || len(r.Corrupt) != 1 || r.Corrupt[0].Object != key {
+		t.Fatalf("wal-verify --deep with %s bit-flipped: exit %d, %+v\n%s", key, code, r, stderr)
+	}
+	t.Logf("wal-verify --deep: %s", errorLine(t, stderr))
+	out, _, code := run(t, bin, env, "wal-verify", "--deep")
+	if code != 1 || !strings.Contains(out, key) || !strings.Contains(out, "check: content") {
+		t.Fatalf("wal-verify --deep with %s bit-flipped: exit %d\n%s", key, code, out)
+	}
+	t.Logf("wal-verify --deep:\n%s", out)
+	if err := os.WriteFile(flipped, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// everything FORCE: the permanent backup and all WAL go.
+	out, stderr, code = run(t, bin, env, "delete", "everything", "FORCE", "--confirm")
+	if code != 0 {
+		t.Fatalf("delete everything FORCE: exit %d\n%s%s", code, out, stderr)
+	}
+	t.Logf("delete everything FORCE --confirm:\n%s", out)
+	if left := listBackups(t, bin, env); len(left) != 0 {
+		t.Fatalf("delete everything FORCE left backups %v\n%s", names(left), out)
+	}
+	var objects []string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(dir, p)
+			if strings.HasPrefix(rel, "wal"+string(filepath.Separator)) || strings.HasPrefix(rel, "backups"+string(filepath.Separator)) {
+				objects = append(objects, rel)
+			}
+		}
+		return nil
+	})
+	if len(objects) != 0 {
+		t.Fatalf("delete everything FORCE left %d objects, e.g. %s\n%s", len(objects), objects[0], out)
+	}
+}

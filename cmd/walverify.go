@@ -102,7 +102,7 @@ func printWALShow(w io.Writer, a *verify.Archive) {
 }
 
 func newWALVerifyCmd(root *rootOpts) *cobra.Command {
-	var asJSON, server bool
+	var asJSON, server, deep bool
 	var pgConn string
 	c := &cobra.Command{
 		Use:   "wal-verify",
@@ -110,14 +110,24 @@ func newWALVerifyCmd(root *rootOpts) *cobra.Command {
 		Long: `wal-verify follows the newest timeline's history back through its ancestors
 and checks that every segment recovery would ask for, from the start of the
 oldest backup on that path to the newest archived segment, is in the archive.
+"Needed" is retention's rule: all WAL from the start of the oldest ordinary
+backup on, and each permanent backup's own WAL before it. WAL that retention
+deleted between a permanent backup's end and the next backup's start is
+reported as an expected gap, not as lost.
+
+Without --deep the check is of presence: the listing is compared, nothing is
+read. --deep also reads every needed segment (TUSK_DOWNLOAD_CONCURRENCY at a
+time), decompresses it and verifies the XXH3-128 checksum wal-push recorded,
+as wal-fetch would; a damaged object is named.
+
 With --server it also asks the server (PG* settings or --pg-conn) for the
 segment it is writing and the last one its archiver reports archived: later
 segments the archiver has not reached yet are "waiting"; ones it reports
 archived but the archive lacks are lost. The exit code is 1 if any segment is
-lost or a needed history file is missing.`,
+lost or damaged or a needed history file is missing.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
-			cfg, _, ms, a, err := readWAL(c, root)
+			cfg, st, ms, a, err := readWAL(c, root)
 			if err != nil {
 				return err
 			}
@@ -139,6 +149,15 @@ lost or a needed history file is missing.`,
 				srv = &verify.Server{Current: cur, LastArchived: arch.LastArchived}
 			}
 			r := a.Check(ms, srv)
+			if deep {
+				line := newProgressLine(root.stderr)
+				err := verify.Content(c.Context(), &r, verify.ContentOptions{Store: st, Concurrency: cfg.DownloadConcurrency,
+					Progress: func(done, total int) { line.show("wal-verify: read %d of %d segments", done, total) }})
+				line.done()
+				if err != nil {
+					return describeStorageErr(diagnose(c.Context(), st, err), cfg)
+				}
+			}
 			if asJSON {
 				if err := writeJSON(root.stdout, r); err != nil {
 					return err
@@ -147,15 +166,34 @@ lost or a needed history file is missing.`,
 				printWALVerify(root.stdout, r)
 			}
 			if !r.OK {
-				return &ExitError{Code: 1, Err: fmt.Errorf("the WAL archive is not complete: %d segment(s) lost, %d other problem(s)", len(r.Missing), len(r.Problems))}
+				return &ExitError{Code: 1, Err: walVerifyErr(r)}
 			}
 			return nil
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
+	c.Flags().BoolVar(&deep, "deep", false, "also read every needed segment and verify its checksum (TUSK_DOWNLOAD_CONCURRENCY at a time)")
 	c.Flags().BoolVar(&server, "server", false, "also compare with the server's current segment (PGHOST, PGPORT, PGUSER...)")
 	c.Flags().StringVar(&pgConn, "pg-conn", "", "connection string for --server, e.g. 'host=db1 user=postgres'")
+	addSettingFlags(c.Flags(), "TUSK_DOWNLOAD_CONCURRENCY")
 	return c
+}
+
+// walVerifyErr is wal-verify's one sentence for a failed check.
+func walVerifyErr(r verify.Result) error {
+	var what []string
+	for _, c := range []struct {
+		n    int
+		what string
+	}{{len(r.Missing), "lost"}, {len(r.Corrupt), "damaged"}} {
+		if c.n > 0 {
+			what = append(what, fmt.Sprintf("%d needed segment(s) %s", c.n, c.what))
+		}
+	}
+	if len(r.Problems) > 0 {
+		what = append(what, fmt.Sprintf("%d other problem(s)", len(r.Problems)))
+	}
+	return fmt.Errorf("the WAL archive is not complete: %s; see the lines above", strings.Join(what, ", "))
 }
 
 func printWALVerify(w io.Writer, r verify.Result) {
@@ -168,7 +206,19 @@ func printWALVerify(w io.Writer, r verify.Result) {
 		from += " (start of backup " + r.FromBackup + ")"
 	}
 	if r.To != "" {
-		fmt.Fprintf(w, "checked %d segments from %s to %s, across timelines %s\n", r.Checked, from, r.To, strings.Join(path, " → "))
+		fmt.Fprintf(w, "checked %d needed segments from %s to %s, across timelines %s\n", r.Checked, from, r.To, strings.Join(path, " → "))
+		if r.Check == "content" {
+			fmt.Fprintf(w, "check: content: read %d archived segments, decompressed them and verified their checksums\n", r.Read)
+		} else {
+			fmt.Fprintln(w, "check: presence: listed in the archive, not read (--deep reads them and verifies their checksums)")
+		}
+	}
+	for _, g := range r.Expected {
+		between := "before the start of backup " + g.Before
+		if g.After != "" {
+			between = "between the end of permanent backup " + g.After + " and the start of backup " + g.Before
+		}
+		fmt.Fprintf(w, "expected gap: %d segment(s) %s to %s, %s: no backup needs them, so retention deletes them\n", g.Count, g.First, g.Last, between)
 	}
 	for _, p := range r.Problems {
 		fmt.Fprintln(w, "problem:", p)
@@ -183,10 +233,18 @@ func printWALVerify(w io.Writer, r verify.Result) {
 			fmt.Fprintln(w, "  "+m)
 		}
 	}
+	if len(r.Corrupt) > 0 {
+		fmt.Fprintf(w, "DAMAGED: %d segment object(s) recovery needs fail the content check:\n", len(r.Corrupt))
+		for _, c := range r.Corrupt {
+			fmt.Fprintf(w, "  %s: %s\n", c.Object, c.Error)
+		}
+	}
 	if len(r.Waiting) > 0 {
 		fmt.Fprintf(w, "waiting: %d segment(s) the server has not archived yet, %s to %s\n", len(r.Waiting), r.Waiting[0], r.Waiting[len(r.Waiting)-1])
 	}
-	if r.OK {
-		fmt.Fprintln(w, "ok: no segment is missing")
+	if r.OK && r.Check == "content" {
+		fmt.Fprintln(w, "ok: no needed segment is missing or damaged")
+	} else if r.OK {
+		fmt.Fprintln(w, "ok: no needed segment is missing")
 	}
 }

@@ -17,15 +17,18 @@ const batch = 1000
 
 // Report is what Execute did.
 type Report struct {
-	Backups     []string `json:"backups"`     // deleted backups, oldest first
-	Finished    []string `json:"finished"`    // interrupted deletes finished
-	Skipped     []string `json:"skipped"`     // marked permanent after the plan was made
-	Leftovers   []string `json:"leftovers"`   // unfinished backups' folders removed
-	WALDeleted  int      `json:"wal_deleted"` // WAL objects deleted
-	Swept       int      `json:"unfinished_uploads_removed"`
-	Objects     int      `json:"objects"` // objects deleted in all
-	FreedBytes  int64    `json:"freed_bytes"`
-	DurationSec float64  `json:"duration_seconds"`
+	Backups    []string `json:"backups"`     // deleted backups, oldest first
+	Finished   []string `json:"finished"`    // interrupted deletes finished
+	Skipped    []string `json:"skipped"`     // marked permanent after the plan was made
+	Leftovers  []string `json:"leftovers"`   // unfinished backups' folders removed
+	WALDeleted int      `json:"wal_deleted"` // WAL objects deleted
+	// WALSpared are WAL objects the plan deleted and Execute kept, because
+	// a backup in Skipped needs them.
+	WALSpared   int     `json:"wal_kept_for_skipped"`
+	Swept       int     `json:"unfinished_uploads_removed"`
+	Objects     int     `json:"objects"` // objects deleted in all
+	FreedBytes  int64   `json:"freed_bytes"`
+	DurationSec float64 `json:"duration_seconds"`
 }
 
 // Counter hears of deleted objects (progress on a terminal).
@@ -53,20 +56,25 @@ func Execute(ctx context.Context, st storage.Storage, p Plan, c Counter) (Report
 	d := deleter{st: st, c: c, r: &r}
 
 	for _, name := range p.Interrupted {
-		if _, err := d.backups(ctx, []string{name}, false); err != nil {
+		if _, err := d.remove(ctx, []string{name}); err != nil {
 			return r, fmt.Errorf("finish the interrupted delete of backup %s: %w", name, err)
 		}
 		r.Finished = append(r.Finished, name)
 	}
 
 	var names []string
+	forced := map[string]bool{} // permanent when planned: deleted anyway (everything FORCE)
 	for _, m := range p.Deleting() {
 		names = append(names, m.Name)
+		if m.Permanent {
+			forced[m.Name] = true
+		}
 	}
 	names = append(names, p.DeleteUnreadable...)
+	var spared []basebackup.Meta
 	if len(names) > 0 {
-		done, err := d.backups(ctx, names, true)
-		r.Backups = done
+		done, sp, err := d.backups(ctx, names, forced)
+		r.Backups, spared = done, sp
 		if err != nil {
 			return r, err
 		}
@@ -90,9 +98,17 @@ func Execute(ctx context.Context, st storage.Storage, p Plan, c Counter) (Report
 		}
 	}
 
-	// A backup spared because it became permanent changes which WAL is
-	// needed: leave the WAL for the next run, which plans with it.
-	if p.WAL != nil && len(r.Skipped) == 0 {
+	if p.WAL != nil {
+		wal := p.WAL.Delete
+		if len(spared) > 0 {
+			// A spared backup changes which WAL is needed: of what the plan
+			// deletes, keep what the kept and the spared backups need.
+			var err error
+			if wal, err = spareWAL(p, spared); err != nil {
+				return r, err
+			}
+			r.WALSpared = len(p.WAL.Delete) - len(wal)
+		}
 		keys := make([]string, 0, batch)
 		var size int64
 		flush := func() error {
@@ -104,7 +120,7 @@ func Execute(ctx context.Context, st storage.Storage, p Plan, c Counter) (Report
 			keys, size = keys[:0], 0
 			return nil
 		}
-		for _, w := range p.WAL.Delete {
+		for _, w := range wal {
 			keys = append(keys, w.Key)
 			size += w.Size
 			if len(keys) == batch {
@@ -120,6 +136,30 @@ func Execute(ctx context.Context, st storage.Storage, p Plan, c Counter) (Report
 		}
 	}
 	return r, nil
+}
+
+// spareWAL returns the part of p's WAL deletions that neither the backups p
+// keeps nor the spared ones need (NeededWAL of them all, with the backups
+// that may still be running): never more than the plan deletes.
+func spareWAL(p Plan, spared []basebackup.Meta) ([]WALObject, error) {
+	kept := append([]basebackup.Meta{}, spared...)
+	for _, d := range p.Backups {
+		if !d.Delete {
+			kept = append(kept, d.Meta)
+		}
+	}
+	basebackup.SortBackups(kept)
+	need, err := NeededWAL(kept, p.WAL.running)
+	if err != nil {
+		return nil, fmt.Errorf("plan the WAL again for the spared backups: %w", err)
+	}
+	var out []WALObject
+	for _, w := range p.WAL.Delete {
+		if !need.Keeps(w.Name) {
+			out = append(out, w)
+		}
+	}
+	return out, nil
 }
 
 // sweeper is a storage that can find the remains of unfinished uploads
@@ -149,36 +189,45 @@ type tombstone struct {
 	Since time.Time `json:"deleting_since"`
 }
 
-// backups deletes whole backups: tombstones (when mark), metadata, parts,
-// tombstones, and returns the names it deleted. After the tombstones are
-// written it reads each backup's metadata again and spares one that was
-// marked permanent since the plan was made (backup-mark checks for a
-// tombstone after it writes, so one of the two always sees the other).
-func (d deleter) backups(ctx context.Context, names []string, mark bool) ([]string, error) {
-	if mark {
-		for _, n := range names {
-			b, _ := json.Marshal(tombstone{Name: n, Since: time.Now().UTC()})
-			if err := d.st.Put(ctx, basebackup.TombstoneKey(n), bytes.NewReader(b)); err != nil {
-				return nil, fmt.Errorf("mark backup %s as being deleted: %w", n, err)
-			}
+// backups deletes whole backups: tombstones, metadata, parts, tombstones,
+// and returns the names it deleted and the backups it spared. After the
+// tombstones are written it reads each backup's metadata again and spares
+// one that is permanent now unless forced holds it (it was permanent when
+// the plan was made, and the plan deletes it: everything FORCE). So a
+// backup marked permanent since the plan was made, or one whose metadata
+// could not be read then, is spared (backup-mark checks for a tombstone
+// after it writes, so one of the two always sees the other).
+func (d deleter) backups(ctx context.Context, names []string, forced map[string]bool) ([]string, []basebackup.Meta, error) {
+	for _, n := range names {
+		b, _ := json.Marshal(tombstone{Name: n, Since: time.Now().UTC()})
+		if err := d.st.Put(ctx, basebackup.TombstoneKey(n), bytes.NewReader(b)); err != nil {
+			return nil, nil, fmt.Errorf("mark backup %s as being deleted: %w", n, err)
 		}
-		var keep []string
-		for _, n := range names {
-			m, err := basebackup.ReadMeta(ctx, d.st, n)
-			switch {
-			case err == nil && m.Permanent:
-				if err := d.st.Delete(ctx, basebackup.TombstoneKey(n)); err != nil {
-					return nil, fmt.Errorf("spare backup %s, marked permanent meanwhile: %w", n, err)
-				}
-				d.r.Skipped = append(d.r.Skipped, n)
-			case err == nil, errors.Is(err, basebackup.ErrNoBackup), errors.Is(err, basebackup.ErrBadMeta):
-				keep = append(keep, n)
-			default:
-				return nil, fmt.Errorf("read backup %s: %w", n, err)
-			}
-		}
-		names = keep
 	}
+	var keep []string
+	var spared []basebackup.Meta
+	for _, n := range names {
+		m, err := basebackup.ReadMeta(ctx, d.st, n)
+		switch {
+		case err == nil && m.Permanent && !forced[n]:
+			if err := d.st.Delete(ctx, basebackup.TombstoneKey(n)); err != nil {
+				return nil, nil, fmt.Errorf("spare backup %s, marked permanent meanwhile: %w", n, err)
+			}
+			d.r.Skipped = append(d.r.Skipped, n)
+			spared = append(spared, m)
+		case err == nil, errors.Is(err, basebackup.ErrNoBackup), errors.Is(err, basebackup.ErrBadMeta):
+			keep = append(keep, n)
+		default:
+			return nil, nil, fmt.Errorf("read backup %s: %w", n, err)
+		}
+	}
+	done, err := d.remove(ctx, keep)
+	return done, spared, err
+}
+
+// remove deletes whole backups whose tombstones are written: metadata,
+// parts, tombstones. It returns the names it deleted.
+func (d deleter) remove(ctx context.Context, names []string) ([]string, error) {
 	metas := make([]string, len(names))
 	var size int64
 	for i, n := range names {

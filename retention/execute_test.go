@@ -3,6 +3,7 @@ package retention
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -149,7 +150,91 @@ func TestExecuteSparesBackupMarkedMeanwhile(t *testing.T) {
 	if len(ms) != 2 || ms[0].Name != "base_00" || len(r.Skipped) != 1 || len(r.Backups) != 1 {
 		t.Fatalf("left %v, report %+v", ms, r)
 	}
-	if r.WALDeleted != 0 {
-		t.Fatalf("deleted %d WAL objects planned without the spared backup", r.WALDeleted)
+	// The plan deleted WAL 1..8 (keeping 9 on for base_02); base_00's own
+	// range 1..2 now stays, and the rest goes.
+	if got := walLeft(t, st); r.WALDeleted != 6 || r.WALSpared != 2 || got[0] != seg(1, 1) || got[2] != seg(1, 9) {
+		t.Fatalf("deleted %d WAL objects, spared %d, left %v", r.WALDeleted, r.WALSpared, got)
+	}
+}
+
+// walLeft lists the WAL segments st holds.
+func walLeft(t *testing.T, st storage.Storage) []string {
+	t.Helper()
+	var out []string
+	if err := st.List(t.Context(), "wal/", func(o storage.Object) error {
+		out = append(out, o.Key[strings.LastIndexByte(o.Key, '/')+1:])
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// markPermanent rewrites backup name's metadata as permanent.
+func markPermanent(t *testing.T, st storage.Storage, name string) {
+	t.Helper()
+	m, err := basebackup.ReadMeta(t.Context(), st, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Permanent = true
+	if err := basebackup.WriteMeta(t.Context(), st, m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestExecuteEverythingForce: everything FORCE deletes the backups that were
+// permanent when it planned, and all WAL; a backup that became permanent
+// after the plan is spared with the WAL it needs (from its start on, as
+// NeededWAL keeps for a repository of permanent backups), the rest goes.
+func TestExecuteEverythingForce(t *testing.T) {
+	tests := []struct {
+		name       string
+		markLater  string // marked permanent after the plan
+		wantLeft   []string
+		wantWAL    int // segments left of 1..12
+		wantSpared int
+	}{
+		{"permanent when planned", "", nil, 0, 0},
+		{"marked permanent meanwhile", "base_01", []string{"base_01"}, 8, 8},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := local.New(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			fill(t, st, 3)
+			markPermanent(t, st, "base_00")
+			inv, err := Read(t.Context(), st, ReadOptions{WAL: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := Everything(inv, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.markLater != "" {
+				markPermanent(t, st, tc.markLater)
+			}
+			r, err := Execute(t.Context(), st, p, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var left []string
+			for _, m := range checkListed(t, st) {
+				left = append(left, m.Name)
+			}
+			if !slices.Equal(left, tc.wantLeft) || !slices.Equal(r.Skipped, tc.wantLeft) {
+				t.Fatalf("left %v, skipped %v, want %v", left, r.Skipped, tc.wantLeft)
+			}
+			wal := walLeft(t, st)
+			if len(wal) != tc.wantWAL || r.WALSpared != tc.wantSpared || r.WALDeleted != 12-tc.wantWAL {
+				t.Fatalf("WAL left %v, spared %d, deleted %d", wal, r.WALSpared, r.WALDeleted)
+			}
+			if tc.wantWAL > 0 && wal[0] != seg(1, 5) {
+				t.Fatalf("WAL left from %s, want from base_01's start %s", wal[0], seg(1, 5))
+			}
+		})
 	}
 }

@@ -16,7 +16,9 @@
 //     lies before the start segment of every kept non-permanent backup and
 //     of every backup-push that may still be running (whatever the
 //     timeline), and outside every permanent backup's range; timeline
-//     history files are always kept. everything deletes all WAL.
+//     history files are always kept. everything deletes all WAL. NeededWAL
+//     is this rule, and wal-verify uses it too, so the gaps retention makes
+//     are the gaps wal-verify expects.
 //
 // Execute deletes a backup crash-safely: it writes a tombstone
 // (backups/N.deleting), deletes the metadata (from then on the backup is not

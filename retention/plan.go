@@ -61,6 +61,10 @@ type WALPlan struct {
 	Keep      int
 	KeepBytes int64
 	Strays    int
+	// running are the start segments of the backups that may still be
+	// running, which the plan kept the WAL of (Execute plans the WAL again
+	// with them when it spares a backup).
+	running []string
 }
 
 // Range is a permanent backup's WAL, first through last segment.
@@ -285,6 +289,9 @@ func Everything(inv Inventory, force bool) (Plan, error) {
 	p := newPlan(inv)
 	for i := range p.Backups {
 		p.Backups[i].Delete, p.Backups[i].Reason = true, "everything"
+		if p.Backups[i].Meta.Permanent {
+			p.Backups[i].Reason = "everything FORCE: permanent, deleted too"
+		}
 	}
 	for _, u := range inv.Unreadable {
 		p.DeleteUnreadable = append(p.DeleteUnreadable, u.Name)
@@ -412,63 +419,21 @@ func parseSegment(s string) (segPos, error) {
 	return posOf(n), nil
 }
 
-// walGarbage decides which WAL objects no kept backup needs: everything from
-// the oldest non-permanent backup's start stays (the point-in-time window),
-// and so does each permanent backup's start-to-end range. With only
-// permanent backups, the window starts at the newest one. Backups that may
-// still be running (their start segments in running) move the window's
-// start back to theirs. With no backups, everything stays.
+// walGarbage decides which WAL objects no kept backup needs, by NeededWAL:
+// everything from the oldest non-permanent backup's start stays (the
+// point-in-time window), and so does each permanent backup's start-to-end
+// range; with only permanent backups, the window starts at the newest one.
+// Backups that may still be running (their start segments in running) move
+// the window's start back to theirs. With no backups, everything stays.
 func walGarbage(backups []basebackup.Meta, running []string, wal []WALObject) (WALPlan, error) {
-	var w WALPlan
-	if len(backups) == 0 {
-		for _, o := range wal {
-			w.Keep++
-			w.KeepBytes += o.Size
-		}
-		return w, nil
+	w := WALPlan{running: running}
+	need, err := NeededWAL(backups, running)
+	if err != nil {
+		return w, err
 	}
-	type rng struct{ first, last segPos }
-	var ranges []rng
-	keepFrom := segPos(1<<64 - 1)
-	haveRegular := false
-	var newestPerm segPos
-	var keepName, newestPermName string
-	for _, m := range backups {
-		first, err := parseSegment(m.StartWAL)
-		if err != nil {
-			return w, fmt.Errorf("backup %s: start WAL: %w", m.Name, err)
-		}
-		last, err := parseSegment(m.EndWAL)
-		if err != nil {
-			return w, fmt.Errorf("backup %s: end WAL: %w", m.Name, err)
-		}
-		if m.Permanent {
-			ranges = append(ranges, rng{first, last})
-			w.Protected = append(w.Protected, Range{Backup: m.Name, First: m.StartWAL, Last: m.EndWAL})
-			newestPerm, newestPermName = first, m.StartWAL // backups are oldest first
-			continue
-		}
-		haveRegular = true
-		if first < keepFrom {
-			keepFrom, keepName = first, m.StartWAL
-		}
-	}
-	if !haveRegular {
-		keepFrom, keepName = newestPerm, newestPermName
-	}
-	for _, r := range running {
-		if first, err := parseSegment(r); err == nil && first < keepFrom {
-			keepFrom, keepName = first, r
-		}
-	}
-	w.KeepFrom = keepName
+	w.KeepFrom, w.Protected = need.From, need.Permanent
 	for _, o := range wal {
-		keep := o.Name.Kind == archive.History || posOf(o.Name) >= keepFrom
-		for _, r := range ranges {
-			p := posOf(o.Name)
-			keep = keep || (p >= r.first && p <= r.last)
-		}
-		if keep {
+		if need.Keeps(o.Name) {
 			w.Keep++
 			w.KeepBytes += o.Size
 		} else {

@@ -1,6 +1,8 @@
 // Package verify reads the WAL archive as a whole: which timelines it holds,
 // how they branch (their history files), which segments each has, and
-// whether every segment point-in-time recovery needs is there.
+// whether every segment point-in-time recovery needs is there (and, with
+// Content, intact). What "needs" means is retention's rule (NeededWAL), so
+// a gap that retention made on purpose is expected, not lost.
 package verify
 
 import (
@@ -13,9 +15,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tusk-backup/tusk/archive"
 	"github.com/tusk-backup/tusk/basebackup"
+	"github.com/tusk-backup/tusk/retention"
 	"github.com/tusk-backup/tusk/storage"
 )
 
@@ -220,26 +227,63 @@ type Server struct {
 
 // Result is wal-verify's verdict.
 type Result struct {
-	OK         bool     `json:"ok"`
+	OK bool `json:"ok"`
+	// Check is what was checked: "presence" (Check: every needed segment is
+	// listed) or "content" (Content too: each was read, decompressed and its
+	// checksum verified).
+	Check      string   `json:"check"`
 	Timeline   uint32   `json:"timeline"`      // the newest timeline, whose ancestry is followed
 	Path       []uint32 `json:"timeline_path"` // oldest first
 	From       string   `json:"from"`          // first segment required
 	FromBackup string   `json:"from_backup,omitempty"`
-	To         string   `json:"to"` // newest archived segment on the path
-	Checked    int      `json:"checked"`
-	Missing    []string `json:"missing"`           // lost: needed and not archived
-	Waiting    []string `json:"waiting,omitempty"` // not yet archived by a running server
-	Problems   []string `json:"problems"`
+	To         string   `json:"to"`      // newest archived segment on the path
+	Checked    int      `json:"checked"` // needed segments from From to To
+	// Read counts the segments Content read and verified.
+	Read    int      `json:"read"`
+	Missing []string `json:"missing"` // lost: needed and not archived
+	// Corrupt are the needed segments whose objects failed the content check.
+	Corrupt []basebackup.Problem `json:"corrupt"`
+	// Expected are runs of segments that are not archived and that no backup
+	// needs: retention deleted them between a permanent backup's end and the
+	// next backup's start.
+	Expected []ExpectedGap `json:"expected_gaps"`
+	Waiting  []string      `json:"waiting,omitempty"` // not yet archived by a running server
+	Problems []string      `json:"problems"`
+
+	present []segRef // the needed segments that are archived, for Content
+	segSize uint64
+}
+
+// segRef is a segment by timeline and position: 16 bytes, where an
+// archive.Name with its file name takes about 64, and Check keeps one per
+// needed segment.
+type segRef struct {
+	tli uint32
+	pos uint64
+}
+
+// ExpectedGap is a run of segments absent from the archive that no backup
+// needs (retention.NeededWAL): it lies after the end of permanent backup
+// After ("" if none) and before the start of backup Before.
+type ExpectedGap struct {
+	First  string `json:"first"`
+	Last   string `json:"last"`
+	Count  int    `json:"count"`
+	After  string `json:"after_permanent_backup,omitempty"`
+	Before string `json:"before_backup"`
 }
 
 // Check follows the newest timeline's ancestry from the oldest backup on it
 // (or the oldest archived segment) to the newest archived segment and lists
-// every segment recovery would ask for that is not archived. With a server,
-// segments after the newest archived one up to the server's current segment
-// are reported as waiting if the archiver has not reported them archived,
-// and as missing if it has.
+// every segment recovery would ask for that is not archived. A segment that
+// no backup needs by retention's rule (retention.NeededWAL: between a
+// permanent backup's end and the next backup's start) is not required; if
+// it is absent, it is reported as an expected gap. With a server, segments
+// after the newest archived one up to the server's current segment are
+// reported as waiting if the archiver has not reported them archived, and as
+// missing if it has. Check reads nothing: it only compares listings.
 func (a *Archive) Check(backups []basebackup.Meta, srv *Server) Result {
-	r := Result{Missing: []string{}, Problems: []string{}}
+	r := Result{Check: "presence", Missing: []string{}, Corrupt: []basebackup.Problem{}, Expected: []ExpectedGap{}, Problems: []string{}, segSize: a.segSize}
 	var target *Timeline
 	for _, t := range a.Timelines {
 		if t.Segments > 0 {
@@ -256,6 +300,11 @@ func (a *Archive) Check(backups []basebackup.Meta, srv *Server) Result {
 	}
 	if target.ID > 1 && !target.HasHistory {
 		r.Problems = append(r.Problems, fmt.Sprintf("history file %08X.history of timeline %d is not in the archive, so recovery cannot follow it", target.ID, target.ID))
+	}
+	need, err := retention.NeededWAL(backups, nil)
+	if err != nil {
+		r.Problems = append(r.Problems, fmt.Sprintf("cannot tell which WAL the backups need, so all of it is checked: %v", err))
+		need = retention.Needed{All: true}
 	}
 	// begin[i] is the first segment of path[i].
 	path := []uint32{}
@@ -319,10 +368,37 @@ func (a *Archive) Check(backups []basebackup.Meta, srv *Server) Result {
 		from = to
 	}
 	r.From, r.To = segName(tliAt(from), from, a.segSize), segName(target.ID, to, a.segSize)
+	var segments uint64
+	for _, tli := range path {
+		if t := byID[tli]; t != nil {
+			segments += uint64(len(t.positions))
+		}
+	}
+	r.present = make([]segRef, 0, min(segments, to-from+1))
+	var gap *ExpectedGap
 	for p := from; p <= to; p++ {
 		tli := tliAt(p)
+		n := a.name(tli, p)
+		present := has(tli, p)
+		if !need.Keeps(n) {
+			switch {
+			case present:
+				gap = nil
+			case gap != nil:
+				gap.Last, gap.Count = segName(tli, p, a.segSize), gap.Count+1
+			default:
+				after, before := need.Around(n)
+				file := segName(tli, p, a.segSize)
+				r.Expected = append(r.Expected, ExpectedGap{First: file, Last: file, Count: 1, After: after, Before: before})
+				gap = &r.Expected[len(r.Expected)-1]
+			}
+			continue
+		}
+		gap = nil
 		r.Checked++
-		if !has(tli, p) {
+		if present {
+			r.present = append(r.present, segRef{tli, p})
+		} else {
 			r.Missing = append(r.Missing, segName(tli, p, a.segSize))
 		}
 	}
@@ -349,6 +425,72 @@ func (a *Archive) Check(backups []basebackup.Meta, srv *Server) Result {
 	}
 	r.OK = len(r.Missing) == 0 && len(r.Problems) == 0
 	return r
+}
+
+// name is the segment at pos on timeline tli, without its file name (which
+// only the segments reported need).
+func (a *Archive) name(tli uint32, pos uint64) archive.Name {
+	per := (1 << 32) / a.segSize
+	return archive.Name{Kind: archive.Segment, Timeline: tli, Log: uint32(pos / per), Seg: uint32(pos % per)}
+}
+
+// ContentOptions are Content's settings.
+type ContentOptions struct {
+	Store       storage.Storage
+	Concurrency int // objects read at a time (TUSK_DOWNLOAD_CONCURRENCY)
+	// Progress, if set, hears of each segment read (from several goroutines).
+	Progress func(done, total int)
+}
+
+// Content reads every needed segment that r found archived, as wal-fetch
+// would: it decompresses the object and verifies its size and the XXH3-128
+// checksum wal-push recorded. A damaged object is added to r.Corrupt, a
+// segment deleted since the listing to r.Missing; r.Check becomes "content"
+// and r.OK is decided again. It returns an error only when the storage
+// fails (or ctx ends), since then nothing can be said of the rest.
+func Content(ctx context.Context, r *Result, opts ContentOptions) error {
+	reader := &archive.Archive{Store: opts.Store}
+	var mu sync.Mutex
+	var done atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(opts.Concurrency, 1))
+	for _, ref := range r.present {
+		file := segName(ref.tli, ref.pos, r.segSize)
+		g.Go(func() error {
+			n, err := archive.ParseName(file)
+			if err != nil {
+				return err
+			}
+			_, err = reader.Check(gctx, file, io.Discard)
+			d := done.Add(1)
+			if opts.Progress != nil {
+				opts.Progress(int(d), len(r.present))
+			}
+			switch {
+			case err == nil:
+				return nil
+			case errors.Is(err, archive.ErrCorrupt):
+				mu.Lock()
+				r.Corrupt = append(r.Corrupt, basebackup.Problem{Object: n.Key(), Error: strings.TrimPrefix(err.Error(), n.Key()+": ")})
+				mu.Unlock()
+				return nil
+			case errors.Is(err, storage.ErrNotFound) && gctx.Err() == nil:
+				mu.Lock()
+				r.Missing = append(r.Missing, n.File)
+				mu.Unlock()
+				return nil
+			}
+			return fmt.Errorf("read WAL segment %s: %w", n.File, err)
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	slices.SortFunc(r.Corrupt, func(x, y basebackup.Problem) int { return strings.Compare(x.Object, y.Object) })
+	slices.Sort(r.Missing)
+	r.Check, r.Read = "content", int(done.Load())
+	r.OK = len(r.Missing) == 0 && len(r.Corrupt) == 0 && len(r.Problems) == 0
+	return nil
 }
 
 // BackupWAL lists the WAL files backup m needs, from its start segment to
