@@ -91,18 +91,16 @@ func NewPostgres(t testing.TB, opts PostgresOptions) *Postgres {
 	binDir, ok := PostgresAvailable()
 	Require(t, "initdb", ok, "no PostgreSQL 15 server binaries (initdb, pg_ctl, postgres, psql) in PATH or /usr/lib/postgresql/15/bin")
 	o := requireOwner(t)
-	serverDir, version := binDir, opts.Version
-	if version != 0 && version != DefaultVersion {
-		dir, ok := VersionBinaries(version)
-		Require(t, fmt.Sprintf("PostgreSQL %d", version), ok,
-			fmt.Sprintf("no initdb, pg_ctl and postgres of PostgreSQL %d in %s", version, dir))
+	serverDir, version := binDir, majorVersion(binDir)
+	if opts.Version != 0 && opts.Version != version {
+		dir, ok := VersionBinaries(opts.Version)
+		Require(t, fmt.Sprintf("PostgreSQL %d", opts.Version), ok,
+			fmt.Sprintf("no initdb, pg_ctl and postgres of PostgreSQL %d in %s", opts.Version, dir))
 		var err error
 		if serverDir, err = reachableBinaries(o, dir); err != nil {
-			t.Fatalf("PostgreSQL %d: %v", version, err)
+			t.Fatalf("PostgreSQL %d: %v", opts.Version, err)
 		}
-	} else if version = majorVersion(binDir); opts.Version != 0 && version != opts.Version {
-		Require(t, fmt.Sprintf("PostgreSQL %d", opts.Version), false,
-			fmt.Sprintf("%s holds PostgreSQL %d", binDir, version))
+		version = opts.Version
 	}
 	base := serverTempDir(t, o, "tusk-pg-")
 	p := &Postgres{
