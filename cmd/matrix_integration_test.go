@@ -25,7 +25,8 @@ const matrixSum = `SELECT md5(string_agg(s, '|')) FROM (
 // time and to a restore point with exactly that moment's data, the backup
 // manifest checked (by 15's pg_verifybackup where it reads the manifest's
 // version, and by verify --deep always), and a promotion whose new timeline
-// is archived.
+// is archived; check and wal-verify --server read the server's archiving
+// state.
 func TestIntegrationMatrix(t *testing.T) {
 	bin := testenv.BuildTusk(t)
 	for _, v := range testenv.MatrixVersions {
@@ -95,6 +96,12 @@ func testMatrixVersion(t *testing.T, bin string, v int) {
 	pg.SQL(t, "INSERT INTO marks VALUES (3)")
 	last := pg.SQL(t, "SELECT pg_walfile_name(pg_switch_wal())")
 	waitWAL(t, bin, env, 1, b.StartWAL, last)
+	// The commands that ask the server about its archiving, on this version.
+	for _, args := range [][]string{{"check", "--timeout", "1m"}, {"wal-verify", "--server"}} {
+		if out, stderr, code := run(t, bin, env, args...); code != 0 {
+			t.Fatalf("%v: exit %d\n%s%s", args, code, out, stderr)
+		}
+	}
 
 	// The manifest check, on a plain restore.
 	plain := filepath.Join(testenv.ServerTempDir(t), "plain")
