@@ -132,10 +132,19 @@ type Tablespace struct {
 	SizeKB   int64  `json:"size_kb"`
 }
 
+// MinVersion is the oldest server (server_version_num) Stream supports:
+// PostgreSQL 14. 13 (out of support since November 2025) speaks 14's
+// protocol but is not tested, so backup-push refuses it.
+const MinVersion = 140000
+
 // StreamOptions shape the BASE_BACKUP command.
 type StreamOptions struct {
-	Label  string
-	Spread bool // CHECKPOINT 'spread' instead of 'fast'
+	// Version is the server's server_version_num (System.Version; 0 is
+	// taken as 15 or later): before PostgreSQL 15 the command takes bare
+	// keywords and the stream is untagged (receiveBackup).
+	Version int
+	Label   string
+	Spread  bool // CHECKPOINT 'spread' instead of 'fast'
 	// NoWait sends WAIT false: the server does not wait for the backup's
 	// WAL to be archived, and the caller must (waitArchived).
 	NoWait bool
@@ -160,23 +169,56 @@ type StreamResult struct {
 // Stream runs BASE_BACKUP on a replication connection and feeds its events
 // to h. On any error the connection is left mid-protocol: close it.
 func Stream(ctx context.Context, conn *pgconn.PgConn, opts StreamOptions, h Handler) (StreamResult, error) {
-	var res StreamResult
+	conn.Frontend().Send(&pgproto3.Query{String: baseBackupCommand(opts)})
+	if err := conn.Frontend().Flush(); err != nil {
+		return StreamResult{}, fmt.Errorf("send BASE_BACKUP: %w", err)
+	}
+	return receiveBackup(ctx, conn.ReceiveMessage, opts.legacy(), h)
+}
+
+// legacy reports whether the server predates PostgreSQL 15's BASE_BACKUP.
+func (o StreamOptions) legacy() bool { return o.Version != 0 && o.Version < 150000 }
+
+// baseBackupCommand is the BASE_BACKUP command for opts.Version: with
+// PostgreSQL 15's parenthesized options, or 14's bare keywords (FAST for a
+// fast checkpoint, NOWAIT for not waiting on archiving).
+func baseBackupCommand(opts StreamOptions) string {
+	label := strings.ReplaceAll(opts.Label, "'", "''")
+	if opts.legacy() {
+		var b strings.Builder
+		fmt.Fprintf(&b, "BASE_BACKUP LABEL '%s' PROGRESS", label)
+		if !opts.Spread {
+			b.WriteString(" FAST")
+		}
+		if opts.NoWait {
+			b.WriteString(" NOWAIT")
+		}
+		b.WriteString(" MANIFEST 'yes' MANIFEST_CHECKSUMS 'CRC32C'")
+		return b.String()
+	}
 	checkpoint := "fast"
 	if opts.Spread {
 		checkpoint = "spread"
 	}
-	label := strings.ReplaceAll(opts.Label, "'", "''")
 	wait := "true"
 	if opts.NoWait {
 		wait = "false"
 	}
-	sql := fmt.Sprintf("BASE_BACKUP (LABEL '%s', PROGRESS, CHECKPOINT '%s', MANIFEST 'yes', "+
+	return fmt.Sprintf("BASE_BACKUP (LABEL '%s', PROGRESS, CHECKPOINT '%s', MANIFEST 'yes', "+
 		"MANIFEST_CHECKSUMS 'CRC32C', WAIT %s)", label, checkpoint, wait)
-	conn.Frontend().Send(&pgproto3.Query{String: sql})
-	if err := conn.Frontend().Flush(); err != nil {
-		return res, fmt.Errorf("send BASE_BACKUP: %w", err)
-	}
+}
 
+// legacyProgressStep is how often, in bytes received, a PostgreSQL 14 stream
+// (which sends no progress messages) reports progress.
+const legacyProgressStep = 1 << 20
+
+// receiveBackup reads BASE_BACKUP's answer from receive. PostgreSQL 15 and
+// later send one COPY whose CopyData messages are tagged (handleCopyData).
+// Before 15 (legacy) the server sends one COPY of plain tar bytes per
+// tablespace, in the order of the tablespace rows, then one COPY holding the
+// manifest, and no progress messages: the bytes received stand in for them.
+func receiveBackup(ctx context.Context, receive func(context.Context) (pgproto3.BackendMessage, error), legacy bool, h Handler) (StreamResult, error) {
+	var res StreamResult
 	// Result sets: start position, tablespaces, (copy), end position.
 	var (
 		set      int
@@ -185,9 +227,12 @@ func Stream(ctx context.Context, conn *pgconn.PgConn, opts StreamOptions, h Hand
 		inCopy   bool
 		started  bool
 		manifest bool
+		copies   int   // legacy: COPYs begun
+		received int64 // legacy: bytes received
+		reported int64 // legacy: received at the last progress report
 	)
 	for {
-		msg, err := conn.ReceiveMessage(ctx)
+		msg, err := receive(ctx)
 		if err != nil {
 			return res, fmt.Errorf("receive base backup: %w", err)
 		}
@@ -245,15 +290,52 @@ func Stream(ctx context.Context, conn *pgconn.PgConn, opts StreamOptions, h Hand
 					return res, err
 				}
 			}
+			if !legacy {
+				continue
+			}
+			copies++
+			switch {
+			case copies <= len(spaces):
+				s := spaces[copies-1]
+				name := "base.tar"
+				if s.OID != "" {
+					name = s.OID + ".tar"
+				}
+				if err := h.Archive(name, s.Location); err != nil {
+					return res, err
+				}
+			case copies == len(spaces)+1 && !manifest:
+				manifest = true
+				if err := h.Manifest(); err != nil {
+					return res, err
+				}
+			default:
+				return res, fmt.Errorf("BASE_BACKUP: COPY %d, after %d tablespaces and the manifest", copies, len(spaces))
+			}
 		case *pgproto3.CopyData:
-			if !inCopy || len(m.Data) == 0 {
+			if !inCopy || (!legacy && len(m.Data) == 0) {
 				return res, errors.New("BASE_BACKUP: data outside COPY")
 			}
-			if err := handleCopyData(m.Data, h, &manifest); err != nil {
+			if !legacy {
+				if err := handleCopyData(m.Data, h, &manifest); err != nil {
+					return res, err
+				}
+				continue
+			}
+			if err := h.Data(m.Data); err != nil {
 				return res, err
+			}
+			received += int64(len(m.Data))
+			if received-reported >= legacyProgressStep {
+				reported = received
+				h.Progress(received)
 			}
 		case *pgproto3.CopyDone:
 			inCopy = false
+			if legacy && received != reported {
+				reported = received
+				h.Progress(received)
+			}
 			// The tablespace row set's CommandComplete came before COPY.
 		case *pgproto3.ErrorResponse:
 			return res, pgconn.ErrorResponseToPgError(m)

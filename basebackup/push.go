@@ -97,7 +97,7 @@ func Push(ctx context.Context, conn *pgconn.PgConn, sys System, opts PushOptions
 		u.opts.Log = opts.Log
 	}
 	t0 := time.Now()
-	res, err := Stream(gctx, conn, StreamOptions{Label: "tusk", Spread: opts.Spread, NoWait: true}, u)
+	res, err := Stream(gctx, conn, StreamOptions{Version: sys.Version, Label: "tusk", Spread: opts.Spread, NoWait: true}, u)
 	if err == nil {
 		err = u.endArchive()
 		opts.Log.Debug("server ended the backup", "seconds", time.Since(t0).Seconds())

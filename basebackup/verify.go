@@ -94,7 +94,7 @@ func Verify(ctx context.Context, m Meta, opts VerifyOptions) ([]Problem, error) 
 		return problems, err
 	}
 	if opts.Deep && manifest != nil {
-		for _, pr := range checkManifest(manifest, files) {
+		for _, pr := range checkManifest(manifest, files, m.SystemID) {
 			report(m.Manifest.Key, pr)
 		}
 	}
@@ -221,16 +221,22 @@ type manifestFile struct {
 }
 
 // checkManifest compares the files with the manifest (which must carry its
-// own valid SHA-256) and returns one error per difference.
-func checkManifest(b []byte, files *fileSums) []error {
+// own valid SHA-256) and returns one error per difference. A version 2
+// manifest (PostgreSQL 17) also names its cluster, which must be systemID
+// (the metadata's), as pg_verifybackup checks it against pg_control.
+func checkManifest(b []byte, files *fileSums, systemID string) []error {
 	var errs []error
 	var man struct {
 		Version  int            `json:"PostgreSQL-Backup-Manifest-Version"`
+		SystemID json.Number    `json:"System-Identifier"`
 		Files    []manifestFile `json:"Files"`
 		Checksum string         `json:"Manifest-Checksum"`
 	}
 	if err := json.Unmarshal(b, &man); err != nil {
 		return []error{fmt.Errorf("the backup manifest is not valid JSON: %v", err)}
+	}
+	if man.SystemID != "" && systemID != "" && man.SystemID.String() != systemID {
+		errs = append(errs, fmt.Errorf("the backup manifest is of cluster %s (its System-Identifier), the metadata of cluster %s", man.SystemID, systemID))
 	}
 	// The manifest's checksum covers everything before its own line.
 	if i := strings.LastIndex(string(b), `"Manifest-Checksum"`); i >= 0 {

@@ -51,10 +51,27 @@ func TestCheckManifestEncodedPath(t *testing.T) {
 		h := sha256.Sum256([]byte(head))
 		return []byte(head + fmt.Sprintf(`"Manifest-Checksum": "%x"}`, h))
 	}
-	if errs := checkManifest(manifest(hex.EncodeToString(le[:])), files); len(errs) != 0 {
+	if errs := checkManifest(manifest(hex.EncodeToString(le[:])), files, "7000000000000000001"); len(errs) != 0 {
 		t.Fatalf("a matching Encoded-Path entry: %v", errs)
 	}
-	if errs := checkManifest(manifest("00000000"), files); len(errs) != 1 || !strings.Contains(errs[0].Error(), "CRC32C") {
+	if errs := checkManifest(manifest("00000000"), files, ""); len(errs) != 1 || !strings.Contains(errs[0].Error(), "CRC32C") {
 		t.Fatalf("a wrong checksum under Encoded-Path: %v, want one CRC32C error", errs)
+	}
+}
+
+// TestCheckManifestSystemID: a version 2 manifest (PostgreSQL 17) names its
+// cluster, which must be the one the metadata records.
+func TestCheckManifestSystemID(t *testing.T) {
+	manifest := func(head string) []byte {
+		h := sha256.Sum256([]byte(head))
+		return []byte(head + fmt.Sprintf(`"Manifest-Checksum": "%x"}`, h))
+	}
+	v2 := manifest("{ \"PostgreSQL-Backup-Manifest-Version\": 2,\n\"System-Identifier\": 7443201857254321234,\n\"Files\": [],\n")
+	files := &fileSums{files: map[string]*fileSum{}}
+	if errs := checkManifest(v2, files, "7443201857254321234"); len(errs) != 0 {
+		t.Errorf("the metadata's own cluster: %v", errs)
+	}
+	if errs := checkManifest(v2, files, "7443201857254321235"); len(errs) != 1 || !strings.Contains(errs[0].Error(), "System-Identifier") {
+		t.Errorf("another cluster: %v, want one System-Identifier error", errs)
 	}
 }

@@ -2,6 +2,7 @@ package cmd_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -206,12 +207,13 @@ func psql(t *testing.T, pg *testenv.Postgres, socketDir string, port int, query 
 	return strings.TrimSpace(string(out))
 }
 
-// stopServer stops a server tusk started on dest, if it runs.
+// stopServer stops a server tusk started on dest, if it runs. Not with
+// t.Context(): it also runs from t.Cleanup, after that is cancelled.
 func stopServer(t *testing.T, pg *testenv.Postgres, dest string) {
 	if _, err := os.Stat(filepath.Join(dest, "postmaster.pid")); err != nil {
 		return
 	}
-	pg.RunAsOwner(t.Context(), filepath.Join(pg.BinDir, "pg_ctl"), "stop", "-D", dest, "-m", "immediate").Run()
+	pg.RunAsOwner(context.Background(), filepath.Join(pg.ServerBinDir, "pg_ctl"), "stop", "-D", dest, "-m", "immediate").Run()
 }
 
 // TestIntegrationBackupFailures: a kill -9 of backup-push mid-stream leaves

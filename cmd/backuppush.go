@@ -109,8 +109,8 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 	if localID != "" && localID != sys.SystemID {
 		return fmt.Errorf("%s belongs to another cluster than the server tusk connected to (system identifier %s there, %s on the server); point PGHOST/PGPORT at the server of that data directory", dataDir, localID, sys.SystemID)
 	}
-	if sys.Version < 150000 {
-		return fmt.Errorf("the server runs PostgreSQL %d.%d; tusk backs up PostgreSQL 15 and later", sys.Version/10000, sys.Version%10000)
+	if sys.Version < basebackup.MinVersion {
+		return fmt.Errorf("the server runs PostgreSQL %d.%d; tusk backs up PostgreSQL 14 and later", sys.Version/10000, sys.Version%10000)
 	}
 	if err := basebackup.Lock(ctx, conn, backupLockWait); err != nil {
 		return err

@@ -69,6 +69,18 @@ func prepareRecover(o *backupFetchOpts, m basebackup.Meta, dest string) (*server
 	if _, err := os.Stat(filepath.Join(r.bin, "pg_ctl")); err != nil {
 		return nil, fmt.Errorf("--pg-bin %s has no pg_ctl", r.bin)
 	}
+	if major > 0 {
+		// A pg_ctl on PATH may be another version's, which would start its
+		// own postgres on the restored files and fail in the server log.
+		out, err := exec.Command(filepath.Join(r.bin, "pg_ctl"), "--version").Output()
+		if err != nil {
+			return nil, fmt.Errorf("run %s --version: %v", filepath.Join(r.bin, "pg_ctl"), err)
+		}
+		if got, ok := programMajor(string(out)); !ok || got != major {
+			return nil, fmt.Errorf("--recover needs PostgreSQL %d's programs, and %s is %s; install them or give --pg-bin",
+				major, filepath.Join(r.bin, "pg_ctl"), strings.TrimSpace(string(out)))
+		}
+	}
 	own, err := resolveOwner(o.owner, dest, true)
 	if err != nil {
 		return nil, err
@@ -93,6 +105,19 @@ func prepareRecover(o *backupFetchOpts, m basebackup.Meta, dest string) (*server
 		l.Close()
 	}
 	return r, nil
+}
+
+var reProgramVersion = regexp.MustCompile(`\(PostgreSQL\) (\d+)`)
+
+// programMajor reads the major version from a PostgreSQL program's
+// --version output ("pg_ctl (PostgreSQL) 15.18", "... 18beta1").
+func programMajor(out string) (int, bool) {
+	m := reProgramVersion.FindStringSubmatch(out)
+	if m == nil {
+		return 0, false
+	}
+	v, err := strconv.Atoi(m[1])
+	return v, err == nil
 }
 
 // prepare adds the configuration files a data directory from a

@@ -22,6 +22,10 @@ import (
 
 // PostgresOptions configures a test server.
 type PostgresOptions struct {
+	// Version is the server's PostgreSQL major version: 0 for
+	// DefaultVersion (Debian's 15), or one of MatrixVersions. Client
+	// programs are 15's whatever the server's version (see BinDir).
+	Version int
 	// ArchiveCommand, if set, turns on archive_mode=on with this archive_command.
 	ArchiveCommand string
 	// Conf holds extra postgresql.conf settings (name -> value, written as
@@ -40,8 +44,12 @@ type Postgres struct {
 	SocketDir string // unix socket directory (also PGHOST)
 	Port      int
 	User      string // database superuser name: "postgres"
-	BinDir    string // directory holding initdb, pg_ctl, postgres, psql, pg_basebackup, ...
-	LogFile   string // server log, written by pg_ctl -l
+	BinDir    string // PostgreSQL 15's programs: psql, pgbench, pg_basebackup, pg_verifybackup, ... (and its server's)
+	// ServerBinDir holds initdb, pg_ctl and postgres of the server's
+	// version: BinDir for PostgreSQL 15.
+	ServerBinDir string
+	Version      int    // the server's major version
+	LogFile      string // server log, written by pg_ctl -l
 
 	baseDir string
 	opts    PostgresOptions
@@ -62,7 +70,8 @@ const stopTimeout = 90 * time.Second
 // the test failed, logs the tail of the server log.
 //
 // The test is skipped (or fails under CI / TUSK_TEST_REQUIRE) when the
-// PostgreSQL 15 binaries are missing.
+// PostgreSQL 15 binaries, or the server programs of opts.Version, are
+// missing.
 func StartPostgres(t testing.TB, opts PostgresOptions) *Postgres {
 	t.Helper()
 	p := NewPostgres(t, opts)
@@ -82,17 +91,30 @@ func NewPostgres(t testing.TB, opts PostgresOptions) *Postgres {
 	binDir, ok := PostgresAvailable()
 	Require(t, "initdb", ok, "no PostgreSQL 15 server binaries (initdb, pg_ctl, postgres, psql) in PATH or /usr/lib/postgresql/15/bin")
 	o := requireOwner(t)
+	serverDir, version := binDir, majorVersion(binDir)
+	if opts.Version != 0 && opts.Version != version {
+		dir, ok := VersionBinaries(opts.Version)
+		Require(t, fmt.Sprintf("PostgreSQL %d", opts.Version), ok,
+			fmt.Sprintf("no initdb, pg_ctl and postgres of PostgreSQL %d in %s", opts.Version, dir))
+		var err error
+		if serverDir, err = reachableBinaries(o, dir); err != nil {
+			t.Fatalf("PostgreSQL %d: %v", opts.Version, err)
+		}
+		version = opts.Version
+	}
 	base := serverTempDir(t, o, "tusk-pg-")
 	p := &Postgres{
-		DataDir:   filepath.Join(base, "data"),
-		SocketDir: filepath.Join(base, "sock"),
-		Port:      freePort(t),
-		User:      "postgres",
-		BinDir:    binDir,
-		LogFile:   filepath.Join(base, "server.log"),
-		baseDir:   base,
-		opts:      opts,
-		owner:     o,
+		DataDir:      filepath.Join(base, "data"),
+		SocketDir:    filepath.Join(base, "sock"),
+		Port:         freePort(t),
+		User:         "postgres",
+		BinDir:       binDir,
+		ServerBinDir: serverDir,
+		Version:      version,
+		LogFile:      filepath.Join(base, "server.log"),
+		baseDir:      base,
+		opts:         opts,
+		owner:        o,
 	}
 	if err := mkdirOwned(o, p.DataDir, 0o700); err != nil {
 		t.Fatalf("make data directory: %v", err)
@@ -116,7 +138,7 @@ func NewPostgres(t testing.TB, opts PostgresOptions) *Postgres {
 // InitDB runs initdb into DataDir and then Configure(t, nil).
 func (p *Postgres) InitDB(t testing.TB) {
 	t.Helper()
-	cmd := p.RunAsOwner(t.Context(), filepath.Join(p.BinDir, "initdb"),
+	cmd := p.RunAsOwner(t.Context(), filepath.Join(p.ServerBinDir, "initdb"),
 		"--pgdata", p.DataDir,
 		"--data-checksums",
 		"--auth", "trust",
@@ -210,7 +232,7 @@ func (p *Postgres) Start(t testing.TB) {
 	if running {
 		return
 	}
-	cmd := p.RunAsOwner(t.Context(), filepath.Join(p.BinDir, "pg_ctl"),
+	cmd := p.RunAsOwner(t.Context(), filepath.Join(p.ServerBinDir, "pg_ctl"),
 		"start", "--wait", "--timeout", "60",
 		"--pgdata", p.DataDir, "--log", p.LogFile)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -237,7 +259,7 @@ func (p *Postgres) stop() error {
 	if err != nil || !running {
 		return err
 	}
-	cmd := p.RunAsOwner(ctx, filepath.Join(p.BinDir, "pg_ctl"),
+	cmd := p.RunAsOwner(ctx, filepath.Join(p.ServerBinDir, "pg_ctl"),
 		"stop", "--mode", "fast", "--wait", "--timeout", "60", "--pgdata", p.DataDir)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("pg_ctl stop: %w\n%s", err, out)
@@ -249,7 +271,7 @@ func (p *Postgres) stop() error {
 // postmaster.pid (after a crash) or a DataDir without a cluster is "not
 // running".
 func (p *Postgres) status(ctx context.Context) (running bool, err error) {
-	cmd := p.RunAsOwner(ctx, filepath.Join(p.BinDir, "pg_ctl"), "status", "--pgdata", p.DataDir)
+	cmd := p.RunAsOwner(ctx, filepath.Join(p.ServerBinDir, "pg_ctl"), "status", "--pgdata", p.DataDir)
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	switch {
@@ -389,7 +411,12 @@ func PostgresAvailable() (binDir string, ok bool) {
 }
 
 func hasServerBinaries(dir string) bool {
-	for _, name := range []string{"initdb", "pg_ctl", "postgres", "psql"} {
+	return hasPrograms(dir, "initdb", "pg_ctl", "postgres", "psql")
+}
+
+// hasPrograms reports whether dir holds every named executable file.
+func hasPrograms(dir string, names ...string) bool {
+	for _, name := range names {
 		fi, err := os.Stat(filepath.Join(dir, name))
 		if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
 			return false

@@ -1,6 +1,7 @@
 // Package testenv starts the external programs that tusk's integration tests
-// run against: a throwaway PostgreSQL 15 server, a MinIO server, and the tusk
-// binary itself.
+// run against: a throwaway PostgreSQL server (Debian's 15, or 14, 16, 17 or 18
+// from the builds scripts/install-test-deps.sh caches, with 15's client
+// programs), a MinIO server, and the tusk binary itself.
 //
 // Everything a harness creates lives in temporary directories removed by
 // t.Cleanup, listens only on 127.0.0.1 or unix sockets, and is stopped by

@@ -103,6 +103,28 @@ func TestIntegrationPostgres(t *testing.T) {
 	}
 }
 
+// TestIntegrationPostgresVersions: every installed major version starts, as
+// the server user, with testenv's settings, and Debian's 15 psql talks to it.
+func TestIntegrationPostgresVersions(t *testing.T) {
+	t.Parallel()
+	for _, v := range testenv.MatrixVersions {
+		t.Run(fmt.Sprint(v), func(t *testing.T) {
+			t.Parallel()
+			p := testenv.StartPostgres(t, testenv.PostgresOptions{Version: v})
+			if p.Version != v {
+				t.Errorf("Version = %d, want %d", p.Version, v)
+			}
+			if got, want := p.SQL(t, "select current_setting('server_version_num')::int / 10000"), fmt.Sprint(v); got != want {
+				t.Errorf("server major version %s, want %s", got, want)
+			}
+			if got := p.SQL(t, "show data_checksums"); got != "on" {
+				t.Errorf("data_checksums = %s, want on", got)
+			}
+			p.Stop(t)
+		})
+	}
+}
+
 func TestIntegrationBuildTusk(t *testing.T) {
 	t.Parallel()
 	bin := testenv.BuildTusk(t)
