@@ -209,7 +209,11 @@ func TestContent(t *testing.T) {
 	for i := uint64(1); i <= 6; i++ {
 		name := segName(1, i, defaultSegSize)
 		p := filepath.Join(src, name)
-		if err := os.WriteFile(p, bytes.Repeat([]byte(fmt.Sprintf("segment %d ", i)), 10000), 0o600); err != nil {
+		b := make([]byte, defaultSegSize) // wal-push takes whole segments only
+		copy(b[4096:], bytes.Repeat([]byte(fmt.Sprintf("segment %d ", i)), 10000))
+		n, _ := archive.ParseName(name)
+		copy(b, archive.LongPageHeader(n, uint32(defaultSegSize), 7000000000000000001))
+		if err := os.WriteFile(p, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := a.Push(t.Context(), p, archive.PushOptions{}); err != nil {
