@@ -129,6 +129,7 @@ func TestSplitAndRestoreRoundTrip(t *testing.T) {
 	big := randomBytes(1, 5<<20+123) // split across parts at a 1 MiB part size
 	files := []file{
 		{name: "PG_VERSION", data: []byte("15\n")},
+		{name: "backup_label", data: []byte("START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n")},
 		{name: "base", dir: true},
 		{name: "base/1", dir: true},
 		{name: "base/1/1259", data: randomBytes(2, 300<<10)},

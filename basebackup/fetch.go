@@ -157,6 +157,13 @@ func Restore(ctx context.Context, m Meta, dest string, opts FetchOptions) (err e
 		}
 		return err
 	}
+	// Every part matched its checksum, but the parts list itself could be
+	// short: a data directory without these is no restore at all.
+	for _, f := range restoreNeeds {
+		if _, err := os.Stat(filepath.Join(dest, filepath.FromSlash(f))); err != nil {
+			return fmt.Errorf("backup %s is incomplete: its parts hold no %s, so the restored folder could not start (tusk verify %s reports it)", m.Name, f, m.Name)
+		}
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package basebackup
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/zeebo/xxh3"
 
 	"github.com/tusk-backup/tusk/storage"
 )
@@ -154,15 +157,101 @@ func ReadMeta(ctx context.Context, st storage.Storage, name string) (Meta, error
 	if m.Format != metaFormat {
 		return m, fmt.Errorf("backup %s: %w: format %d is not supported by this tusk (upgrade tusk)", name, ErrBadMeta, m.Format)
 	}
+	if err := checkMetaSum(b); err != nil {
+		return m, fmt.Errorf("backup %s: %w: %s %v; it was changed after tusk wrote it, so its parts and checksums cannot be trusted (tusk delete target %s removes it)", name, ErrBadMeta, MetaKey(name), err, name)
+	}
+	if err := m.check(name); err != nil {
+		return m, fmt.Errorf("backup %s: %w: %s %v", name, ErrBadMeta, MetaKey(name), err)
+	}
 	return m, nil
 }
 
-// WriteMeta stores m's metadata object; the backup exists once it returns.
+// The metadata object ends with its own checksum, the XXH3-128 of the
+// document written without it:
+//
+//	{
+//	  "format": 1,
+//	  ...,
+//	  "checksum": "xxh3-128:<hex>"
+//	}
+//
+// The bytes are checked, not a re-encoding, so fields a newer tusk adds do
+// not break the check. Objects written before the checksum have none; they
+// are read as they are.
+const metaSumField = ",\n  \"checksum\": \""
+
+// checkMetaSum verifies a metadata document's own checksum, if it has one.
+func checkMetaSum(b []byte) error {
+	i := bytes.LastIndex(b, []byte(metaSumField))
+	if i < 0 {
+		return nil // written before metadata had a checksum
+	}
+	rest := bytes.TrimSuffix(b[i+len(metaSumField):], []byte("\n"))
+	want, ok := bytes.CutSuffix(rest, []byte("\"\n}"))
+	if !ok || len(want) != len("xxh3-128:")+32 || !bytes.HasPrefix(want, []byte("xxh3-128:")) {
+		return errors.New("ends with a checksum field tusk did not write")
+	}
+	body := append(append([]byte{}, b[:i]...), "\n}"...)
+	if got := sumString(body); string(want) != got {
+		return fmt.Errorf("does not match its checksum (%s recorded, %s now)", want, got)
+	}
+	return nil
+}
+
+func sumString(b []byte) string {
+	sum := xxh3.Hash128(b).Bytes()
+	return "xxh3-128:" + hex.EncodeToString(sum[:])
+}
+
+// check refuses metadata that cannot describe a restorable backup, whatever
+// its checksum says: a restore needs at least the data directory's archive
+// (which holds pg_control and backup_label) and the manifest, each archive's
+// parts numbered from 1 without gaps, and the name it is stored under.
+func (m Meta) check(name string) error {
+	if m.Name != name {
+		return fmt.Errorf("names backup %q, not %q", m.Name, name)
+	}
+	seqs := map[string][]int{}
+	for _, p := range m.Parts {
+		if err := storage.CheckKey(p.Key); err != nil {
+			return fmt.Errorf("lists a part with a bad key: %v", err)
+		}
+		if p.Size < 0 || p.RawSize < 0 {
+			return fmt.Errorf("lists part %s with a negative size", p.Key)
+		}
+		seqs[p.Archive] = append(seqs[p.Archive], p.Seq)
+	}
+	for archive, s := range seqs {
+		slices.Sort(s)
+		for i, seq := range s {
+			if seq != i+1 {
+				return fmt.Errorf("lists the parts %v of archive %s, not 1 to %d", s, archive, len(s))
+			}
+		}
+	}
+	if len(seqs["base"]) == 0 {
+		return errors.New("lists no part of the data directory, which holds pg_control and backup_label")
+	}
+	for _, s := range m.Tablespaces {
+		if s.OID != "" && len(seqs[s.OID]) == 0 {
+			return fmt.Errorf("lists no part of tablespace %s", s.OID)
+		}
+	}
+	if m.Manifest.Key == "" {
+		return errors.New("lists no backup manifest")
+	}
+	return nil
+}
+
+// WriteMeta stores m's metadata object, ending with its own checksum; the
+// backup exists once it returns.
 func WriteMeta(ctx context.Context, st storage.Storage, m Meta) error {
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
 	}
+	sum := sumString(b)
+	b = append(b[:len(b)-len("\n}")], fmt.Sprintf(",\n  \"checksum\": %q\n}\n", sum)...)
 	if err := st.Put(ctx, MetaKey(m.Name), bytes.NewReader(b)); err != nil {
 		return fmt.Errorf("write backup metadata: %w", err)
 	}

@@ -58,7 +58,7 @@ func Verify(ctx context.Context, m Meta, opts VerifyOptions) ([]Problem, error) 
 	for _, s := range m.Tablespaces {
 		spaces[s.OID] = "/verify/" + s.OID // any absolute folder: nothing is written
 	}
-	files := &fileSums{files: map[string]*fileSum{}}
+	files := &fileSums{files: map[string]*fileSum{}, seen: map[string]bool{}}
 	var total, done atomic.Int64
 	for _, p := range m.Parts {
 		total.Add(p.RawSize)
@@ -96,6 +96,15 @@ func Verify(ctx context.Context, m Meta, opts VerifyOptions) ([]Problem, error) 
 	if opts.Deep && manifest != nil {
 		for _, pr := range checkManifest(manifest, files, m.SystemID) {
 			report(m.Manifest.Key, pr)
+		}
+	}
+	// Every part read, and yet the files a restore must have are not
+	// there: the parts list is short.
+	if len(problems) == 0 {
+		for _, f := range restoreNeeds {
+			if !files.seen[f] {
+				report(MetaKey(m.Name), fmt.Errorf("the backup's parts hold no %s, so a restore could not start", f))
+			}
 		}
 	}
 	slices.SortStableFunc(problems, func(a, b Problem) int { return strings.Compare(a.Object, b.Object) })
@@ -138,6 +147,11 @@ func scan(r io.Reader, p Part, spaces map[string]string, files *fileSums, deep b
 			return fmt.Errorf("%w: %s: %v", ErrCorrupt, e.hdr.Name, err)
 		}
 		done.Add(n)
+		if p.Archive == "base" && slices.Contains(restoreNeeds, path.Clean(e.hdr.Name)) {
+			files.mu.Lock()
+			files.seen[path.Clean(e.hdr.Name)] = true
+			files.mu.Unlock()
+		}
 		if deep {
 			if err := files.add(prefix+path.Clean(e.hdr.Name), e.hdr, n, h.Sum32()); err != nil {
 				return err
@@ -157,7 +171,12 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 type fileSums struct {
 	mu    sync.Mutex
 	files map[string]*fileSum
+	seen  map[string]bool // which of restoreNeeds the base archive holds
 }
+
+// restoreNeeds are the files without which a restored data directory
+// cannot start.
+var restoreNeeds = []string{"global/pg_control", "backup_label"}
 
 type fileSum struct {
 	size   int64 // the whole file's size

@@ -162,9 +162,7 @@ func TestIntegrationBackupPITR(t *testing.T) {
 					psql(t, pg, sock, port, "INSERT INTO marks VALUES (1001)")
 					seg := psql(t, pg, sock, port, "SELECT pg_walfile_name(pg_current_wal_lsn())")
 					psql(t, pg, sock, port, "SELECT pg_switch_wal()")
-					waitFor(t, time.Minute, func() bool {
-						return psql(t, pg, sock, port, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") >= seg
-					})
+					waitArchivedIn(t, bin, env, seg)
 					stopServer(t, pg, dest)
 					dest2 := filepath.Join(testenv.ServerTempDir(t), "pgdata")
 					out, stderr, code := run(t, bin, env, "backup-fetch", dest2, "LATEST", "--recover", "--json", "--target-action", "promote",

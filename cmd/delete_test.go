@@ -36,6 +36,7 @@ func TestDeleteSparedExitsOne(t *testing.T) {
 			t.Fatal(err)
 		}
 		m.Parts = []basebackup.Part{{Key: key, Archive: "base", Seq: 1}}
+		m.Manifest = basebackup.Part{Key: basebackup.DataPrefix(m.Name) + "backup_manifest.s2", Archive: "manifest"}
 		if err := basebackup.WriteMeta(ctx, st, m); err != nil {
 			t.Fatal(err)
 		}

@@ -2,7 +2,9 @@ package cmd_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -360,12 +362,62 @@ func TestIntegrationRecoveryAbortsOnStorageFailure(t *testing.T) {
 	}
 }
 
+// waitArchived waits until the repository pg archives into (tusk's own
+// listing, through the server's environment) holds segment and every
+// segment before it on its timeline without a gap. It never reads
+// pg_stat_archiver: push-ahead marks segments .done itself, so PostgreSQL
+// never records them as archived.
 func waitArchived(t *testing.T, pg *testenv.Postgres, segment string) {
 	t.Helper()
-	waitFor(t, 2*time.Minute, func() bool {
-		got, err := pg.TrySQL(t.Context(), "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
-		return err == nil && got >= segment
-	})
+	waitArchivedIn(t, testenv.BuildTusk(t), pg.ServerEnv(), segment)
+}
+
+// waitArchivedIn is waitArchived for a server tusk started (backup-fetch
+// --recover), which archives into the repository of env.
+func waitArchivedIn(t *testing.T, bin string, env []string, segment string) {
+	t.Helper()
+	var shown string
+	deadline := time.Now().Add(2 * time.Minute)
+	for !archivedThrough(t, bin, env, segment, &shown) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the repository does not hold WAL through %s after 2 minutes; wal-show --json:\n%s", segment, shown)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// archivedThrough reports whether wal-show lists segment in the first run
+// of its timeline's segments; shown is what wal-show printed.
+func archivedThrough(t *testing.T, bin string, env []string, segment string, shown *string) bool {
+	t.Helper()
+	out, stderr, code := run(t, bin, env, "wal-show", "--json")
+	if code != 0 {
+		*shown = fmt.Sprintf("exit %d: %s", code, stderr)
+		return false
+	}
+	*shown = out
+	var show struct {
+		Timelines []struct {
+			ID     uint32 `json:"timeline"`
+			Ranges []struct {
+				First string `json:"first"`
+				Last  string `json:"last"`
+			} `json:"ranges"`
+		} `json:"timelines"`
+	}
+	n, err := archive.ParseName(segment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if json.Unmarshal([]byte(out), &show) != nil {
+		return false
+	}
+	for _, tl := range show.Timelines {
+		if tl.ID == n.Timeline && len(tl.Ranges) > 0 {
+			return tl.Ranges[0].First <= segment && segment <= tl.Ranges[0].Last
+		}
+	}
+	return false
 }
 
 func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {

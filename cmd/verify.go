@@ -67,6 +67,8 @@ there is any. Parts are read TUSK_DOWNLOAD_CONCURRENCY at a time.`,
 			}
 			ctx := c.Context()
 			var ms []basebackup.Meta
+			var results []verifyResult
+			bad := 0
 			if len(args) == 1 && args[0] != "LATEST" {
 				m, err := basebackup.ReadMeta(ctx, st, args[0])
 				if err != nil {
@@ -74,21 +76,33 @@ there is any. Parts are read TUSK_DOWNLOAD_CONCURRENCY at a time.`,
 				}
 				ms = []basebackup.Meta{m}
 			} else {
-				list, err := listBackups(ctx, st, log)
+				// Metadata that cannot be read is a damaged backup: --all
+				// reports it and fails; without --all the newest readable
+				// backup is verified and the damage still counts.
+				var unreadable []verifyResult
+				list, err := basebackup.List(ctx, st, func(key string, err error) {
+					unreadable = append(unreadable, verifyResult{Backup: strings.TrimSuffix(strings.TrimPrefix(key, "backups/"), ".json"),
+						Problems: []basebackup.Problem{{Object: key, Error: err.Error()}}})
+				})
 				if err != nil {
 					return describeStorageErr(diagnose(ctx, st, err), cfg)
 				}
-				if len(list) == 0 {
+				for _, r := range unreadable {
+					bad++
+					if !asJSON {
+						printVerify(root.stdout, r)
+					}
+					results = append(results, r)
+				}
+				if len(list) == 0 && len(unreadable) == 0 {
 					return fmt.Errorf("repository %s holds no backups to verify", cfg.Repo)
 				}
 				ms = list
-				if !all {
+				if !all && len(list) > 0 {
 					ms = list[len(list)-1:]
 				}
 			}
 			line := newProgressLine(root.stderr)
-			var results []verifyResult
-			bad := 0
 			for _, m := range ms {
 				start := time.Now()
 				problems, err := basebackup.Verify(ctx, m, basebackup.VerifyOptions{

@@ -95,6 +95,41 @@ func TestIntegrationVerify(t *testing.T) {
 			if out, stderr, code := run(t, bin, env, "verify", b.Name, "--deep"); code != 0 {
 				t.Fatalf("verify after repair: exit %d\n%s%s", code, out, stderr)
 			}
+			// Damaged metadata: verify --all fails naming it, and
+			// backup-fetch refuses it without writing anything.
+			metaPath := filepath.Join(dir, "backups", b.Name+".json")
+			origMeta, err := os.ReadFile(metaPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var doc map[string]any
+			json.Unmarshal(origMeta, &doc)
+			delete(doc, "checksum")
+			doc["parts"] = []any{}
+			noParts, _ := json.MarshalIndent(doc, "", "  ")
+			for _, c := range []struct {
+				name, content, want string
+			}{
+				{"a changed byte", strings.Replace(string(origMeta), `"permanent": false`, `"permanent": true `, 1), "does not match its checksum"},
+				{"no parts, no checksum", string(noParts), "lists no part of the data directory"},
+				{"not JSON", "{", "is not valid JSON"},
+			} {
+				os.WriteFile(metaPath, []byte(c.content), 0o600)
+				out, stderr, code := run(t, bin, env, "verify", "--all")
+				if code != 1 || !strings.Contains(out, "backups/"+b.Name+".json") || !strings.Contains(out, c.want) {
+					t.Fatalf("%s: verify --all exit %d, want 1 naming the metadata and %q\n%s%s", c.name, code, c.want, out, stderr)
+				}
+				dest := filepath.Join(t.TempDir(), "restore")
+				_, stderr, code = run(t, bin, env, "backup-fetch", dest, b.Name)
+				if line := errorLine(t, stderr); code == 0 || !strings.Contains(line, c.want) {
+					t.Fatalf("%s: backup-fetch exit %d: %s", c.name, code, stderr)
+				}
+				if _, err := os.Stat(dest); err == nil {
+					t.Fatalf("%s: backup-fetch of damaged metadata wrote %s", c.name, dest)
+				}
+				t.Logf("%s: %s", c.name, errorLine(t, stderr))
+			}
+			os.WriteFile(metaPath, origMeta, 0o600)
 			for _, args := range [][]string{{"verify", "no_such_backup"}, {"verify", "../x"}, {"verify", "a", "b"}, {"verify", "x", "--all"}} {
 				_, stderr, code := run(t, bin, env, args...)
 				if code == 0 {

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tusk-backup/tusk/internal/testenv"
 )
@@ -53,9 +52,7 @@ func TestIntegrationWALShowVerify(t *testing.T) {
 	}
 	seg2 := psql(t, pg, sock, port, "SELECT pg_walfile_name(pg_current_wal_lsn())")
 	psql(t, pg, sock, port, "SELECT pg_switch_wal()")
-	waitFor(t, time.Minute, func() bool {
-		return psql(t, pg, sock, port, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") >= seg2
-	})
+	waitArchivedIn(t, bin, env, seg2)
 
 	out, stderr, code = run(t, bin, env, "wal-show", "--json")
 	if code != 0 {

@@ -28,6 +28,8 @@ func fill(t *testing.T, st storage.Storage, n int) {
 			}
 			m.Parts = append(m.Parts, basebackup.Part{Key: key, Archive: "base", Seq: p})
 		}
+		// Listed (metadata needs one) but not stored: deletes go by prefix.
+		m.Manifest = basebackup.Part{Key: basebackup.DataPrefix(m.Name) + "backup_manifest.s2", Archive: "manifest"}
 		if err := basebackup.WriteMeta(ctx, st, m); err != nil {
 			t.Fatal(err)
 		}

@@ -285,6 +285,11 @@ func (p *Postgres) status(ctx context.Context) (running bool, err error) {
 	}
 }
 
+// ServerEnv returns the extra environment the server runs with
+// (PostgresOptions.Env), which archive_command inherits: the repository
+// settings its tusk wal-push archives with.
+func (p *Postgres) ServerEnv() []string { return slices.Clone(p.opts.Env) }
+
 // Env returns libpq's environment for this server as "K=V": PGHOST, PGPORT,
 // PGUSER, PGDATABASE=postgres, PGDATA.
 func (p *Postgres) Env() []string {

@@ -42,17 +42,40 @@ func New(dir string) (*Store, error) {
 // Root returns the repository folder.
 func (s *Store) Root() string { return s.root }
 
-// Check makes sure the repository folder exists (creating it if needed) and
-// is a writable directory.
+// Check makes sure the repository folder is a writable directory, or, if
+// it does not exist yet, that it can be created (its nearest existing
+// parent is a writable directory). It creates nothing: the first Put makes
+// the folder, so that a command that only reads never leaves an empty
+// repository folder behind (owned by whoever ran it).
 func (s *Store) Check(ctx context.Context) error {
-	if err := os.MkdirAll(s.root, 0o700); err != nil {
-		return fmt.Errorf("repository folder %s cannot be created: %w", s.root, unwrapPath(err))
-	}
 	fi, err := os.Stat(s.root)
-	if err != nil {
+	switch {
+	case errors.Is(err, syscall.ENOTDIR):
+		return fmt.Errorf("repository folder %s cannot be created: %w", s.root, syscall.ENOTDIR)
+	case errors.Is(err, fs.ErrNotExist):
+		parent := filepath.Dir(s.root)
+		for {
+			pfi, perr := os.Stat(parent)
+			if perr == nil {
+				if !pfi.IsDir() {
+					return fmt.Errorf("repository folder %s cannot be created: %w", s.root, syscall.ENOTDIR)
+				}
+				if err := syscall.Access(parent, 0x2|0x1); err != nil { // W_OK|X_OK
+					return fmt.Errorf("repository folder %s cannot be created in %s: %w", s.root, parent, err)
+				}
+				return nil
+			}
+			if errors.Is(perr, syscall.ENOTDIR) {
+				return fmt.Errorf("repository folder %s cannot be created: %w", s.root, syscall.ENOTDIR)
+			}
+			if !errors.Is(perr, fs.ErrNotExist) || parent == filepath.Dir(parent) {
+				return fmt.Errorf("repository folder %s: %w", s.root, unwrapPath(perr))
+			}
+			parent = filepath.Dir(parent)
+		}
+	case err != nil:
 		return fmt.Errorf("repository folder %s: %w", s.root, unwrapPath(err))
-	}
-	if !fi.IsDir() {
+	case !fi.IsDir():
 		return fmt.Errorf("repository folder %s is not a directory", s.root)
 	}
 	f, err := os.CreateTemp(s.root, tmpPrefix+"check-")
