@@ -26,9 +26,18 @@ import (
 // is never told a file is stored before it is. A kill -9 at any moment
 // leaves at worst a stored file still marked .ready: the archiver's call for
 // it finds the identical copy and succeeds.
+//
+// With RecordDir set and Rename false, push-ahead leaves archive_status to
+// PostgreSQL and records each file it stored in RecordDir instead (see record.go): the
+// archiver still calls for every file, and each call for a recorded file
+// answers at once.
 type AheadOptions struct {
 	Max         int // files pushed ahead per call; 0 turns push-ahead off
 	Concurrency int // uploads at once, the called-for file included
+	// Rename marks files pushed ahead .done; otherwise they are recorded
+	// in RecordDir.
+	Rename    bool
+	RecordDir string
 }
 
 // PushAhead archives the WAL file at path like Push and pushes ahead up to
@@ -45,7 +54,20 @@ func (a *Archive) PushAhead(ctx context.Context, path string, opts PushOptions, 
 	}
 	walDir := filepath.Dir(path)
 	statusDir := filepath.Join(walDir, "archive_status")
+	record := !ahead.Rename && ahead.RecordDir != ""
+	if record {
+		if res, ok := a.fromRecord(ahead.RecordDir, path, name); ok {
+			return res, nil
+		}
+		pruneRecords(ahead.RecordDir, statusDir)
+	}
 	candidates := readyFiles(statusDir, name, ahead.Max)
+	if record {
+		candidates = slices.DeleteFunc(candidates, func(c string) bool {
+			_, _, ok := readRecord(ahead.RecordDir, c)
+			return ok
+		})
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(ahead.Concurrency, 1))
@@ -57,18 +79,49 @@ func (a *Archive) PushAhead(ctx context.Context, path string, opts PushOptions, 
 	})
 	for _, c := range candidates {
 		g.Go(func() error {
-			if _, err := a.Push(gctx, filepath.Join(walDir, c), opts); err != nil {
+			r, err := a.Push(gctx, filepath.Join(walDir, c), opts)
+			if err != nil {
 				if gctx.Err() == nil {
 					a.Log.Warn("push-ahead failed; the archiver's own call will retry", "wal", c, "error", err)
 				}
 				return nil
 			}
-			markDone(statusDir, c, a)
+			if !record {
+				markDone(statusDir, c, a)
+			} else if err := writeRecord(ahead.RecordDir, c, r.Size, r.Sum); err != nil {
+				a.Log.Warn("pushed ahead but not recorded; the archiver's call will find the identical copy", "wal", c, "error", err)
+			}
 			return nil
 		})
 	}
 	err = g.Wait()
 	return res, err
+}
+
+// fromRecord answers the archiver's call for a file that a push-ahead has
+// already stored: the record must match the file's size and checksum.
+func (a *Archive) fromRecord(dir, path string, name Name) (PushResult, bool) {
+	size, sum, ok := readRecord(dir, name.File)
+	if !ok {
+		return PushResult{}, false
+	}
+	os.Remove(filepath.Join(dir, name.File)) // used once, whatever it says
+	f, err := os.Open(path)
+	if err != nil {
+		return PushResult{}, false
+	}
+	defer f.Close()
+	n, h, err := sumFile(f, SumXXH3)
+	if err != nil {
+		return PushResult{}, false
+	}
+	mine := Header{Size: n, SumKind: SumXXH3, Sum: h}
+	if n != size || mine.SumString() != sum {
+		a.Log.Warn("record of a push-ahead does not match the file; pushing it again", "wal", name.File)
+		return PushResult{}, false
+	}
+	a.Log.Info("wal already archived", "wal", name.File, "key", name.Key(), "checksum", sum, "by", "push-ahead")
+	return PushResult{Name: name, Key: name.Key(), Size: n, Sum: sum, AlreadyArchived: true}, true
 }
 
 // markDone renames c's .ready status file to .done. A missing .ready (the

@@ -139,3 +139,57 @@ func TestPushAheadConcurrentArchivers(t *testing.T) {
 	}
 	e.checkArchived(t, walDir, names)
 }
+
+// TestPushAheadRecords: with records instead of renames, PostgreSQL's
+// archive_status is left alone, so the archiver calls for every segment (and
+// pg_stat_archiver counts each one); a call for a segment pushed ahead
+// answers from its record without touching the repository, and uploads
+// still happen once per segment.
+func TestPushAheadRecords(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "s2")
+	walDir, names := e.pgWAL(t, 20)
+	records := filepath.Join(t.TempDir(), "pushed")
+	ahead := AheadOptions{Max: 8, Concurrency: 3, RecordDir: records}
+	calls := 0
+	for _, n := range names {
+		if _, err := os.Stat(filepath.Join(walDir, "archive_status", n+".ready")); err != nil {
+			t.Fatalf("%s is no longer .ready before the archiver's call: push-ahead renamed it", n)
+		}
+		stats, puts := e.store.Calls(faulty.Stat)+e.store.Calls(faulty.Get), e.store.Calls(faulty.Put)
+		_, recorded := os.Stat(filepath.Join(records, n))
+		res, err := e.a.PushAhead(t.Context(), filepath.Join(walDir, n), PushOptions{PreventOverwrite: true}, ahead)
+		if err != nil || res.Name.File != n {
+			t.Fatalf("push %s: %+v, %v", n, res, err)
+		}
+		if recorded == nil && (e.store.Calls(faulty.Stat)+e.store.Calls(faulty.Get) != stats || e.store.Calls(faulty.Put) != puts || !res.AlreadyArchived) {
+			t.Fatalf("the call for %s, pushed ahead, went to the repository", n)
+		}
+		calls++
+		os.Rename(filepath.Join(walDir, "archive_status", n+".ready"), filepath.Join(walDir, "archive_status", n+".done"))
+	}
+	if calls != 20 || e.store.Calls(faulty.Put) != 20 {
+		t.Fatalf("%d calls and %d uploads for 20 segments, want 20 and 20", calls, e.store.Calls(faulty.Put))
+	}
+	e.checkArchived(t, walDir, names)
+	// Records of files the archiver has called for are pruned.
+	e.a.PushAhead(t.Context(), filepath.Join(walDir, names[19]), PushOptions{PreventOverwrite: true}, ahead)
+	if left, _ := os.ReadDir(records); len(left) != 0 {
+		t.Fatalf("%d records left after every segment was archived", len(left))
+	}
+
+	// A record that does not match the file is not trusted: the file is
+	// pushed, and a different content in the repository is refused.
+	name := names[3]
+	if err := writeRecord(records, name, 1<<20, "xxh3-128:00000000000000000000000000000000"); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(walDir, "archive_status", name+".ready"), nil, 0o600)
+	other := segmentOf(t, name, 9)
+	os.WriteFile(filepath.Join(walDir, name), other, 0o600)
+	_, err := e.a.PushAhead(t.Context(), filepath.Join(walDir, name), PushOptions{PreventOverwrite: true}, ahead)
+	var ow *OverwriteError
+	if !errors.As(err, &ow) {
+		t.Fatalf("a stale record answered for different content: %v", err)
+	}
+}

@@ -21,6 +21,7 @@ type Config struct {
 	DownloadConcurrency int
 	PreventWALOverwrite bool
 	WALPushAhead        int
+	PGReadyRename       bool
 	WALPrefetch         int
 	SpoolDir            string
 	S3                  S3Settings
@@ -109,6 +110,9 @@ func buildConfig(v values) (Config, error) {
 	}
 	if c.WALPushAhead, err = nonNegativeInt(v.get("TUSK_WAL_PUSH_AHEAD"), 1024); err != nil {
 		return c, bad("TUSK_WAL_PUSH_AHEAD", err)
+	}
+	if c.PGReadyRename, err = parseBool(v.get("TUSK_PG_READY_RENAME")); err != nil {
+		return c, bad("TUSK_PG_READY_RENAME", err)
 	}
 	if c.WALPrefetch, err = nonNegativeInt(v.get("TUSK_WAL_PREFETCH"), 1024); err != nil {
 		return c, bad("TUSK_WAL_PREFETCH", err)

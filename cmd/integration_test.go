@@ -430,3 +430,46 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestIntegrationPushAheadRecords: with TUSK_PG_READY_RENAME=false, push-ahead
+// still uploads later segments early, but leaves archive_status to
+// PostgreSQL: the archiver calls wal-push for every segment, so
+// pg_stat_archiver counts each one and monitoring sees no false lag.
+func TestIntegrationPushAheadRecords(t *testing.T) {
+	bin := testenv.BuildTusk(t)
+	dir := testenv.ServerTempDir(t)
+	env := []string{"TUSK_REPO=file://" + dir, "TUSK_PG_READY_RENAME=false"}
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: bin + " wal-push %p", Env: env})
+	// Let segments pile up .ready (an empty archive_command pauses
+	// archiving), so that the first call has later ones to push ahead.
+	pg.SQL(t, "ALTER SYSTEM SET archive_command = ''")
+	pg.SQL(t, "SELECT pg_reload_conf()")
+	pgbench(t, pg, "-i", "-s", "10", "-q")
+	last := pg.SQL(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+	pg.SQL(t, "SELECT pg_switch_wal()")
+	pg.SQL(t, "ALTER SYSTEM RESET archive_command")
+	pg.SQL(t, "SELECT pg_reload_conf()")
+	waitArchived(t, pg, last)
+	// Every call reaches PostgreSQL's own statistics (the property under
+	// test, so waiting on pg_stat_archiver is right here).
+	waitFor(t, 2*time.Minute, func() bool {
+		got, err := pg.TrySQL(t.Context(), "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
+		return err == nil && got >= last
+	})
+	var segments int
+	filepath.WalkDir(filepath.Join(dir, "wal"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && segmentRE.MatchString(d.Name()) {
+			segments++
+		}
+		return nil
+	})
+	stats := pg.SQL(t, "SELECT archived_count || ' ' || failed_count FROM pg_stat_archiver")
+	if want := fmt.Sprintf("%d 0", segments); stats != want || segments < 5 {
+		t.Fatalf("pg_stat_archiver archived/failed = %s, want %s (one call per archived segment)", stats, want)
+	}
+	log, _ := os.ReadFile(pg.LogFile)
+	if n := strings.Count(string(log), `by=push-ahead`); n == 0 {
+		t.Fatalf("no call was answered from a push-ahead record; %d segments", segments)
+	}
+	t.Logf("%d segments, each counted by pg_stat_archiver; %d calls answered from records", segments, strings.Count(string(log), `by=push-ahead`))
+}

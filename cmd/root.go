@@ -98,6 +98,9 @@ func addSettingFlags(fs *pflag.FlagSet, keys ...string) {
 		}
 		help := s.help + " [" + s.key + "]"
 		fs.String(s.flag, "", help)
+		if s.def == "true" || s.def == "false" {
+			fs.Lookup(s.flag).NoOptDefVal = "true" // --pg-ready-rename alone means true, as in wal-g
+		}
 	}
 }
 

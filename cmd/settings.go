@@ -42,6 +42,8 @@ var settings = []setting{
 		help: "refuse to overwrite an archived WAL segment with different content"},
 	{key: "TUSK_WAL_PUSH_AHEAD", def: "16",
 		help: "wal-push also uploads up to this many later .ready WAL files in parallel and marks them .done (0 turns it off)"},
+	{key: "TUSK_PG_READY_RENAME", aliases: []string{"PG_READY_RENAME"}, flag: "pg-ready-rename", def: "true",
+		help: "push-ahead marks the files it archived .done itself, so PostgreSQL skips their archive_command calls (false: it records them outside pg_wal, PostgreSQL calls for each, and each such call answers at once)"},
 	{key: "TUSK_WAL_PREFETCH", def: "16",
 		help: "wal-fetch also downloads up to this many following segments into the spool folder (0 turns it off)"},
 	{key: "TUSK_SPOOL_DIR",

@@ -113,7 +113,6 @@ var walgNames = map[string]walgName{
 	"WALG_PG_BLOCK_SIZE":                 {walgNoted, "tusk reads the block size from the server"},
 	"WALG_INTEGRITY_MAX_DELAYED_WALS":    {walgNoted, "tusk wal-verify has no such allowance"},
 	"WALG_PREFETCH_DIR":                  {walgNoted, "tusk's spool folder is TUSK_SPOOL_DIR"},
-	"PG_READY_RENAME":                    {walgNoted, "tusk's push-ahead renames .ready files it archives; TUSK_WAL_PUSH_AHEAD=0 turns that off"},
 	"WALG_STATSD_ADDRESS":                {walgNoted, "tusk sends no statsd metrics"},
 	"WALG_STATSD_EXTRA_TAGS":             {walgNoted, "tusk sends no statsd metrics"},
 	"WALG_ALIVE_CHECK_INTERVAL":          {walgNoted, "tusk has no such check"},

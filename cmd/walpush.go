@@ -37,7 +37,7 @@ never marked done before its upload has completed.`,
 			return runWALPush(c, root, args[0])
 		},
 	}
-	addSettingFlags(c.Flags(), "TUSK_COMPRESSION", "TUSK_UPLOAD_CONCURRENCY")
+	addSettingFlags(c.Flags(), "TUSK_COMPRESSION", "TUSK_UPLOAD_CONCURRENCY", "TUSK_PG_READY_RENAME")
 	return c
 }
 
@@ -55,8 +55,13 @@ func runWALPush(c *cobra.Command, root *rootOpts, path string) error {
 		return describeStorageErr(diagnose(ctx, st, err), cfg)
 	}
 	a := &archive.Archive{Store: st, Codec: cfg.Compression, Log: log}
-	_, err = a.PushAhead(ctx, path, archive.PushOptions{PreventOverwrite: cfg.PreventWALOverwrite, SystemID: walSystemID(path, cfg, log)},
-		archive.AheadOptions{Max: cfg.WALPushAhead, Concurrency: cfg.UploadConcurrency})
+	ahead := archive.AheadOptions{Max: cfg.WALPushAhead, Concurrency: cfg.UploadConcurrency, Rename: cfg.PGReadyRename}
+	if !cfg.PGReadyRename {
+		if ahead.RecordDir, err = archive.PushedDirFor(cfg.SpoolDir, dataDir(cfg), cfg.Repo.URL); err != nil {
+			return err
+		}
+	}
+	_, err = a.PushAhead(ctx, path, archive.PushOptions{PreventOverwrite: cfg.PreventWALOverwrite, SystemID: walSystemID(path, cfg, log)}, ahead)
 	var ow *archive.OverwriteError
 	if err != nil && !errors.As(err, &ow) {
 		if _, statErr := os.Stat(path); statErr == nil {
