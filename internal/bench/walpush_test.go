@@ -82,6 +82,16 @@ func BenchmarkWALPush(b *testing.B) {
 			func() *tuskRepo { return newTuskMinIORepo(b, minio, "push/") }},
 		{"tusk (MinIO over HTTPS)", "tusk-minio-https", "TUSK_REPO=s3://BUCKET/push/ AWS_ENDPOINT=https://127.0.0.1:PORT AWS_CA_BUNDLE=$CA tusk wal-push %p",
 			func() *tuskRepo { return newTuskMinIORepo(b, minioTLS, "push/") }},
+		// PostgreSQL calls for every segment; push-ahead records instead of
+		// marking .done (what monitoring of pg_stat_archiver needs).
+		{"tusk (folder, one call per segment)", "tusk-folder-records", "TUSK_REPO=file://$REPO TUSK_PG_READY_RENAME=false tusk wal-push %p",
+			func() *tuskRepo { r := newTuskFolderRepo(b); r.env = append(r.env, "TUSK_PG_READY_RENAME=false"); return r }},
+		{"tusk (MinIO, one call per segment)", "tusk-minio-records", "TUSK_REPO=s3://BUCKET/push-records/ AWS_ENDPOINT=http://127.0.0.1:PORT TUSK_PG_READY_RENAME=false tusk wal-push %p",
+			func() *tuskRepo {
+				r := newTuskMinIORepo(b, minio, "push-records/")
+				r.env = append(r.env, "TUSK_PG_READY_RENAME=false")
+				return r
+			}},
 	} {
 		if !selected(v.metric) {
 			continue
@@ -118,6 +128,8 @@ func BenchmarkWALPush(b *testing.B) {
 	for _, pair := range [][2]string{
 		{"tusk-minio-https", "pgbackrest-async-lz4-minio"},
 		{"tusk-folder", "pgbackrest-async-lz4"},
+		{"tusk-folder-records", "pgbackrest-async-lz4"},
+		{"tusk-minio-records", "pgbackrest-async-lz4"},
 		{"tusk-minio", "pgbackrest-async-lz4"},
 		{"tusk-folder", "pgbackrest-async-gz"},
 		{"tusk-minio", "pgbackrest-async-gz"},
