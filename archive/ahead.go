@@ -98,8 +98,19 @@ func (a *Archive) PushAhead(ctx context.Context, path string, opts PushOptions, 
 	return res, err
 }
 
-// fromRecord answers the archiver's call for a file that a push-ahead has
-// already stored: the record must match the file's size and checksum.
+// FromRecord answers the archiver's call for the WAL file at path if a
+// push-ahead has already stored it: the record in dir must match the file's
+// size and checksum. It needs no storage, so a caller can try it before
+// opening the repository.
+func (a *Archive) FromRecord(dir, path string) (PushResult, bool) {
+	name, err := ParseName(filepath.Base(path))
+	if err != nil {
+		return PushResult{}, false
+	}
+	return a.fromRecord(dir, path, name)
+}
+
+// fromRecord is FromRecord for a parsed name.
 func (a *Archive) fromRecord(dir, path string, name Name) (PushResult, bool) {
 	size, sum, ok := readRecord(dir, name.File)
 	if !ok {

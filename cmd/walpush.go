@@ -47,6 +47,17 @@ func runWALPush(c *cobra.Command, root *rootOpts, path string) error {
 		return err
 	}
 	ctx := c.Context()
+	var records string
+	if !cfg.PGReadyRename && cfg.WALPushAhead > 0 && cfg.Repo.Scheme != "" {
+		if records, err = archive.PushedDirFor(cfg.SpoolDir, dataDir(cfg), cfg.Repo.URL); err != nil {
+			return err
+		}
+		// A file a push-ahead has stored is answered before any storage
+		// client is made: this call is one of many that PostgreSQL makes.
+		if _, ok := (&archive.Archive{Log: log}).FromRecord(records, path); ok {
+			return nil
+		}
+	}
 	st, err := openStorage(ctx, cfg, log, false)
 	if err != nil {
 		return err
@@ -55,12 +66,7 @@ func runWALPush(c *cobra.Command, root *rootOpts, path string) error {
 		return describeStorageErr(diagnose(ctx, st, err), cfg)
 	}
 	a := &archive.Archive{Store: st, Codec: cfg.Compression, Log: log}
-	ahead := archive.AheadOptions{Max: cfg.WALPushAhead, Concurrency: cfg.UploadConcurrency, Rename: cfg.PGReadyRename}
-	if !cfg.PGReadyRename {
-		if ahead.RecordDir, err = archive.PushedDirFor(cfg.SpoolDir, dataDir(cfg), cfg.Repo.URL); err != nil {
-			return err
-		}
-	}
+	ahead := archive.AheadOptions{Max: cfg.WALPushAhead, Concurrency: cfg.UploadConcurrency, Rename: cfg.PGReadyRename, RecordDir: records}
 	_, err = a.PushAhead(ctx, path, archive.PushOptions{PreventOverwrite: cfg.PreventWALOverwrite, SystemID: walSystemID(path, cfg, log)}, ahead)
 	var ow *archive.OverwriteError
 	if err != nil && !errors.As(err, &ow) {
