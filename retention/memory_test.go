@@ -16,24 +16,30 @@ import (
 	"github.com/tusk-backup/tusk/storage"
 )
 
-// synthStore is a repository of a few backups (held in a map) and n WAL
-// segments on timeline 1 (segment i for i in 1..n) that it synthesizes on
-// each listing instead of storing, so that the heap a delete holds is the
-// delete's own. A deleted segment is one bit. Every sampleEvery objects
-// listed it calls sample, which measures the live heap.
+// synthStore is a repository of a few objects held in a map (with n = 0,
+// WAL objects too) and n WAL segments on timeline 1 (segment i for i in
+// 1..n) that it synthesizes on each listing instead of storing, so that the
+// heap a delete holds is the delete's own. A deleted segment is one bit.
+// Every sampleEvery objects listed it calls sample, which measures the live
+// heap. now is the modification time Put gives an object.
 type synthStore struct {
-	objs    map[string][]byte
+	objs    map[string]synthObj
 	n       int
 	deleted []uint64
 	sample  func()
 	listed  int
-	modTime time.Time
+	now     time.Time
+}
+
+type synthObj struct {
+	data []byte
+	mod  time.Time
 }
 
 const synthSegSize = 16 << 20
 
 func newSynthStore(n int) *synthStore {
-	return &synthStore{objs: map[string][]byte{}, n: n, deleted: make([]uint64, n/64+1), modTime: t0}
+	return &synthStore{objs: map[string]synthObj{}, n: n, deleted: make([]uint64, n/64+1), now: t0}
 }
 
 // synthSeg is the name of WAL segment i (256 segments a log, as with 16 MiB
@@ -41,31 +47,31 @@ func newSynthStore(n int) *synthStore {
 func synthSeg(i int) string { return fmt.Sprintf("%08X%08X%08X", 1, i>>8, i&0xFF) }
 
 func (s *synthStore) Put(_ context.Context, key string, r io.Reader) error {
-	if strings.HasPrefix(key, walPrefix) {
-		return fmt.Errorf("synthStore holds no WAL objects of its own: %s", key)
+	if strings.HasPrefix(key, walPrefix) && s.n > 0 {
+		return fmt.Errorf("synthStore synthesizes its WAL objects: %s", key)
 	}
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return err
 	}
-	s.objs[key] = b
+	s.objs[key] = synthObj{b, s.now}
 	return nil
 }
 
 func (s *synthStore) Get(_ context.Context, key string) (io.ReadCloser, error) {
-	b, ok := s.objs[key]
+	o, ok := s.objs[key]
 	if !ok {
 		return nil, storage.ErrNotFound
 	}
-	return io.NopCloser(bytes.NewReader(b)), nil
+	return io.NopCloser(bytes.NewReader(o.data)), nil
 }
 
 func (s *synthStore) Stat(_ context.Context, key string) (storage.Object, error) {
-	if b, ok := s.objs[key]; ok {
-		return storage.Object{Key: key, Size: int64(len(b)), ModTime: s.modTime}, nil
+	if o, ok := s.objs[key]; ok {
+		return storage.Object{Key: key, Size: int64(len(o.data)), ModTime: o.mod}, nil
 	}
 	if i, ok := s.segIndex(key); ok && !s.isDeleted(i) {
-		return storage.Object{Key: key, Size: synthSegSize, ModTime: s.modTime}, nil
+		return storage.Object{Key: key, Size: synthSegSize, ModTime: t0}, nil
 	}
 	return storage.Object{}, storage.ErrNotFound
 }
@@ -79,7 +85,11 @@ func (s *synthStore) List(ctx context.Context, prefix string, fn func(storage.Ob
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		if err := fn(storage.Object{Key: k, Size: int64(len(s.objs[k])), ModTime: s.modTime}); err != nil {
+		o, ok := s.objs[k]
+		if !ok {
+			continue // deleted while listing
+		}
+		if err := fn(storage.Object{Key: k, Size: int64(len(o.data)), ModTime: o.mod}); err != nil {
 			return err
 		}
 	}
@@ -101,7 +111,7 @@ func (s *synthStore) List(ctx context.Context, prefix string, fn func(storage.Ob
 		if s.listed++; s.sample != nil && s.listed%sampleEvery == 0 {
 			s.sample()
 		}
-		if err := fn(storage.Object{Key: key, Size: synthSegSize, ModTime: s.modTime}); err != nil {
+		if err := fn(storage.Object{Key: key, Size: synthSegSize, ModTime: t0}); err != nil {
 			return err
 		}
 	}
@@ -205,11 +215,15 @@ func deleteMemory(t testing.TB, n int) (plan, exec uint64) {
 
 // planGarbage is delete garbage's dry run: the inventory and the plan.
 func planGarbage(ctx context.Context, st storage.Storage) (Plan, error) {
-	inv, err := Read(ctx, st, ReadOptions{WAL: true})
+	inv, err := Read(ctx, st)
 	if err != nil {
 		return Plan{}, err
 	}
-	return Garbage(inv, GarbageOptions{LeftoverAge: 6 * time.Hour, Now: time.Now(), WAL: true, Leftovers: true})
+	p, err := Garbage(inv, GarbageOptions{LeftoverAge: 6 * time.Hour, Now: time.Now(), WAL: true, Leftovers: true})
+	if err != nil {
+		return Plan{}, err
+	}
+	return p, p.CountWAL(ctx, st)
 }
 
 // BenchmarkDeleteMemory reports the live heap a delete garbage --confirm
@@ -227,5 +241,19 @@ func BenchmarkDeleteMemory(b *testing.B) {
 			b.ReportMetric(float64(exec)/float64(n), "exec-B/object")
 			b.ReportMetric(float64(max(plan, exec))/(1<<20), "peak-MiB")
 		})
+	}
+}
+
+// TestDeleteMemoryBounded: planning and carrying out delete garbage over
+// 100,000 WAL objects holds less than 1 MiB of heap, whatever the number of
+// objects (listing them into the plan held about 12 MiB).
+func TestDeleteMemoryBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("lists 100,000 objects three times")
+	}
+	plan, exec := deleteMemory(t, 100000)
+	t.Logf("peak live heap: plan %d B, execute %d B", plan, exec)
+	if plan > 1<<20 || exec > 1<<20 {
+		t.Fatalf("peak live heap: plan %d B, execute %d B; want less than 1 MiB", plan, exec)
 	}
 }
