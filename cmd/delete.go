@@ -103,7 +103,7 @@ FULL and FIND_FULL change nothing; they are accepted so wal-g's cron lines work.
 					return usagef(fmt.Errorf("--retain-window: %w", err))
 				}
 			}
-			return runDelete(c, root, o, "retain "+args[0], true, func(inv retention.Inventory) (retention.Plan, error) {
+			return runDelete(c, root, o, "retain "+args[0], func(inv retention.Inventory) (retention.Plan, error) {
 				return retention.Retain(inv, ro)
 			})
 		},
@@ -141,7 +141,7 @@ stay. A plan that would leave no backup at all is refused.`,
 			if err != nil {
 				return err
 			}
-			return runDelete(c, root, o, "before "+args[0], true, func(inv retention.Inventory) (retention.Plan, error) {
+			return runDelete(c, root, o, "before "+args[0], func(inv retention.Inventory) (retention.Plan, error) {
 				return retention.Before(inv, b)
 			})
 		},
@@ -162,7 +162,7 @@ on, and the delete then exits 1 saying so.`,
 			if len(args) > 1 || (len(args) == 1 && !force) {
 				return usagef(fmt.Errorf("everything takes only the word FORCE; got %q", strings.Join(args, " ")))
 			}
-			return runDelete(c, root, o, "everything", true, func(inv retention.Inventory) (retention.Plan, error) {
+			return runDelete(c, root, o, "everything", func(inv retention.Inventory) (retention.Plan, error) {
 				return retention.Everything(inv, force)
 			})
 		},
@@ -185,7 +185,7 @@ permanent backup is refused (tusk backup-mark NAME --impermanent first).`,
 			if err := basebackup.CheckName(args[0]); err != nil {
 				return usagef(err)
 			}
-			return runDelete(c, root, o, "target "+args[0], false, func(inv retention.Inventory) (retention.Plan, error) {
+			return runDelete(c, root, o, "target "+args[0], func(inv retention.Inventory) (retention.Plan, error) {
 				return retention.Target(inv, args[0])
 			})
 		},
@@ -214,7 +214,7 @@ limits it to WAL, BACKUPS to unfinished backups.`,
 			if age < 0 {
 				return usagef(errors.New("--leftover-age must not be negative"))
 			}
-			return runDelete(c, root, o, "garbage", what != "BACKUPS", func(inv retention.Inventory) (retention.Plan, error) {
+			return runDelete(c, root, o, "garbage", func(inv retention.Inventory) (retention.Plan, error) {
 				return retention.Garbage(inv, retention.GarbageOptions{LeftoverAge: age, Now: time.Now(),
 					WAL: what != "BACKUPS", Leftovers: what != "ARCHIVES"})
 			})
@@ -250,13 +250,13 @@ func parseDeleteTime(s string) (time.Time, bool) {
 }
 
 // runDelete reads the inventory, plans, and prints or carries out the plan.
-func runDelete(c *cobra.Command, root *rootOpts, o *deleteOpts, what string, wal bool, plan func(retention.Inventory) (retention.Plan, error)) error {
+func runDelete(c *cobra.Command, root *rootOpts, o *deleteOpts, what string, plan func(retention.Inventory) (retention.Plan, error)) error {
 	cfg, log, st, err := root.loadRepo(c)
 	if err != nil {
 		return err
 	}
 	ctx := c.Context()
-	inv, err := retention.Read(ctx, st, retention.ReadOptions{WAL: wal})
+	inv, err := retention.Read(ctx, st)
 	if err != nil {
 		return describeStorageErr(diagnose(ctx, st, err), cfg)
 	}
@@ -266,6 +266,11 @@ func runDelete(c *cobra.Command, root *rootOpts, o *deleteOpts, what string, wal
 			return &ExitError{Code: 1, Err: err}
 		}
 		return err
+	}
+	// The plan's WAL side is a rule; one streaming pass over the archive
+	// counts what it deletes (Execute deletes in a second pass).
+	if err := p.CountWAL(ctx, st); err != nil {
+		return describeStorageErr(diagnose(ctx, st, err), cfg)
 	}
 	if !o.confirm {
 		if o.json {
@@ -404,11 +409,8 @@ func planJSON(p retention.Plan, what string, dry bool, rep *retention.Report) pl
 		}
 	}
 	if w := p.WAL; w != nil {
-		wd := &walDecision{KeepFrom: w.KeepFrom, Protected: append([]retention.Range{}, w.Protected...), Delete: len(w.Delete), DeleteBytes: w.DeleteBytes(),
-			Keep: w.Keep, KeepBytes: w.KeepBytes, Strays: w.Strays}
-		if len(w.Delete) > 0 {
-			wd.FirstDelete, wd.LastDelete = w.Delete[0].Name.File, w.Delete[len(w.Delete)-1].Name.File
-		}
+		wd := &walDecision{KeepFrom: w.KeepFrom, Protected: append([]retention.Range{}, w.Protected...), Delete: w.Delete, DeleteBytes: w.DeleteBytes,
+			FirstDelete: w.First, LastDelete: w.Last, Keep: w.Keep, KeepBytes: w.KeepBytes, Strays: w.Strays}
 		out.WAL = wd
 		out.FreesBytes += wd.DeleteBytes
 	}
@@ -478,6 +480,9 @@ func printReport(w io.Writer, p retention.Plan, rep retention.Report) {
 	}
 	if rep.WALSpared > 0 {
 		fmt.Fprintf(w, "kept %d WAL objects the plan deleted, because the spared backups need them\n", rep.WALSpared)
+	}
+	if rep.WALKeptForNew > 0 {
+		fmt.Fprintf(w, "kept %d WAL objects the plan deleted, because backups that started after the plan was made may need them\n", rep.WALKeptForNew)
 	}
 	if rep.Swept > 0 {
 		fmt.Fprintf(w, "removed %d unfinished upload(s) left by interrupted runs\n", rep.Swept)

@@ -50,7 +50,7 @@ func TestDeleteSparedExitsOne(t *testing.T) {
 	root := &rootOpts{stdout: &stdout, stderr: &stderr, env: []string{"TUSK_REPO=file://" + dir}}
 	c := &cobra.Command{}
 	c.SetContext(ctx)
-	err = runDelete(c, root, &deleteOpts{confirm: true}, "retain 1", true, func(inv retention.Inventory) (retention.Plan, error) {
+	err = runDelete(c, root, &deleteOpts{confirm: true}, "retain 1", func(inv retention.Inventory) (retention.Plan, error) {
 		p, err := retention.Retain(inv, retention.RetainOptions{Keep: 1, Now: time.Now()})
 		m, rerr := basebackup.ReadMeta(ctx, st, "base_00") // backup-mark, after the plan
 		if rerr != nil {

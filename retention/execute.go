@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/tusk-backup/tusk/basebackup"
@@ -24,11 +26,15 @@ type Report struct {
 	WALDeleted int      `json:"wal_deleted"` // WAL objects deleted
 	// WALSpared are WAL objects the plan deleted and Execute kept, because
 	// a backup in Skipped needs them.
-	WALSpared   int     `json:"wal_kept_for_skipped"`
-	Swept       int     `json:"unfinished_uploads_removed"`
-	Objects     int     `json:"objects"` // objects deleted in all
-	FreedBytes  int64   `json:"freed_bytes"`
-	DurationSec float64 `json:"duration_seconds"`
+	WALSpared int `json:"wal_kept_for_skipped"`
+	// WALKeptForNew are WAL objects the plan deleted and Execute kept,
+	// because a backup (or unfinished backup) that appeared since the plan
+	// may need them: one of another cluster on the same prefix.
+	WALKeptForNew int     `json:"wal_kept_for_new_backups,omitempty"`
+	Swept         int     `json:"unfinished_uploads_removed"`
+	Objects       int     `json:"objects"` // objects deleted in all
+	FreedBytes    int64   `json:"freed_bytes"`
+	DurationSec   float64 `json:"duration_seconds"`
 }
 
 // Counter hears of deleted objects (progress on a terminal).
@@ -43,9 +49,10 @@ func (nopCounter) Add(int, int64) {}
 // Execute carries out p on st. Backups go crash-safely: tombstones first,
 // then every metadata object in one batch (from then on the backups are not
 // listed), then their parts, then the tombstones. An interrupted Execute
-// leaves tombstones that the next delete finishes. WAL goes oldest first,
-// so an interrupted garbage run leaves a repository whose oldest WAL is
-// simply older than necessary.
+// leaves tombstones that the next delete finishes. WAL goes last, in a
+// streaming pass over the archive in key order (see wal), so an interrupted
+// garbage run leaves a repository whose oldest WAL is simply older than
+// necessary. Execute counts p's WAL first (CountWAL) if the caller did not.
 func Execute(ctx context.Context, st storage.Storage, p Plan, c Counter) (Report, error) {
 	if c == nil {
 		c = nopCounter{}
@@ -99,67 +106,135 @@ func Execute(ctx context.Context, st storage.Storage, p Plan, c Counter) (Report
 	}
 
 	if p.WAL != nil {
-		wal := p.WAL.Delete
-		if len(spared) > 0 {
-			// A spared backup changes which WAL is needed: of what the plan
-			// deletes, keep what the kept and the spared backups need.
-			var err error
-			if wal, err = spareWAL(p, spared); err != nil {
-				return r, err
-			}
-			r.WALSpared = len(p.WAL.Delete) - len(wal)
+		if err := p.CountWAL(ctx, st); err != nil {
+			return r, err
 		}
-		keys := make([]string, 0, batch)
-		var size int64
-		flush := func() error {
-			if err := st.Delete(ctx, keys...); err != nil {
-				return fmt.Errorf("delete WAL: %w", err)
-			}
-			r.WALDeleted += len(keys)
-			d.count(len(keys), size)
-			keys, size = keys[:0], 0
-			return nil
-		}
-		for _, w := range wal {
-			keys = append(keys, w.Key)
-			size += w.Size
-			if len(keys) == batch {
-				if err := flush(); err != nil {
-					return r, err
-				}
-			}
-		}
-		if len(keys) > 0 {
-			if err := flush(); err != nil {
-				return r, err
-			}
+		if err := d.wal(ctx, p, spared); err != nil {
+			return r, err
 		}
 	}
 	return r, nil
 }
 
-// spareWAL returns the part of p's WAL deletions that neither the backups p
-// keeps nor the spared ones need (NeededWAL of them all, with the backups
-// that may still be running): never more than the plan deletes.
-func spareWAL(p Plan, spared []basebackup.Meta) ([]WALObject, error) {
-	kept := append([]basebackup.Meta{}, spared...)
-	for _, d := range p.Backups {
-		if !d.Delete {
-			kept = append(kept, d.Meta)
-		}
+// wal deletes the WAL objects p's rule selects, in a second streaming pass
+// over the archive, a batch at a time as the listing goes. Of them it keeps
+// what the spared backups need (NeededWAL of the kept and the spared
+// backups, with those that may still be running: never more than the plan
+// deletes) and what any backup or unfinished backup that appeared since the
+// plan may need (all WAL from its start). It deletes nothing modified after
+// the newest object the plan counted, nor beyond the last one in key order:
+// WAL archived after the plan was made stays, as it did when plans listed
+// objects.
+func (d deleter) wal(ctx context.Context, p Plan, spared []basebackup.Meta) error {
+	w := p.WAL
+	if w.Delete == 0 {
+		return nil
 	}
-	basebackup.SortBackups(kept)
-	need, err := NeededWAL(kept, p.WAL.running)
+	var keepSpared *Needed
+	if len(spared) > 0 {
+		kept := append([]basebackup.Meta{}, spared...)
+		for _, b := range p.Backups {
+			if !b.Delete {
+				kept = append(kept, b.Meta)
+			}
+		}
+		basebackup.SortBackups(kept)
+		need, err := NeededWAL(kept, w.running)
+		if err != nil {
+			return fmt.Errorf("plan the WAL again for the spared backups: %w", err)
+		}
+		keepSpared = &need
+	}
+	keepNew, err := d.newcomers(ctx, w.known)
 	if err != nil {
-		return nil, fmt.Errorf("plan the WAL again for the spared backups: %w", err)
+		return err
 	}
-	var out []WALObject
-	for _, w := range p.WAL.Delete {
-		if !need.Keeps(w.Name) {
-			out = append(out, w)
+	keys := make([]string, 0, batch)
+	var size int64
+	var delErr error // a failed Delete, which stops the listing
+	flush := func() error {
+		if err := d.st.Delete(ctx, keys...); err != nil {
+			delErr = fmt.Errorf("delete WAL: %w", err)
+			return delErr
 		}
+		d.r.WALDeleted += len(keys)
+		d.count(len(keys), size)
+		keys, size = keys[:0], 0
+		return nil
 	}
-	return out, nil
+	err = d.st.List(ctx, walPrefix, func(o storage.Object) error {
+		if o.Key > w.lastKey {
+			return errListDone
+		}
+		n, ok := walName(o)
+		if !ok || !w.deletes(n) || o.ModTime.After(w.newest) {
+			return nil
+		}
+		switch {
+		case keepSpared != nil && keepSpared.Keeps(n):
+			d.r.WALSpared++
+			return nil
+		case keepNew != nil && keepNew.Keeps(n):
+			d.r.WALKeptForNew++
+			return nil
+		}
+		keys = append(keys, o.Key)
+		size += o.Size
+		if len(keys) == batch {
+			return flush()
+		}
+		return nil
+	})
+	switch {
+	case delErr != nil:
+		return delErr
+	case err != nil && !errors.Is(err, errListDone):
+		return fmt.Errorf("list WAL: %w", err)
+	case len(keys) > 0:
+		return flush()
+	}
+	return nil
+}
+
+var errListDone = errors.New("past the last WAL object to delete")
+
+// newcomers lists the backups and unfinished backups (backups/NAME.json,
+// backups/NAME/...) whose names are not in known, sorted: those that appeared
+// since the plan was made. It returns what they may need: all WAL from the
+// oldest one's start (read from its name), or all WAL if a name does not
+// tell; nil if there are none. Such a backup can only need WAL that lies
+// before the plan's own KeepFrom if it is of another cluster (a lineage
+// with no kept backup) on the same prefix.
+func (d deleter) newcomers(ctx context.Context, known []string) (*Needed, error) {
+	var need *Needed
+	var from segPos
+	err := d.st.List(ctx, backupsPrefix, func(o storage.Object) error {
+		rest := strings.TrimPrefix(o.Key, backupsPrefix)
+		name, _, folder := strings.Cut(rest, "/")
+		if !folder {
+			var ok bool
+			if name, ok = strings.CutSuffix(rest, ".json"); !ok {
+				return nil // a tombstone: being deleted, it needs nothing
+			}
+		}
+		if _, ok := slices.BinarySearch(known, name); ok || basebackup.CheckName(name) != nil {
+			return nil
+		}
+		start, ok := startOf(name)
+		if !ok {
+			need = &Needed{All: true, FromBackup: name}
+			return errListDone
+		}
+		pos, _ := parseSegment(start)
+		if need == nil || pos < from {
+			need, from = &Needed{From: start, FromBackup: name, from: pos}, pos
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errListDone) {
+		return nil, fmt.Errorf("list backups: %w", err)
+	}
+	return need, nil
 }
 
 // sweeper is a storage that can find the remains of unfinished uploads
@@ -263,35 +338,36 @@ func (d deleter) remove(ctx context.Context, names []string) ([]string, error) {
 	return names, nil
 }
 
-// prefix deletes every object under prefix, a batch at a time. It lists
-// first and deletes after, since deleting during a listing is not part of
-// the storage contract.
+// prefix deletes every object under prefix, a batch at a time as it lists
+// them (the storage contract lets a listing go on past keys deleted behind
+// it).
 func (d deleter) prefix(ctx context.Context, prefix string) error {
-	for {
-		var keys []string
-		var size int64
-		err := d.st.List(ctx, prefix, func(o storage.Object) error {
-			keys = append(keys, o.Key)
-			size += o.Size
-			if len(keys) == batch {
-				return errBatchFull
-			}
-			return nil
-		})
-		if err != nil && !errors.Is(err, errBatchFull) {
-			return err
-		}
-		if len(keys) == 0 {
-			return nil
-		}
-		if err := d.st.Delete(ctx, keys...); err != nil {
-			return err
+	keys := make([]string, 0, batch)
+	var size int64
+	var delErr error
+	flush := func() error {
+		if delErr = d.st.Delete(ctx, keys...); delErr != nil {
+			return delErr
 		}
 		d.count(len(keys), size)
-		if err == nil {
-			return nil
-		}
+		keys, size = keys[:0], 0
+		return nil
 	}
+	err := d.st.List(ctx, prefix, func(o storage.Object) error {
+		keys = append(keys, o.Key)
+		size += o.Size
+		if len(keys) == batch {
+			return flush()
+		}
+		return nil
+	})
+	switch {
+	case delErr != nil:
+		return delErr
+	case err != nil:
+		return err
+	case len(keys) > 0:
+		return flush()
+	}
+	return nil
 }
-
-var errBatchFull = errors.New("batch full")

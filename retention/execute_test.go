@@ -59,7 +59,7 @@ func checkListed(t *testing.T, st storage.Storage) []basebackup.Meta {
 }
 
 func retainAndCollect(t *testing.T, st storage.Storage) error {
-	inv, err := Read(t.Context(), st, ReadOptions{WAL: true})
+	inv, err := Read(t.Context(), st)
 	if err != nil {
 		return err
 	}
@@ -70,7 +70,7 @@ func retainAndCollect(t *testing.T, st storage.Storage) error {
 	if _, err := Execute(t.Context(), st, p, nil); err != nil {
 		return err
 	}
-	inv, err = Read(t.Context(), st, ReadOptions{WAL: true})
+	inv, err = Read(t.Context(), st)
 	if err != nil {
 		return err
 	}
@@ -128,7 +128,7 @@ func TestExecuteSparesBackupMarkedMeanwhile(t *testing.T) {
 		t.Fatal(err)
 	}
 	fill(t, st, 3)
-	inv, err := Read(t.Context(), st, ReadOptions{WAL: true})
+	inv, err := Read(t.Context(), st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func TestExecuteEverythingForce(t *testing.T) {
 			}
 			fill(t, st, 3)
 			markPermanent(t, st, "base_00")
-			inv, err := Read(t.Context(), st, ReadOptions{WAL: true})
+			inv, err := Read(t.Context(), st)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -236,6 +236,100 @@ func TestExecuteEverythingForce(t *testing.T) {
 			}
 			if tc.wantWAL > 0 && wal[0] != seg(1, 5) {
 				t.Fatalf("WAL left from %s, want from base_01's start %s", wal[0], seg(1, 5))
+			}
+		})
+	}
+}
+
+// TestExecuteWALAfterPlan: Execute deletes the WAL its plan counted, in a
+// second listing, and nothing that changed since the plan could need: WAL
+// archived after the plan was counted, and the WAL from the start of any
+// backup or unfinished backup that appeared since (of another cluster on the
+// same prefix, the only one whose WAL can lie before the plan's KeepFrom).
+func TestExecuteWALAfterPlan(t *testing.T) {
+	perm := backup("base_"+seg(1, 4)+"_20261101T030000Z", "A", 0, 4, 5, true)
+	x := backup("base_"+seg(1, 0x10)+"_20261102T030000Z", "A", 1, 0x10, 0x11, false)
+	var files []string
+	for i := uint32(1); i <= 0x12; i++ {
+		if i != 3 {
+			files = append(files, seg(1, i))
+		}
+	}
+	rangeOf := func(a, b uint32) []string {
+		var out []string
+		for i := a; i <= b; i++ {
+			out = append(out, seg(1, i))
+		}
+		return out
+	}
+	put := func(key string) func(*testing.T, *synthStore) {
+		return func(t *testing.T, st *synthStore) {
+			if err := st.Put(t.Context(), key, strings.NewReader("0123456789")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	tests := []struct {
+		name    string
+		perm    bool                          // perm is a kept permanent backup (its metadata is in the store)
+		change  func(*testing.T, *synthStore) // after the plan, an hour later
+		left    []string                      // WAL left of 1..0x12
+		deleted int
+		kept    int // Report.WALKeptForNew
+	}{
+		{"as planned", false, nil, rangeOf(0x10, 0x12), 14, 0},
+		{"WAL archived after the plan is kept", false, put("wal/0000000100000000/" + seg(1, 3)), rangeOf(3, 3), 14, 0},
+		{"WAL after the last counted one is kept", false, func(t *testing.T, st *synthStore) {
+			st.objs["wal/0000000200000000/"+seg(2, 3)] = synthObj{[]byte("0123456789"), t0} // even with an old time
+		}, nil, 14, 0},
+		{"a backup started since keeps the WAL from its start", false,
+			put("backups/base_" + seg(1, 7) + "_20261201T030000Z/backup_started.json"), rangeOf(7, 0xF), 5, 9},
+		{"a backup finished since keeps the WAL from its start", false,
+			put("backups/base_" + seg(1, 0xA) + "_20261201T030000Z.json"), rangeOf(0xA, 0xF), 8, 6},
+		{"an unfinished backup since whose name does not tell keeps all", false,
+			put("backups/nightly/backup_started.json"), files, 0, 14},
+		{"a tombstone since is no backup", false, put("backups/base_" + seg(1, 7) + "_20261201T030000Z.deleting"), nil, 14, 0},
+		{"a kept permanent backup is no newcomer", true, nil, rangeOf(4, 5), 12, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := walStore(t, files...)
+			inv := Inventory{Backups: []basebackup.Meta{x}}
+			if tc.perm {
+				inv.Backups = []basebackup.Meta{perm, x}
+				m := perm
+				m.Format = 1
+				if err := basebackup.WriteMeta(t.Context(), st, m); err != nil {
+					t.Fatal(err)
+				}
+			}
+			p, err := Garbage(inv, GarbageOptions{Now: t0.Add(30 * 24 * time.Hour), WAL: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.CountWAL(t.Context(), st); err != nil {
+				t.Fatal(err)
+			}
+			if tc.change != nil {
+				st.now = t0.Add(time.Hour)
+				tc.change(t, st)
+			}
+			r, err := Execute(t.Context(), st, p, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var left []string
+			for k := range st.objs {
+				if rest, ok := strings.CutPrefix(k, "wal/0000000100000000/"); ok {
+					left = append(left, rest)
+				}
+			}
+			slices.Sort(left)
+			want := append(slices.Clone(tc.left), rangeOf(0x10, 0x12)...)
+			slices.Sort(want)
+			want = slices.Compact(want)
+			if !slices.Equal(left, want) || r.WALDeleted != tc.deleted || r.WALKeptForNew != tc.kept || r.WALSpared != 0 {
+				t.Errorf("left %v\nwant %v\ndeleted %d (want %d), kept for new backups %d (want %d)", left, want, r.WALDeleted, tc.deleted, r.WALKeptForNew, tc.kept)
 			}
 		})
 	}

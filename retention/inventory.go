@@ -20,6 +20,12 @@
 //     is this rule, and wal-verify uses it too, so the gaps retention makes
 //     are the gaps wal-verify expects.
 //
+// The WAL side is a rule over WAL names decided from the backups alone, not
+// a list of objects: CountWAL streams the archive once to count what the
+// rule deletes (the dry run's figures), and Execute streams it again and
+// deletes what the rule selects, a batch at a time. Memory does not grow
+// with the number of WAL objects.
+//
 // Execute deletes a backup crash-safely: it writes a tombstone
 // (backups/N.deleting), deletes the metadata (from then on the backup is not
 // listed), deletes the parts, and deletes the tombstone. Every later delete
@@ -56,11 +62,8 @@ type Inventory struct {
 	// Leftovers are backup folders with neither metadata nor tombstone: an
 	// interrupted backup-push, or one still running.
 	Leftovers []Leftover
-	// WAL is every WAL object (read only when Options.WAL is set).
-	WAL []WALObject
-	// Strays are keys that tusk did not write (under wal/, names that are not
-	// WAL file names; under backups/, metadata with a name that is not a
-	// backup name); never deleted.
+	// Strays are metadata objects with a name that is not a backup name:
+	// not tusk's, never deleted (CountWAL adds those under wal/).
 	Strays int
 }
 
@@ -78,20 +81,9 @@ type Leftover struct {
 	Newest  time.Time `json:"newest_object_time"`
 }
 
-// WALObject is one archived WAL file.
-type WALObject struct {
-	Key  string
-	Name archive.Name
-	Size int64
-}
-
-// ReadOptions says what to read.
-type ReadOptions struct {
-	WAL bool // list the WAL objects too (garbage, everything)
-}
-
-// Read takes the inventory of st.
-func Read(ctx context.Context, st storage.Storage, opts ReadOptions) (Inventory, error) {
+// Read takes the inventory of st's backups. The WAL is not listed here: see
+// CountWAL.
+func Read(ctx context.Context, st storage.Storage) (Inventory, error) {
 	var inv Inventory
 	metas := map[string]bool{}
 	tombs := map[string]bool{}
@@ -159,21 +151,54 @@ func Read(ctx context.Context, st storage.Storage, opts ReadOptions) (Inventory,
 			inv.Leftovers = append(inv.Leftovers, *folders[name])
 		}
 	}
-	if !opts.WAL {
-		return inv, nil
+	return inv, nil
+}
+
+// CountWAL lists the WAL archive once, streaming, and counts what p's WAL
+// rule deletes and keeps: the figures a dry run prints. It holds nothing per
+// object. Execute calls it if the caller did not.
+func (p *Plan) CountWAL(ctx context.Context, st storage.Storage) error {
+	w := p.WAL
+	if w == nil || w.counted {
+		p.noteIfEmpty()
+		return nil
 	}
-	err = st.List(ctx, walPrefix, func(o storage.Object) error {
-		base := o.Key[strings.LastIndexByte(o.Key, '/')+1:]
-		n, err := archive.ParseName(base)
-		if err != nil || n.Key() != o.Key {
-			inv.Strays++
-			return nil
+	err := st.List(ctx, walPrefix, func(o storage.Object) error {
+		n, ok := walName(o)
+		switch {
+		case !ok:
+			w.Strays++
+		case w.deletes(n):
+			w.Delete++
+			w.DeleteBytes += o.Size
+			if w.First == "" {
+				w.First = n.File
+			}
+			w.Last, w.lastKey = n.File, o.Key
+			if o.ModTime.After(w.newest) {
+				w.newest = o.ModTime
+			}
+		default:
+			w.Keep++
+			w.KeepBytes += o.Size
 		}
-		inv.WAL = append(inv.WAL, WALObject{Key: o.Key, Name: n, Size: o.Size})
 		return nil
 	})
 	if err != nil {
-		return inv, fmt.Errorf("list WAL: %w", err)
+		return fmt.Errorf("list WAL: %w", err)
 	}
-	return inv, nil
+	w.counted = true
+	p.noteIfEmpty()
+	return nil
+}
+
+// walName reads the WAL file name out of an object under wal/; ok is false
+// for a key tusk did not write (a stray, never deleted).
+func walName(o storage.Object) (archive.Name, bool) {
+	base := o.Key[strings.LastIndexByte(o.Key, '/')+1:]
+	n, err := archive.ParseName(base)
+	if err != nil || n.Key() != o.Key {
+		return archive.Name{}, false
+	}
+	return n, true
 }

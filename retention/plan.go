@@ -34,6 +34,9 @@ type Plan struct {
 	SweepBefore time.Time
 	// Notes are sentences for the operator ("nothing to delete").
 	Notes []string
+	// emptyNote is the note for a plan that deletes nothing, added once that
+	// is known (after CountWAL when the plan deletes WAL).
+	emptyNote string
 }
 
 // Decision is the fate of one backup.
@@ -50,36 +53,52 @@ type LeftoverDecision struct {
 	Reason string
 }
 
-// WALPlan is which archived WAL objects go.
+// WALPlan is which archived WAL objects go: a rule over WAL file names,
+// decided from the backups alone (every WAL file with everything; otherwise
+// what NeededWAL does not keep), and the figures CountWAL found by listing
+// the archive under it.
 type WALPlan struct {
 	// KeepFrom is the start segment of the backup from which all WAL is
 	// kept, on any timeline ("" when all WAL is kept or all deleted).
 	KeepFrom string
 	// Protected are the permanent backups' ranges kept before KeepFrom.
 	Protected []Range
-	Delete    []WALObject
-	Keep      int
-	KeepBytes int64
-	Strays    int
+
+	// Filled by CountWAL. Delete and DeleteBytes are the objects the rule
+	// deletes; First and Last name the first and last of them in key order.
+	Delete      int
+	DeleteBytes int64
+	First, Last string
+	Keep        int
+	KeepBytes   int64
+	Strays      int
+
+	all  bool   // everything: every WAL file goes
+	need Needed // otherwise: what need does not keep goes
 	// running are the start segments of the backups that may still be
 	// running, which the plan kept the WAL of (Execute plans the WAL again
 	// with them when it spares a backup).
 	running []string
+	// known are the names of every backup and unfinished backup the plan
+	// saw, sorted; Execute keeps the WAL that any other one may need.
+	known []string
+	// counted is set by CountWAL. lastKey is the key of the last object the
+	// rule deletes, and newest the newest modification time among those
+	// objects: Execute deletes nothing after lastKey, and nothing modified
+	// after newest (by the repository's own clock), so that nothing archived
+	// after the plan was counted is deleted.
+	counted bool
+	lastKey string
+	newest  time.Time
 }
+
+// deletes reports whether the rule deletes WAL file n.
+func (w *WALPlan) deletes(n archive.Name) bool { return w.all || !w.need.Keeps(n) }
 
 // Range is a permanent backup's WAL, first through last segment.
 type Range struct {
 	Backup      string `json:"backup"`
 	First, Last string
-}
-
-// DeleteBytes is what deleting p.Delete frees.
-func (p *WALPlan) DeleteBytes() int64 {
-	var n int64
-	for _, w := range p.Delete {
-		n += w.Size
-	}
-	return n
 }
 
 // Deleting lists the backups the plan deletes.
@@ -93,7 +112,8 @@ func (p Plan) Deleting() []basebackup.Meta {
 	return out
 }
 
-// Empty reports whether executing the plan would change nothing.
+// Empty reports whether executing the plan would change nothing. For a plan
+// that deletes WAL it can tell only once CountWAL has run.
 func (p Plan) Empty() bool {
 	if len(p.Deleting()) > 0 || len(p.DeleteUnreadable) > 0 || len(p.Interrupted) > 0 {
 		return false
@@ -103,7 +123,20 @@ func (p Plan) Empty() bool {
 			return false
 		}
 	}
-	return p.WAL == nil || len(p.WAL.Delete) == 0
+	return p.WAL == nil || p.WAL.Delete == 0
+}
+
+// noteIfEmpty adds p.emptyNote to the notes when executing p would change
+// nothing. A plan whose WAL is not counted yet cannot tell: CountWAL calls
+// it again.
+func (p *Plan) noteIfEmpty() {
+	if p.emptyNote == "" || (p.WAL != nil && !p.WAL.counted) {
+		return
+	}
+	if p.Empty() {
+		p.Notes = append(p.Notes, p.emptyNote)
+	}
+	p.emptyNote = ""
 }
 
 // ErrRefused is returned when a plan would break a rule (delete every backup
@@ -299,12 +332,10 @@ func Everything(inv Inventory, force bool) (Plan, error) {
 	for _, l := range inv.Leftovers {
 		p.Leftovers = append(p.Leftovers, LeftoverDecision{Leftover: l, Delete: true, Reason: "everything"})
 	}
-	w := &WALPlan{Delete: inv.WAL, Strays: inv.Strays}
-	p.WAL = w
+	p.WAL = &WALPlan{all: true, Strays: inv.Strays, known: inv.names()}
 	p.SweepBefore = time.Now()
-	if p.Empty() {
-		p.Notes = append(p.Notes, "nothing to delete: the repository is empty")
-	}
+	p.emptyNote = "nothing to delete: the repository is empty"
+	p.noteIfEmpty()
 	return p, nil
 }
 
@@ -352,15 +383,18 @@ func Garbage(inv Inventory, opts GarbageOptions) (Plan, error) {
 			return Plan{}, err
 		}
 	}
-	if p.Empty() {
-		p.Notes = append(p.Notes, "nothing to delete: no garbage")
-	}
+	p.emptyNote = "nothing to delete: no garbage"
+	p.noteIfEmpty()
 	return p, nil
 }
 
-// planWAL decides the WAL of the backups the plan keeps, protecting the WAL
-// of unfinished backups that may still be running. Unreadable metadata keeps
-// all WAL (with a note), since what that backup needs is unknown.
+// planWAL decides the WAL rule for the backups the plan keeps (NeededWAL:
+// everything from the oldest non-permanent backup's start stays, and so
+// does each permanent backup's start-to-end range; with only permanent
+// backups, the window starts at the newest one; with no backups, everything
+// stays), protecting the WAL of unfinished backups that may still be
+// running. Unreadable metadata keeps all WAL (with a note), since what
+// that backup needs is unknown.
 func (p *Plan) planWAL(inv Inventory, running []Leftover) error {
 	if len(inv.Unreadable) > 0 {
 		p.Notes = append(p.Notes, fmt.Sprintf("all WAL is kept: the metadata of backup %s cannot be read, so the WAL it needs is unknown", inv.Unreadable[0].Name))
@@ -381,12 +415,12 @@ func (p *Plan) planWAL(inv Inventory, running []Leftover) error {
 		}
 		starts = append(starts, start)
 	}
-	w, err := walGarbage(kept, starts, inv.WAL)
+	need, err := NeededWAL(kept, starts)
 	if err != nil {
 		return err
 	}
-	w.Strays = inv.Strays
-	p.WAL = &w
+	p.WAL = &WALPlan{KeepFrom: need.From, Protected: need.Permanent, Strays: inv.Strays,
+		need: need, running: starts, known: inv.names()}
 	if len(kept) == 0 {
 		p.Notes = append(p.Notes, "no backups: all WAL is kept (tusk delete everything removes it)")
 	}
@@ -419,28 +453,21 @@ func parseSegment(s string) (segPos, error) {
 	return posOf(n), nil
 }
 
-// walGarbage decides which WAL objects no kept backup needs, by NeededWAL:
-// everything from the oldest non-permanent backup's start stays (the
-// point-in-time window), and so does each permanent backup's start-to-end
-// range; with only permanent backups, the window starts at the newest one.
-// Backups that may still be running (their start segments in running) move
-// the window's start back to theirs. With no backups, everything stays.
-func walGarbage(backups []basebackup.Meta, running []string, wal []WALObject) (WALPlan, error) {
-	w := WALPlan{running: running}
-	need, err := NeededWAL(backups, running)
-	if err != nil {
-		return w, err
+// names lists, sorted, every backup and unfinished backup inv holds.
+func (inv Inventory) names() []string {
+	var out []string
+	for _, m := range inv.Backups {
+		out = append(out, m.Name)
 	}
-	w.KeepFrom, w.Protected = need.From, need.Permanent
-	for _, o := range wal {
-		if need.Keeps(o.Name) {
-			w.Keep++
-			w.KeepBytes += o.Size
-		} else {
-			w.Delete = append(w.Delete, o)
-		}
+	for _, u := range inv.Unreadable {
+		out = append(out, u.Name)
 	}
-	return w, nil
+	for _, l := range inv.Leftovers {
+		out = append(out, l.Name)
+	}
+	out = append(out, inv.Interrupted...)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 func newPlan(inv Inventory) Plan {

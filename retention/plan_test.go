@@ -160,15 +160,44 @@ func TestTargetAndEverything(t *testing.T) {
 	}
 }
 
-func walObjects(t *testing.T, names ...string) []WALObject {
+// walStore is a repository holding the WAL files names, 10 bytes each.
+func walStore(t *testing.T, names ...string) *synthStore {
 	t.Helper()
-	var out []WALObject
+	st := newSynthStore(0)
 	for _, s := range names {
 		n, err := archive.ParseName(s)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, WALObject{Key: n.Key(), Name: n, Size: 10})
+		st.objs[n.Key()] = synthObj{[]byte("0123456789"), t0}
+	}
+	return st
+}
+
+// deletedWAL counts p's WAL on a repository holding the WAL files names,
+// carries p out there, and returns the files that went, sorted. It fails
+// unless the plan's counts match what went and what stayed.
+func deletedWAL(t *testing.T, p Plan, names []string) []string {
+	t.Helper()
+	st := walStore(t, names...)
+	if err := p.CountWAL(t.Context(), st); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Execute(t.Context(), st, p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, s := range names {
+		n, _ := archive.ParseName(s)
+		if _, ok := st.objs[n.Key()]; !ok {
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	if w := p.WAL; w != nil && (w.Delete != len(out) || r.WALDeleted != len(out) || w.DeleteBytes != 10*int64(len(out)) ||
+		w.Keep+w.Delete != len(names) || w.KeepBytes != 10*int64(w.Keep)) {
+		t.Errorf("planned to delete %d (%d bytes) and keep %d (%d bytes), deleted %d of %d", w.Delete, w.DeleteBytes, w.Keep, w.KeepBytes, len(out), len(names))
 	}
 	return out
 }
@@ -183,17 +212,7 @@ func TestGarbage(t *testing.T) {
 	// Timeline 2 branched at segment 0x18; its .partial and history.
 	all = append(all, seg(1, 0x18)+".partial", "00000002.history", seg(2, 0x18), seg(2, 0x19),
 		seg(1, 0x10)+".00000028.backup", seg(1, 0x5)+".00000028.backup")
-	wal := walObjects(t, all...)
 	now := t0.Add(30 * 24 * time.Hour)
-
-	names := func(ws []WALObject) []string {
-		var out []string
-		for _, w := range ws {
-			out = append(out, w.Name.File)
-		}
-		slices.Sort(out)
-		return out
-	}
 	rangeOf := func(a, b uint32, extra ...string) []string {
 		var out []string
 		for i := a; i <= b; i++ {
@@ -219,15 +238,15 @@ func TestGarbage(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := Garbage(Inventory{Backups: tc.bs, WAL: wal}, GarbageOptions{LeftoverAge: time.Hour, Now: now, WAL: true, Leftovers: true})
+			p, err := Garbage(Inventory{Backups: tc.bs}, GarbageOptions{LeftoverAge: time.Hour, Now: now, WAL: true, Leftovers: true})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := names(p.WAL.Delete); !slices.Equal(got, tc.want) {
+			if got := deletedWAL(t, p, all); !slices.Equal(got, tc.want) {
 				t.Errorf("deleted\n%v\nwant\n%v", got, tc.want)
 			}
-			if p.WAL.Keep+len(p.WAL.Delete) != len(wal) {
-				t.Errorf("kept %d + deleted %d != %d objects", p.WAL.Keep, len(p.WAL.Delete), len(wal))
+			if p.WAL.Keep+p.WAL.Delete != len(all) {
+				t.Errorf("kept %d + deleted %d != %d objects", p.WAL.Keep, p.WAL.Delete, len(all))
 			}
 		})
 	}
@@ -268,23 +287,16 @@ func TestWALOfRunningAndRetainedBackups(t *testing.T) {
 	for i := uint32(1); i <= 0x30; i++ {
 		all = append(all, seg(1, i))
 	}
-	wal := walObjects(t, all...)
 	now := t0.Add(30 * 24 * time.Hour)
 	bs := tenDays() // starts at 2, 6, ..., 0x26
 	first := func(p Plan) string {
 		if p.WAL == nil {
 			return "all kept"
 		}
-		keep := map[string]bool{}
-		for _, w := range wal {
-			keep[w.Name.File] = true
-		}
-		for _, w := range p.WAL.Delete {
-			delete(keep, w.Name.File)
-		}
-		for _, w := range wal {
-			if keep[w.Name.File] {
-				return w.Name.File
+		gone := deletedWAL(t, p, all)
+		for _, w := range all {
+			if !slices.Contains(gone, w) {
+				return w
 			}
 		}
 		return "none kept"
@@ -296,21 +308,21 @@ func TestWALOfRunningAndRetainedBackups(t *testing.T) {
 		plan func() (Plan, error)
 		want string
 	}{
-		{"garbage: from the oldest backup", func() (Plan, error) { return Garbage(Inventory{Backups: bs, WAL: wal}, opts) }, seg(1, 2)},
+		{"garbage: from the oldest backup", func() (Plan, error) { return Garbage(Inventory{Backups: bs}, opts) }, seg(1, 2)},
 		{"retain 7 deletes the WAL of the backups it deletes", func() (Plan, error) {
-			return Retain(Inventory{Backups: bs, WAL: wal}, RetainOptions{Keep: 7, Now: now})
+			return Retain(Inventory{Backups: bs}, RetainOptions{Keep: 7, Now: now})
 		}, seg(1, 0xE)},
 		{"a running backup-push keeps its WAL", func() (Plan, error) {
-			return Retain(Inventory{Backups: bs, WAL: wal, Leftovers: young("base_" + seg(1, 5) + "_20261101T030000Z")}, RetainOptions{Keep: 7, Now: now})
+			return Retain(Inventory{Backups: bs, Leftovers: young("base_" + seg(1, 5) + "_20261101T030000Z")}, RetainOptions{Keep: 7, Now: now})
 		}, seg(1, 5)},
 		{"an unfinished backup with a foreign name keeps all WAL", func() (Plan, error) {
-			return Garbage(Inventory{Backups: bs, WAL: wal, Leftovers: young("nightly")}, opts)
+			return Garbage(Inventory{Backups: bs, Leftovers: young("nightly")}, opts)
 		}, "all kept"},
 		{"an old leftover does not keep WAL", func() (Plan, error) {
-			return Garbage(Inventory{Backups: bs, WAL: wal, Leftovers: []Leftover{{Name: "base_" + seg(1, 1) + "_20261101T030000Z", Newest: now.Add(-2 * time.Hour)}}}, opts)
+			return Garbage(Inventory{Backups: bs, Leftovers: []Leftover{{Name: "base_" + seg(1, 1) + "_20261101T030000Z", Newest: now.Add(-2 * time.Hour)}}}, opts)
 		}, seg(1, 2)},
 		{"unreadable metadata keeps all WAL on retain", func() (Plan, error) {
-			return Retain(Inventory{Backups: bs, WAL: wal, Unreadable: []Unreadable{{Name: "x"}}}, RetainOptions{Keep: 7, Now: now})
+			return Retain(Inventory{Backups: bs, Unreadable: []Unreadable{{Name: "x"}}}, RetainOptions{Keep: 7, Now: now})
 		}, "all kept"},
 	}
 	for _, tc := range cases {
@@ -321,6 +333,68 @@ func TestWALOfRunningAndRetainedBackups(t *testing.T) {
 			}
 			if got := first(p); got != tc.want {
 				t.Errorf("first WAL kept %s, want %s (notes %q)", got, tc.want, p.Notes)
+			}
+		})
+	}
+}
+
+// TestCountWAL: one streaming pass counts what each plan's WAL rule deletes
+// and keeps, names the first and last deleted in key order, counts strays,
+// and adds the note for a plan that deletes nothing only once it knows.
+func TestCountWAL(t *testing.T) {
+	files := []string{seg(1, 1), seg(1, 2), seg(1, 3), seg(1, 3) + ".00000028.backup", seg(1, 4), seg(1, 5), seg(1, 5) + ".partial",
+		seg(1, 6), seg(1, 7), seg(1, 8), seg(2, 6), seg(2, 7), "00000002.history"}
+	now := t0.Add(30 * 24 * time.Hour)
+	garbage := func(bs ...basebackup.Meta) func(Inventory) (Plan, error) {
+		return func(inv Inventory) (Plan, error) {
+			inv.Backups = bs
+			return Garbage(inv, GarbageOptions{LeftoverAge: time.Hour, Now: now, WAL: true, Leftovers: true})
+		}
+	}
+	tests := []struct {
+		name           string
+		plan           func(Inventory) (Plan, error)
+		del, keep      int
+		first, last    string
+		keepFrom, note string
+	}{
+		{"before the oldest backup", garbage(backup("x", "A", 1, 5, 5, false), backup("y", "A", 2, 7, 7, false)),
+			5, 8, seg(1, 1), seg(1, 4), seg(1, 5), ""},
+		{"around a permanent backup", garbage(backup("p", "A", 1, 2, 3, true), backup("x", "A", 2, 6, 6, false)),
+			4, 9, seg(1, 1), seg(1, 5) + ".partial", seg(1, 6), ""},
+		{"everything, history files too", func(inv Inventory) (Plan, error) { return Everything(inv, false) },
+			13, 0, seg(1, 1), "00000002.history", "", ""},
+		{"no backups: all kept", garbage(), 0, 13, "", "", "", "nothing to delete: no garbage"},
+		{"nothing before the oldest backup", garbage(backup("x", "A", 1, 1, 1, false)), 0, 13, "", "", seg(1, 1), "nothing to delete: no garbage"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := walStore(t, files...)
+			// Not WAL file names, or not where tusk puts them: never counted
+			// as WAL, never deleted.
+			st.objs["wal/README"] = synthObj{[]byte("x"), t0}
+			st.objs["wal/0000000100000001/"+seg(1, 9)] = synthObj{[]byte("x"), t0}
+			p, err := tc.plan(Inventory{Strays: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.note != "" && slices.Contains(p.Notes, tc.note) {
+				t.Errorf("note %q before the WAL was counted", tc.note)
+			}
+			if err := p.CountWAL(t.Context(), st); err != nil {
+				t.Fatal(err)
+			}
+			w := p.WAL
+			if w.Delete != tc.del || w.DeleteBytes != 10*int64(tc.del) || w.Keep != tc.keep || w.KeepBytes != 10*int64(tc.keep) ||
+				w.First != tc.first || w.Last != tc.last || w.Strays != 3 || w.KeepFrom != tc.keepFrom {
+				t.Errorf("got delete %d (%d B) %s..%s, keep %d (%d B) from %q, strays %d", w.Delete, w.DeleteBytes, w.First, w.Last,
+					w.Keep, w.KeepBytes, w.KeepFrom, w.Strays)
+			}
+			if tc.note != "" && (len(p.Notes) == 0 || p.Notes[len(p.Notes)-1] != tc.note) {
+				t.Errorf("notes %q, want the last one %q", p.Notes, tc.note)
+			}
+			if tc.note == "" && p.Empty() {
+				t.Error("the plan says it is empty")
 			}
 		})
 	}

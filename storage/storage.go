@@ -43,7 +43,9 @@ type Object struct {
 // byte order of keys, in the caller's goroutine. It stops at fn's first error
 // (returning it unwrapped, so callers may use a sentinel to stop early) or
 // when ctx is done. Objects are streamed: a backend never holds the whole
-// listing in memory.
+// listing in memory. Deleting keys that List has already passed to fn (from
+// fn, or while the listing runs) does not change which later keys it lists,
+// so a caller can delete what it lists as it goes, in bounded memory.
 //
 // Delete removes the keys, batching where the backend allows. Deleting a
 // missing key is not an error.

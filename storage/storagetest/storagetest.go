@@ -265,6 +265,48 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Storage, opts Options
 		}
 	})
 
+	t.Run("DeleteWhileListing", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		var keys []string
+		for _, dir := range []string{"a", "b", "c"} {
+			for i := range 10 {
+				k := fmt.Sprintf("w/%s/%03d", dir, i)
+				put(t, st, k, uint64(i), 1)
+				keys = append(keys, k)
+			}
+		}
+		// Delete from fn what was listed, in batches of 4: all of w/a/ (a
+		// folder backend removes the emptied folder), every other key after.
+		var listed, pending, kept []string
+		err := st.List(t.Context(), "w/", func(o storage.Object) error {
+			listed = append(listed, o.Key)
+			if len(listed) <= 10 || len(listed)%2 == 0 {
+				pending = append(pending, o.Key)
+			} else {
+				kept = append(kept, o.Key)
+			}
+			if len(pending) == 4 {
+				err := st.Delete(t.Context(), pending...)
+				pending = pending[:0]
+				return err
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(listed, keys) {
+			t.Fatalf("deleting listed keys from fn changed the listing: %q", listed)
+		}
+		if err := st.Delete(t.Context(), pending...); err != nil {
+			t.Fatal(err)
+		}
+		if got := list(t, st, "w/"); !slices.Equal(got, kept) {
+			t.Fatalf("after deleting while listing the store lists %q, want %q", got, kept)
+		}
+	})
+
 	t.Run("BadKeys", func(t *testing.T) {
 		t.Parallel()
 		st := newStore(t)
@@ -305,6 +347,29 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Storage, opts Options
 			}
 			if n != 10000 {
 				t.Fatalf("listed %d keys, want 10000", n)
+			}
+			// Delete every other key from fn, 100 at a time, across pages.
+			n = 0
+			var pending []string
+			err = st.List(ctx, "many/", func(o storage.Object) error {
+				if want := fmt.Sprintf("many/%08d", n); o.Key != want {
+					return fmt.Errorf("listed %q while deleting, want %q", o.Key, want)
+				}
+				if n++; n%2 == 0 {
+					pending = append(pending, o.Key)
+				}
+				if len(pending) == 100 {
+					err := st.Delete(ctx, pending...)
+					pending = pending[:0]
+					return err
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := list(t, st, "many/"); n != 10000 || len(got) != 5000 {
+				t.Fatalf("listed %d keys while deleting, %d left; want 10000 and 5000", n, len(got))
 			}
 		})
 	}
