@@ -113,10 +113,10 @@ FULL and FIND_FULL change nothing; they are accepted so wal-g's cron lines work.
 	c.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		// "retain -1" reaches pflag as the shorthand flag "-1".
 		var ne *pflag.NotExistError
-		if errors.As(err, &ne) && strings.Trim(ne.GetSpecifiedShortnames(), "0123456789") == "" {
+		if errors.As(err, &ne) && ne.GetSpecifiedShortnames() != "" && strings.Trim(ne.GetSpecifiedShortnames(), "0123456789") == "" {
 			return usagef(fmt.Errorf("retain needs the number of backups to keep, at least 1; got -%s (to delete every backup use tusk delete everything)", ne.GetSpecifiedShortnames()))
 		}
-		return usagef(fmt.Errorf("%v (see tusk delete retain --help)", err))
+		return usagef(fmt.Errorf("%v (see %s --help)", err, c.CommandPath()))
 	})
 	return c
 }

@@ -54,10 +54,15 @@ defaults; "tusk help settings" lists them all.`,
 		Version:       versionString(),
 		SilenceErrors: true,
 		SilenceUsage:  true,
+		// With Args and RunE set, an unknown command reaches unknownCommand
+		// (a usage error, exit 2) instead of cobra's multi-line error (exit 1).
+		Args:                       unknownCommand,
+		SuggestionsMinimumDistance: 2,
+		RunE:                       func(c *cobra.Command, _ []string) error { return c.Help() },
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usagef(fmt.Errorf("%v (see tusk %s --help)", err, c.Name()))
+		return usagef(fmt.Errorf("%v (see %s --help)", err, c.CommandPath()))
 	})
 	pf := root.PersistentFlags()
 	pf.StringVar(&opts.configPath, "config", "", "config file (YAML or JSON) with the same keys as the environment, e.g. TUSK_REPO")
@@ -68,6 +73,18 @@ defaults; "tusk help settings" lists them all.`,
 		root.AddCommand(c)
 	}
 	return root
+}
+
+// unknownCommand refuses the arguments of a bare "tusk", whose first word
+// names no command, in one sentence with cobra's suggestion when it has one.
+func unknownCommand(c *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+		return usagef(fmt.Errorf("unknown command %q: did you mean %s? (see %s --help for the commands)", args[0], strings.Join(s, " or "), c.CommandPath()))
+	}
+	return usagef(fmt.Errorf("unknown command %q (see %s --help for the commands)", args[0], c.CommandPath()))
 }
 
 // commands lists the subcommands; each arrives with the issue that builds it.
