@@ -28,6 +28,13 @@ func TestUsageErrors(t *testing.T) {
 		{"unknown flag of delete before", []string{"delete", "before", "--bogus", "x"}, "unknown flag: --bogus (see tusk delete before --help)"},
 		{"too many arguments", []string{"backup-list", "x"}, "backup-list takes no arguments; got 1 argument(s) (see tusk backup-list --help)"},
 		{"retain -1", []string{"delete", "retain", "-1"}, "retain needs the number of backups to keep, at least 1; got -1"},
+		{"fetch: xid too large", []string{"backup-fetch", "/nonexistent/dest", "LATEST", "--target-xid", "99999999999999999999999"}, "--target-xid 99999999999999999999999 is too large"},
+		{"fetch: lsn 0/0", []string{"backup-fetch", "/nonexistent/dest", "LATEST", "--target-lsn", "0/0"}, "--target-lsn 0/0 is the start of WAL"},
+		{"fetch: port without --recover", []string{"backup-fetch", "/nonexistent/dest", "LATEST", "--port", "5433"}, "--port is for the server that --recover starts"},
+		{"drill: malformed xid", []string{"restore-drill", "--target-xid", "abc", "--scratch", "/nonexistent/scratch"}, `--target-xid "abc" is not a transaction id`},
+		{"drill: bad backup name", []string{"restore-drill", "../x", "--scratch", "/nonexistent/scratch"}, `../x`},
+		{"drill: negative --max-rpo", []string{"restore-drill", "--max-rpo", "-5m", "--scratch", "/nonexistent/scratch"}, "--max-rpo -5m0s is negative"},
+		{"drill: port out of range", []string{"restore-drill", "--port", "70000", "--scratch", "/nonexistent/scratch"}, "--port 70000 is not a TCP port"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -68,4 +75,101 @@ func executeUsage(t *testing.T, args ...string) string {
 		t.Fatalf("tusk %s: the repository folder exists after a usage error (%v)", strings.Join(args, " "), err)
 	}
 	return msg
+}
+
+// TestTarget: the recovery target flags are checked as PostgreSQL would
+// check them, before any work, and conflicting ones are refused.
+func TestTarget(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		o    backupFetchOpts
+		want string // "" for accepted
+	}{
+		{"no target", backupFetchOpts{}, ""},
+		{"xid", backupFetchOpts{targetXID: "1234"}, ""},
+		{"xid, the largest 32-bit", backupFetchOpts{targetXID: "4294967295"}, ""},
+		{"xid with an epoch", backupFetchOpts{targetXID: "8589935592"}, ""},
+		{"xid, the largest 64-bit", backupFetchOpts{targetXID: "18446744073709551615"}, ""},
+		{"xid too large", backupFetchOpts{targetXID: "99999999999999999999999"}, "--target-xid 99999999999999999999999 is too large for a transaction id"},
+		{"xid 2^64", backupFetchOpts{targetXID: "18446744073709551616"}, "is too large for a transaction id"},
+		{"xid not a number", backupFetchOpts{targetXID: "12a"}, `--target-xid "12a" is not a transaction id: give a decimal number`},
+		{"xid negative", backupFetchOpts{targetXID: "-5"}, `--target-xid "-5" is not a transaction id`},
+		{"xid hexadecimal", backupFetchOpts{targetXID: "0x10"}, `--target-xid "0x10" is not a transaction id`},
+		{"xid 0", backupFetchOpts{targetXID: "0"}, "--target-xid 0 is reserved"},
+		{"xid 2 (frozen)", backupFetchOpts{targetXID: "2"}, "--target-xid 2 is reserved"},
+		{"xid 0 of epoch 1", backupFetchOpts{targetXID: "4294967296"}, "--target-xid 4294967296 is epoch 1, transaction 0"},
+		{"lsn", backupFetchOpts{targetLSN: "0/3000060"}, ""},
+		{"lsn, lower case", backupFetchOpts{targetLSN: "16/b374d848"}, ""},
+		{"lsn 0/0", backupFetchOpts{targetLSN: "0/0"}, "--target-lsn 0/0 is the start of WAL, never a place recovery stops"},
+		{"lsn 00000000/00000000", backupFetchOpts{targetLSN: "00000000/00000000"}, "is the start of WAL"},
+		{"lsn without a slash", backupFetchOpts{targetLSN: "3000060"}, `--target-lsn "3000060" is not a WAL position`},
+		{"lsn with 9 digits", backupFetchOpts{targetLSN: "123456789/0"}, "is not a WAL position: give two hexadecimal numbers of up to 8 digits"},
+		{"lsn with a sign", backupFetchOpts{targetLSN: "+0/1"}, "is not a WAL position"},
+		{"lsn half", backupFetchOpts{targetLSN: "0/"}, "is not a WAL position"},
+		{"lsn not hexadecimal", backupFetchOpts{targetLSN: "0/xyz"}, "is not a WAL position"},
+		{"time", backupFetchOpts{targetTime: "2026-11-22 03:00:00+00"}, ""},
+		{"time, month 13", backupFetchOpts{targetTime: "2026-13-45 03:00:00+00"}, `--target-time "2026-13-45 03:00:00+00" is not a time with a zone`},
+		{"time without a zone", backupFetchOpts{targetTime: "2026-11-22 03:00:00"}, "is not a time with a zone"},
+		{"two targets", backupFetchOpts{targetXID: "5", targetName: "x"}, "give at most one of"},
+		{"action without a target", backupFetchOpts{targetAction: "promote"}, "--target-action needs a target"},
+		{"unknown action", backupFetchOpts{targetName: "x", targetAction: "stop"}, `--target-action "stop" is not pause, promote or shutdown`},
+		{"timeline latest", backupFetchOpts{targetTimeline: "latest"}, ""},
+		{"timeline 2", backupFetchOpts{targetTimeline: "2"}, ""},
+		{"timeline 0", backupFetchOpts{targetTimeline: "0"}, `--target-timeline "0" is not latest, current or a timeline number from 1 to 4294967295`},
+		{"timeline too large", backupFetchOpts{targetTimeline: "4294967296"}, "a timeline number from 1 to 4294967295"},
+		{"timeline in hexadecimal", backupFetchOpts{targetTimeline: "0000000A"}, "decimal"},
+		{"exclusive with a time", backupFetchOpts{targetTime: "2026-11-22T03:00:00Z", targetExclusive: true}, ""},
+		{"exclusive with a name", backupFetchOpts{targetName: "x", targetExclusive: true}, "--target-exclusive applies to --target-time, --target-lsn or --target-xid"},
+		{"exclusive alone", backupFetchOpts{targetExclusive: true}, "--target-exclusive applies to"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := c.o.target()
+			checkUsage(t, err, c.want)
+		})
+	}
+}
+
+// TestServerFlags: --port must be a port, and the flags of the server
+// --recover starts need --recover.
+func TestServerFlags(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name       string
+		o          backupFetchOpts
+		recovering bool
+		want       string
+	}{
+		{"none", backupFetchOpts{}, false, ""},
+		{"port with --recover", backupFetchOpts{port: 5433}, true, ""},
+		{"port without --recover", backupFetchOpts{port: 5433}, false, "--port is for the server that --recover starts; add --recover, or drop --port"},
+		{"socket folder without --recover", backupFetchOpts{socketDir: "/tmp"}, false, "--socket-dir is for the server that --recover starts"},
+		{"programs without --recover", backupFetchOpts{pgBin: "/usr/bin"}, false, "--pg-bin is for the server that --recover starts"},
+		{"negative port", backupFetchOpts{port: -1}, true, "--port -1 is not a TCP port: give one from 1 to 65535"},
+		{"port too large", backupFetchOpts{port: 65536}, true, "--port 65536 is not a TCP port"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			checkUsage(t, c.o.serverFlags(c.recovering), c.want)
+		})
+	}
+}
+
+// checkUsage fails unless err is nil for want "", or a one-line usage error
+// containing want.
+func checkUsage(t *testing.T, err error, want string) {
+	t.Helper()
+	if want == "" {
+		if err != nil {
+			t.Fatalf("refused: %v", err)
+		}
+		return
+	}
+	var usage *UsageError
+	if !errors.As(err, &usage) || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("got %v (%T); want a one-line usage error containing %q", err, err, want)
+	}
 }
