@@ -137,7 +137,7 @@ stay. A plan that would leave no backup at all is refused.`,
 			if len(args) != 1 {
 				return usagef(errors.New("before takes [FIND_FULL] NAME|TIME, e.g. tusk delete before 2026-11-01T00:00:00Z"))
 			}
-			b, err := parseBound(args[0], "before")
+			b, err := parseBound(args[0], "delete before")
 			if err != nil {
 				return err
 			}
@@ -229,10 +229,19 @@ func parseBound(s, what string) (retention.Bound, error) {
 	if t, ok := parseDeleteTime(s); ok {
 		return retention.Bound{Time: t}, nil
 	}
+	if looksLikeTime(s) {
+		return retention.Bound{}, usagef(fmt.Errorf("%s %q is not a valid time: give one like 2026-11-20T03:00:00Z or '2026-11-20 03:00:00+00' (without a zone it is UTC), or a date like 2026-11-20 (its midnight UTC)", what, s))
+	}
 	if err := basebackup.CheckName(s); err != nil {
 		return retention.Bound{}, usagef(fmt.Errorf("%s %q is neither a backup name nor a time like 2026-11-20T03:00:00Z", what, s))
 	}
 	return retention.Bound{Name: s}, nil
+}
+
+// looksLikeTime reports whether s was meant as a time: it starts with a
+// year and a dash, as no backup name does (theirs start with base_).
+func looksLikeTime(s string) bool {
+	return len(s) >= 5 && strings.Trim(s[:4], "0123456789") == "" && s[4] == '-'
 }
 
 // parseDeleteTime reads a time with a zone like --target-time, or one

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestUsageErrors runs the command line in-process with bad arguments: each
@@ -28,6 +29,13 @@ func TestUsageErrors(t *testing.T) {
 		{"unknown flag of delete before", []string{"delete", "before", "--bogus", "x"}, "unknown flag: --bogus (see tusk delete before --help)"},
 		{"too many arguments", []string{"backup-list", "x"}, "backup-list takes no arguments; got 1 argument(s) (see tusk backup-list --help)"},
 		{"retain -1", []string{"delete", "retain", "-1"}, "retain needs the number of backups to keep, at least 1; got -1"},
+		{"delete before: month 13", []string{"delete", "before", "2026-13-45"}, `delete before "2026-13-45" is not a valid time: give one like 2026-11-20T03:00:00Z`},
+		{"delete before FIND_FULL: February 30", []string{"delete", "before", "FIND_FULL", "2026-02-30T00:00:00Z"}, `delete before "2026-02-30T00:00:00Z" is not a valid time`},
+		{"delete before: neither", []string{"delete", "before", "../x"}, `delete before "../x" is neither a backup name nor a time`},
+		{"retain --after: malformed time", []string{"delete", "retain", "7", "--after", "2026-11-20 25:00:00"}, `--after "2026-11-20 25:00:00" is not a valid time`},
+		{"retain: huge count", []string{"delete", "retain", "99999999999999999999"}, `retain needs the number of backups to keep, at least 1; got "99999999999999999999"`},
+		{"garbage: negative age", []string{"delete", "garbage", "--leftover-age", "-1h"}, "--leftover-age must not be negative"},
+		{"push: not a WAL name", []string{"wal-push", "/etc/passwd"}, `"passwd" is not a WAL file name`},
 		{"fetch: xid too large", []string{"backup-fetch", "/nonexistent/dest", "LATEST", "--target-xid", "99999999999999999999999"}, "--target-xid 99999999999999999999999 is too large"},
 		{"fetch: lsn 0/0", []string{"backup-fetch", "/nonexistent/dest", "LATEST", "--target-lsn", "0/0"}, "--target-lsn 0/0 is the start of WAL"},
 		{"fetch: port without --recover", []string{"backup-fetch", "/nonexistent/dest", "LATEST", "--port", "5433"}, "--port is for the server that --recover starts"},
@@ -171,5 +179,42 @@ func checkUsage(t *testing.T, err error, want string) {
 	var usage *UsageError
 	if !errors.As(err, &usage) || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("got %v (%T); want a one-line usage error containing %q", err, err, want)
+	}
+}
+
+// TestParseBound: delete's NAME|TIME reads a time in each accepted form, a
+// backup name, and calls a malformed time a malformed time.
+func TestParseBound(t *testing.T) {
+	t.Parallel()
+	utc := func(s string) time.Time { tm, _ := time.Parse(time.RFC3339, s); return tm }
+	cases := []struct {
+		in   string
+		time time.Time
+		name string
+		want string // the error, "" for none
+	}{
+		{in: "2026-11-20T03:00:00Z", time: utc("2026-11-20T03:00:00Z")},
+		{in: "2026-11-20 03:00:00+01", time: utc("2026-11-20T02:00:00Z")},
+		{in: "2026-11-20T03:00:00", time: utc("2026-11-20T03:00:00Z")},
+		{in: "2026-11-20", time: utc("2026-11-20T00:00:00Z")},
+		{in: "base_000000010000000000000002_20261122T030000Z", name: "base_000000010000000000000002_20261122T030000Z"},
+		{in: "2026-13-45", want: `x "2026-13-45" is not a valid time`},
+		{in: "2026-11-20T03:00", want: "is not a valid time"},
+		{in: "2026-11-31", want: "is not a valid time"},
+		{in: "2026-1-2", want: "is not a valid time"},
+		{in: "../x", want: "is neither a backup name nor a time"},
+	}
+	for _, c := range cases {
+		b, err := parseBound(c.in, "x")
+		if c.want != "" {
+			var usage *UsageError
+			if !errors.As(err, &usage) || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("parseBound(%q): %v; want a usage error containing %q", c.in, err, c.want)
+			}
+			continue
+		}
+		if err != nil || !b.Time.Equal(c.time) || b.Name != c.name {
+			t.Errorf("parseBound(%q) = %+v, %v; want time %s, name %q", c.in, b, err, c.time, c.name)
+		}
 	}
 }
