@@ -36,8 +36,9 @@ func newCheckCmd(root *rootOpts) *cobra.Command {
 repository is reachable and writable (a probe object is written, read back and
 removed); that the server (PG* settings or --pg-conn) has wal_level replica or
 logical, archive_mode on (or always on a standby), an archive_command that
-calls tusk wal-push %p for this repository, and an archive_timeout; then it
-forces a WAL switch and waits until that segment arrives in the archive. Each
+calls tusk wal-push %p for this repository (read as the shell would: another
+tool's command, or one whose exit status is not tusk's, fails at once), and an
+archive_timeout; then it forces a WAL switch and waits until that segment arrives in the archive. Each
 finding is one line saying what to change; the exit code is 1 on any failure
 (warnings do not fail). --no-server checks the repository only.`,
 		Args: exactArgs(0, "no arguments"),
@@ -159,12 +160,17 @@ func checkServer(ctx context.Context, cfg Config, pgConn string, st storage.Stor
 		// archive_mode is off, which is reported above; the server hides the command.
 	case set["archive_library"] != "":
 		fail("archive_command", "archive_library = %q takes precedence over archive_command; set archive_library = '' and archive_command = 'tusk wal-push %%p'", set["archive_library"])
-	case !strings.Contains(cmdline, "wal-push") || !strings.Contains(cmdline, "%p"):
-		fail("archive_command", "is %q, which does not call tusk wal-push %%p; set archive_command = 'tusk wal-push %%p' (with this repository's settings in the server's environment or a --config file) and reload", cmdline)
-	case otherRepo(cmdline, cfg.Repo.URL) != "":
-		fail("archive_command", "archives to %s, but this check is for %s; point both at the same repository", otherRepo(cmdline, cfg.Repo.URL), cfg.Repo.URL)
 	default:
-		add("archive_command", "ok", "%s", cmdline)
+		// Judged at once, so that another tool's command fails here
+		// instead of after the WAL switch's wait.
+		switch status, detail := judgeArchiveCommand(cmdline, identifyProgram); {
+		case status == "failed":
+			fail("archive_command", "%s", detail)
+		case otherRepo(cmdline, cfg.Repo.URL) != "":
+			fail("archive_command", "archives to %s, but this check is for %s; point both at the same repository", otherRepo(cmdline, cfg.Repo.URL), cfg.Repo.URL)
+		default:
+			add("archive_command", status, "%s", detail)
+		}
 	}
 	if t := set["archive_timeout"]; t == "" || t == "0" {
 		add("archive_timeout", "warning", "is 0: on a quiet server the last transactions may wait a long time for their segment to fill; set archive_timeout = 60 (seconds) to bound what a lost server can lose")
