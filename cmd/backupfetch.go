@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -152,10 +153,16 @@ func (o *backupFetchOpts) target() (basebackup.Target, error) {
 }
 
 // serverFlags checks the flags of the server that --recover (or a drill,
-// recovering always) starts.
+// recovering always) starts, and --owner, the user who owns the restored
+// files and runs that server.
 func (o *backupFetchOpts) serverFlags(recovering bool) error {
 	if o.port < 0 || o.port > 65535 {
 		return usagef(fmt.Errorf("--port %d is not a TCP port: give one from 1 to 65535, or leave it out for a free one", o.port))
+	}
+	if o.owner != "" {
+		if _, err := user.Lookup(o.owner); err != nil {
+			return usagef(fmt.Errorf("--owner %s is not a user on this host: give the user PostgreSQL runs as, such as postgres", o.owner))
+		}
 	}
 	if recovering {
 		return nil
@@ -169,6 +176,28 @@ func (o *backupFetchOpts) serverFlags(recovering bool) error {
 		}
 	}
 	return nil
+}
+
+// parseTablespaceMap reads --tablespace-mapping OLD=NEW flags: absolute
+// paths, each OLD once, and no two tablespaces into one folder.
+func parseTablespaceMap(flags []string) (map[string]string, error) {
+	mapping := map[string]string{}
+	into := map[string]string{}
+	for _, m := range flags {
+		from, to, ok := strings.Cut(m, "=")
+		if !ok || !filepath.IsAbs(from) || !filepath.IsAbs(to) {
+			return nil, usagef(fmt.Errorf("--tablespace-mapping %q is not OLD=NEW with two absolute paths", m))
+		}
+		from, to = filepath.Clean(from), filepath.Clean(to)
+		if prev, ok := mapping[from]; ok && prev != to {
+			return nil, usagef(fmt.Errorf("--tablespace-mapping maps %s twice, to %s and to %s: give one NEW for each OLD", from, prev, to))
+		}
+		if prev, ok := into[to]; ok && prev != from {
+			return nil, usagef(fmt.Errorf("--tablespace-mapping maps both %s and %s to %s: each tablespace needs a folder of its own", prev, from, to))
+		}
+		mapping[from], into[to] = to, from
+	}
+	return mapping, nil
 }
 
 // parseTargetLSN reads a recovery target LSN as PostgreSQL's pg_lsn does
@@ -285,13 +314,9 @@ func fetchBackup(c *cobra.Command, root *rootOpts, o *backupFetchOpts, dest, nam
 	if o.standby && o.recover {
 		return res, usagef(errors.New("--recover drives archive recovery to a target; a --standby keeps replaying, so start it yourself"))
 	}
-	mapping := map[string]string{}
-	for _, m := range o.tablespaceMap {
-		from, to, ok := strings.Cut(m, "=")
-		if !ok || !filepath.IsAbs(from) || !filepath.IsAbs(to) {
-			return res, usagef(fmt.Errorf("--tablespace-mapping %q is not OLD=NEW with two absolute paths", m))
-		}
-		mapping[filepath.Clean(from)] = filepath.Clean(to)
+	mapping, err := parseTablespaceMap(o.tablespaceMap)
+	if err != nil {
+		return res, err
 	}
 	if dest, err = filepath.Abs(dest); err != nil {
 		return res, err

@@ -43,6 +43,9 @@ finding is one line saying what to change; the exit code is 1 on any failure
 (warnings do not fail). --no-server checks the repository only.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
+			if err := checkCheckFlags(timeout, noServer, c.Flags().Changed("pg-conn"), c.Flags().Changed("timeout")); err != nil {
+				return err
+			}
 			cfg, log, err := root.load(c)
 			if err != nil {
 				return err
@@ -92,6 +95,20 @@ finding is one line saying what to change; the exit code is 1 on any failure
 	c.Flags().StringVar(&pgConn, "pg-conn", "", "libpq connection string (instead of PGHOST, PGPORT, PGUSER, PGDATABASE)")
 	c.Flags().DurationVar(&timeout, "timeout", time.Minute, "how long to wait for the switched WAL segment to arrive in the archive")
 	return c
+}
+
+// checkCheckFlags refuses a --timeout that leaves no time to wait, and
+// server flags with --no-server.
+func checkCheckFlags(timeout time.Duration, noServer, pgConnSet, timeoutSet bool) error {
+	switch {
+	case noServer && pgConnSet:
+		return usagef(errors.New("--pg-conn names a server, and --no-server skips the server's checks: drop one of them"))
+	case noServer && timeoutSet:
+		return usagef(errors.New("--timeout is the wait for the WAL switch, which --no-server skips: drop one of them"))
+	case timeout <= 0:
+		return usagef(fmt.Errorf("--timeout %s leaves no time for the switched segment to arrive: give a duration such as 1m", timeout))
+	}
+	return nil
 }
 
 // probe writes, reads back and deletes a small object.

@@ -96,7 +96,7 @@ binaries of the backup's major version.`,
 			}
 			// Bad options are usage errors before any work, not a failed
 			// drill with a scratch folder made.
-			if err := checkDrillOptions(&o, name, maxRTO, maxRPO); err != nil {
+			if err := checkDrillOptions(&o, name, drillLimits{sqls: sqls, database: database, maxRTO: maxRTO, maxRPO: maxRPO}); err != nil {
 				return err
 			}
 			base, err := os.MkdirTemp(scratch, "tusk-drill-")
@@ -203,9 +203,16 @@ binaries of the backup's major version.`,
 	return c
 }
 
+// drillLimits are a drill's own checks and limits.
+type drillLimits struct {
+	sqls           []string
+	database       string
+	maxRTO, maxRPO time.Duration
+}
+
 // checkDrillOptions checks a drill's backup name and options as fetchBackup
-// would, and its limits, which must not be negative.
-func checkDrillOptions(o *backupFetchOpts, name string, maxRTO, maxRPO time.Duration) error {
+// would, its queries, and its limits, which must not be negative.
+func checkDrillOptions(o *backupFetchOpts, name string, l drillLimits) error {
 	if name != "LATEST" {
 		if err := basebackup.CheckName(name); err != nil {
 			return usagef(err)
@@ -220,10 +227,18 @@ func checkDrillOptions(o *backupFetchOpts, name string, maxRTO, maxRPO time.Dura
 	for _, d := range []struct {
 		flag string
 		v    time.Duration
-	}{{"--max-rto", maxRTO}, {"--max-rpo", maxRPO}} {
+	}{{"--max-rto", l.maxRTO}, {"--max-rpo", l.maxRPO}} {
 		if d.v < 0 {
 			return usagef(fmt.Errorf("%s %s is negative: give a duration such as 15m, or leave it out for no limit", d.flag, d.v))
 		}
+	}
+	for _, q := range l.sqls {
+		if strings.TrimSpace(q) == "" {
+			return usagef(errors.New("--sql is empty: give a query that must return a row, such as 'SELECT 1 FROM orders LIMIT 1'"))
+		}
+	}
+	if strings.TrimSpace(l.database) == "" {
+		return usagef(errors.New("--database is empty: give the database the checks run in, or leave it out for postgres"))
 	}
 	return nil
 }
