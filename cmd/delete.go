@@ -83,6 +83,9 @@ FULL and FIND_FULL change nothing; they are accepted so wal-g's cron lines work.
 			if len(args) == 2 && (args[0] == "FULL" || args[0] == "FIND_FULL") {
 				args = args[1:]
 			}
+			if len(args) == 1 && (args[0] == "FULL" || args[0] == "FIND_FULL") {
+				return usagef(fmt.Errorf("retain %s needs the number of backups to keep after it, e.g. tusk delete retain %s 7", args[0], args[0]))
+			}
 			if len(args) != 1 {
 				return usagef(errors.New("retain takes [FULL|FIND_FULL] N, the number of backups to keep, e.g. tusk delete retain FULL 7"))
 			}
@@ -134,7 +137,7 @@ stay. A plan that would leave no backup at all is refused.`,
 			if len(args) == 2 && args[0] == "FIND_FULL" {
 				args = args[1:]
 			}
-			if len(args) != 1 {
+			if len(args) != 1 || args[0] == "FIND_FULL" {
 				return usagef(errors.New("before takes [FIND_FULL] NAME|TIME, e.g. tusk delete before 2026-11-01T00:00:00Z"))
 			}
 			b, err := parseBound(args[0], "delete before")
@@ -179,7 +182,7 @@ permanent backup is refused (tusk backup-mark NAME --impermanent first).`,
 			if len(args) == 2 && args[0] == "FIND_FULL" {
 				args = args[1:]
 			}
-			if len(args) != 1 {
+			if len(args) != 1 || args[0] == "FIND_FULL" {
 				return usagef(errors.New("target takes [FIND_FULL] NAME, the backup to delete"))
 			}
 			if err := basebackup.CheckName(args[0]); err != nil {
