@@ -50,6 +50,11 @@ finding is one line saying what to change; the exit code is 1 on any failure
 			if err != nil {
 				return err
 			}
+			if pgConn != "" {
+				if err := checkConnSettings(cfg.PG, pgConn); err != nil {
+					return err
+				}
+			}
 			ctx := c.Context()
 			var fs []finding
 			add := func(check, status, format string, a ...any) {
