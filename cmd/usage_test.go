@@ -23,6 +23,9 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{"unknown command", []string{"bogus"}, `unknown command "bogus" (see tusk --help for the commands)`},
 		{"unknown command with a suggestion", []string{"wal-psh", "x"}, `unknown command "wal-psh": did you mean wal-push? (see tusk --help`},
+		{"unknown help topic", []string{"help", "bogus"}, `unknown help topic "bogus" (see tusk --help for the commands)`},
+		{"unknown help topic with a suggestion", []string{"help", "chek"}, `unknown help topic "chek": did you mean check?`},
+		{"unknown help subtopic", []string{"help", "delete", "bogus"}, `unknown help topic "delete bogus"`},
 		{"unknown flag of tusk", []string{"--bogus"}, "unknown flag: --bogus (see tusk --help)"},
 		{"unknown flag of a command", []string{"backup-list", "--bogus"}, "unknown flag: --bogus (see tusk backup-list --help)"},
 		{"unknown flag of a subcommand", []string{"delete", "retain", "--bogus", "7"}, "unknown flag: --bogus (see tusk delete retain --help)"},
@@ -81,11 +84,7 @@ func executeUsage(t *testing.T, args ...string) string {
 	t.Helper()
 	repo := filepath.Join(t.TempDir(), "repo")
 	var stdout, stderr bytes.Buffer
-	root := newRootCmd(&rootOpts{stdout: &stdout, stderr: &stderr, env: []string{"TUSK_REPO=file://" + repo, "TUSK_WAL_PREFETCH=0"}})
-	root.SetArgs(args)
-	root.SetOut(&stdout)
-	root.SetErr(&stderr)
-	err := root.ExecuteContext(t.Context())
+	err := execute(t, &stdout, &stderr, []string{"TUSK_REPO=file://" + repo, "TUSK_WAL_PREFETCH=0"}, args...)
 	var usage *UsageError
 	if !errors.As(err, &usage) {
 		t.Fatalf("tusk %s: %v (%T); want a usage error", strings.Join(args, " "), err, err)
@@ -236,5 +235,31 @@ func TestParseBound(t *testing.T) {
 		if err != nil || !b.Time.Equal(c.time) || b.Name != c.name {
 			t.Errorf("parseBound(%q) = %+v, %v; want time %s, name %q", c.in, b, err, c.time, c.name)
 		}
+	}
+}
+
+// execute runs tusk args in-process with env as the environment.
+func execute(t *testing.T, stdout, stderr *bytes.Buffer, env []string, args ...string) error {
+	t.Helper()
+	root := newRootCmd(&rootOpts{stdout: stdout, stderr: stderr, env: env})
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	return root.ExecuteContext(t.Context())
+}
+
+// TestHelp: help, help TOPIC and a bare tusk print help and succeed.
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{}, {"help"}, {"help", "settings"}, {"help", "delete", "retain"}, {"wal-push", "--help"}} {
+		var stdout, stderr bytes.Buffer
+		if err := execute(t, &stdout, &stderr, nil, args...); err != nil || stdout.Len() == 0 {
+			t.Errorf("tusk %s: %v, %d bytes of help", strings.Join(args, " "), err, stdout.Len())
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	execute(t, &stdout, &stderr, nil, "help", "settings")
+	if !strings.Contains(stdout.String(), "TUSK_S3_MAX_RETRIES") {
+		t.Errorf("tusk help settings lacks the settings table:\n%s", stdout.String())
 	}
 }
