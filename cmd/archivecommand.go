@@ -85,7 +85,7 @@ func judgeArchiveCommand(cmdline string, identify func(string) program) (status,
 		}
 	}
 	last := -1
-	var script, otherUse string
+	var script, otherUse, through string
 	for i, c := range cmds {
 		words := stripWrappers(c.words)
 		if len(words) == 0 {
@@ -102,12 +102,21 @@ func judgeArchiveCommand(cmdline string, identify func(string) program) (status,
 			if script == "" {
 				script = words[0]
 			}
+		default:
+			// sudo -u postgres tusk wal-push %p, or another wrapper.
+			for j := 1; j < len(words) && through == ""; j++ {
+				if filepath.Base(words[j]) == "tusk" && isWALPushP(words[j+1:]) {
+					through = words[0]
+				}
+			}
 		}
 	}
 	if last < 0 {
 		switch {
 		case otherUse != "":
 			return "failed", fmt.Sprintf("is %q, which calls tusk as %q, not as tusk wal-push %%p; %s", cmdline, otherUse, fix)
+		case through != "":
+			return "warning", fmt.Sprintf("is %q, which calls tusk wal-push %%p through %s, a command check does not know; the WAL switch below shows whether segments reach this repository", cmdline, through)
 		case script != "":
 			return "warning", fmt.Sprintf("is %q, which calls %s, a script or expansion that check cannot see into; the WAL switch below shows whether segments reach this repository", cmdline, script)
 		}

@@ -90,6 +90,8 @@ func TestJudgeArchiveCommand(t *testing.T) {
 		{"tusk wal-push %p &", "failed", "runs in the background"},
 		{"tusk wal-push %p && touch /tmp/last-archived", "warning", "a command after tusk wal-push %p decides the exit status"},
 		{"test -f /tmp/skip || tusk wal-push %p", "warning", "runs only when the command before || fails"},
+		{"sudo -u postgres /usr/bin/tusk wal-push %p", "warning", "calls tusk wal-push %p through sudo, a command check does not know"},
+		{"sudo -u postgres wal-g wal-push %p", "failed", "calls sudo, not tusk"},
 		{"/usr/local/bin/archive.sh %p", "warning", "calls /usr/local/bin/archive.sh, a script or expansion that check cannot see into"},
 		{`"$TUSK_BIN" wal-push %p`, "warning", "calls $TUSK_BIN, a script or expansion"},
 		{"sh -c 'wal-g wal-push %p'", "failed", "whose shell command \"wal-g wal-push %p\", which calls wal-g, not tusk"},
