@@ -272,8 +272,16 @@ func TestCheckNameAndLSN(t *testing.T) {
 	if err != nil || l.String() != "16/B374D848" || l.SegmentName(1, 16<<20) != "0000000100000016000000B3" {
 		t.Errorf("ParseLSN: %v %v %s", l, err, l.SegmentName(1, 16<<20))
 	}
-	if _, err := ParseLSN("x/1"); err == nil {
-		t.Error("ParseLSN accepted x/1")
+	// pg_lsn's own rule: 1 to 8 hexadecimal digits on each side.
+	for _, bad := range []string{"x/1", "1", "/1", "1/", "123456789/0", "000000001/0", "0/123456789", "+1/1", "1/-1", "1/1/1", " 1/1", "0x1/1"} {
+		if _, err := ParseLSN(bad); err == nil {
+			t.Errorf("ParseLSN accepted %q", bad)
+		}
+	}
+	for _, good := range []string{"0/0", "FFFFFFFF/FFFFFFFF", "00000001/0000000a"} {
+		if _, err := ParseLSN(good); err != nil {
+			t.Errorf("ParseLSN(%q): %v", good, err)
+		}
 	}
 	if !errors.Is(func() error { _, err := ReadMeta(t.Context(), newStore(t), "nope"); return err }(), ErrNoBackup) {
 		t.Error("ReadMeta of a missing backup is not ErrNoBackup")

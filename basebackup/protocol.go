@@ -31,6 +31,10 @@ func ParseLSN(s string) (LSN, error) {
 	if !ok {
 		return 0, fmt.Errorf("LSN %q is not of the form 16/B374D848", s)
 	}
+	// pg_lsn takes 1 to 8 hexadecimal digits on each side (no sign, no 0x).
+	if hi == "" || lo == "" || len(hi) > 8 || len(lo) > 8 || strings.Trim(hi+lo, "0123456789abcdefABCDEF") != "" {
+		return 0, fmt.Errorf("LSN %q is not of the form 16/B374D848", s)
+	}
 	h, err1 := strconv.ParseUint(hi, 16, 32)
 	l, err2 := strconv.ParseUint(lo, 16, 32)
 	if err1 != nil || err2 != nil {

@@ -15,7 +15,7 @@ import (
 func exactArgs(n int, what string) cobra.PositionalArgs {
 	return func(c *cobra.Command, args []string) error {
 		if len(args) != n {
-			return usagef(fmt.Errorf("%s takes %s; got %d argument(s) (see tusk %s --help)", c.Name(), what, len(args), c.Name()))
+			return usagef(fmt.Errorf("%s takes %s; got %d argument(s) (see %s --help)", c.Name(), what, len(args), c.CommandPath()))
 		}
 		return nil
 	}

@@ -310,6 +310,10 @@ func TestIntegrationBackupFailures(t *testing.T) {
 		{"bad target time", []string{"backup-fetch", dest, "LATEST", "--target-time", "yesterday"}, "is not a time with a zone", 2},
 		{"two targets", []string{"backup-fetch", dest, "LATEST", "--target-xid", "5", "--target-name", "x"}, "at most one of", 2},
 		{"bad action", []string{"backup-fetch", dest, "LATEST", "--target-xid", "5", "--target-action", "explode"}, "is not pause, promote or shutdown", 2},
+		{"xid too large", []string{"backup-fetch", dest, "LATEST", "--target-xid", "99999999999999999999999"}, "is too large for a transaction id", 2},
+		{"LSN 0/0", []string{"backup-fetch", dest, "LATEST", "--target-lsn", "0/0"}, "is the start of WAL, never a place recovery stops", 2},
+		{"malformed LSN", []string{"backup-fetch", dest, "LATEST", "--target-lsn", "0-3000060"}, "is not a WAL position", 2},
+		{"delete before a malformed time", []string{"delete", "before", "2026-13-45", "--confirm"}, `delete before "2026-13-45" is not a valid time`, 2},
 		{"wrong PGDATA", []string{"backup-push", otherDir}, "is not a PostgreSQL data directory", 1},
 		{"server down", []string{"backup-push", "--pg-conn", "host=" + otherDir + " port=1"}, "connect to PostgreSQL", 1},
 	}

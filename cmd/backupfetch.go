@@ -4,8 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -105,18 +108,16 @@ func (o *backupFetchOpts) target() (basebackup.Target, error) {
 	}
 	if o.targetLSN != "" {
 		n++
-		l, err := basebackup.ParseLSN(o.targetLSN)
+		l, err := parseTargetLSN(o.targetLSN)
 		if err != nil {
-			return t, usagef(fmt.Errorf("--target-lsn: %v", err))
+			return t, usagef(err)
 		}
 		t.LSN = l
 	}
 	if o.targetXID != "" {
 		n++
-		for _, r := range o.targetXID {
-			if r < '0' || r > '9' {
-				return t, usagef(fmt.Errorf("--target-xid %q is not a transaction id (a number)", o.targetXID))
-			}
+		if err := checkTargetXID(o.targetXID); err != nil {
+			return t, usagef(err)
 		}
 		t.XID = o.targetXID
 	}
@@ -140,12 +141,113 @@ func (o *backupFetchOpts) target() (basebackup.Target, error) {
 		return t, usagef(errors.New("--target-action needs a target (--target-time, --target-lsn, --target-xid, --target-name or --target-immediate)"))
 	}
 	t.Action = o.targetAction
-	if tl := o.targetTimeline; tl != "" && tl != "latest" && tl != "current" && strings.Trim(tl, "0123456789") != "" {
-		return t, usagef(fmt.Errorf("--target-timeline %q is not latest, current or a number", tl))
+	if err := checkTargetTimeline(o.targetTimeline); err != nil {
+		return t, usagef(err)
 	}
 	t.Timeline = o.targetTimeline
+	if o.targetExclusive && o.targetTime == "" && o.targetLSN == "" && o.targetXID == "" {
+		return t, usagef(errors.New("--target-exclusive applies to --target-time, --target-lsn or --target-xid (a restore point or --target-immediate has no inside to exclude); give one of them or drop --target-exclusive"))
+	}
 	t.Exclusive = o.targetExclusive
 	return t, nil
+}
+
+// serverFlags checks the flags of the server that --recover (or a drill,
+// recovering always) starts, and --owner, the user who owns the restored
+// files and runs that server.
+func (o *backupFetchOpts) serverFlags(recovering bool) error {
+	if o.port < 0 || o.port > 65535 {
+		return usagef(fmt.Errorf("--port %d is not a TCP port: give one from 1 to 65535, or leave it out for a free one", o.port))
+	}
+	if o.owner != "" {
+		if _, err := user.Lookup(o.owner); err != nil {
+			return usagef(fmt.Errorf("--owner %s is not a user on this host: give the user PostgreSQL runs as, such as postgres", o.owner))
+		}
+	}
+	if recovering {
+		return nil
+	}
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{{"--port", o.port != 0}, {"--socket-dir", o.socketDir != ""}, {"--pg-bin", o.pgBin != ""}} {
+		if f.set {
+			return usagef(fmt.Errorf("%s is for the server that --recover starts; add --recover, or drop %s", f.name, f.name))
+		}
+	}
+	return nil
+}
+
+// parseTablespaceMap reads --tablespace-mapping OLD=NEW flags: absolute
+// paths, each OLD once, and no two tablespaces into one folder.
+func parseTablespaceMap(flags []string) (map[string]string, error) {
+	mapping := map[string]string{}
+	into := map[string]string{}
+	for _, m := range flags {
+		from, to, ok := strings.Cut(m, "=")
+		if !ok || !filepath.IsAbs(from) || !filepath.IsAbs(to) {
+			return nil, usagef(fmt.Errorf("--tablespace-mapping %q is not OLD=NEW with two absolute paths", m))
+		}
+		from, to = filepath.Clean(from), filepath.Clean(to)
+		if prev, ok := mapping[from]; ok && prev != to {
+			return nil, usagef(fmt.Errorf("--tablespace-mapping maps %s twice, to %s and to %s: give one NEW for each OLD", from, prev, to))
+		}
+		if prev, ok := into[to]; ok && prev != from {
+			return nil, usagef(fmt.Errorf("--tablespace-mapping maps both %s and %s to %s: each tablespace needs a folder of its own", prev, from, to))
+		}
+		mapping[from], into[to] = to, from
+	}
+	return mapping, nil
+}
+
+// parseTargetLSN reads a recovery target LSN as PostgreSQL's pg_lsn does
+// (two hexadecimal numbers of up to 8 digits) and refuses 0/0, which is
+// before any WAL and so never a place recovery stops.
+func parseTargetLSN(s string) (basebackup.LSN, error) {
+	l, err := basebackup.ParseLSN(s)
+	if err != nil {
+		return 0, fmt.Errorf("--target-lsn %q is not a WAL position: give two hexadecimal numbers of up to 8 digits each, such as 0/3000060, as pg_current_wal_lsn() prints", s)
+	}
+	if l == 0 {
+		return 0, fmt.Errorf("--target-lsn %s is the start of WAL, never a place recovery stops: give a position from pg_current_wal_lsn() or the server log, or --target-immediate to stop as soon as the backup is consistent", s)
+	}
+	return l, nil
+}
+
+// checkTargetXID accepts what recovery_target_xid takes: a 32-bit
+// transaction id, or a 64-bit one with its epoch in the high 32 bits (as
+// pg_current_xact_id() and txid_current() print), of which PostgreSQL uses
+// the low 32 bits. Those must name an ordinary transaction: 0, 1 and 2 are
+// reserved (invalid, bootstrap, frozen) and never commit.
+func checkTargetXID(s string) error {
+	if s == "" || strings.Trim(s, "0123456789") != "" {
+		return fmt.Errorf("--target-xid %q is not a transaction id: give a decimal number such as 1234, as txid_current() or pg_current_xact_id() prints", s)
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return fmt.Errorf("--target-xid %s is too large for a transaction id: PostgreSQL takes a 32-bit one (up to 4294967295) or one with its epoch (up to 18446744073709551615), as pg_current_xact_id() prints", s)
+	}
+	if xid := uint32(n); xid < 3 {
+		if n > math.MaxUint32 {
+			return fmt.Errorf("--target-xid %s is epoch %d, transaction %d, and transactions 0, 1 and 2 are reserved (ordinary ones start at 3): give the id of a transaction that committed", s, n>>32, xid)
+		}
+		return fmt.Errorf("--target-xid %s is reserved (0, 1 and 2 are; ordinary transactions start at 3): give the id of a transaction that committed", s)
+	}
+	return nil
+}
+
+// checkTargetTimeline accepts what tusk passes on as recovery_target_timeline:
+// latest, current, or a timeline number (1 to 4294967295, in decimal).
+func checkTargetTimeline(s string) error {
+	if s == "" || s == "latest" || s == "current" {
+		return nil
+	}
+	if strings.Trim(s, "0123456789") == "" {
+		if n, err := strconv.ParseUint(s, 10, 32); err == nil && n > 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("--target-timeline %q is not latest, current or a timeline number from 1 to 4294967295 (decimal: timeline 0000000A in WAL file names is 10)", s)
 }
 
 var targetTimeLayouts = []string{
@@ -203,19 +305,18 @@ func fetchBackup(c *cobra.Command, root *rootOpts, o *backupFetchOpts, dest, nam
 	if err != nil {
 		return res, err
 	}
+	if err := o.serverFlags(o.recover); err != nil {
+		return res, err
+	}
 	if o.primaryConninfo != "" && !o.standby {
 		return res, usagef(errors.New("--primary-conninfo needs --standby"))
 	}
 	if o.standby && o.recover {
 		return res, usagef(errors.New("--recover drives archive recovery to a target; a --standby keeps replaying, so start it yourself"))
 	}
-	mapping := map[string]string{}
-	for _, m := range o.tablespaceMap {
-		from, to, ok := strings.Cut(m, "=")
-		if !ok || !filepath.IsAbs(from) || !filepath.IsAbs(to) {
-			return res, usagef(fmt.Errorf("--tablespace-mapping %q is not OLD=NEW with two absolute paths", m))
-		}
-		mapping[filepath.Clean(from)] = filepath.Clean(to)
+	mapping, err := parseTablespaceMap(o.tablespaceMap)
+	if err != nil {
+		return res, err
 	}
 	if dest, err = filepath.Abs(dest); err != nil {
 		return res, err

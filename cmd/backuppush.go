@@ -72,6 +72,11 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 		return err
 	}
 	ctx := c.Context()
+	// Malformed connection settings are refused before the repository is
+	// initialised.
+	if err := checkConnSettings(cfg.PG, o.pgConn); err != nil {
+		return err
+	}
 	dataDir := cfg.PG.DataDir
 	if len(args) == 1 {
 		dataDir = args[0]

@@ -49,7 +49,10 @@ func TestIntegrationWALBadInput(t *testing.T) {
 		want string
 		code int
 	}{
-		{"push: not a WAL name", []string{"wal-push", file}, `"plain-file" is not a WAL file name`, 1},
+		{"push: not a WAL name", []string{"wal-push", file}, `"plain-file" is not a WAL file name`, 2},
+		{"push: not a WAL name, missing", []string{"wal-push", filepath.Join(dir, "nope")}, `"nope" is not a WAL file name`, 2},
+		{"unknown command", []string{"wal-psh", file}, `unknown command "wal-psh": did you mean wal-push?`, 2},
+		{"unknown flag", []string{"wal-push", "--bogus", file}, "unknown flag: --bogus (see tusk wal-push --help)", 2},
 		{"push: missing file", []string{"wal-push", filepath.Join(dir, "000000010000000000000003")}, "000000010000000000000003: no such file or directory", 1},
 		{"push: a directory", []string{"wal-push", filepath.Join(dir, "000000010000000000000002")}, "is not a regular file", 1},
 		{"push: no argument", []string{"wal-push"}, "wal-push takes the path of the WAL file to archive", 2},

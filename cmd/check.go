@@ -36,15 +36,24 @@ func newCheckCmd(root *rootOpts) *cobra.Command {
 repository is reachable and writable (a probe object is written, read back and
 removed); that the server (PG* settings or --pg-conn) has wal_level replica or
 logical, archive_mode on (or always on a standby), an archive_command that
-calls tusk wal-push %p for this repository, and an archive_timeout; then it
-forces a WAL switch and waits until that segment arrives in the archive. Each
+calls tusk wal-push %p for this repository (read as the shell would: another
+tool's command, or one whose exit status is not tusk's, fails at once), and an
+archive_timeout; then it forces a WAL switch and waits until that segment arrives in the archive. Each
 finding is one line saying what to change; the exit code is 1 on any failure
 (warnings do not fail). --no-server checks the repository only.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
+			if err := checkCheckFlags(timeout, noServer, c.Flags().Changed("pg-conn"), c.Flags().Changed("timeout")); err != nil {
+				return err
+			}
 			cfg, log, err := root.load(c)
 			if err != nil {
 				return err
+			}
+			if pgConn != "" {
+				if err := checkConnSettings(cfg.PG, pgConn); err != nil {
+					return err
+				}
 			}
 			ctx := c.Context()
 			var fs []finding
@@ -91,6 +100,20 @@ finding is one line saying what to change; the exit code is 1 on any failure
 	c.Flags().StringVar(&pgConn, "pg-conn", "", "libpq connection string (instead of PGHOST, PGPORT, PGUSER, PGDATABASE)")
 	c.Flags().DurationVar(&timeout, "timeout", time.Minute, "how long to wait for the switched WAL segment to arrive in the archive")
 	return c
+}
+
+// checkCheckFlags refuses a --timeout that leaves no time to wait, and
+// server flags with --no-server.
+func checkCheckFlags(timeout time.Duration, noServer, pgConnSet, timeoutSet bool) error {
+	switch {
+	case noServer && pgConnSet:
+		return usagef(errors.New("--pg-conn names a server, and --no-server skips the server's checks: drop one of them"))
+	case noServer && timeoutSet:
+		return usagef(errors.New("--timeout is the wait for the WAL switch, which --no-server skips: drop one of them"))
+	case timeout <= 0:
+		return usagef(fmt.Errorf("--timeout %s leaves no time for the switched segment to arrive: give a duration such as 1m", timeout))
+	}
+	return nil
 }
 
 // probe writes, reads back and deletes a small object.
@@ -159,12 +182,17 @@ func checkServer(ctx context.Context, cfg Config, pgConn string, st storage.Stor
 		// archive_mode is off, which is reported above; the server hides the command.
 	case set["archive_library"] != "":
 		fail("archive_command", "archive_library = %q takes precedence over archive_command; set archive_library = '' and archive_command = 'tusk wal-push %%p'", set["archive_library"])
-	case !strings.Contains(cmdline, "wal-push") || !strings.Contains(cmdline, "%p"):
-		fail("archive_command", "is %q, which does not call tusk wal-push %%p; set archive_command = 'tusk wal-push %%p' (with this repository's settings in the server's environment or a --config file) and reload", cmdline)
-	case otherRepo(cmdline, cfg.Repo.URL) != "":
-		fail("archive_command", "archives to %s, but this check is for %s; point both at the same repository", otherRepo(cmdline, cfg.Repo.URL), cfg.Repo.URL)
 	default:
-		add("archive_command", "ok", "%s", cmdline)
+		// Judged at once, so that another tool's command fails here
+		// instead of after the WAL switch's wait.
+		switch status, detail := judgeArchiveCommand(cmdline, identifyProgram); {
+		case status == "failed":
+			fail("archive_command", "%s", detail)
+		case otherRepo(cmdline, cfg.Repo.URL) != "":
+			fail("archive_command", "archives to %s, but this check is for %s; point both at the same repository", otherRepo(cmdline, cfg.Repo.URL), cfg.Repo.URL)
+		default:
+			add("archive_command", status, "%s", detail)
+		}
 	}
 	if t := set["archive_timeout"]; t == "" || t == "0" {
 		add("archive_timeout", "warning", "is 0: on a quiet server the last transactions may wait a long time for their segment to fill; set archive_timeout = 60 (seconds) to bound what a lost server can lose")

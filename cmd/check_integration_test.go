@@ -12,7 +12,8 @@ import (
 // TestIntegrationCheck: check passes on a correctly set-up cluster (the
 // switched segment arrives in the archive) and fails with a line saying
 // what to change for archive_mode off, an archive_command that does not call
-// tusk or archives elsewhere, and a repository that cannot be written.
+// tusk (another tool's is recognised before any WAL switch) or archives
+// elsewhere, and a repository that cannot be written.
 func TestIntegrationCheck(t *testing.T) {
 	bin := testenv.BuildTusk(t)
 	base := testenv.ServerTempDir(t)
@@ -25,6 +26,9 @@ func TestIntegrationCheck(t *testing.T) {
 		{"good", bin + " wal-push %p", repo("good"), ""},
 		{"archive_mode off", "", repo("off"), "FAILED   archive_mode"},
 		{"archive_command not tusk", "true", repo("true"), "FAILED   archive_command"},
+		// Another tool's wal-push fails at once, naming the tool, instead of
+		// after the WAL switch's wait.
+		{"archive_command of wal-g", "wal-g wal-push %p", repo("walg"), "which calls wal-g, not tusk wal-push %p"},
 		{"archive_command elsewhere", "TUSK_REPO=file://" + filepath.Join(base, "other") + " " + bin + " wal-push %p", repo("elsewhere"), "FAILED   archive_command"},
 	}
 	for _, c := range cases {
@@ -50,6 +54,9 @@ func TestIntegrationCheck(t *testing.T) {
 			}
 			if code != 1 || !strings.Contains(out, c.want) {
 				t.Fatalf("check: exit %d, want 1 with a line %q", code, c.want)
+			}
+			if !strings.Contains(out, "FAILED   wal switch       not tried until the failures above are fixed") {
+				t.Fatalf("check tried the WAL switch although the settings are wrong")
 			}
 		})
 	}

@@ -154,7 +154,7 @@ func buildConfig(v values) (Config, error) {
 	if c.S3.PartSize < 5<<20 || c.S3.PartSize > 5<<30 {
 		return c, bad("TUSK_S3_PART_SIZE", fmt.Errorf("%s is outside S3's part size limits of 5MiB to 5GiB", v.get("TUSK_S3_PART_SIZE")))
 	}
-	if c.S3.MaxRetries, err = positiveInt(v.get("TUSK_S3_MAX_RETRIES"), 100); err != nil {
+	if c.S3.MaxRetries, err = nonNegativeInt(v.get("TUSK_S3_MAX_RETRIES"), 100); err != nil {
 		return c, bad("TUSK_S3_MAX_RETRIES", err)
 	}
 	switch strings.ToLower(v.get("TUSK_LOG_LEVEL")) {

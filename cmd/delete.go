@@ -83,6 +83,9 @@ FULL and FIND_FULL change nothing; they are accepted so wal-g's cron lines work.
 			if len(args) == 2 && (args[0] == "FULL" || args[0] == "FIND_FULL") {
 				args = args[1:]
 			}
+			if len(args) == 1 && (args[0] == "FULL" || args[0] == "FIND_FULL") {
+				return usagef(fmt.Errorf("retain %s needs the number of backups to keep after it, e.g. tusk delete retain %s 7", args[0], args[0]))
+			}
 			if len(args) != 1 {
 				return usagef(errors.New("retain takes [FULL|FIND_FULL] N, the number of backups to keep, e.g. tusk delete retain FULL 7"))
 			}
@@ -113,10 +116,10 @@ FULL and FIND_FULL change nothing; they are accepted so wal-g's cron lines work.
 	c.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		// "retain -1" reaches pflag as the shorthand flag "-1".
 		var ne *pflag.NotExistError
-		if errors.As(err, &ne) && strings.Trim(ne.GetSpecifiedShortnames(), "0123456789") == "" {
+		if errors.As(err, &ne) && ne.GetSpecifiedShortnames() != "" && strings.Trim(ne.GetSpecifiedShortnames(), "0123456789") == "" {
 			return usagef(fmt.Errorf("retain needs the number of backups to keep, at least 1; got -%s (to delete every backup use tusk delete everything)", ne.GetSpecifiedShortnames()))
 		}
-		return usagef(fmt.Errorf("%v (see tusk delete retain --help)", err))
+		return usagef(fmt.Errorf("%v (see %s --help)", err, c.CommandPath()))
 	})
 	return c
 }
@@ -134,10 +137,10 @@ stay. A plan that would leave no backup at all is refused.`,
 			if len(args) == 2 && args[0] == "FIND_FULL" {
 				args = args[1:]
 			}
-			if len(args) != 1 {
+			if len(args) != 1 || args[0] == "FIND_FULL" {
 				return usagef(errors.New("before takes [FIND_FULL] NAME|TIME, e.g. tusk delete before 2026-11-01T00:00:00Z"))
 			}
-			b, err := parseBound(args[0], "before")
+			b, err := parseBound(args[0], "delete before")
 			if err != nil {
 				return err
 			}
@@ -179,7 +182,7 @@ permanent backup is refused (tusk backup-mark NAME --impermanent first).`,
 			if len(args) == 2 && args[0] == "FIND_FULL" {
 				args = args[1:]
 			}
-			if len(args) != 1 {
+			if len(args) != 1 || args[0] == "FIND_FULL" {
 				return usagef(errors.New("target takes [FIND_FULL] NAME, the backup to delete"))
 			}
 			if err := basebackup.CheckName(args[0]); err != nil {
@@ -229,10 +232,19 @@ func parseBound(s, what string) (retention.Bound, error) {
 	if t, ok := parseDeleteTime(s); ok {
 		return retention.Bound{Time: t}, nil
 	}
+	if looksLikeTime(s) {
+		return retention.Bound{}, usagef(fmt.Errorf("%s %q is not a valid time: give one like 2026-11-20T03:00:00Z or '2026-11-20 03:00:00+00' (without a zone it is UTC), or a date like 2026-11-20 (its midnight UTC)", what, s))
+	}
 	if err := basebackup.CheckName(s); err != nil {
 		return retention.Bound{}, usagef(fmt.Errorf("%s %q is neither a backup name nor a time like 2026-11-20T03:00:00Z", what, s))
 	}
 	return retention.Bound{Name: s}, nil
+}
+
+// looksLikeTime reports whether s was meant as a time: it starts with a
+// year and a dash, as no backup name does (theirs start with base_).
+func looksLikeTime(s string) bool {
+	return len(s) >= 5 && strings.Trim(s[:4], "0123456789") == "" && s[4] == '-'
 }
 
 // parseDeleteTime reads a time with a zone like --target-time, or one

@@ -16,6 +16,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/cobra"
+
+	"github.com/tusk-backup/tusk/basebackup"
 )
 
 // drillResult is what restore-drill reports (--json).
@@ -91,6 +93,11 @@ binaries of the backup's major version.`,
 			}
 			if o.targetAction != "" && o.targetAction != "promote" {
 				return usagef(errors.New("restore-drill promotes the restored server to run its checks; --target-action can only be promote"))
+			}
+			// Bad options are usage errors before any work, not a failed
+			// drill with a scratch folder made.
+			if err := checkDrillOptions(&o, name, drillLimits{sqls: sqls, database: database, maxRTO: maxRTO, maxRPO: maxRPO}); err != nil {
+				return err
 			}
 			base, err := os.MkdirTemp(scratch, "tusk-drill-")
 			if err != nil {
@@ -194,6 +201,46 @@ binaries of the backup's major version.`,
 	f.StringVar(&o.owner, "owner", "", "user to run the server as (default: the owner of the scratch folder's parent, or postgres when run as root)")
 	f.BoolVar(&o.json, "json", false, "print the report as JSON")
 	return c
+}
+
+// drillLimits are a drill's own checks and limits.
+type drillLimits struct {
+	sqls           []string
+	database       string
+	maxRTO, maxRPO time.Duration
+}
+
+// checkDrillOptions checks a drill's backup name and options as fetchBackup
+// would, its queries, and its limits, which must not be negative.
+func checkDrillOptions(o *backupFetchOpts, name string, l drillLimits) error {
+	if name != "LATEST" {
+		if err := basebackup.CheckName(name); err != nil {
+			return usagef(err)
+		}
+	}
+	if _, err := o.target(); err != nil {
+		return err
+	}
+	if err := o.serverFlags(true); err != nil {
+		return err
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"--max-rto", l.maxRTO}, {"--max-rpo", l.maxRPO}} {
+		if d.v < 0 {
+			return usagef(fmt.Errorf("%s %s is negative: give a duration such as 15m, or leave it out for no limit", d.flag, d.v))
+		}
+	}
+	for _, q := range l.sqls {
+		if strings.TrimSpace(q) == "" {
+			return usagef(errors.New("--sql is empty: give a query that must return a row, such as 'SELECT 1 FROM orders LIMIT 1'"))
+		}
+	}
+	if strings.TrimSpace(l.database) == "" {
+		return usagef(errors.New("--database is empty: give the database the checks run in, or leave it out for postgres"))
+	}
+	return nil
 }
 
 func scratchOr(s string) string {

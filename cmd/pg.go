@@ -41,6 +41,15 @@ func connString(pg PGSettings, override string, replication bool) string {
 	return strings.Join(parts, " ")
 }
 
+// checkConnSettings parses the connection settings without connecting, so
+// that malformed ones are refused before any work.
+func checkConnSettings(pg PGSettings, override string) error {
+	if _, err := pgconn.ParseConfig(connString(pg, override, false)); err != nil {
+		return usagef(fmt.Errorf("PostgreSQL connection settings: %v", err))
+	}
+	return nil
+}
+
 // connect opens a connection to PostgreSQL and turns the usual failures into
 // one sentence.
 func connect(ctx context.Context, pg PGSettings, override string, replication bool) (*pgconn.PgConn, error) {

@@ -50,7 +50,7 @@ func openStorage(ctx context.Context, cfg Config, log *slog.Logger, check bool) 
 			StorageClass:      cfg.S3.StorageClass,
 			PartSize:          cfg.S3.PartSize,
 			UploadConcurrency: cfg.UploadConcurrency,
-			MaxRetries:        cfg.S3.MaxRetries,
+			MaxRetries:        s3Retries(cfg.S3.MaxRetries),
 			Logger:            log,
 		})
 	default:
@@ -86,4 +86,13 @@ func listBackups(ctx context.Context, st storage.Storage, log *slog.Logger) ([]b
 	return basebackup.List(ctx, st, func(key string, err error) {
 		log.Warn("skipping unreadable backup metadata", "key", key, "error", err)
 	})
+}
+
+// s3Retries maps TUSK_S3_MAX_RETRIES onto s3.Config.MaxRetries, where 0
+// means the default and a negative number no retries.
+func s3Retries(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

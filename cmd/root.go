@@ -54,20 +54,58 @@ defaults; "tusk help settings" lists them all.`,
 		Version:       versionString(),
 		SilenceErrors: true,
 		SilenceUsage:  true,
+		// With Args and RunE set, an unknown command reaches unknownCommand
+		// (a usage error, exit 2) instead of cobra's multi-line error (exit 1).
+		Args:                       unknownCommand,
+		SuggestionsMinimumDistance: 2,
+		RunE:                       func(c *cobra.Command, _ []string) error { return c.Help() },
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usagef(fmt.Errorf("%v (see tusk %s --help)", err, c.Name()))
+		return usagef(fmt.Errorf("%v (see %s --help)", err, c.CommandPath()))
 	})
 	pf := root.PersistentFlags()
 	pf.StringVar(&opts.configPath, "config", "", "config file (YAML or JSON) with the same keys as the environment, e.g. TUSK_REPO")
 	addSettingFlags(pf, "TUSK_REPO", "TUSK_LOG_LEVEL", "TUSK_LOG_FORMAT")
 
+	root.SetHelpCommand(newHelpCmd(root))
 	root.AddCommand(newSettingsHelp())
 	for _, c := range commands(opts) {
 		root.AddCommand(c)
 	}
 	return root
+}
+
+// unknownCommand refuses the arguments of a bare "tusk", whose first word
+// names no command, in one sentence with cobra's suggestion when it has one.
+func unknownCommand(c *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+		return usagef(fmt.Errorf("unknown command %q: did you mean %s? (see %s --help for the commands)", args[0], strings.Join(s, " or "), c.CommandPath()))
+	}
+	return usagef(fmt.Errorf("unknown command %q (see %s --help for the commands)", args[0], c.CommandPath()))
+}
+
+// newHelpCmd is cobra's help command, except that an unknown topic is a
+// usage error in one sentence (cobra prints the usage and exits 0).
+func newHelpCmd(root *cobra.Command) *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "Help about any command, or the settings (tusk help settings)",
+		RunE: func(c *cobra.Command, args []string) error {
+			target, rest, err := root.Find(args)
+			if err != nil || len(rest) > 0 {
+				topic := strings.Join(args, " ")
+				if s := root.SuggestionsFor(args[0]); len(s) > 0 && target == root {
+					return usagef(fmt.Errorf("unknown help topic %q: did you mean %s? (see tusk --help for the commands)", topic, strings.Join(s, " or ")))
+				}
+				return usagef(fmt.Errorf("unknown help topic %q (see tusk --help for the commands)", topic))
+			}
+			return target.Help()
+		},
+	}
 }
 
 // commands lists the subcommands; each arrives with the issue that builds it.

@@ -159,6 +159,7 @@ func TestBuildConfigErrorsNameTheSetting(t *testing.T) {
 		"TUSK_UPLOAD_CONCURRENCY=0":        "TUSK_UPLOAD_CONCURRENCY (from environment TUSK_UPLOAD_CONCURRENCY)",
 		"WALG_UPLOAD_CONCURRENCY=lots":     "TUSK_UPLOAD_CONCURRENCY (from environment WALG_UPLOAD_CONCURRENCY)",
 		"TUSK_S3_PART_SIZE=1MiB":           "outside S3's part size limits",
+		"TUSK_S3_MAX_RETRIES=-1":           `TUSK_S3_MAX_RETRIES (from environment TUSK_S3_MAX_RETRIES): "-1" is not a whole number from 0 to 100`,
 		"WALG_PREVENT_WAL_OVERWRITE=mebbe": `"mebbe" is not true or false`,
 		"TUSK_LOG_FORMAT=xml":              `"xml" is not text or json`,
 		"AWS_ENDPOINT=127.0.0.1:9000":      "is not an http:// or https:// URL",
@@ -226,7 +227,17 @@ func TestREADMEListsEverySetting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rows := map[string]string{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, _, ok := strings.Cut(strings.TrimPrefix(l, "| `"), "`"); ok && strings.HasPrefix(l, "| `TUSK_") {
+			rows[k] = l
+		}
+	}
 	for _, s := range settings {
+		// The table says what tusk help settings says.
+		if row, ok := rows[s.key]; ok && !strings.HasSuffix(row, "| "+s.help+" |") {
+			t.Errorf("README.md's row of %s does not end in its help text %q:\n%s", s.key, s.help, row)
+		}
 		for _, k := range append([]string{s.key}, s.aliases...) {
 			if !strings.Contains(string(b), "`"+k+"`") {
 				t.Errorf("README.md's settings table lacks %s", k)
@@ -283,5 +294,25 @@ func TestWALGNames(t *testing.T) {
 				t.Fatalf("notes %q, want one containing %q", notes, c.note)
 			}
 		})
+	}
+}
+
+// TestS3RetriesZero: TUSK_S3_MAX_RETRIES=0 means one try, which the s3
+// package spells as a negative number (its 0 is the default).
+func TestS3RetriesZero(t *testing.T) {
+	t.Parallel()
+	v, err := resolve(flags(t), []string{"TUSK_S3_MAX_RETRIES=0"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := buildConfig(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s3Retries(cfg.S3.MaxRetries); got >= 0 {
+		t.Errorf("TUSK_S3_MAX_RETRIES=0 reaches the s3 package as %d, want a negative number (no retries)", got)
+	}
+	if got := s3Retries(8); got != 8 {
+		t.Errorf("s3Retries(8) = %d", got)
 	}
 }

@@ -46,6 +46,11 @@ func runWALPush(c *cobra.Command, root *rootOpts, path string) error {
 	if err != nil {
 		return err
 	}
+	// A file that is not named like WAL is a usage error (exit 2), as in
+	// wal-fetch: archive_command passes something other than %p.
+	if _, err := archive.ParseName(filepath.Base(path)); err != nil {
+		return usagef(err)
+	}
 	ctx := c.Context()
 	var records string
 	if !cfg.PGReadyRename && cfg.WALPushAhead > 0 && cfg.Repo.Scheme != "" {

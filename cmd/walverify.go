@@ -127,6 +127,12 @@ archived but the archive lacks are lost. The exit code is 1 if any segment is
 lost or damaged or a needed history file is missing.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
+			if pgConn != "" {
+				// A malformed --pg-conn is refused before the archive is read.
+				if err := checkConnSettings(PGSettings{}, pgConn); err != nil {
+					return err
+				}
+			}
 			cfg, st, ms, a, err := readWAL(c, root)
 			if err != nil {
 				return err
