@@ -186,6 +186,8 @@ func deleteMemory(t testing.TB, n int) (plan, exec uint64) {
 	for k, start := range []int{n / 2, n/2 + 100, n/2 + 200} {
 		m := backup(fmt.Sprintf("base_%s_20261101T03000%dZ", synthSeg(start), k), "A", k, 0, 0, false)
 		m.StartWAL, m.EndWAL, m.Format = synthSeg(start), synthSeg(start+1), 1
+		m.Parts = []basebackup.Part{{Key: basebackup.DataPrefix(m.Name) + "base.00001.tar.s2", Archive: "base", Seq: 1}}
+		m.Manifest = basebackup.Part{Key: basebackup.DataPrefix(m.Name) + "backup_manifest.s2", Archive: "manifest"}
 		if err := basebackup.WriteMeta(ctx, st, m); err != nil {
 			t.Fatal(err)
 		}

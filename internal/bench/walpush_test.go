@@ -85,7 +85,11 @@ func BenchmarkWALPush(b *testing.B) {
 		// PostgreSQL calls for every segment; push-ahead records instead of
 		// marking .done (what monitoring of pg_stat_archiver needs).
 		{"tusk (folder, one call per segment)", "tusk-folder-records", "TUSK_REPO=file://$REPO TUSK_PG_READY_RENAME=false tusk wal-push %p",
-			func() *tuskRepo { r := newTuskFolderRepo(b); r.env = append(r.env, "TUSK_PG_READY_RENAME=false"); return r }},
+			func() *tuskRepo {
+				r := newTuskFolderRepo(b)
+				r.env = append(r.env, "TUSK_PG_READY_RENAME=false")
+				return r
+			}},
 		{"tusk (MinIO, one call per segment)", "tusk-minio-records", "TUSK_REPO=s3://BUCKET/push-records/ AWS_ENDPOINT=http://127.0.0.1:PORT TUSK_PG_READY_RENAME=false tusk wal-push %p",
 			func() *tuskRepo {
 				r := newTuskMinIORepo(b, minio, "push-records/")
