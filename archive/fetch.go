@@ -54,7 +54,7 @@ func (a *Archive) Fetch(ctx context.Context, file, dest string, opts FetchOption
 	backoff := opts.Backoff
 	for i := 1; ; i++ {
 		res.Size, err = a.fetchOnce(ctx, res.Key, dest, ".tusk-fetch-"+filepath.Base(dest)+"-", false)
-		if err == nil || errors.Is(err, storage.ErrNotFound) || i >= attempts || ctx.Err() != nil || isLocal(err) {
+		if err == nil || errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrNoRepository) || i >= attempts || ctx.Err() != nil || isLocal(err) {
 			return res, err
 		}
 		a.Log.Warn("wal fetch failed, retrying", "wal", file, "attempt", i, "error", err)

@@ -159,7 +159,7 @@ func TestPrefetchIdle(t *testing.T) {
 	e := newEnv(t, "s2")
 	spool := filepath.Join(t.TempDir(), "spool")
 	os.MkdirAll(spool, 0o700)
-	const idle = 600 * time.Millisecond // well above the 50 ms between moves, even on a loaded machine
+	const idle = 2 * time.Second // far above the 50 ms between moves, even when a loaded machine stalls an fsync
 	start := time.Now()
 	errc := make(chan error, 1)
 	go func() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -41,7 +42,20 @@ func Lock(ctx context.Context, conn *pgconn.PgConn, wait time.Duration) error {
 			return errors.New("take the backup lock: unexpected answer")
 		}
 		if rows[0][0] == "t" {
-			return nil
+			// An advisory lock belongs to one database: a run connected to
+			// another database of the server holds its own. Only one may
+			// go on, so a run that sees another lets go and waits.
+			others, err := simpleQuery(ctx, conn, fmt.Sprintf("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "+
+				"AND classid = %d AND objid = %d AND objsubid = 2 AND granted AND pid <> pg_backend_pid()", lockClass, lockObj))
+			if err != nil || len(others) != 1 || len(others[0]) != 1 {
+				return fmt.Errorf("take the backup lock: look for other holders: %v", err)
+			}
+			if others[0][0] == "0" {
+				return nil
+			}
+			if _, err := simpleQuery(ctx, conn, fmt.Sprintf("SELECT pg_advisory_unlock(%d, %d)", lockClass, lockObj)); err != nil {
+				return fmt.Errorf("release the backup lock: %w", err)
+			}
 		}
 		if time.Now().After(deadline) {
 			return busy(ctx, conn)
@@ -49,7 +63,7 @@ func Lock(ctx context.Context, conn *pgconn.PgConn, wait time.Duration) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(lockPoll):
+		case <-time.After(lockPoll + time.Duration(rand.Int64N(int64(lockPoll)))): // apart from a run that let go at the same moment
 		}
 	}
 }

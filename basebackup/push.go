@@ -200,7 +200,9 @@ func StartedKey(name string) string { return DataPrefix(name) + "backup_started.
 
 // nameTaken reports whether a backup, finished or not, holds name.
 func nameTaken(ctx context.Context, st storage.Storage, name string) (bool, error) {
-	for _, key := range []string{MetaKey(name), StartedKey(name)} {
+	// A tombstone is a delete of that name not yet finished: the next
+	// delete would finish it, taking a new backup of the name with it.
+	for _, key := range []string{MetaKey(name), StartedKey(name), TombstoneKey(name)} {
 		if _, err := st.Stat(ctx, key); err == nil {
 			return true, nil
 		} else if !errors.Is(err, storage.ErrNotFound) {

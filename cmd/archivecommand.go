@@ -91,6 +91,9 @@ func judgeArchiveCommand(cmdline string, identify func(string) program) (status,
 		if len(words) == 0 {
 			continue
 		}
+		if words[0] == "!" {
+			return "failed", fmt.Sprintf("is %q, whose ! inverts an exit status, so a failed upload could count as archived; %s", cmdline, fix)
+		}
 		switch identify(words[0]) {
 		case programTusk:
 			if isWALPushP(words[1:]) {

@@ -71,6 +71,7 @@ func TestJudgeArchiveCommand(t *testing.T) {
 		{"test ! -f /tmp/stop && tusk wal-push %p", "ok", ""},
 		{"mkdir -p /x; tusk wal-push %p", "ok", ""},
 		{"tusk wal-push %p 2>>/var/log/tusk.log", "ok", ""},
+		{"! tusk wal-push %p", "failed", "inverts an exit status"},
 		{"sh -c 'tusk wal-push %p'", "ok", ""},
 		{"wal-g wal-push %p", "failed", "calls wal-g, not tusk wal-push %p; set archive_command = 'tusk wal-push %p'"},
 		{"/usr/local/bin/wal-g wal-push %p", "failed", "calls /usr/local/bin/wal-g, not tusk"},

@@ -486,8 +486,10 @@ func TestIntegrationConcurrentBackupPush(t *testing.T) {
 
 	// Another session holds the lock, as a running backup-push's connection
 	// does: backup-push refuses, and runs once it is released.
+	// It is connected to another database than backup-push: advisory
+	// locks are per database, and the lock must hold server-wide.
 	holder := pg.RunAsOwner(t.Context(), filepath.Join(pg.BinDir, "psql"), "-XAtq", "-v", "ON_ERROR_STOP=1",
-		"-h", pg.SocketDir, "-p", strconv.Itoa(pg.Port), "-U", "postgres", "-d", "postgres")
+		"-h", pg.SocketDir, "-p", strconv.Itoa(pg.Port), "-U", "postgres", "-d", "template1")
 	stdin, err := holder.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -1,8 +1,10 @@
 package cmd
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -48,12 +50,17 @@ that retention treats the backup like any other.`,
 			if err := basebackup.WriteMeta(ctx, st, m); err != nil {
 				return describeStorageErr(err, cfg)
 			}
-			// A delete that began meanwhile either sees the mark (it reads the
-			// metadata again after its tombstone) or is seen here.
-			_, terr := st.Stat(ctx, basebackup.TombstoneKey(name))
+			// A delete that began meanwhile reads the metadata again after
+			// writing its tombstone: it either saw the mark and spares the
+			// backup, or it deletes it. Which one is known once its tombstone
+			// is gone; until then nothing here deletes anything, so a backup
+			// the delete spared is never lost.
+			if err := waitTombstoneGone(ctx, st, name, markWait); err != nil {
+				return err
+			}
+			_, merr := st.Stat(ctx, basebackup.MetaKey(name))
 			_, perr := st.Stat(ctx, m.Manifest.Key)
-			if terr == nil || errors.Is(perr, storage.ErrNotFound) {
-				st.Delete(ctx, basebackup.MetaKey(name))
+			if errors.Is(merr, storage.ErrNotFound) || errors.Is(perr, storage.ErrNotFound) {
 				return fmt.Errorf("backup %s was deleted while it was being marked", name)
 			}
 			log.Info("backup marked", "backup", name, "permanent", m.Permanent)
@@ -63,4 +70,29 @@ that retention treats the backup like any other.`,
 	}
 	c.Flags().BoolVar(&impermanent, "impermanent", false, "make the backup ordinary again, so retention may delete it")
 	return c
+}
+
+// markWait bounds how long backup-mark waits for a delete that began while
+// it marked to decide about the backup.
+const markWait = 2 * time.Minute
+
+// waitTombstoneGone waits until no delete holds backup name's tombstone.
+func waitTombstoneGone(ctx context.Context, st storage.Storage, name string, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		_, err := st.Stat(ctx, basebackup.TombstoneKey(name))
+		switch {
+		case errors.Is(err, storage.ErrNotFound):
+			return nil
+		case err != nil:
+			return fmt.Errorf("check whether backup %s is being deleted: %w", name, err)
+		case time.Now().After(deadline):
+			return fmt.Errorf("backup %s is being deleted by a delete that has not finished in %v (%s exists), so it may not stay marked: run the delete again, then backup-mark", name, wait, basebackup.TombstoneKey(name))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

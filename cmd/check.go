@@ -222,7 +222,9 @@ func checkServer(ctx context.Context, cfg Config, pgConn string, st storage.Stor
 		if _, err := st.Stat(ctx, n.Key()); err == nil {
 			add("wal switch", "ok", "segment %s arrived in the archive %.1f s after the switch", seg, time.Since(start).Seconds())
 			return
-		} else if !errors.Is(err, storage.ErrNotFound) {
+		} else if !errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrNoRepository) {
+			// (A repository that is not there yet is made by the first
+			// wal-push: a new set-up's switch is what creates it.)
 			add("wal switch", "failed", "look for segment %s: %v", seg, err)
 			return
 		}

@@ -31,6 +31,7 @@ func TestIntegrationKillLoops(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() }) // if a wait below fails first
 		return cmd
 	}
 	for i := range 4 {

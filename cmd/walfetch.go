@@ -54,6 +54,17 @@ storage's latency. One prefetcher follows the whole recovery and ends with it.`,
 func runWALFetch(c *cobra.Command, root *rootOpts, name, dest string) error {
 	cfg, log, err := root.load(c)
 	if err != nil {
+		// Settings that cannot be read (a config file on a volume that is
+		// not mounted, a refused setting) are no answer about the archive:
+		// during archive recovery PostgreSQL must stop, not take the
+		// failure for the end of the archive.
+		pgdata := envValue(root.env, "TUSK_PGDATA")
+		if pgdata == "" {
+			pgdata = envValue(root.env, "PGDATA")
+		}
+		if inArchiveRecovery(Config{PG: PGSettings{DataDir: pgdata}}) {
+			return &ExitError{Code: exitRecoveryAbort, Err: err}
+		}
 		return err
 	}
 	ctx := c.Context()

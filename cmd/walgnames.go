@@ -76,6 +76,7 @@ var walgNames = map[string]walgName{
 	"WALG_S3_RETENTION_PERIOD":           {walgRefused, whyLock},
 	"WALG_S3_RETENTION_MODE":             {walgRefused, whyLock},
 	"WALG_S3_CA_CERT_FILE":               {walgRefused, whyCA},
+	"WALE_S3_ENDPOINT":                   {walgRefused, "tusk does not read WAL-E's endpoint syntax, and without it would send the objects to AWS's default endpoint; set AWS_ENDPOINT (or TUSK_S3_ENDPOINT) to the endpoint's https:// URL, with AWS_S3_FORCE_PATH_STYLE=true for +path, and unset it"},
 	"WALG_STREAM_CREATE_COMMAND":         {walgRefused, "tusk backs up PostgreSQL only, through its own commands; unset it"},
 	"WALG_STREAM_RESTORE_COMMAND":        {walgRefused, "tusk backs up PostgreSQL only, through its own commands; unset it"},
 	"WALG_SERIALIZER_TYPE":               {walgNoted, "tusk writes its own metadata format"},

@@ -22,7 +22,11 @@ func readWAL(c *cobra.Command, root *rootOpts) (Config, storage.Storage, []baseb
 		return cfg, nil, nil, nil, err
 	}
 	ctx := c.Context()
-	ms, err := listBackups(ctx, st, log)
+	var unreadable []string
+	ms, err := basebackup.List(ctx, st, func(key string, err error) {
+		log.Warn("skipping unreadable backup metadata", "key", key, "error", err)
+		unreadable = append(unreadable, key)
+	})
 	if err != nil {
 		return cfg, nil, nil, nil, describeStorageErr(diagnose(ctx, st, err), cfg)
 	}
@@ -38,6 +42,7 @@ func readWAL(c *cobra.Command, root *rootOpts) (Config, storage.Storage, []baseb
 	if err != nil {
 		return cfg, nil, nil, nil, describeStorageErr(diagnose(ctx, st, err), cfg)
 	}
+	a.UnreadableBackups = unreadable
 	return cfg, st, ms, a, nil
 }
 

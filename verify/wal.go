@@ -35,7 +35,12 @@ type Archive struct {
 	Others int `json:"other_objects"`
 	// HistoryErrors are history files that could not be read.
 	HistoryErrors []string `json:"history_errors"`
-	segSize       uint64
+	// UnreadableBackups are metadata objects of backups that could not be
+	// read (set by the caller, which lists the backups): while there are
+	// any, nobody can tell which WAL they need, so Check takes all of it as
+	// needed, as retention does.
+	UnreadableBackups []string `json:"unreadable_backups,omitempty"`
+	segSize           uint64
 }
 
 // Timeline is one timeline's part of the archive.
@@ -304,6 +309,10 @@ func (a *Archive) Check(backups []basebackup.Meta, srv *Server) Result {
 	need, err := retention.NeededWAL(backups, nil)
 	if err != nil {
 		r.Problems = append(r.Problems, fmt.Sprintf("cannot tell which WAL the backups need, so all of it is checked: %v", err))
+		need = retention.Needed{All: true}
+	}
+	for _, key := range a.UnreadableBackups {
+		r.Problems = append(r.Problems, fmt.Sprintf("backup metadata %s cannot be read, so which WAL it needs is unknown and all of it is checked as needed", key))
 		need = retention.Needed{All: true}
 	}
 	// begin[i] is the first segment of path[i].

@@ -196,6 +196,22 @@ func TestCheckExpectedGaps(t *testing.T) {
 	}
 }
 
+// TestCheckUnreadableBackup: while a backup's metadata cannot be read, no
+// gap is expected: the WAL it may need is checked as needed, as retention
+// keeps it.
+func TestCheckUnreadableBackup(t *testing.T) {
+	p := basebackup.Meta{Name: "p", StartWAL: "000000010000000000000002", EndWAL: "000000010000000000000003", Permanent: true,
+		FinishTime: time.Date(2026, 11, 1, 3, 0, 0, 0, time.UTC)}
+	x := basebackup.Meta{Name: "x", StartWAL: "000000010000000000000008", EndWAL: "000000010000000000000009",
+		FinishTime: time.Date(2026, 11, 3, 3, 0, 0, 0, time.UTC)}
+	a := archiveOf(map[uint32][]uint64{1: append(seq(2, 3), seq(8, 12)...)})
+	a.UnreadableBackups = []string{"backups/b1.json"}
+	r := a.Check([]basebackup.Meta{p, x}, nil)
+	if r.OK || len(r.Expected) != 0 || len(r.Missing) != 4 || len(r.Problems) != 1 || !strings.Contains(r.Problems[0], "backups/b1.json") {
+		t.Fatalf("ok %v, expected %v, missing %v, problems %v; want the gap lost and the metadata named", r.OK, r.Expected, r.Missing, r.Problems)
+	}
+}
+
 // TestContent: the content check reads every needed segment; a bit-flipped
 // object and a truncated one are named, a deleted one is lost, the rest pass.
 func TestContent(t *testing.T) {
