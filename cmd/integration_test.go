@@ -143,10 +143,14 @@ func TestIntegrationMissingRepositoryStopsRecovery(t *testing.T) {
 		name, repo string
 		code       int
 		want       string
+		extra      []string
 	}{
-		{"missing folder", "/nonexistent/tusk-repo", 200, "no tusk repository there"},
-		{"empty folder (unmounted)", empty, 200, "is the folder mounted"},
-		{"segment missing from a real repository", repo, 1, ""},
+		{"missing folder", "/nonexistent/tusk-repo", 200, "no tusk repository there", nil},
+		{"empty folder (unmounted)", empty, 200, "is the folder mounted", nil},
+		{"segment missing from a real repository", repo, 1, "", nil},
+		// Settings that cannot be read are no answer about the archive.
+		{"a refused setting", repo, 200, "WALG_LIBSODIUM_KEY (in the environment) is refused", []string{"WALG_LIBSODIUM_KEY=00112233445566778899aabbccddeeff"}},
+		{"a config file that is not there", repo, 200, "cannot be read", []string{"TUSK_CONFIG=/nonexistent/tusk.yaml"}},
 	}
 	// The real repository: wal-push writes its marker.
 	seg := fakeWAL(t, "000000010000000000000001", 1<<20)
@@ -155,7 +159,7 @@ func TestIntegrationMissingRepositoryStopsRecovery(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			env := []string{"TUSK_REPO=file://" + c.repo, "PGDATA=" + pgdata, "TUSK_WAL_PREFETCH=0"}
+			env := append([]string{"TUSK_REPO=file://" + c.repo, "PGDATA=" + pgdata, "TUSK_WAL_PREFETCH=0"}, c.extra...)
 			_, stderr, code := run(t, bin, env, "wal-fetch", "000000010000000000000002", dest)
 			if code != c.code {
 				t.Fatalf("wal-fetch exits %d, want %d:\n%s", code, c.code, stderr)
@@ -163,7 +167,7 @@ func TestIntegrationMissingRepositoryStopsRecovery(t *testing.T) {
 			if c.want != "" && !strings.Contains(errorLine(t, stderr), c.want) {
 				t.Fatalf("%q does not say %q", errorLine(t, stderr), c.want)
 			}
-			if _, err := os.Stat(filepath.Join(c.repo, "tusk-repository.json")); c.code == 200 && err == nil {
+			if _, err := os.Stat(filepath.Join(c.repo, "tusk-repository.json")); c.code == 200 && c.repo != repo && err == nil {
 				t.Fatal("wal-fetch created a repository")
 			}
 		})
