@@ -24,7 +24,7 @@ var (
 	// ErrNoSuchBucket: the repository's bucket does not exist.
 	ErrNoSuchBucket = errors.New("s3 bucket does not exist")
 	// ErrUnreachable: no answer from the endpoint (connection refused, DNS,
-	// timeout, TLS), after the retries.
+	// TLS, a transfer that stalled), after the retries.
 	ErrUnreachable = errors.New("s3 endpoint unreachable")
 )
 
@@ -86,6 +86,11 @@ func (s *Store) classify(ctx context.Context, err error) error {
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) {
 		return s.classifyAPI(apiErr.ErrorCode(), err)
+	}
+	if d, ok := stalled(err, s.cfg.StallTimeout); ok {
+		return &sentenceError{ErrUnreachable, fmt.Sprintf(
+			"S3 endpoint %s stalled: no data moved for %v%s; check the endpoint and the network (TUSK_S3_STALL_TIMEOUT sets how long a transfer may stand still)",
+			s.endpointFor(err), d, attempts(err)), err}
 	}
 	if cause := unreachable(err); cause != "" {
 		return &sentenceError{ErrUnreachable, fmt.Sprintf("cannot reach S3 endpoint %s%s: %s", s.endpointFor(err), attempts(err), cause), err}
