@@ -105,7 +105,7 @@ func runWALFetch(c *cobra.Command, root *rootOpts, name, dest string) error {
 			return nil
 		}
 	}
-	st, err := openStorage(ctx, cfg, log, false)
+	st, err := openStorage(ctx, cfg, log, forArchiver)
 	if err != nil {
 		return fail(err)
 	}
@@ -196,7 +196,7 @@ func newWALPrefetchCmd(root *rootOpts) *cobra.Command {
 			if err := lowerPriority(); err != nil {
 				log.Debug("prefetch priority not lowered", "error", err)
 			}
-			st, err := openStorage(c.Context(), cfg, log, false)
+			st, err := openStorage(c.Context(), cfg, log, forArchiver)
 			if err != nil {
 				return err
 			}

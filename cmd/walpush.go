@@ -47,7 +47,7 @@ func runWALPush(c *cobra.Command, root *rootOpts, path string) error {
 		return err
 	}
 	ctx := c.Context()
-	st, err := openStorage(ctx, cfg, log, false)
+	st, err := openStorage(ctx, cfg, log, forArchiver)
 	if err != nil {
 		return err
 	}

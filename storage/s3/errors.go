@@ -23,6 +23,9 @@ var (
 	ErrAccessDenied = errors.New("s3 access denied")
 	// ErrNoSuchBucket: the repository's bucket does not exist.
 	ErrNoSuchBucket = errors.New("s3 bucket does not exist")
+	// ErrNotS3: the endpoint answers, but not as S3 does (a web server, a
+	// login page): the endpoint setting is wrong.
+	ErrNotS3 = errors.New("endpoint does not answer as S3")
 	// ErrUnreachable: no answer from the endpoint (connection refused, DNS,
 	// TLS, a transfer that stalled), after the retries.
 	ErrUnreachable = errors.New("s3 endpoint unreachable")
@@ -78,6 +81,12 @@ func (s *Store) classify(ctx context.Context, err error) error {
 		return &sentenceError{ErrAccessDenied, fmt.Sprintf(
 			"no usable S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile (AWS_PROFILE), or run with an instance role: %v",
 			credErr.err), err}
+	}
+	var notS3 *notS3Error
+	if errors.As(err, &notS3) {
+		return &sentenceError{ErrNotS3, fmt.Sprintf(
+			"the endpoint %s does not answer as S3 (it returned %s); check TUSK_S3_ENDPOINT / AWS_ENDPOINT",
+			s.endpointFor(err), notS3.what), err}
 	}
 	if region := s.otherRegion(err); region != "" {
 		return &sentenceError{nil, fmt.Sprintf(

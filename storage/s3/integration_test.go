@@ -469,7 +469,7 @@ func TestIntegrationRetriesAndChecksums(t *testing.T) {
 			t.Errorf("%d requests, want 3", n)
 		}
 		if n := warns.Load() - before; n != 2 {
-			t.Errorf("%d Warn lines, want one per retry (2)", n)
+			t.Errorf("%d Warn lines, want one per cause (SlowDown, InternalError)", n)
 		}
 	})
 

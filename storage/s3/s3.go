@@ -110,6 +110,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		o.UsePathStyle = cfg.ForcePathStyle
 		o.Retryer = newRetryer(cfg.MaxRetries, cfg.Logger)
 		o.DisableLogOutputChecksumValidationSkipped = true
+		o.APIOptions = append(o.APIOptions, addNotS3Check)
 	})
 	return s, nil
 }
