@@ -6,6 +6,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tusk-backup/tusk/internal/testenv"
 )
@@ -22,7 +23,11 @@ func TestIntegrationDiskFull(t *testing.T) {
 	pg := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: bin + " wal-push %p", Env: repoEnv})
 	env := append(append([]string{}, repoEnv...), pg.Env()...)
 	env = append(env, "TUSK_BACKUP_PART_SIZE=1MiB")
-	pg.SQL(t, "CREATE TABLE filler AS SELECT g, md5(g::text) AS h FROM generate_series(1, 100000) g")
+	pg.SQL(t, "CREATE TABLE filler AS SELECT g, md5(g::text) AS h FROM generate_series(1, 100000) g; SELECT pg_switch_wal()")
+	// backup-push waits (for ever, warning each minute) for its WAL to be
+	// archived: make sure the archiver works before relying on it.
+	first := filepath.Join(mnt, "repo", "wal", "0000000100000000", "000000010000000000000001")
+	waitFor(t, time.Minute, func() bool { _, err := os.Stat(first); return err == nil })
 
 	if out, stderr, code := run(t, bin, env, "backup-push"); code != 0 {
 		t.Fatalf("backup-push: exit %d\n%s%s", code, out, stderr)
