@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tusk-backup/tusk/internal/testenv"
+	"github.com/tusk-backup/tusk/storage/faulty"
 )
 
 // TestRestoreIntoFullDisk: a restore folder that fills up is said to be
@@ -78,6 +80,43 @@ func TestFirstCause(t *testing.T) {
 			}
 			if c.want == full && errors.Is(got, context.Canceled) {
 				t.Errorf("firstCause = %v still reads as a cancellation", got)
+			}
+		})
+	}
+}
+
+// TestRestoreBrokenDownload: a download that breaks (a reset connection) is
+// said to be the download's failure; a part whose bytes are wrong is still
+// corrupt.
+func TestRestoreBrokenDownload(t *testing.T) {
+	t.Parallel()
+	inner := newStore(t)
+	files := []file{{name: "PG_VERSION", data: []byte("15\n")}, {name: "base/1/1", data: randomBytes(9, 3<<20)}}
+	m := push(t, inner, 1<<20, map[string][]byte{"": tarOf(t, files)}, []Tablespace{{}})
+	reset := &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
+	largest := m.Parts[0]
+	for _, p := range m.Parts {
+		if p.Size > largest.Size {
+			largest = p
+		}
+	}
+	key := largest.Key
+	cases := []struct {
+		name    string
+		fault   faulty.Fault
+		corrupt bool
+		want    string
+	}{
+		{"connection reset", faulty.Fault{Op: faulty.Get, Prefix: key, TruncateAt: 1000, ReadErr: reset}, false, "download " + key + ": read tcp: connection reset by peer"},
+		{"flipped byte", faulty.Fault{Op: faulty.Get, Prefix: key, FlipAt: 1000}, true, "backup part is corrupt"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			st := faulty.New(inner)
+			st.Inject(c.fault)
+			err := Restore(t.Context(), m, filepath.Join(t.TempDir(), "pgdata"), FetchOptions{Store: st, Concurrency: 1})
+			if err == nil || errors.Is(err, ErrCorrupt) != c.corrupt || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v; want corrupt %v and %q", err, c.corrupt, c.want)
 			}
 		})
 	}

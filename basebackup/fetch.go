@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -77,6 +78,15 @@ func (e *errReader) Read(p []byte) (int, error) {
 		e.err = err
 	}
 	return n, err
+}
+
+// downloadFailed reports whether err, of reading a part from the
+// repository, is the transfer's (the network, a stall, a cancellation)
+// rather than the object's: a stored checksum that does not match stays
+// the part's fault.
+func downloadFailed(err error) bool {
+	var ne net.Error
+	return err != nil && (errors.As(err, &ne) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))
 }
 
 // copyInto copies a tar entry's data r into w, a file under root: a write
@@ -251,7 +261,7 @@ func fetchPart(ctx context.Context, st storage.Storage, p Part, use func(io.Read
 	src := io.TeeReader(download, io.MultiWriter(h, &n))
 	zr, err := codec.NewReader(src)
 	if err != nil {
-		if download.err != nil {
+		if downloadFailed(download.err) {
 			return fmt.Errorf("download %s: %w", p.Key, download.err)
 		}
 		return fmt.Errorf("%s: %w: %v", p.Key, ErrCorrupt, err)
@@ -262,7 +272,7 @@ func fetchPart(ctx context.Context, st storage.Storage, p Part, use func(io.Read
 		switch {
 		case errors.As(err, &de):
 			return err // the part is not at fault: not named
-		case download.err != nil:
+		case downloadFailed(download.err):
 			return fmt.Errorf("download %s: %w", p.Key, download.err)
 		}
 		return fmt.Errorf("%s: %w", p.Key, err)
@@ -270,7 +280,7 @@ func fetchPart(ctx context.Context, st storage.Storage, p Part, use func(io.Read
 	// Read what is left (the compressed stream's end, the tar padding), so
 	// the checksum covers the whole object.
 	if _, err := io.Copy(io.Discard, zr); err != nil {
-		if download.err != nil {
+		if downloadFailed(download.err) {
 			return fmt.Errorf("download %s: %w", p.Key, download.err)
 		}
 		return fmt.Errorf("%s: %w: %v", p.Key, ErrCorrupt, err)
