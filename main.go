@@ -18,15 +18,19 @@ func main() {
 	err := cmd.Execute(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	stopProfile()
-	os.Exit(exitCode(err, os.Stderr))
+	os.Exit(exitCode(ctx, err, os.Stderr))
 }
 
 // stopProfile ends a CPU profile started by a tuskprofile build (profile.go).
 var stopProfile = func() {}
 
 // exitCode is the one place that turns an error into a process exit code and
-// prints it as one sentence on stderr.
-func exitCode(err error, stderr io.Writer) int {
+// prints it as one sentence on stderr. signals is the context that SIGINT
+// and SIGTERM end: an error is an interruption (130) only when it is done. A
+// context.Canceled without a signal is a failure that cancelled the work
+// around it (an errgroup's first error cancels the others), so it is printed
+// as the error it is, never as "interrupted", which would hide the cause.
+func exitCode(signals context.Context, err error, stderr io.Writer) int {
 	var exit *cmd.ExitError
 	var usage *cmd.UsageError
 	switch {
@@ -37,7 +41,7 @@ func exitCode(err error, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "tusk: %v\n", exit.Err)
 		}
 		return exit.Code
-	case errors.Is(err, context.Canceled):
+	case errors.Is(err, context.Canceled) && signals.Err() != nil:
 		fmt.Fprintln(stderr, "tusk: interrupted")
 		return 130
 	case errors.As(err, &usage):

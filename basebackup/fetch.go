@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -26,6 +27,80 @@ import (
 // ErrCorrupt marks a part that fails verification or that tries to write
 // outside the restore's directories.
 var ErrCorrupt = errors.New("backup part is corrupt")
+
+// DestError is a failure to write into a restore's folder (a full disk, a
+// read-only or vanished mount, permissions): the backup is fine, the
+// destination is not.
+type DestError struct {
+	Dir string // the restore folder or tablespace folder
+	Err error  // the system's reason, without the file: "no space left on device"
+}
+
+func (e *DestError) Error() string { return fmt.Sprintf("cannot write into %s: %v", e.Dir, e.Err) }
+func (e *DestError) Unwrap() error { return e.Err }
+
+func destError(dir string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		err = le.Err
+	}
+	return &DestError{Dir: dir, Err: err}
+}
+
+// errWriter and errReader remember the first error of the writer or reader
+// they wrap, so that a failed copy can tell whose fault it was: the
+// destination's, the download's, or the part's.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	n, err := e.w.Write(p)
+	if err != nil && e.err == nil {
+		e.err = err
+	}
+	return n, err
+}
+
+type errReader struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF && e.err == nil {
+		e.err = err
+	}
+	return n, err
+}
+
+// downloadFailed reports whether err, of reading a part from the
+// repository, is the transfer's (the network, a stall, a cancellation)
+// rather than the object's: a stored checksum that does not match stays
+// the part's fault.
+func downloadFailed(err error) bool {
+	var ne net.Error
+	return err != nil && (errors.As(err, &ne) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))
+}
+
+// copyInto copies a tar entry's data r into w, a file under root: a write
+// error is a DestError, a read error the part's.
+func copyInto(root, name string, w io.Writer, r io.Reader) error {
+	ew := &errWriter{w: w}
+	if _, err := io.Copy(ew, r); err != nil {
+		if ew.err != nil {
+			return destError(root, ew.err)
+		}
+		return fmt.Errorf("%w: %s: %v", ErrCorrupt, name, err)
+	}
+	return nil
+}
 
 // FetchOptions configure a restore.
 type FetchOptions struct {
@@ -147,7 +222,7 @@ func Restore(ctx context.Context, m Meta, dest string, opts FetchOptions) (err e
 	if m.Manifest.Key != "" {
 		g.Go(func() error {
 			return fetchPart(gctx, opts.Store, m.Manifest, func(r io.Reader) error {
-				return writeFile(filepath.Join(dest, "backup_manifest"), r)
+				return writeFile(dest, "backup_manifest", r)
 			})
 		})
 	}
@@ -189,18 +264,32 @@ func fetchPart(ctx context.Context, st storage.Storage, p Part, use func(io.Read
 	codec, _ := compress.FromKey(p.Key)
 	h := xxh3.New()
 	var n countingWriter
-	src := io.TeeReader(rc, io.MultiWriter(h, &n))
+	download := &errReader{r: rc}
+	src := io.TeeReader(download, io.MultiWriter(h, &n))
 	zr, err := codec.NewReader(src)
 	if err != nil {
+		if downloadFailed(download.err) {
+			return fmt.Errorf("download %s: %w", p.Key, download.err)
+		}
 		return fmt.Errorf("%s: %w: %v", p.Key, ErrCorrupt, err)
 	}
 	defer zr.Close()
 	if err := use(zr); err != nil {
+		var de *DestError
+		switch {
+		case errors.As(err, &de):
+			return err // the part is not at fault: not named
+		case downloadFailed(download.err):
+			return fmt.Errorf("download %s: %w", p.Key, download.err)
+		}
 		return fmt.Errorf("%s: %w", p.Key, err)
 	}
 	// Read what is left (the compressed stream's end, the tar padding), so
 	// the checksum covers the whole object.
 	if _, err := io.Copy(io.Discard, zr); err != nil {
+		if downloadFailed(download.err) {
+			return fmt.Errorf("download %s: %w", p.Key, download.err)
+		}
 		return fmt.Errorf("%s: %w: %v", p.Key, ErrCorrupt, err)
 	}
 	if _, err := io.Copy(io.Discard, src); err != nil {
@@ -273,22 +362,22 @@ func unpack(r io.Reader, root string, p Part, spaces map[string]string, done *at
 		switch e.hdr.Typeflag {
 		case tar.TypeDir:
 			if err := os.MkdirAll(e.target, 0o700); err != nil {
-				return err
+				return destError(root, err)
 			}
 		case tar.TypeReg:
 			if err := os.MkdirAll(filepath.Dir(e.target), 0o700); err != nil {
-				return err
+				return destError(root, err)
 			}
-			if err := writeEntry(e.target, e.hdr, e.data); err != nil {
+			if err := writeEntry(root, e.target, e.hdr, e.data); err != nil {
 				return err
 			}
 			done.Add(e.hdr.Size)
 		case tar.TypeSymlink:
 			if err := os.MkdirAll(filepath.Dir(e.target), 0o700); err != nil {
-				return err
+				return destError(root, err)
 			}
 			if err := os.Symlink(e.link, e.target); err != nil {
-				return err
+				return destError(root, err)
 			}
 		}
 		if progress != nil && time.Since(last) > 200*time.Millisecond {
@@ -355,21 +444,24 @@ func symlinkTarget(root string, hdr *tar.Header, archive string, spaces map[stri
 	return link, nil
 }
 
-// writeEntry writes a regular file or, for a piece of a split file, its
-// range of the file.
-func writeEntry(target string, hdr *tar.Header, r io.Reader) error {
+// writeEntry writes a regular file under root or, for a piece of a split
+// file, its range of the file.
+func writeEntry(root, target string, hdr *tar.Header, r io.Reader) error {
 	offStr, piece := hdr.PAXRecords[paxOffset]
 	if !piece {
 		f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return fmt.Errorf("%w: %s: %v", ErrCorrupt, hdr.Name, err)
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%w: %s: the part holds it twice", ErrCorrupt, hdr.Name)
 		}
-		if _, err := io.Copy(f, r); err != nil {
+		if err != nil {
+			return destError(root, err)
+		}
+		if err := copyInto(root, hdr.Name, f, r); err != nil {
 			f.Close()
-			return fmt.Errorf("%w: %s: %v", ErrCorrupt, hdr.Name, err)
+			return err
 		}
 		if err := f.Close(); err != nil {
-			return err
+			return destError(root, err)
 		}
 		if !hdr.ModTime.IsZero() {
 			os.Chtimes(target, hdr.ModTime, hdr.ModTime)
@@ -383,24 +475,30 @@ func writeEntry(target string, hdr *tar.Header, r io.Reader) error {
 	}
 	f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE, 0o600)
 	if err != nil {
-		return fmt.Errorf("%s: %w", hdr.Name, err)
+		return destError(root, err)
 	}
-	if _, err := io.Copy(io.NewOffsetWriter(f, off), r); err != nil {
+	if err := copyInto(root, hdr.Name, io.NewOffsetWriter(f, off), r); err != nil {
 		f.Close()
-		return fmt.Errorf("%w: %s: %v", ErrCorrupt, hdr.Name, err)
-	}
-	return f.Close()
-}
-
-// writeFile writes r to a new file at p.
-func writeFile(p string, r io.Reader) error {
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(f, r); err != nil {
-		f.Close()
-		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	if err := f.Close(); err != nil {
+		return destError(root, err)
 	}
-	return f.Close()
+	return nil
+}
+
+// writeFile writes r to a new file name in dir.
+func writeFile(dir, name string, r io.Reader) error {
+	f, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return destError(dir, err)
+	}
+	if err := copyInto(dir, name, f, r); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return destError(dir, err)
+	}
+	return nil
 }

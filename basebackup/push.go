@@ -120,7 +120,8 @@ func Push(ctx context.Context, conn *pgconn.PgConn, sys System, opts PushOptions
 	if err != nil {
 		u.abort(err)
 	}
-	if werr := g.Wait(); err == nil {
+	werr := g.Wait()
+	if err == nil {
 		err = werr
 	}
 	if err == nil {
@@ -130,10 +131,7 @@ func Push(ctx context.Context, conn *pgconn.PgConn, sys System, opts PushOptions
 		if ctx.Err() != nil {
 			return Meta{}, ctx.Err()
 		}
-		if errors.Is(err, context.Canceled) && u.failure != nil {
-			err = u.failure
-		}
-		return Meta{}, fmt.Errorf("backup %s: %w", u.meta.Name, err)
+		return Meta{}, fmt.Errorf("backup %s: %w", u.meta.Name, firstCause(gctx, err, werr))
 	}
 	m := u.meta
 	m.FinishTime = opts.now().UTC()
@@ -158,6 +156,25 @@ func Push(ctx context.Context, conn *pgconn.PgConn, sys System, opts PushOptions
 		return Meta{}, err
 	}
 	return m, nil
+}
+
+// firstCause is what to report when a Push whose caller's ctx is not done
+// failed with err (the stream's, or else the uploads') and werr (the
+// uploads'). The first failure cancels gctx, and everything still running
+// then fails with context.Canceled: often the stream, whose error would hide
+// the real one (a full disk) behind a cancellation. gctx's cause is that
+// first failure.
+func firstCause(gctx context.Context, err, werr error) error {
+	if !errors.Is(err, context.Canceled) {
+		return err
+	}
+	if cause := context.Cause(gctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	if werr != nil && !errors.Is(werr, context.Canceled) {
+		return werr
+	}
+	return err
 }
 
 // checkStored makes sure, just before the metadata makes the backup exist,
@@ -255,7 +272,6 @@ type uploader struct {
 
 	cur      *archiveWriter // the archive being received
 	total    int64
-	failure  error
 	mu       sync.Mutex
 	parts    []Part
 	stored   atomic.Int64
@@ -374,7 +390,6 @@ func (u *uploader) endArchive() error {
 
 // abort stops the archive being received after a failure.
 func (u *uploader) abort(err error) {
-	u.failure = err
 	if u.manifest != nil {
 		u.manifest.abort(err)
 		u.manifest = nil

@@ -45,7 +45,7 @@ func describeStorageErr(err error, cfg Config) error {
 		return nil
 	}
 	switch {
-	case errors.Is(err, s3.ErrAccessDenied), errors.Is(err, s3.ErrNoSuchBucket), errors.Is(err, s3.ErrUnreachable),
+	case errors.Is(err, s3.ErrAccessDenied), errors.Is(err, s3.ErrNoSuchBucket), errors.Is(err, s3.ErrUnreachable), errors.Is(err, s3.ErrNotS3),
 		errors.Is(err, storage.ErrNoRepository):
 		return fmt.Errorf("repository %s: %w", cfg.Repo, err)
 	}

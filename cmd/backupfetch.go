@@ -329,7 +329,7 @@ func fetchBackup(c *cobra.Command, root *rootOpts, o *backupFetchOpts, dest, nam
 			return res, usagef(err)
 		}
 	}
-	st, err := openStorage(ctx, cfg, log, true)
+	st, err := openStorage(ctx, cfg, log, forInteractive)
 	if err != nil {
 		return res, describeStorageErr(err, cfg)
 	}

@@ -95,7 +95,7 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 	// so the process, well inside its memory limit (boundMemory) instead of
 	// making the garbage collector run without pause.
 	cfg.S3.PartSize = min(cfg.S3.PartSize, backupS3PartSize)
-	st, err := openStorage(ctx, cfg, log, true)
+	st, err := openStorage(ctx, cfg, log, forBackup)
 	if err == nil {
 		err = st.Init(ctx)
 	}

@@ -64,7 +64,7 @@ finding is one line saying what to change; the exit code is 1 on any failure
 					fmt.Fprintf(root.stdout, "%-8s %-16s %s\n", strings.ToUpper(status), check, f.Detail)
 				}
 			}
-			st, err := openStorage(ctx, cfg, log, true)
+			st, err := openStorage(ctx, cfg, log, forInteractive)
 			if err == nil {
 				err = probe(ctx, st)
 			}

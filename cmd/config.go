@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tusk-backup/tusk/compress"
 )
@@ -57,6 +58,7 @@ type S3Settings struct {
 	StorageClass    string
 	PartSize        int64
 	MaxRetries      int
+	StallTimeout    time.Duration
 }
 
 // LogValue keeps secrets out of logs.
@@ -69,6 +71,8 @@ func (s S3Settings) LogValue() slog.Value {
 		slog.String("sse", s.SSE),
 		slog.String("storage_class", s.StorageClass),
 		slog.Int64("part_size", s.PartSize),
+		slog.Int("max_retries", s.MaxRetries),
+		slog.Duration("stall_timeout", s.StallTimeout),
 	)
 }
 
@@ -156,6 +160,9 @@ func buildConfig(v values) (Config, error) {
 	}
 	if c.S3.MaxRetries, err = nonNegativeInt(v.get("TUSK_S3_MAX_RETRIES"), 100); err != nil {
 		return c, bad("TUSK_S3_MAX_RETRIES", err)
+	}
+	if c.S3.StallTimeout, err = time.ParseDuration(v.get("TUSK_S3_STALL_TIMEOUT")); err != nil || c.S3.StallTimeout <= 0 {
+		return c, bad("TUSK_S3_STALL_TIMEOUT", fmt.Errorf("%q is not a positive duration such as 60s or 2m", v.get("TUSK_S3_STALL_TIMEOUT")))
 	}
 	switch strings.ToLower(v.get("TUSK_LOG_LEVEL")) {
 	case "debug":

@@ -19,11 +19,44 @@ type checker interface {
 	Check(ctx context.Context) error
 }
 
+// storeUse is who a command serves, which decides its retry budget (one
+// retry policy, the S3 SDK's, with two budgets) and whether the repository
+// is checked before any work.
+type storeUse int
+
+const (
+	// forArchiver: wal-push and wal-fetch serve PostgreSQL, which waits for
+	// them and must ride out an outage: TUSK_S3_MAX_RETRIES retries per
+	// request (8: about a minute of backoff), no Check (a round trip per
+	// call).
+	forArchiver storeUse = iota
+	// forBackup: backup-push, an unattended job of hours that one outage
+	// should not throw away: TUSK_S3_MAX_RETRIES, after a Check.
+	forBackup
+	// forInteractive: every other command, usually someone waiting at a
+	// terminal (or a cron job that runs again): at most interactiveRetries,
+	// so a wrong or dead endpoint is one sentence in seconds, after a Check.
+	forInteractive
+)
+
+// interactiveRetries caps the retries of an interactive command's requests:
+// three tries, about 3 s of backoff (6 s at most), instead of the archiver's
+// minute.
+const interactiveRetries = 2
+
+// maxRetries is the retry budget of use.
+func (use storeUse) maxRetries(cfg Config) int {
+	if use == forInteractive {
+		return min(cfg.S3.MaxRetries, interactiveRetries)
+	}
+	return cfg.S3.MaxRetries
+}
+
 // openStorage builds the repository's storage from the settings, behind a
 // storage.Guard (a miss is "not found" only in a repository that is there).
-// With check set it also runs the store's Check, so that a misconfiguration
-// is reported as one sentence before any work starts.
-func openStorage(ctx context.Context, cfg Config, log *slog.Logger, check bool) (*storage.Guard, error) {
+// Except for the archiver it also runs the store's Check, so that a
+// misconfiguration is reported as one sentence before any work starts.
+func openStorage(ctx context.Context, cfg Config, log *slog.Logger, use storeUse) (*storage.Guard, error) {
 	var st interface {
 		storage.Storage
 		checker
@@ -50,7 +83,8 @@ func openStorage(ctx context.Context, cfg Config, log *slog.Logger, check bool) 
 			StorageClass:      cfg.S3.StorageClass,
 			PartSize:          cfg.S3.PartSize,
 			UploadConcurrency: cfg.UploadConcurrency,
-			MaxRetries:        s3Retries(cfg.S3.MaxRetries),
+			MaxRetries:        s3Retries(use.maxRetries(cfg)),
+			StallTimeout:      cfg.S3.StallTimeout,
 			Logger:            log,
 		})
 	default:
@@ -59,7 +93,7 @@ func openStorage(ctx context.Context, cfg Config, log *slog.Logger, check bool) 
 	if err != nil {
 		return nil, usagef(err)
 	}
-	if check {
+	if use != forArchiver {
 		if err := st.Check(ctx); err != nil {
 			return nil, err
 		}
@@ -74,7 +108,7 @@ func (o *rootOpts) loadRepo(c *cobra.Command) (Config, *slog.Logger, storage.Sto
 	if err != nil {
 		return cfg, log, nil, err
 	}
-	st, err := openStorage(c.Context(), cfg, log, true)
+	st, err := openStorage(c.Context(), cfg, log, forInteractive)
 	if err != nil {
 		return cfg, log, nil, describeStorageErr(err, cfg)
 	}

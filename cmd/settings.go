@@ -74,6 +74,8 @@ var settings = []setting{
 		help: "S3 multipart part size (5MiB-5GiB); backup-push uses at most 8MiB"},
 	{key: "TUSK_S3_MAX_RETRIES", def: "8",
 		help: "retries of a failed S3 request after its first try (8: up to 9 tries), on throttling, 5xx and connection errors, with backoff up to 20 s; also how often a broken download resumes; 0 turns retries off"},
+	{key: "TUSK_S3_STALL_TIMEOUT", def: "60s",
+		help: "an S3 connection on which no byte moves for this long fails (and is retried); raise it only for links slower than about 100 KiB/s"},
 	{key: "TUSK_LOG_LEVEL", flag: "log-level", def: "info",
 		help: "debug, info, warn or error"},
 	{key: "TUSK_LOG_FORMAT", flag: "log-format", def: "text",

@@ -116,7 +116,7 @@ func runWALFetch(c *cobra.Command, root *rootOpts, name, dest string) error {
 			return nil
 		}
 	}
-	st, err := openStorage(ctx, cfg, log, false)
+	st, err := openStorage(ctx, cfg, log, forArchiver)
 	if err != nil {
 		return fail(err)
 	}
@@ -207,7 +207,7 @@ func newWALPrefetchCmd(root *rootOpts) *cobra.Command {
 			if err := lowerPriority(); err != nil {
 				log.Debug("prefetch priority not lowered", "error", err)
 			}
-			st, err := openStorage(c.Context(), cfg, log, false)
+			st, err := openStorage(c.Context(), cfg, log, forArchiver)
 			if err != nil {
 				return err
 			}

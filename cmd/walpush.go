@@ -63,7 +63,7 @@ func runWALPush(c *cobra.Command, root *rootOpts, path string) error {
 			return nil
 		}
 	}
-	st, err := openStorage(ctx, cfg, log, false)
+	st, err := openStorage(ctx, cfg, log, forArchiver)
 	if err != nil {
 		return err
 	}

@@ -55,6 +55,8 @@ func installHint(what string) string {
 	case "postgres user":
 		return "`useradd --system --user-group --home-dir /var/lib/postgresql postgres` " +
 			"or `scripts/install-test-deps.sh`"
+	case "tmpfs mount":
+		return "root (or CAP_SYS_ADMIN in a container): run the tests as root"
 	default:
 		return "`scripts/install-test-deps.sh`"
 	}

@@ -92,17 +92,12 @@ type Config struct {
 	// the SDK. nil discards them.
 	Logger *slog.Logger
 
-	// stallTimeout overrides DefaultStallTimeout in tests.
-	stallTimeout time.Duration
+	// StallTimeout is how long a connection may move no byte, in either
+	// direction, before it counts as failed (and the request is retried, or
+	// a download resumed); 0 means DefaultStallTimeout. It is no deadline on
+	// a transfer: a slow but moving one never trips it. See deadline.go.
+	StallTimeout time.Duration
 }
-
-// DefaultStallTimeout is how long a request may wait for the response
-// headers once it is sent, and how long a Get's body may deliver no data,
-// before the connection counts as failed (and is retried or resumed). It is
-// no deadline on a transfer: a slow but moving one never trips it. Uploads
-// have no such timer, since S3 answers only after the whole body; the
-// caller's ctx bounds them.
-const DefaultStallTimeout = 2 * time.Minute
 
 // LogValue implements slog.LogValuer: the secret key and session token are
 // replaced by "[REDACTED]" and the access key ID is masked to its last four
@@ -124,6 +119,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Int64("part_size", c.PartSize),
 		slog.Int("upload_concurrency", c.UploadConcurrency),
 		slog.Int("max_retries", c.MaxRetries),
+		slog.Duration("stall_timeout", c.StallTimeout),
 	)
 }
 
@@ -269,8 +265,11 @@ func (c Config) validate() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.stallTimeout == 0 {
-		c.stallTimeout = DefaultStallTimeout
+	switch {
+	case c.StallTimeout == 0:
+		c.StallTimeout = DefaultStallTimeout
+	case c.StallTimeout < 0:
+		return c, fmt.Errorf("s3 config: stall timeout %v is negative", c.StallTimeout)
 	}
 	return c, nil
 }

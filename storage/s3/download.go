@@ -86,7 +86,7 @@ func (r *objectReader) Read(p []byte) (int, error) {
 	// fails the Read, and resumed like a broken one.
 	var stalled atomic.Bool
 	body := r.body
-	timer := time.AfterFunc(r.s.cfg.stallTimeout, func() {
+	timer := time.AfterFunc(r.s.cfg.StallTimeout, func() {
 		stalled.Store(true)
 		body.Close()
 	})
@@ -100,7 +100,7 @@ func (r *objectReader) Read(p []byte) (int, error) {
 		return n, r.ctx.Err()
 	}
 	if stalled.Load() {
-		err = &stallError{r.s.cfg.stallTimeout}
+		err = &stallError{r.s.cfg.StallTimeout}
 	}
 	// Resume only transport failures before the end; a failure at the end
 	// is the SDK's checksum check, which must reach the caller.
@@ -116,12 +116,6 @@ func (r *objectReader) Read(p []byte) (int, error) {
 	}
 	return n, nil
 }
-
-// stallError reports a body that delivered no data for d.
-type stallError struct{ d time.Duration }
-
-func (e *stallError) Error() string { return fmt.Sprintf("no data for %v", e.d) }
-func (e *stallError) Timeout() bool { return true }
 
 func resumable(err error) bool {
 	return errors.Is(err, io.ErrUnexpectedEOF) ||

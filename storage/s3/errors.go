@@ -23,8 +23,11 @@ var (
 	ErrAccessDenied = errors.New("s3 access denied")
 	// ErrNoSuchBucket: the repository's bucket does not exist.
 	ErrNoSuchBucket = errors.New("s3 bucket does not exist")
+	// ErrNotS3: the endpoint answers, but not as S3 does (a web server, a
+	// login page): the endpoint setting is wrong.
+	ErrNotS3 = errors.New("endpoint does not answer as S3")
 	// ErrUnreachable: no answer from the endpoint (connection refused, DNS,
-	// timeout, TLS), after the retries.
+	// TLS, a transfer that stalled), after the retries.
 	ErrUnreachable = errors.New("s3 endpoint unreachable")
 )
 
@@ -79,6 +82,12 @@ func (s *Store) classify(ctx context.Context, err error) error {
 			"no usable S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile (AWS_PROFILE), or run with an instance role: %v",
 			credErr.err), err}
 	}
+	var notS3 *notS3Error
+	if errors.As(err, &notS3) {
+		return &sentenceError{ErrNotS3, fmt.Sprintf(
+			"the endpoint %s does not answer as S3 (it returned %s); check TUSK_S3_ENDPOINT / AWS_ENDPOINT",
+			s.endpointFor(err), notS3.what), err}
+	}
 	if region := s.otherRegion(err); region != "" {
 		return &sentenceError{nil, fmt.Sprintf(
 			"S3 bucket %s is in region %s, not %s; set AWS_REGION=%s", s.cfg.Bucket, region, s.region, region), err}
@@ -86,6 +95,11 @@ func (s *Store) classify(ctx context.Context, err error) error {
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) {
 		return s.classifyAPI(apiErr.ErrorCode(), err)
+	}
+	if d, ok := stalled(err, s.cfg.StallTimeout); ok {
+		return &sentenceError{ErrUnreachable, fmt.Sprintf(
+			"S3 endpoint %s stalled: no data moved for %v%s; check the endpoint and the network (TUSK_S3_STALL_TIMEOUT sets how long a transfer may stand still)",
+			s.endpointFor(err), d, attempts(err)), err}
 	}
 	if cause := unreachable(err); cause != "" {
 		return &sentenceError{ErrUnreachable, fmt.Sprintf("cannot reach S3 endpoint %s%s: %s", s.endpointFor(err), attempts(err), cause), err}

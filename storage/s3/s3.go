@@ -77,13 +77,14 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		awsCfg.Region = "us-east-1"
 	}
 	// Keep the HTTP client the SDK built (it may carry AWS_CA_BUNDLE's CAs)
-	// and add the stall timeout.
+	// and add our deadlines (deadline.go); the SDK's own read timeout would
+	// fire during a long upload, so it is off.
 	hc, ok := awsCfg.HTTPClient.(*awshttp.BuildableClient)
 	if !ok || hc == nil {
 		hc = awshttp.NewBuildableClient()
 	}
-	awsCfg.HTTPClient = hc.WithTransportOptions(func(tr *http.Transport) {
-		tr.ResponseHeaderTimeout = cfg.stallTimeout
+	awsCfg.HTTPClient = hc.WithReadTimeout(0).WithTransportOptions(func(tr *http.Transport) {
+		withDeadlines(tr, cfg.StallTimeout)
 	})
 	if awsCfg.Credentials != nil {
 		awsCfg.Credentials = taggingProvider{awsCfg.Credentials}
@@ -109,6 +110,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		o.UsePathStyle = cfg.ForcePathStyle
 		o.Retryer = newRetryer(cfg.MaxRetries, cfg.Logger)
 		o.DisableLogOutputChecksumValidationSkipped = true
+		o.APIOptions = append(o.APIOptions, addNotS3Check)
 	})
 	return s, nil
 }

@@ -1,0 +1,146 @@
+package s3
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tusk-backup/tusk/storage"
+)
+
+// silentServer accepts connections on 127.0.0.1 and then neither reads nor
+// answers: a frozen (SIGSTOPped) server, whose kernel still completes the
+// handshake, or a proxy that stopped forwarding.
+func silentServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var conns []net.Conn
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return "http://" + ln.Addr().String()
+}
+
+func stallConfig(endpoint string, stall time.Duration) Config {
+	cfg := validConfig()
+	cfg.Endpoint = endpoint
+	cfg.StallTimeout = stall
+	cfg.MaxRetries = 1
+	return cfg
+}
+
+// TestStalledTransfersFail: an upload whose body the server stops taking and
+// a request whose answer never comes each fail after the stall timeout (per
+// attempt), with one sentence naming the endpoint and the stall. Before the
+// stall timeout covered writes, the upload hung until ctx ended.
+func TestStalledTransfersFail(t *testing.T) {
+	t.Parallel()
+	const stall = 300 * time.Millisecond
+	endpoint := silentServer(t)
+	s, err := New(t.Context(), stallConfig(endpoint, stall))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two attempts of the stall each, the backoff between them (at most 2 s)
+	// and, for a body over 2 MiB, the 1 s wait for "100 Continue".
+	const bound = 2*stall + 2*time.Second + time.Second + 2*time.Second // + slack
+	cases := []struct {
+		name string
+		do   func(ctx context.Context) error
+	}{
+		// 15 MiB is one PutObject: more than the socket buffers hold.
+		{"upload", func(ctx context.Context) error {
+			return s.Put(ctx, "k", bytes.NewReader(make([]byte, 15<<20)))
+		}},
+		{"response", func(ctx context.Context) error {
+			_, err := s.Get(ctx, "k")
+			return err
+		}},
+		{"list", func(ctx context.Context) error {
+			return s.List(ctx, "", func(storage.Object) error { return nil })
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			start := time.Now()
+			err := c.do(ctx)
+			d := time.Since(start)
+			if ctx.Err() != nil {
+				t.Fatalf("still hanging after %v: %v", d, err)
+			}
+			if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "S3 endpoint "+endpoint+" stalled: no data moved for 300ms (2 attempts)") {
+				t.Fatalf("err = %v; want ErrUnreachable saying that %s stalled", err, endpoint)
+			}
+			if d > bound {
+				t.Errorf("failed after %v, want within %v", d, bound)
+			}
+			t.Logf("after %v: %v", d.Round(time.Millisecond), err)
+		})
+	}
+}
+
+// TestSlowDownloadSurvives: the stall timeout is no deadline on a transfer;
+// a body that keeps arriving, slowly, for many times the timeout is read
+// whole.
+func TestSlowDownloadSurvives(t *testing.T) {
+	t.Parallel()
+	const stall = 200 * time.Millisecond
+	body := bytes.Repeat([]byte("x"), 16<<10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Header().Set("ETag", `"e"`)
+		w.Header().Set("x-amz-request-id", "test")
+		for i := 0; i < len(body); i += 1 << 10 {
+			w.Write(body[i : i+1<<10])
+			w.(http.Flusher).Flush()
+			time.Sleep(stall / 2)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	s, err := New(t.Context(), stallConfig(srv.URL, stall))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	rc, err := s.Get(t.Context(), "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	got, err := io.ReadAll(rc)
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("read %d bytes, %v; want %d bytes", len(got), err, len(body))
+	}
+	if d := time.Since(start); d < 4*stall {
+		t.Fatalf("the download took %v, not the several stall timeouts the test needs", d)
+	}
+}
