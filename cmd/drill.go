@@ -5,16 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-backup/tusk/basebackup"
@@ -138,7 +133,17 @@ binaries of the backup's major version.`,
 				r.ReplaySecs, r.Segments, r.StopLSN, r.LastXactTime = rec.Replay.Seconds(), rec.Segments, rec.StopLSN, rec.LastXactTime
 				r.Recovery = &recoveryInfo{Reason: rec.StopReason, Log: rec.LogFile}
 				if ferr == nil {
-					runDrillChecks(c.Context(), rec.SocketDir, rec.Port, database, superusers(dest), sqls, &r)
+					found, err := res.Server.Check(c.Context(), database, sqls)
+					if err != nil {
+						r.Failures = append(r.Failures, err.Error())
+					}
+					r.Relations = found.Relations
+					for _, ch := range found.Checks {
+						r.Checks = append(r.Checks, drillCheck{SQL: ch.SQL, OK: ch.OK, Result: ch.Result, Error: ch.Error})
+						if !ch.OK {
+							r.Failures = append(r.Failures, fmt.Sprintf("check %q: %s", ch.SQL, ch.Error))
+						}
+					}
 				}
 			}
 			r.RTOSecs = r.RestoreSecs + r.ReplaySecs
@@ -246,67 +251,6 @@ func scratchOr(s string) string {
 		return os.TempDir()
 	}
 	return s
-}
-
-// superusers are the role names to try for the checks: postgres, and the
-// data directory's owner (initdb names the superuser after the user who ran it).
-func superusers(dest string) []string {
-	users := []string{"postgres"}
-	if fi, err := os.Stat(dest); err == nil {
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			if u, err := user.LookupId(strconv.Itoa(int(st.Uid))); err == nil && u.Username != "postgres" {
-				users = append(users, u.Username)
-			}
-		}
-	}
-	return users
-}
-
-// runDrillChecks connects to the drill's server and runs the checks.
-func runDrillChecks(ctx context.Context, socketDir string, port int, database string, users, sqls []string, r *drillResult) {
-	var conn *pgconn.PgConn
-	var err error
-	for _, u := range users {
-		var cfg *pgconn.Config
-		if cfg, err = pgconn.ParseConfig(""); err != nil {
-			break
-		}
-		cfg.Host, cfg.Port, cfg.Database, cfg.User = socketDir, uint16(port), database, u
-		cfg.DialFunc = (&net.Dialer{Timeout: 10 * time.Second}).DialContext
-		if conn, err = pgconn.ConnectConfig(ctx, cfg); err == nil {
-			break
-		}
-	}
-	if err != nil {
-		r.Failures = append(r.Failures, fmt.Sprintf("connect to the restored server as %s: %v", strings.Join(users, " or "), err))
-		return
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	checks := append([]string{"SELECT 1", "SELECT count(*) FROM pg_class"}, sqls...)
-	for i, q := range checks {
-		ch := drillCheck{SQL: q}
-		res, err := conn.Exec(ctx, q).ReadAll()
-		switch {
-		case err != nil:
-			ch.Error = err.Error()
-		case len(res) == 0 || len(res[len(res)-1].Rows) == 0:
-			ch.Error = "returned no rows"
-		default:
-			row := res[len(res)-1].Rows[0]
-			var vals []string
-			for _, v := range row {
-				vals = append(vals, string(v))
-			}
-			ch.OK, ch.Result = true, strings.Join(vals, ", ")
-			if i == 1 {
-				r.Relations, _ = strconv.ParseInt(ch.Result, 10, 64)
-			}
-		}
-		if !ch.OK {
-			r.Failures = append(r.Failures, fmt.Sprintf("check %q: %s", q, ch.Error))
-		}
-		r.Checks = append(r.Checks, ch)
-	}
 }
 
 func printDrill(w io.Writer, r drillResult) {
