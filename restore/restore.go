@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/tusk-backup/tusk/basebackup"
@@ -41,7 +42,8 @@ type Options struct {
 	// to the target; without it Run only sets recovery up.
 	Server *ServerOptions
 	Log    *slog.Logger
-	// Progress, if set, is called in Run's goroutine as the restore goes on.
+	// Progress, if set, is called as the restore goes on, never twice at
+	// once; it should return quickly.
 	Progress func(Progress)
 }
 
@@ -85,9 +87,13 @@ type Result struct {
 // shut down as the target's action says. It returns what it did so far
 // even with an error; a server it started may still run (Result.Server).
 func Run(ctx context.Context, o Options) (Result, error) {
-	progress := o.Progress
-	if progress == nil {
-		progress = func(Progress) {}
+	var mu sync.Mutex // unpacking reports from several goroutines
+	progress := func(p Progress) {
+		if o.Progress != nil {
+			mu.Lock()
+			defer mu.Unlock()
+			o.Progress(p)
+		}
 	}
 	res := Result{Dest: o.Dest}
 	m, err := Find(ctx, o.Store, o.Name, o.Target)
