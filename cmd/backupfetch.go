@@ -1,9 +1,11 @@
 package cmd
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"os/user"
@@ -15,7 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-backup/tusk/basebackup"
-	"github.com/tusk-backup/tusk/storage"
+	"github.com/tusk-backup/tusk/restore"
 )
 
 type backupFetchOpts struct {
@@ -91,12 +93,32 @@ type fetchResult struct {
 	RestoreSecs float64           `json:"restore_seconds"`
 	Recovery    *recoveryOutcome  `json:"recovery,omitempty"`
 	Tablespaces map[string]string `json:"tablespaces,omitempty"`
-
-	run *serverRun // the server --recover started, for restore-drill to stop
 }
 
-func (o *backupFetchOpts) target() (basebackup.Target, error) {
-	var t basebackup.Target
+// recoveryOutcome is where recovery stopped, in --json.
+type recoveryOutcome struct {
+	State        string  `json:"state"` // promoted, paused, shut down
+	StopLSN      string  `json:"stop_lsn,omitempty"`
+	StopReason   string  `json:"stop_reason,omitempty"`
+	LastXactTime string  `json:"last_transaction_time,omitempty"`
+	Timeline     string  `json:"new_timeline,omitempty"`
+	Segments     int     `json:"segments_restored"`
+	ReplaySecs   float64 `json:"replay_seconds"`
+	Port         int     `json:"port"`
+	SocketDir    string  `json:"socket_dir"`
+	LogFile      string  `json:"log_file"`
+}
+
+func newRecoveryOutcome(o *restore.Outcome) *recoveryOutcome {
+	if o == nil {
+		return nil
+	}
+	return &recoveryOutcome{State: o.State, StopLSN: o.StopLSN, StopReason: o.StopReason, LastXactTime: o.LastXactTime,
+		Timeline: o.Timeline, Segments: o.Segments, ReplaySecs: o.Replay.Seconds(), Port: o.Port, SocketDir: o.SocketDir, LogFile: o.LogFile}
+}
+
+func (o *backupFetchOpts) target() (restore.Target, error) {
+	var t restore.Target
 	n := 0
 	if o.targetTime != "" {
 		n++
@@ -269,199 +291,176 @@ func parseTargetTime(s string) (time.Time, error) {
 }
 
 func runBackupFetch(c *cobra.Command, root *rootOpts, o *backupFetchOpts, dest, name string) error {
-	res, err := fetchBackup(c, root, o, dest, name, fetchExtras{})
+	f, err := setupFetch(c, root, o, dest, name)
+	if err != nil {
+		return err
+	}
+	if o.recover {
+		f.opts.Server = &restore.ServerOptions{Port: o.port, SocketDir: o.socketDir, PGBin: o.pgBin}
+	}
+	r, err := f.run(c.Context(), root, !o.json)
 	if err != nil {
 		return err
 	}
 	if o.json {
 		enc := json.NewEncoder(root.stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		return enc.Encode(f.result(r))
+	}
+	if rec := r.Recovery; rec != nil {
+		printRecovery(root.stdout, f.opts.Dest, rec)
+	} else {
+		fmt.Fprintf(root.stdout, "recovery to %s is set up: start PostgreSQL on %s to replay the archive\n", f.opts.Target.Describe(), f.opts.Dest)
 	}
 	return nil
 }
 
-// fetchExtras are what restore-drill adds to a backup-fetch.
-type fetchExtras struct {
-	// tablespacesUnder, if set, maps every tablespace to a folder under it.
-	tablespacesUnder string
-	// serverOptions are added to the recovering server's options.
-	serverOptions string
-	// trustLocal replaces pg_hba.conf with local trust authentication (the
-	// server listens only on its private socket folder).
-	trustLocal bool
+// fetch is a restore that backup-fetch or restore-drill has set up.
+type fetch struct {
+	opts restore.Options
+	cfg  Config
+	note string // what restore_command needs from the server's environment
 }
 
-// fetchBackup restores backup name into dest and, with --recover, drives
-// recovery; it prints progress lines unless o.json.
-func fetchBackup(c *cobra.Command, root *rootOpts, o *backupFetchOpts, dest, name string, x fetchExtras) (fetchResult, error) {
-	var res fetchResult
+// setupFetch checks backup-fetch's options (restore-drill's are a subset)
+// and opens the repository: everything before restore.Run, so that bad
+// input fails before any work.
+func setupFetch(c *cobra.Command, root *rootOpts, o *backupFetchOpts, dest, name string) (*fetch, error) {
 	cfg, log, err := root.load(c)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	ctx := c.Context()
 	target, err := o.target()
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	if err := o.serverFlags(o.recover); err != nil {
-		return res, err
+		return nil, err
 	}
 	if o.primaryConninfo != "" && !o.standby {
-		return res, usagef(errors.New("--primary-conninfo needs --standby"))
+		return nil, usagef(errors.New("--primary-conninfo needs --standby"))
 	}
 	if o.standby && o.recover {
-		return res, usagef(errors.New("--recover drives archive recovery to a target; a --standby keeps replaying, so start it yourself"))
+		return nil, usagef(errors.New("--recover drives archive recovery to a target; a --standby keeps replaying, so start it yourself"))
 	}
 	mapping, err := parseTablespaceMap(o.tablespaceMap)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
 	if dest, err = filepath.Abs(dest); err != nil {
-		return res, err
+		return nil, err
 	}
 	if err := basebackup.CheckDest(dest, "restore folder"); err != nil {
-		return res, err
+		return nil, err
 	}
-	if name != "LATEST" {
+	if name != restore.Latest {
 		if err := basebackup.CheckName(name); err != nil {
-			return res, usagef(err)
+			return nil, usagef(err)
 		}
 	}
 	st, err := openStorage(ctx, cfg, log, forInteractive)
 	if err != nil {
-		return res, describeStorageErr(err, cfg)
-	}
-	m, err := chooseBackup(c, root, st, name, target)
-	if err != nil {
-		return res, describeStorageErr(err, cfg)
-	}
-	res.Backup = m.Name
-	if x.tablespacesUnder != "" {
-		for _, s := range m.Tablespaces {
-			mapping[filepath.Clean(s.Location)] = filepath.Join(x.tablespacesUnder, s.OID)
-		}
+		return nil, describeStorageErr(err, cfg)
 	}
 	restoreCmd, note, err := restoreCommand(cfg)
 	if err != nil {
-		return res, err
+		return nil, err
 	}
-	own, err := resolveOwner(o.owner, dest, false)
-	if err != nil {
-		return res, err
-	}
-	var run *serverRun
-	if o.recover {
-		if run, err = prepareRecover(o, m, dest); err != nil {
-			return res, err
-		}
-	}
-
-	boundMemory()
-	line := newProgressLine(root.stderr)
-	start := time.Now()
-	err = basebackup.Restore(ctx, m, dest, basebackup.FetchOptions{
-		Store:         st,
-		Concurrency:   cfg.DownloadConcurrency,
-		TablespaceMap: mapping,
-		Log:           log,
-		Progress: func(done, total int64) {
-			line.show("restore %s: %s of %s, %s", m.Name, bytesString(done), bytesString(total), rate(done, time.Since(start)))
-		},
-	})
-	line.done()
-	if err != nil {
-		return res, describeStorageErr(diagnose(ctx, st, err), cfg)
-	}
-	if own != nil {
-		if err := giveTree(own, dest, m); err != nil {
-			return res, err
-		}
-	}
-	rec := basebackup.Recovery{RestoreCommand: restoreCmd, Target: target, Standby: o.standby, PrimaryConninfo: o.primaryConninfo}
-	if err := rec.Write(dest); err != nil {
-		return res, err
-	}
-	if own != nil {
-		for _, f := range []string{"postgresql.auto.conf", "recovery.signal", "standby.signal"} {
-			os.Lchown(filepath.Join(dest, f), own.uid, own.gid) // the signal not written is missing: fine
-		}
-	}
-	restoreTook := time.Since(start)
-	res = fetchResult{Backup: m.Name, Dest: dest, Target: target.Describe(), RestoreSecs: restoreTook.Seconds()}
-	if !o.json {
-		fmt.Fprintf(root.stdout, "restored backup %s into %s in %s (%s)\n", m.Name, dest, restoreTook.Round(10*time.Millisecond), rate(m.DataSize, restoreTook))
-		if note != "" {
-			fmt.Fprintln(root.stdout, note)
-		}
-	}
-	if run != nil {
-		res.run = run
-		run.extraOptions = x.serverOptions
-		if x.trustLocal {
-			hba := "# written by tusk restore-drill: the server listens only on its private socket folder\nlocal all all trust\n"
-			if err := os.WriteFile(filepath.Join(dest, "pg_hba.conf"), []byte(hba), 0o600); err != nil {
-				return res, err
-			}
-			if own != nil {
-				os.Lchown(filepath.Join(dest, "pg_hba.conf"), own.uid, own.gid)
-			}
-		}
-		if err := run.prepare(dest); err != nil {
-			return res, err
-		}
-		outcome, err := run.recover(ctx, root, target, !o.json)
-		res.Recovery = outcome
-		if err != nil {
-			return res, err
-		}
-	} else if !o.json {
-		fmt.Fprintf(root.stdout, "recovery to %s is set up: start PostgreSQL on %s to replay the archive\n", target.Describe(), dest)
-	}
-	return res, nil
+	return &fetch{cfg: cfg, note: note, opts: restore.Options{
+		Store:           st,
+		Concurrency:     cfg.DownloadConcurrency,
+		Name:            name,
+		Dest:            dest,
+		Target:          target,
+		RestoreCommand:  restoreCmd,
+		Standby:         o.standby,
+		PrimaryConninfo: o.primaryConninfo,
+		TablespaceMap:   mapping,
+		Owner:           o.owner,
+		Log:             log,
+	}}, nil
 }
 
-// chooseBackup reads NAME's metadata, or picks LATEST: the newest backup,
-// or with a time or LSN target the newest that finished before it.
-func chooseBackup(c *cobra.Command, root *rootOpts, st storage.Storage, name string, t basebackup.Target) (basebackup.Meta, error) {
-	ctx := c.Context()
-	if name != "LATEST" {
-		m, err := basebackup.ReadMeta(ctx, st, name)
-		if err != nil {
-			return m, err
+// run calls restore.Run, drawing its progress on a terminal and, when
+// verbose, printing what it did on stdout; its errors say which setting to
+// look at when the repository is the cause.
+func (f *fetch) run(ctx context.Context, root *rootOpts, verbose bool) (restore.Result, error) {
+	o := f.opts
+	boundMemory()
+	line := newProgressLine(root.stderr)
+	defer line.done()
+	o.Progress = func(p restore.Progress) {
+		switch p.Phase {
+		case restore.Chosen:
+			if restore.ChoseForTarget(o.Name, o.Target) {
+				fmt.Fprintf(root.stderr, "using backup %s, the newest that finished before the target %s\n", p.Backup.Name, o.Target.Describe())
+			}
+		case restore.Unpacking:
+			line.show("restore %s: %s of %s, %s", p.Backup.Name, bytesString(p.Done), bytesString(p.Total), rate(p.Done, p.Elapsed))
+		case restore.Restored:
+			line.done()
+			if verbose {
+				fmt.Fprintf(root.stdout, "restored backup %s into %s in %s (%s)\n", p.Backup.Name, o.Dest, p.Elapsed.Round(10*time.Millisecond), rate(p.Backup.DataSize, p.Elapsed))
+				if f.note != "" {
+					fmt.Fprintln(root.stdout, f.note)
+				}
+			}
+		case restore.Started:
+			if verbose {
+				fmt.Fprintf(root.stdout, "PostgreSQL started on %s (port %d, socket folder %s, log %s); replaying to %s\n",
+					o.Dest, p.Server.Port, p.Server.SocketDir, p.Server.LogFile, o.Target.Describe())
+			}
+		case restore.Replaying:
+			line.show("replaying: %d segments restored, last %s, %.1f segments/s", p.Segments, p.LastSegment, float64(p.Segments)/p.Elapsed.Seconds())
 		}
-		if !t.Time.IsZero() && !m.FinishTime.Before(t.Time) {
-			return m, usagef(fmt.Errorf("backup %s finished at %s, after the target time %s: recovery cannot stop before a backup's end; choose an earlier backup or LATEST",
-				m.Name, m.FinishTime.Format(time.RFC3339), t.Time.Format(time.RFC3339)))
-		}
-		if t.LSN != 0 && t.LSN < m.EndLSN {
-			return m, usagef(fmt.Errorf("backup %s ends at LSN %s, after the target LSN %s: choose an earlier backup or LATEST", m.Name, m.EndLSN, t.LSN))
-		}
-		return m, nil
 	}
-	ms, err := basebackup.List(ctx, st, nil)
-	if err != nil {
-		return basebackup.Meta{}, err
+	r, err := restore.Run(ctx, o)
+	line.done()
+	switch {
+	case err == nil:
+	case errors.Is(err, restore.ErrTarget):
+		err = usagef(err)
+	case r.Backup.Name == "":
+		err = describeStorageErr(err, f.cfg)
+	case !r.Restored:
+		err = describeStorageErr(diagnose(ctx, o.Store, err), f.cfg)
 	}
-	if len(ms) == 0 {
-		return basebackup.Meta{}, errors.New("the repository holds no backups: take one with tusk backup-push")
+	return r, err
+}
+
+// result is backup-fetch's --json output for r.
+func (f *fetch) result(r restore.Result) fetchResult {
+	res := fetchResult{Backup: r.Backup.Name, Recovery: newRecoveryOutcome(r.Recovery)}
+	if r.Restored {
+		res.Dest, res.Target, res.RestoreSecs = f.opts.Dest, f.opts.Target.Describe(), r.Restore.Seconds()
 	}
-	for i := len(ms) - 1; i >= 0; i-- {
-		m := ms[i]
-		switch {
-		case !t.Time.IsZero() && !m.FinishTime.Before(t.Time):
-			continue
-		case t.LSN != 0 && t.LSN < m.EndLSN:
-			continue
-		}
-		if t.IsSet() && (!t.Time.IsZero() || t.LSN != 0) {
-			fmt.Fprintf(root.stderr, "using backup %s, the newest that finished before the target %s\n", m.Name, t.Describe())
-		}
-		return m, nil
+	return res
+}
+
+// printRecovery says where recovery stopped and how the server was left.
+func printRecovery(w io.Writer, dest string, out *restore.Outcome) {
+	fmt.Fprintf(w, "recovery stopped after %.1f s and %d segments from the archive", out.Replay.Seconds(), out.Segments)
+	if out.StopLSN != "" {
+		fmt.Fprintf(w, " at LSN %s", out.StopLSN)
 	}
-	return basebackup.Meta{}, usagef(fmt.Errorf("no backup finished before the target %s (the oldest, %s, finished at %s)",
-		t.Describe(), ms[0].Name, ms[0].FinishTime.Format(time.RFC3339)))
+	if out.StopReason != "" {
+		fmt.Fprintf(w, " (%s)", out.StopReason)
+	}
+	if out.LastXactTime != "" {
+		fmt.Fprintf(w, "; last transaction at %s", out.LastXactTime)
+	}
+	fmt.Fprintln(w)
+	switch out.State {
+	case restore.Promoted:
+		fmt.Fprintf(w, "PostgreSQL is promoted to timeline %s and running on %s (port %d, socket folder %s); stop it with: pg_ctl -D %s stop\n",
+			out.Timeline, dest, out.Port, out.SocketDir, dest)
+	case restore.Paused:
+		fmt.Fprintf(w, "PostgreSQL is paused at the target on %s (port %d, socket folder %s): inspect it, then SELECT pg_wal_replay_resume() to promote, or stop it with: pg_ctl -D %s stop\n",
+			dest, out.Port, out.SocketDir, dest)
+	case restore.ShutDown:
+		fmt.Fprintf(w, "PostgreSQL shut down at the target, as asked\n")
+	}
 }
 
 // restoreCommand is the restore_command that calls this tusk binary with the
@@ -476,7 +475,7 @@ func restoreCommand(cfg Config) (cmd, note string, err error) {
 	if exe, err = filepath.EvalSymlinks(exe); err != nil {
 		return "", "", fmt.Errorf("find the tusk binary for restore_command: %w", err)
 	}
-	q := shellQuote
+	q := restore.ShellQuote
 	if cfg.ConfigFile != "" {
 		abs, err := filepath.Abs(cfg.ConfigFile)
 		if err != nil {
@@ -502,11 +501,4 @@ func restoreCommand(cfg Config) (cmd, note string, err error) {
 		}
 	}
 	return "env " + strings.Join(env, " ") + " " + q(exe) + " wal-fetch %f %p", note, nil
-}
-
-func shellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-:=") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

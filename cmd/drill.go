@@ -5,19 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-backup/tusk/basebackup"
+	"github.com/tusk-backup/tusk/restore"
 )
 
 // drillResult is what restore-drill reports (--json).
@@ -85,8 +81,6 @@ binaries of the backup's major version.`,
 			if len(args) == 1 {
 				name = args[0]
 			}
-			asJSON := o.json
-			o.json = true // fetchBackup stays quiet; the drill reports
 			o.recover = true
 			if o.targetAction == "" && (o.targetTime != "" || o.targetLSN != "" || o.targetXID != "" || o.targetName != "" || o.targetImmediate) {
 				o.targetAction = "promote"
@@ -111,25 +105,24 @@ binaries of the backup's major version.`,
 				return err
 			}
 			r := drillResult{Checks: []drillCheck{}, Failures: []string{}}
-			res, ferr := fetchBackup(c, root, &o, dest, name, fetchExtras{
-				tablespacesUnder: filepath.Join(base, "tablespaces"),
-				// A drill never archives into the repository, never starts
-				// logical replication apply workers (they would consume the
-				// production publisher's slots), and authenticates with the
-				// pg_hba.conf it writes even if the backup's configuration
-				// points hba_file elsewhere.
-				serverOptions: "-c archive_mode=off -c max_logical_replication_workers=0 -c hba_file=" +
-					shellQuote(filepath.Join(dest, "pg_hba.conf")) + " -c ident_file=" + shellQuote(filepath.Join(dest, "pg_ident.conf")),
-				trustLocal: true,
-			})
-			r.Backup, r.Target, r.RestoreSecs = res.Backup, res.Target, res.RestoreSecs
+			var res restore.Result
+			f, ferr := setupFetch(c, root, &o, dest, name)
+			if ferr == nil {
+				f.opts.TablespacesUnder = filepath.Join(base, "tablespaces")
+				f.opts.Server = &restore.ServerOptions{Port: o.port, PGBin: o.pgBin, Isolated: true}
+				res, ferr = f.run(c.Context(), root, false)
+				fr := f.result(res)
+				r.Target, r.RestoreSecs = fr.Target, fr.RestoreSecs
+			}
+			r.Backup = res.Backup.Name
 			stopped := true
 			stop := func() {
-				if res.run != nil && res.run.running() {
-					if out, err := res.run.command(context.WithoutCancel(c.Context()), "stop", "-D", dest, "-m", "fast").CombinedOutput(); err != nil {
-						stopped = false
-						r.Failures = append(r.Failures, fmt.Sprintf("stop the drill's server: %v: %s (stop it with pg_ctl -D %s stop; the scratch folder is kept)", err, strings.TrimSpace(string(out)), dest))
-					}
+				if res.Server == nil {
+					return
+				}
+				if err := res.Server.Stop(context.WithoutCancel(c.Context())); err != nil {
+					stopped = false
+					r.Failures = append(r.Failures, fmt.Sprintf("stop the drill's server: %v (stop it with pg_ctl -D %s stop; the scratch folder is kept)", err, dest))
 				}
 			}
 			if ferr != nil {
@@ -137,10 +130,20 @@ binaries of the backup's major version.`,
 				r.Failures = append(r.Failures, ferr.Error())
 			}
 			if rec := res.Recovery; rec != nil {
-				r.ReplaySecs, r.Segments, r.StopLSN, r.LastXactTime = rec.ReplaySecs, rec.Segments, rec.StopLSN, rec.LastXactTime
+				r.ReplaySecs, r.Segments, r.StopLSN, r.LastXactTime = rec.Replay.Seconds(), rec.Segments, rec.StopLSN, rec.LastXactTime
 				r.Recovery = &recoveryInfo{Reason: rec.StopReason, Log: rec.LogFile}
 				if ferr == nil {
-					runDrillChecks(c.Context(), rec.SocketDir, rec.Port, database, superusers(dest), sqls, &r)
+					found, err := res.Server.Check(c.Context(), database, sqls)
+					if err != nil {
+						r.Failures = append(r.Failures, err.Error())
+					}
+					r.Relations = found.Relations
+					for _, ch := range found.Checks {
+						r.Checks = append(r.Checks, drillCheck{SQL: ch.SQL, OK: ch.OK, Result: ch.Result, Error: ch.Error})
+						if !ch.OK {
+							r.Failures = append(r.Failures, fmt.Sprintf("check %q: %s", ch.SQL, ch.Error))
+						}
+					}
 				}
 			}
 			r.RTOSecs = r.RestoreSecs + r.ReplaySecs
@@ -167,11 +170,11 @@ binaries of the backup's major version.`,
 			r.OK = len(r.Failures) == 0
 			// The server's socket folder holds its log: kept when the drill
 			// failed, for the post-mortem.
-			if rec := res.Recovery; rec != nil && r.OK && !keep && strings.Contains(filepath.Base(rec.SocketDir), "tusk-recover-") {
-				os.RemoveAll(rec.SocketDir)
+			if srv := res.Server; srv != nil && r.Recovery != nil && r.OK && !keep && srv.CreatedSocketDir {
+				os.RemoveAll(srv.SocketDir)
 				r.Recovery.Log = ""
 			}
-			if asJSON {
+			if o.json {
 				if err := writeJSON(root.stdout, r); err != nil {
 					return err
 				}
@@ -210,7 +213,7 @@ type drillLimits struct {
 	maxRTO, maxRPO time.Duration
 }
 
-// checkDrillOptions checks a drill's backup name and options as fetchBackup
+// checkDrillOptions checks a drill's backup name and options as setupFetch
 // would, its queries, and its limits, which must not be negative.
 func checkDrillOptions(o *backupFetchOpts, name string, l drillLimits) error {
 	if name != "LATEST" {
@@ -248,67 +251,6 @@ func scratchOr(s string) string {
 		return os.TempDir()
 	}
 	return s
-}
-
-// superusers are the role names to try for the checks: postgres, and the
-// data directory's owner (initdb names the superuser after the user who ran it).
-func superusers(dest string) []string {
-	users := []string{"postgres"}
-	if fi, err := os.Stat(dest); err == nil {
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			if u, err := user.LookupId(strconv.Itoa(int(st.Uid))); err == nil && u.Username != "postgres" {
-				users = append(users, u.Username)
-			}
-		}
-	}
-	return users
-}
-
-// runDrillChecks connects to the drill's server and runs the checks.
-func runDrillChecks(ctx context.Context, socketDir string, port int, database string, users, sqls []string, r *drillResult) {
-	var conn *pgconn.PgConn
-	var err error
-	for _, u := range users {
-		var cfg *pgconn.Config
-		if cfg, err = pgconn.ParseConfig(""); err != nil {
-			break
-		}
-		cfg.Host, cfg.Port, cfg.Database, cfg.User = socketDir, uint16(port), database, u
-		cfg.DialFunc = (&net.Dialer{Timeout: 10 * time.Second}).DialContext
-		if conn, err = pgconn.ConnectConfig(ctx, cfg); err == nil {
-			break
-		}
-	}
-	if err != nil {
-		r.Failures = append(r.Failures, fmt.Sprintf("connect to the restored server as %s: %v", strings.Join(users, " or "), err))
-		return
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	checks := append([]string{"SELECT 1", "SELECT count(*) FROM pg_class"}, sqls...)
-	for i, q := range checks {
-		ch := drillCheck{SQL: q}
-		res, err := conn.Exec(ctx, q).ReadAll()
-		switch {
-		case err != nil:
-			ch.Error = err.Error()
-		case len(res) == 0 || len(res[len(res)-1].Rows) == 0:
-			ch.Error = "returned no rows"
-		default:
-			row := res[len(res)-1].Rows[0]
-			var vals []string
-			for _, v := range row {
-				vals = append(vals, string(v))
-			}
-			ch.OK, ch.Result = true, strings.Join(vals, ", ")
-			if i == 1 {
-				r.Relations, _ = strconv.ParseInt(ch.Result, 10, 64)
-			}
-		}
-		if !ch.OK {
-			r.Failures = append(r.Failures, fmt.Sprintf("check %q: %s", q, ch.Error))
-		}
-		r.Checks = append(r.Checks, ch)
-	}
 }
 
 func printDrill(w io.Writer, r drillResult) {

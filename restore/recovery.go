@@ -1,4 +1,4 @@
-package basebackup
+package restore
 
 import (
 	"errors"
@@ -8,13 +8,15 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/tusk-backup/tusk/basebackup"
 )
 
 // Target is where point-in-time recovery stops. At most one of Time, LSN,
 // XID, Name and Immediate is set; none means the end of the archive.
 type Target struct {
 	Time      time.Time
-	LSN       LSN
+	LSN       basebackup.LSN
 	XID       string
 	Name      string
 	Immediate bool
@@ -45,7 +47,8 @@ func (t Target) Describe() string {
 	return "the end of the archive"
 }
 
-// Recovery is what backup-fetch writes into a restored data directory.
+// Recovery is the recovery configuration a restore writes into the data
+// directory: restore_command, the target and the mode.
 type Recovery struct {
 	RestoreCommand  string
 	Target          Target

@@ -1,4 +1,4 @@
-package cmd
+package restore
 
 import (
 	"bufio"
@@ -21,41 +21,53 @@ import (
 	"github.com/tusk-backup/tusk/basebackup"
 )
 
-// serverRun is how backup-fetch --recover runs PostgreSQL on the restored
-// directory.
-type serverRun struct {
+// ServerOptions say how to run PostgreSQL on the restored directory.
+type ServerOptions struct {
+	Port      int    // 0: a free one
+	SocketDir string // "": a new temporary folder
+	PGBin     string // folder with pg_ctl; "": /usr/lib/postgresql/MAJOR/bin, else PATH
+	// Isolated runs the server for a drill: it archives nothing, starts no
+	// logical replication workers (they would consume the production
+	// publisher's slots), and lets local users in by a pg_hba.conf of its
+	// own (local trust: it listens only on its private socket folder), even
+	// if the backup's configuration points hba_file elsewhere.
+	Isolated bool
+}
+
+// Server is PostgreSQL running (or once run) on a restored directory.
+type Server struct {
 	bin       string // folder with pg_ctl
 	uid, gid  int
 	owner     string
-	port      int
-	socketDir string
-	logFile   string
-	// createdSocketDir: tusk made socketDir (and gives it to the owner)
-	createdSocketDir bool
+	Port      int
+	SocketDir string
+	LogFile   string
+	// CreatedSocketDir: the restore made SocketDir (and gave it to the owner).
+	CreatedSocketDir bool
 	dest             string
 	extraOptions     string // more server options ("-c archive_mode=off")
 }
 
-// recoveryOutcome is where recovery stopped, as PostgreSQL's log says.
-type recoveryOutcome struct {
-	State        string  `json:"state"` // promoted, paused, shut down
-	StopLSN      string  `json:"stop_lsn,omitempty"`
-	StopReason   string  `json:"stop_reason,omitempty"`
-	LastXactTime string  `json:"last_transaction_time,omitempty"`
-	Timeline     string  `json:"new_timeline,omitempty"`
-	Segments     int     `json:"segments_restored"`
-	ReplaySecs   float64 `json:"replay_seconds"`
-	Port         int     `json:"port"`
-	SocketDir    string  `json:"socket_dir"`
-	LogFile      string  `json:"log_file"`
+// Outcome is where recovery stopped, as PostgreSQL's log says.
+type Outcome struct {
+	State        string // Promoted, Paused, ShutDown or Failed
+	StopLSN      string
+	StopReason   string
+	LastXactTime string
+	Timeline     string // the new timeline, after a promotion
+	Segments     int    // WAL segments restored from the archive
+	Replay       time.Duration
+	Port         int
+	SocketDir    string
+	LogFile      string
 }
 
-// prepareRecover settles everything --recover needs before anything is
-// restored, so that a missing program or user fails before the download.
-func prepareRecover(o *backupFetchOpts, m basebackup.Meta, dest string) (*serverRun, error) {
-	r := &serverRun{dest: dest, port: o.port, socketDir: o.socketDir}
+// newServer settles everything recovery needs before anything is restored,
+// so that a missing program or user fails before the download.
+func newServer(o ServerOptions, owner string, m basebackup.Meta, dest string) (*Server, error) {
+	r := &Server{dest: dest, Port: o.Port, SocketDir: o.SocketDir}
 	major := m.PGVersion / 10000
-	r.bin = o.pgBin
+	r.bin = o.PGBin
 	if r.bin == "" {
 		r.bin = fmt.Sprintf("/usr/lib/postgresql/%d/bin", major)
 		if _, err := os.Stat(filepath.Join(r.bin, "pg_ctl")); err != nil {
@@ -81,7 +93,7 @@ func prepareRecover(o *backupFetchOpts, m basebackup.Meta, dest string) (*server
 				major, filepath.Join(r.bin, "pg_ctl"), strings.TrimSpace(string(out)))
 		}
 	}
-	own, err := resolveOwner(o.owner, dest, true)
+	own, err := resolveOwner(owner, dest, true)
 	if err != nil {
 		return nil, err
 	}
@@ -90,19 +102,23 @@ func prepareRecover(o *backupFetchOpts, m basebackup.Meta, dest string) (*server
 		if err != nil {
 			return nil, err
 		}
-		own = &restoreOwner{name: u.Username, uid: os.Geteuid(), gid: os.Getegid()}
-		if o.owner != "" && o.owner != u.Username {
-			return nil, fmt.Errorf("--recover must run as root or as %s, who is to own %s", o.owner, dest)
+		own = &fileOwner{name: u.Username, uid: os.Geteuid(), gid: os.Getegid()}
+		if owner != "" && owner != u.Username {
+			return nil, fmt.Errorf("--recover must run as root or as %s, who is to own %s", owner, dest)
 		}
 	}
 	r.owner, r.uid, r.gid = own.name, own.uid, own.gid
-	if r.port == 0 {
+	if r.Port == 0 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, fmt.Errorf("find a free port: %w", err)
 		}
-		r.port = l.Addr().(*net.TCPAddr).Port
+		r.Port = l.Addr().(*net.TCPAddr).Port
 		l.Close()
+	}
+	if o.Isolated {
+		r.extraOptions = "-c archive_mode=off -c max_logical_replication_workers=0 -c hba_file=" +
+			ShellQuote(filepath.Join(dest, "pg_hba.conf")) + " -c ident_file=" + ShellQuote(filepath.Join(dest, "pg_ident.conf"))
 	}
 	return r, nil
 }
@@ -122,7 +138,7 @@ func programMajor(out string) (int, bool) {
 
 // prepare adds the configuration files a data directory from a
 // Debian-style cluster lacks, and the socket folder.
-func (r *serverRun) prepare(dest string) error {
+func (r *Server) prepare(dest string) error {
 	for _, f := range []string{"postgresql.conf", "pg_hba.conf", "pg_ident.conf"} {
 		p := filepath.Join(dest, f)
 		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
@@ -140,33 +156,33 @@ func (r *serverRun) prepare(dest string) error {
 			}
 		}
 	}
-	if r.socketDir == "" {
+	if r.SocketDir == "" {
 		d, err := os.MkdirTemp("", "tusk-recover-")
 		if err != nil {
 			return err
 		}
-		r.socketDir, r.createdSocketDir = d, true
+		r.SocketDir, r.CreatedSocketDir = d, true
 		if os.Geteuid() == 0 {
 			if err := os.Lchown(d, r.uid, r.gid); err != nil {
 				return err
 			}
 		}
 	}
-	r.logFile = filepath.Join(r.socketDir, "postgresql.log")
+	r.LogFile = filepath.Join(r.SocketDir, "postgresql.log")
 	return nil
 }
 
-// restoreOwner is the user a restored data directory is given to.
-type restoreOwner struct {
+// fileOwner is the user a restored data directory is given to.
+type fileOwner struct {
 	name     string
 	uid, gid int
 }
 
-// resolveOwner picks who owns a restore when tusk runs as root: --owner,
-// else the owner of DEST (or of its parent) when that is not root, else
-// postgres. It returns nil when tusk does not run as root (files are then
-// the caller's), or, unless required, when no such user exists.
-func resolveOwner(flag, dest string, required bool) (*restoreOwner, error) {
+// resolveOwner picks who owns a restore when tusk runs as root: flag
+// (--owner), else the owner of DEST (or of its parent) when that is not
+// root, else postgres. It returns nil when tusk does not run as root (files
+// are then the caller's), or, unless required, when no such user exists.
+func resolveOwner(flag, dest string, required bool) (*fileOwner, error) {
 	if os.Geteuid() != 0 && flag == "" {
 		return nil, nil
 	}
@@ -194,7 +210,7 @@ func resolveOwner(flag, dest string, required bool) (*restoreOwner, error) {
 		}
 		return nil, fmt.Errorf("user %s, to own the restored data directory, does not exist; give --owner", name)
 	}
-	o := &restoreOwner{name: name}
+	o := &fileOwner{name: name}
 	o.uid, _ = strconv.Atoi(u.Uid)
 	o.gid, _ = strconv.Atoi(u.Gid)
 	if o.uid == 0 && required {
@@ -210,7 +226,7 @@ func resolveOwner(flag, dest string, required bool) (*restoreOwner, error) {
 }
 
 // giveTree gives the restored data directory and its tablespaces to o.
-func giveTree(o *restoreOwner, dest string, m basebackup.Meta) error {
+func giveTree(o *fileOwner, dest string, m basebackup.Meta) error {
 	dirs := []string{dest}
 	for _, s := range m.Tablespaces {
 		if s.OID != "" {
@@ -233,7 +249,7 @@ func giveTree(o *restoreOwner, dest string, m basebackup.Meta) error {
 	return nil
 }
 
-func (r *serverRun) command(ctx context.Context, args ...string) *exec.Cmd {
+func (r *Server) command(ctx context.Context, args ...string) *exec.Cmd {
 	c := exec.CommandContext(ctx, filepath.Join(r.bin, "pg_ctl"), args...)
 	c.Dir = r.dest
 	if os.Geteuid() == 0 {
@@ -242,52 +258,50 @@ func (r *serverRun) command(ctx context.Context, args ...string) *exec.Cmd {
 	return c
 }
 
-var (
-	reRestored  = regexp.MustCompile(`restored log file "([0-9A-F]{24})" from archive`)
-	reStopping  = regexp.MustCompile(`LOG:  (recovery stopping .*)$`)
-	reRedoDone  = regexp.MustCompile(`redo done at ([0-9A-F]+/[0-9A-F]+)`)
-	reLastXact  = regexp.MustCompile(`last completed transaction was at log time (.*)$`)
-	reTimeline  = regexp.MustCompile(`selected new timeline ID: (\d+)`)
-	reFatal     = regexp.MustCompile(`(FATAL|PANIC):  (.*)$`)
-	rePaused    = regexp.MustCompile(`pausing at the end of recovery|recovery has paused`)
-	reReady     = regexp.MustCompile(`database system is ready to accept connections`)
-	reShutdown  = regexp.MustCompile(`database system is shut down|shutdown at recovery target`)
-	reConsisten = regexp.MustCompile(`consistent recovery state reached`)
-)
+// Stop stops the server (pg_ctl stop -m fast) if it runs.
+func (r *Server) Stop(ctx context.Context) error {
+	if !r.Running() {
+		return nil
+	}
+	if out, err := r.command(ctx, "stop", "-D", r.dest, "-m", "fast").CombinedOutput(); err != nil {
+		return fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
 
 // recover starts PostgreSQL on the restored directory and follows its log
 // until recovery has reached its end: promoted, paused or shut down.
-func (r *serverRun) recover(ctx context.Context, root *rootOpts, t basebackup.Target, verbose bool) (*recoveryOutcome, error) {
-	out := &recoveryOutcome{Port: r.port, SocketDir: r.socketDir, LogFile: r.logFile}
+func (r *Server) recover(ctx context.Context, t Target, progress func(Progress)) (*Outcome, error) {
+	out := &Outcome{Port: r.Port, SocketDir: r.SocketDir, LogFile: r.LogFile}
 	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses='' -c logging_collector=off -c log_destination=stderr -c log_line_prefix='%%m [%%p] '",
-		r.port, shellQuote(r.socketDir))
+		r.Port, ShellQuote(r.SocketDir))
 	if r.extraOptions != "" {
 		opts += " " + r.extraOptions
 	}
 	start := time.Now()
-	startCmd := r.command(ctx, "start", "-W", "-D", r.dest, "-l", r.logFile, "-o", opts)
+	startCmd := r.command(ctx, "start", "-W", "-D", r.dest, "-l", r.LogFile, "-o", opts)
 	if b, err := startCmd.CombinedOutput(); err != nil {
 		return out, fmt.Errorf("start PostgreSQL on %s: %v: %s", r.dest, err, strings.TrimSpace(string(b)))
 	}
-	if verbose {
-		fmt.Fprintf(root.stdout, "PostgreSQL started on %s (port %d, socket folder %s, log %s); replaying to %s\n",
-			r.dest, r.port, r.socketDir, r.logFile, t.Describe())
-	}
-	line := newProgressLine(root.stderr)
-	defer line.done()
+	progress(Progress{Phase: Started, Server: r})
+	var rep Replay
+	defer func() { // what the log said, however the wait ends
+		out.State, out.StopLSN, out.StopReason, out.LastXactTime, out.Timeline, out.Segments =
+			rep.State, rep.StopLSN, rep.StopReason, rep.LastXactTime, rep.Timeline, rep.Segments
+		out.Replay = time.Since(start)
+	}()
 
 	var f *os.File
 	var rd *bufio.Reader
 	var partial string
-	var fatal string
-	consistent, seenAlive := false, false
+	seenAlive := false
 	for {
 		if err := ctx.Err(); err != nil {
 			r.command(context.Background(), "stop", "-D", r.dest, "-m", "fast").Run()
 			return out, err
 		}
 		if f == nil {
-			if ff, err := os.Open(r.logFile); err == nil {
+			if ff, err := os.Open(r.LogFile); err == nil {
 				f, rd = ff, bufio.NewReader(ff)
 				defer f.Close()
 			}
@@ -303,100 +317,40 @@ func (r *serverRun) recover(ctx context.Context, root *rootOpts, t basebackup.Ta
 				return out, err
 			}
 			s, partial = partial+s, ""
-			s = strings.TrimRight(s, "\n")
 			progressed = true
-			switch {
-			case reRestored.MatchString(s):
-				out.Segments++
-				seg := reRestored.FindStringSubmatch(s)[1]
-				el := time.Since(start)
-				line.show("replaying: %d segments restored, last %s, %.1f segments/s", out.Segments, seg, float64(out.Segments)/el.Seconds())
-			case reStopping.MatchString(s):
-				out.StopReason = reStopping.FindStringSubmatch(s)[1]
-			case reRedoDone.MatchString(s):
-				out.StopLSN = reRedoDone.FindStringSubmatch(s)[1]
-			case reLastXact.MatchString(s):
-				out.LastXactTime = reLastXact.FindStringSubmatch(s)[1]
-			case reTimeline.MatchString(s):
-				out.Timeline = reTimeline.FindStringSubmatch(s)[1]
-			case reConsisten.MatchString(s):
-				consistent = true
-			case strings.Contains(s, "entering standby mode"):
+			if rep.Feed(strings.TrimRight(s, "\n")) {
+				progress(Progress{Phase: Replaying, Segments: rep.Segments, LastSegment: rep.LastSegment, Elapsed: time.Since(start)})
+			}
+			if rep.Standby {
 				r.command(context.Background(), "stop", "-D", r.dest, "-m", "fast").Run()
 				return out, fmt.Errorf("PostgreSQL on %s entered standby mode, which never ends; it was stopped (is there a standby.signal?)", r.dest)
-			case reFatal.MatchString(s) && fatal == "":
-				msg := reFatal.FindStringSubmatch(s)[2]
-				if !strings.Contains(msg, "the database system is starting up") && !strings.Contains(msg, "terminating connection") {
-					fatal = msg
-				}
-			case rePaused.MatchString(s):
-				out.State = "paused"
-			case reReady.MatchString(s) && out.Timeline != "":
-				out.State = "promoted"
-			case reShutdown.MatchString(s):
-				if out.State == "" {
-					out.State = "shut down"
-				}
 			}
 		}
-		done := out.State == "paused" || out.State == "promoted"
-		alive := r.running()
+		alive := r.Running()
 		seenAlive = seenAlive || alive
 		// pg_ctl start -W returns before the postmaster writes its pid file.
 		gone := !alive && (seenAlive || time.Since(start) > 10*time.Second)
+		if rep.Reached() {
+			return out, nil
+		}
 		if gone && !progressed && f != nil {
 			// The server is gone and its log is read to the end.
-			if out.State == "shut down" && t.IsSet() && t.Action == "shutdown" && fatal == "" {
-				done = true
-			} else {
-				reason := fatal
-				if reason == "" {
-					reason = "the server stopped"
-				}
-				out.State = "failed"
-				out.ReplaySecs = time.Since(start).Seconds()
-				return out, fmt.Errorf("recovery on %s did not reach %s: PostgreSQL says: %s (full log: %s)", r.dest, t.Describe(), reason, r.logFile)
+			ok, reason := rep.Ended(t)
+			if ok {
+				return out, nil
 			}
-		}
-		if done {
-			break
+			rep.State = Failed
+			return out, fmt.Errorf("recovery on %s did not reach %s: PostgreSQL says: %s (full log: %s)", r.dest, t.Describe(), reason, r.LogFile)
 		}
 		if gone && f == nil {
-			return out, fmt.Errorf("PostgreSQL did not start on %s (no log at %s)", r.dest, r.logFile)
+			return out, fmt.Errorf("PostgreSQL did not start on %s (no log at %s)", r.dest, r.LogFile)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	_ = consistent
-	out.ReplaySecs = time.Since(start).Seconds()
-	line.done()
-	if verbose {
-		fmt.Fprintf(root.stdout, "recovery stopped after %.1f s and %d segments from the archive", out.ReplaySecs, out.Segments)
-		if out.StopLSN != "" {
-			fmt.Fprintf(root.stdout, " at LSN %s", out.StopLSN)
-		}
-		if out.StopReason != "" {
-			fmt.Fprintf(root.stdout, " (%s)", out.StopReason)
-		}
-		if out.LastXactTime != "" {
-			fmt.Fprintf(root.stdout, "; last transaction at %s", out.LastXactTime)
-		}
-		fmt.Fprintln(root.stdout)
-		switch out.State {
-		case "promoted":
-			fmt.Fprintf(root.stdout, "PostgreSQL is promoted to timeline %s and running on %s (port %d, socket folder %s); stop it with: pg_ctl -D %s stop\n",
-				out.Timeline, r.dest, r.port, r.socketDir, r.dest)
-		case "paused":
-			fmt.Fprintf(root.stdout, "PostgreSQL is paused at the target on %s (port %d, socket folder %s): inspect it, then SELECT pg_wal_replay_resume() to promote, or stop it with: pg_ctl -D %s stop\n",
-				r.dest, r.port, r.socketDir, r.dest)
-		case "shut down":
-			fmt.Fprintf(root.stdout, "PostgreSQL shut down at the target, as asked\n")
-		}
-	}
-	return out, nil
 }
 
-// running reports whether the restored server's postmaster is alive.
-func (r *serverRun) running() bool {
+// Running reports whether the restored server's postmaster is alive.
+func (r *Server) Running() bool {
 	b, err := os.ReadFile(filepath.Join(r.dest, "postmaster.pid"))
 	if err != nil {
 		return false
@@ -407,4 +361,12 @@ func (r *serverRun) running() bool {
 		return false
 	}
 	return syscall.Kill(pid, 0) == nil
+}
+
+// ShellQuote quotes s for a POSIX shell, leaving plain words as they are.
+func ShellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-:=") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
