@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -28,6 +29,20 @@ func ParseLSN(s string) (LSN, error) {
 }
 
 func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint64(l)>>32, uint32(l)) }
+
+// MarshalJSON writes l in PostgreSQL's notation, as a string.
+func (l LSN) MarshalJSON() ([]byte, error) { return json.Marshal(l.String()) }
+
+// UnmarshalJSON reads PostgreSQL's notation.
+func (l *LSN) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := ParseLSN(s)
+	*l = v
+	return err
+}
 
 // SegmentName is the name of the WAL segment holding l on timeline tli.
 func (l LSN) SegmentName(tli uint32, segSize uint64) string {

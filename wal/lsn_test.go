@@ -1,6 +1,9 @@
 package wal
 
-import "testing"
+import (
+	"encoding/json"
+	"testing"
+)
 
 func TestParseLSN(t *testing.T) {
 	t.Parallel()
@@ -48,6 +51,23 @@ func TestLSNSegment(t *testing.T) {
 		}
 		if got := tt.lsn.Pos(tt.segSize); got != tt.pos {
 			t.Errorf("%s.Pos(%d) = %#x, want %#x", tt.lsn, tt.segSize, got, tt.pos)
+		}
+	}
+}
+
+func TestLSNJSON(t *testing.T) {
+	t.Parallel()
+	b, err := json.Marshal(struct{ L LSN }{0x16B374D848})
+	if err != nil || string(b) != `{"L":"16/B374D848"}` {
+		t.Fatalf("Marshal = %s, %v", b, err)
+	}
+	var v struct{ L LSN }
+	if err := json.Unmarshal(b, &v); err != nil || v.L != 0x16B374D848 {
+		t.Fatalf("Unmarshal = %v, %v", v, err)
+	}
+	for _, bad := range []string{`{"L":"x"}`, `{"L":5}`} {
+		if err := json.Unmarshal([]byte(bad), &v); err == nil {
+			t.Errorf("Unmarshal(%s) accepted", bad)
 		}
 	}
 }
