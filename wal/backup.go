@@ -20,6 +20,12 @@ func BackupWAL(start, end string, segSize uint64, history func(tli uint32) (Ance
 	if err1 != nil || err2 != nil {
 		return nil, fmt.Errorf("start %q or end %q is not a WAL segment name", start, end)
 	}
+	if err := fits(a, segSize); err != nil {
+		return nil, err
+	}
+	if err := fits(b, segSize); err != nil {
+		return nil, err
+	}
 	if a.Timeline == b.Timeline {
 		return Range(start, end, segSize)
 	}

@@ -77,6 +77,12 @@ func Range(first, last string, segSize uint64) ([]string, error) {
 	if err != nil || b.Kind != Segment {
 		return nil, fmt.Errorf("end segment %q is not a WAL segment name", last)
 	}
+	if err := fits(a, segSize); err != nil {
+		return nil, err
+	}
+	if err := fits(b, segSize); err != nil {
+		return nil, err
+	}
 	pa, pb := a.Pos(segSize), b.Pos(segSize)
 	if b.Timeline != a.Timeline || pb < pa || pb-pa > maxRange {
 		return nil, fmt.Errorf("WAL range %s to %s is not a backup's", first, last)
@@ -86,6 +92,15 @@ func Range(first, last string, segSize uint64) ([]string, error) {
 		out = append(out, SegmentAt(a.Timeline, p, segSize).File)
 	}
 	return out, nil
+}
+
+// fits refuses a segment name that no cluster with segments of segSize
+// writes: one numbered past the segments a log holds.
+func fits(n Name, segSize uint64) error {
+	if uint64(n.Seg) >= perLog(segSize) {
+		return fmt.Errorf("%q is not the name of a WAL segment of %d bytes", n.File, orDefault(segSize))
+	}
+	return nil
 }
 
 // Run is a run of consecutive segments, first through last (file names).
