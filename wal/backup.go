@@ -12,8 +12,8 @@ import "fmt"
 // needs the end timeline's history file, listed first, and each segment
 // from the timeline recovery reads it from along that history (Path); the
 // segment holding a switch point comes from the child timeline. history
-// returns timeline tli's ancestry (its history file, parsed); it is called only for such a backup, and
-// its error is returned as it is.
+// returns timeline tli's ancestry (its history file, parsed); it is called
+// only for such a backup, and its error is returned as it is.
 func BackupWAL(start, end string, segSize uint64, history func(tli uint32) (Ancestry, error)) ([]string, error) {
 	a, err1 := ParseSegment(start)
 	b, err2 := ParseSegment(end)
