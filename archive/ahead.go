@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/tusk-backup/tusk/wal"
 )
 
 // AheadOptions turn on push-ahead: while PostgreSQL's archiver waits for one
@@ -48,7 +50,7 @@ func (a *Archive) PushAhead(ctx context.Context, path string, opts PushOptions, 
 	if ahead.Max <= 0 {
 		return a.Push(ctx, path, opts)
 	}
-	name, err := ParseName(filepath.Base(path))
+	name, err := wal.ParseName(filepath.Base(path))
 	if err != nil {
 		return PushResult{}, err
 	}
@@ -103,7 +105,7 @@ func (a *Archive) PushAhead(ctx context.Context, path string, opts PushOptions, 
 // size and checksum. It needs no storage, so a caller can try it before
 // opening the repository.
 func (a *Archive) FromRecord(dir, path string) (PushResult, bool) {
-	name, err := ParseName(filepath.Base(path))
+	name, err := wal.ParseName(filepath.Base(path))
 	if err != nil {
 		return PushResult{}, false
 	}
@@ -111,7 +113,7 @@ func (a *Archive) FromRecord(dir, path string) (PushResult, bool) {
 }
 
 // fromRecord is FromRecord for a parsed name.
-func (a *Archive) fromRecord(dir, path string, name Name) (PushResult, bool) {
+func (a *Archive) fromRecord(dir, path string, name wal.Name) (PushResult, bool) {
 	size, sum, ok := readRecord(dir, name.File)
 	if !ok {
 		return PushResult{}, false
@@ -146,7 +148,7 @@ func markDone(statusDir, c string, a *Archive) {
 
 // readyFiles lists the WAL files marked .ready other than current, in the
 // archiver's order (history files first, then by name), at most n.
-func readyFiles(statusDir string, current Name, n int) []string {
+func readyFiles(statusDir string, current wal.Name, n int) []string {
 	des, err := os.ReadDir(statusDir)
 	if err != nil {
 		return nil
@@ -157,7 +159,7 @@ func readyFiles(statusDir string, current Name, n int) []string {
 		if !ok || f == current.File {
 			continue
 		}
-		if _, err := ParseName(f); err != nil {
+		if _, err := wal.ParseName(f); err != nil {
 			continue
 		}
 		out = append(out, f)

@@ -17,44 +17,8 @@ import (
 	"github.com/tusk-backup/tusk/storage"
 	"github.com/tusk-backup/tusk/storage/faulty"
 	"github.com/tusk-backup/tusk/storage/local"
+	"github.com/tusk-backup/tusk/wal"
 )
-
-func TestParseName(t *testing.T) {
-	t.Parallel()
-	good := []struct {
-		in   string
-		kind Kind
-		tli  uint32
-		key  string
-	}{
-		{"000000010000000000000042", Segment, 1, "wal/0000000100000000/000000010000000000000042"},
-		{"0000000A00000003000000FF", Segment, 10, "wal/0000000A00000003/0000000A00000003000000FF"},
-		{"00000002.history", History, 2, "wal/timelines/00000002.history"},
-		{"000000010000000000000042.partial", Partial, 1, "wal/0000000100000000/000000010000000000000042.partial"},
-		{"000000010000000000000002.00000028.backup", BackupHistory, 1, "wal/0000000100000000/000000010000000000000002.00000028.backup"},
-	}
-	for _, g := range good {
-		n, err := ParseName(g.in)
-		if err != nil {
-			t.Errorf("ParseName(%q): %v", g.in, err)
-			continue
-		}
-		if n.Kind != g.kind || n.Timeline != g.tli || n.Key() != g.key || n.File != g.in {
-			t.Errorf("ParseName(%q) = %+v key %s", g.in, n, n.Key())
-		}
-	}
-	for _, bad := range []string{"", "00000001000000000000004", "000000010000000000000042x", "00000000000000000000000A",
-		"0000000100000000000000g2", "000000010000000000000042.PARTIAL", "0000000g.history", "00000000.history",
-		"../000000010000000000000042", "RECOVERYXLOG", "000000010000000000000042.backup"} {
-		if _, err := ParseName(bad); err == nil {
-			t.Errorf("ParseName(%q) accepted a bad name", bad)
-		}
-	}
-	n, _ := ParseName("0000000100000000000000FF")
-	if got := n.SegmentFile(1, 0x100); got != "000000010000000100000000" {
-		t.Errorf("next segment after 0000000100000000000000FF = %s", got)
-	}
-}
 
 type env struct {
 	dir   string
@@ -80,8 +44,8 @@ func newEnv(t *testing.T, codec string) env {
 func (e env) walFile(t *testing.T, name string, seed uint64, size int) string {
 	t.Helper()
 	r := rand.New(rand.NewPCG(seed, seed))
-	n, _ := ParseName(filepath.Base(name))
-	segment := n.Kind == Segment || n.Kind == Partial
+	n, _ := wal.ParseName(filepath.Base(name))
+	segment := n.Kind == wal.Segment || n.Kind == wal.Partial
 	if segment {
 		size = max(size, 1<<20) // wal-push accepts only whole segments
 	}
@@ -105,7 +69,7 @@ func (e env) walFile(t *testing.T, name string, seed uint64, size int) string {
 // header.
 func segmentOf(t *testing.T, name string, fill byte) []byte {
 	t.Helper()
-	n, err := ParseName(name)
+	n, err := wal.ParseName(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +174,7 @@ func TestSHA256ObjectsStillRead(t *testing.T) {
 	ctx := t.Context()
 	p := e.walFile(t, "000000010000000000000007", 3, 1<<20)
 	content, _ := os.ReadFile(p)
-	n, _ := ParseName("000000010000000000000007")
+	n, _ := wal.ParseName("000000010000000000000007")
 	hdr := Header{Codec: e.a.Codec, Size: int64(len(content)), SumKind: SumSHA256, Sum: sha256.Sum256(content)}
 	if _, err := e.a.upload(ctx, n.Key(), hdr, bytes.NewReader(content)); err != nil {
 		t.Fatal(err)
@@ -280,7 +244,7 @@ func TestFetchMissingAndCorrupt(t *testing.T) {
 	if _, err := e.a.Fetch(ctx, "000000010000000000000006", dest, FetchOptions{Attempts: 3}); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("missing: err = %v, want ErrNotFound", err)
 	}
-	nm, _ := ParseName(name)
+	nm, _ := wal.ParseName(name)
 	o, _ := e.store.Stat(ctx, nm.Key())
 	faults := []faulty.Fault{
 		{Op: faulty.Get, FlipAt: o.Size / 2},      // bit rot in the compressed stream

@@ -2,17 +2,18 @@ package archive
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/tusk-backup/tusk/storage"
+	"github.com/tusk-backup/tusk/wal"
 )
 
 // FetchOptions tune one fetch.
@@ -25,7 +26,7 @@ type FetchOptions struct {
 
 // FetchResult says what a fetch did.
 type FetchResult struct {
-	Name Name
+	Name wal.Name
 	Key  string
 	Size int64
 }
@@ -36,7 +37,7 @@ type FetchResult struct {
 // missing from the repository is an error wrapping storage.ErrNotFound;
 // a damaged object wraps ErrCorrupt.
 func (a *Archive) Fetch(ctx context.Context, file, dest string, opts FetchOptions) (FetchResult, error) {
-	name, err := ParseName(file)
+	name, err := wal.ParseName(file)
 	if err != nil {
 		return FetchResult{}, err
 	}
@@ -123,7 +124,7 @@ func (a *Archive) fetchOnce(ctx context.Context, key, dest, tmpPattern string, f
 // content to w (io.Discard to only verify). A missing object wraps
 // storage.ErrNotFound, a damaged one ErrCorrupt.
 func (a *Archive) Check(ctx context.Context, file string, w io.Writer) (int64, error) {
-	n, err := ParseName(file)
+	n, err := wal.ParseName(file)
 	if err != nil {
 		return 0, err
 	}
@@ -133,6 +134,21 @@ func (a *Archive) Check(ctx context.Context, file string, w io.Writer) (int64, e
 	}
 	defer v.close()
 	return v.copyTo(w)
+}
+
+// History reads timeline tli's history file from the archive. A missing
+// file is storage.ErrNotFound, a damaged one ErrCorrupt (both wrapped).
+func (a *Archive) History(ctx context.Context, tli uint32) (wal.Ancestry, error) {
+	var buf bytes.Buffer
+	file := wal.HistoryFile(tli)
+	if _, err := a.Check(ctx, file, &buf); err != nil {
+		return nil, err
+	}
+	h, err := wal.ParseHistory(&buf)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return h, nil
 }
 
 // copyBufs holds copyTo's buffers: one s2 block, so a whole decoded block
@@ -146,9 +162,8 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }
 func (a *Archive) SegmentSize(ctx context.Context) (size uint64, ok bool, err error) {
 	errFound := errors.New("found")
 	var key string
-	err = a.Store.List(ctx, "wal/", func(o storage.Object) error {
-		n, err := ParseName(o.Key[strings.LastIndexByte(o.Key, '/')+1:])
-		if err != nil || n.Kind != Segment || n.Key() != o.Key {
+	err = wal.List(ctx, a.Store, wal.Prefix, func(o storage.Object, n wal.Name, ok bool) error {
+		if !ok || n.Kind != wal.Segment {
 			return nil
 		}
 		key = o.Key
@@ -225,30 +240,4 @@ func (v *verified) copyTo(w io.Writer) (int64, error) {
 		return n, fmt.Errorf("%s: %w: %s of content is %s, %s recorded", v.key, ErrCorrupt, v.hdr.SumKind, got.SumHex(), v.hdr.SumHex())
 	}
 	return n, nil
-}
-
-// SegmentRange lists the segments from first to last, both on one timeline
-// (verify.BackupWAL handles a backup that crossed a timeline switch).
-func SegmentRange(first, last string, segSize uint64) ([]string, error) {
-	a, err := ParseName(first)
-	if err != nil || a.Kind != Segment {
-		return nil, fmt.Errorf("start segment %q is not a WAL segment name", first)
-	}
-	b, err := ParseName(last)
-	if err != nil || b.Kind != Segment {
-		return nil, fmt.Errorf("end segment %q is not a WAL segment name", last)
-	}
-	if segSize == 0 {
-		segSize = segmentBytes
-	}
-	segsPerLog := uint32((1 << 32) / segSize)
-	pos := func(n Name) uint64 { return uint64(n.Log)*uint64(segsPerLog) + uint64(n.Seg) }
-	if b.Timeline != a.Timeline || pos(b) < pos(a) || pos(b)-pos(a) > 1<<20 {
-		return nil, fmt.Errorf("WAL range %s to %s is not a backup's", first, last)
-	}
-	var out []string
-	for d := 0; d <= int(pos(b)-pos(a)); d++ {
-		out = append(out, a.SegmentFile(d, segsPerLog))
-	}
-	return out, nil
 }

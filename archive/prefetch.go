@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tusk-backup/tusk/storage"
+	"github.com/tusk-backup/tusk/wal"
 )
 
 // Prefetching: while PostgreSQL replays segment N, the segments after it are
@@ -36,9 +37,8 @@ const (
 	spoolLock     = ".lock"
 	spoolPosition = ".position"
 	// SpoolLog is the prefetcher's log file in the spool folder.
-	SpoolLog     = "prefetch.log"
-	spoolMaxAge  = time.Hour
-	segmentBytes = 16 << 20 // the default wal_segment_size, used to name the following segments
+	SpoolLog    = "prefetch.log"
+	spoolMaxAge = time.Hour
 )
 
 // SpoolDirFor returns the default prefetch spool folder for a data
@@ -102,11 +102,17 @@ func Locked(spoolDir string) bool {
 	return false
 }
 
+// nextSegment names the segment i after n on n's timeline. The prefetcher
+// does not know the cluster's segment size and assumes the default.
+func nextSegment(n wal.Name, i int) string {
+	return wal.SegmentAt(n.Timeline, n.Pos(wal.DefaultSegSize)+uint64(i), wal.DefaultSegSize).File
+}
+
 // Spooled counts how many of the count segments after n are in the spool.
-func Spooled(spoolDir string, n Name, count int) int {
+func Spooled(spoolDir string, n wal.Name, count int) int {
 	got := 0
 	for i := 1; i <= count; i++ {
-		if _, err := os.Stat(filepath.Join(spoolDir, n.SegmentFile(i, 1<<32/segmentBytes))); err == nil {
+		if _, err := os.Stat(filepath.Join(spoolDir, nextSegment(n, i))); err == nil {
 			got++
 		}
 	}
@@ -150,11 +156,11 @@ var ErrPrefetchBusy = errors.New("another prefetch is running")
 // A segment that is missing or fails is not asked for again until the
 // position moves, and none is downloaded twice for one position.
 func (a *Archive) Prefetch(ctx context.Context, after string, opts PrefetchOptions) error {
-	name, err := ParseName(after)
+	name, err := wal.ParseName(after)
 	if err != nil {
 		return err
 	}
-	if name.Kind != Segment {
+	if name.Kind != wal.Segment {
 		return nil
 	}
 	if err := os.MkdirAll(opts.SpoolDir, 0o700); err != nil {
@@ -170,7 +176,6 @@ func (a *Archive) Prefetch(ctx context.Context, after string, opts PrefetchOptio
 	}
 	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
 
-	const segsPerLog = 1 << 32 / segmentBytes
 	type result struct {
 		file string
 		ok   bool
@@ -210,7 +215,7 @@ func (a *Archive) Prefetch(ctx context.Context, after string, opts PrefetchOptio
 	cleanSpool(opts.SpoolDir, pos, true)
 	for {
 		for i := 1; i <= opts.Count && len(inFlight) < limit; i++ {
-			next := pos.SegmentFile(i, segsPerLog)
+			next := nextSegment(pos, i)
 			if inFlight[next] || have[next] || failed[next] {
 				continue
 			}
@@ -270,7 +275,7 @@ func (a *Archive) Prefetch(ctx context.Context, after string, opts PrefetchOptio
 // is there; failures only cost wal-fetch the download it would have made
 // anyway.
 func (a *Archive) prefetchOne(ctx context.Context, spoolDir, file string, flush bool) bool {
-	n, _ := ParseName(file)
+	n, _ := wal.ParseName(file)
 	size, err := a.fetchOnce(ctx, n.Key(), filepath.Join(spoolDir, file), spoolTmp+file+"-", flush)
 	switch {
 	case err == nil:
@@ -298,20 +303,20 @@ func SetPosition(spoolDir, file string) error {
 	return nil
 }
 
-func readPosition(spoolDir string) (Name, bool) {
+func readPosition(spoolDir string) (wal.Name, bool) {
 	b, err := os.ReadFile(filepath.Join(spoolDir, spoolPosition))
 	if err != nil {
-		return Name{}, false
+		return wal.Name{}, false
 	}
-	n, err := ParseName(string(b))
-	return n, err == nil && n.Kind == Segment
+	n, err := wal.ParseName(string(b))
+	return n, err == nil && n.Kind == wal.Segment
 }
 
 // cleanSpool removes spool files before current on its timeline, leftovers
 // older than spoolMaxAge, and, with tmps, temporary files (of dead
 // prefetchers: it is called with tmps only before this one starts any; a
 // position being written is left alone).
-func cleanSpool(dir string, current Name, tmps bool) {
+func cleanSpool(dir string, current wal.Name, tmps bool) {
 	des, err := os.ReadDir(dir)
 	if err != nil {
 		return

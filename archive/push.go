@@ -15,6 +15,7 @@ import (
 
 	"github.com/tusk-backup/tusk/compress"
 	"github.com/tusk-backup/tusk/storage"
+	"github.com/tusk-backup/tusk/wal"
 )
 
 // Archive reads and writes WAL files in one repository.
@@ -36,7 +37,7 @@ type PushOptions struct {
 
 // PushResult says what a push did.
 type PushResult struct {
-	Name            Name
+	Name            wal.Name
 	Key             string
 	Size            int64  // uncompressed
 	Sum             string // the content checksum with its kind, e.g. "xxh3-128:…"
@@ -60,7 +61,7 @@ func (e *OverwriteError) Error() string {
 // durably stored (or an identical copy was found).
 func (a *Archive) Push(ctx context.Context, path string, opts PushOptions) (PushResult, error) {
 	start := time.Now()
-	name, err := ParseName(filepath.Base(path))
+	name, err := wal.ParseName(filepath.Base(path))
 	if err != nil {
 		return PushResult{}, err
 	}
@@ -77,7 +78,7 @@ func (a *Archive) Push(ctx context.Context, path string, opts PushOptions) (Push
 	if !fi.Mode().IsRegular() {
 		return res, fmt.Errorf("WAL file %s is not a regular file", path)
 	}
-	if name.Kind == Segment || name.Kind == Partial {
+	if name.Kind == wal.Segment || name.Kind == wal.Partial {
 		// An empty, cut-short or foreign file under a segment's name would
 		// be archived as if PostgreSQL had written it, and replayed.
 		if _, err := CheckSegment(f, fi.Size(), name, opts.SystemID); err != nil {
@@ -99,7 +100,7 @@ func (a *Archive) Push(ctx context.Context, path string, opts PushOptions) (Push
 	case errors.Is(err, storage.ErrNotFound):
 	case err != nil && errors.Is(err, ErrCorrupt):
 		// A damaged or foreign object is replaced only where overwriting is allowed.
-		if name.Kind == History || opts.PreventOverwrite {
+		if name.Kind == wal.History || opts.PreventOverwrite {
 			return res, fmt.Errorf("%s exists in the repository but cannot be read as a tusk WAL object (%v); move it aside or delete it, then archiving resumes", res.Key, err)
 		}
 	case err != nil:
@@ -118,7 +119,7 @@ func (a *Archive) Push(ctx context.Context, path string, opts PushOptions) (Push
 			res.AlreadyArchived = true
 			a.Log.Info("wal already archived", "wal", name.File, "key", res.Key, "checksum", mine.SumString())
 			return res, nil
-		case name.Kind == History || opts.PreventOverwrite:
+		case name.Kind == wal.History || opts.PreventOverwrite:
 			return res, &OverwriteError{Key: res.Key, Stored: existing.SumString(), Incoming: mine.SumString()}
 		}
 		a.Log.Warn("overwriting archived wal with different content", "wal", name.File, "key", res.Key,

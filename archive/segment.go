@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/tusk-backup/tusk/wal"
 )
 
 // The first page of every WAL segment starts with a long page header
@@ -41,7 +43,7 @@ type SegmentInfo struct {
 // the LSN the name says on the name's timeline or an earlier one (the first
 // segment of a new timeline begins with its parent's pages). wantSysID, if
 // not zero, is the system identifier it must carry.
-func CheckSegment(r io.ReaderAt, size int64, n Name, wantSysID uint64) (SegmentInfo, error) {
+func CheckSegment(r io.ReaderAt, size int64, n wal.Name, wantSysID uint64) (SegmentInfo, error) {
 	bad := func(format string, a ...any) (SegmentInfo, error) {
 		return SegmentInfo{}, fmt.Errorf("%s %s: %w", n.Kind, n.File, fmt.Errorf("%w: "+format, append([]any{ErrNotSegment}, a...)...))
 	}
@@ -69,30 +71,23 @@ func CheckSegment(r io.ReaderAt, size int64, n Name, wantSysID uint64) (SegmentI
 		return bad("it is %d bytes long, but its header gives the segment size %d (is it cut short?)", size, segSize)
 	case tli == 0 || tli > n.Timeline:
 		return bad("its first page is on timeline %d, after its name's timeline %d", tli, n.Timeline)
-	case pageAddr != SegmentStart(n, segSize):
-		return bad("it starts at LSN %X/%X, not at %X/%X where its name puts it", pageAddr>>32, uint32(pageAddr),
-			SegmentStart(n, segSize)>>32, uint32(SegmentStart(n, segSize)))
+	case wal.LSN(pageAddr) != n.Start(uint64(segSize)):
+		return bad("it starts at LSN %s, not at %s where its name puts it", wal.LSN(pageAddr), n.Start(uint64(segSize)))
 	case wantSysID != 0 && sysID != wantSysID:
 		return bad("it belongs to the cluster with system identifier %d, not to this one (%d)", sysID, wantSysID)
 	}
 	return SegmentInfo{SystemID: sysID, SegSize: segSize}, nil
 }
 
-// SegmentStart is the LSN where segment n starts, for segments of segSize.
-func SegmentStart(n Name, segSize uint32) uint64 {
-	perLog := uint64(1<<32) / uint64(segSize)
-	return (uint64(n.Log)*perLog + uint64(n.Seg)) * uint64(segSize)
-}
-
 // LongPageHeader returns the first bytes of segment n as PostgreSQL 15
 // writes them. Tests use it to make segments that CheckSegment accepts.
-func LongPageHeader(n Name, segSize uint32, sysID uint64) []byte {
+func LongPageHeader(n wal.Name, segSize uint32, sysID uint64) []byte {
 	h := make([]byte, longHeaderSize)
 	le := binary.LittleEndian
 	le.PutUint16(h[0:], 0xD110)
 	le.PutUint16(h[2:], xlpLongHeader)
 	le.PutUint32(h[4:], n.Timeline)
-	le.PutUint64(h[8:], SegmentStart(n, segSize))
+	le.PutUint64(h[8:], uint64(n.Start(uint64(segSize))))
 	le.PutUint64(h[24:], sysID)
 	le.PutUint32(h[32:], segSize)
 	le.PutUint32(h[36:], 8192)

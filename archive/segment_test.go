@@ -6,6 +6,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/tusk-backup/tusk/wal"
 )
 
 // TestCheckSegment: wal-push archives under a segment's name only a whole
@@ -13,8 +15,8 @@ import (
 func TestCheckSegment(t *testing.T) {
 	t.Parallel()
 	const sysID = 7000000000000000001
-	seg := func(name string, size int, edit func(h []byte)) (Name, []byte) {
-		n, err := ParseName(name)
+	seg := func(name string, size int, edit func(h []byte)) (wal.Name, []byte) {
+		n, err := wal.ParseName(name)
 		if err != nil {
 			t.Fatal(err)
 		}

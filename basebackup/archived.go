@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/tusk-backup/tusk/archive"
 	"github.com/tusk-backup/tusk/storage"
+	"github.com/tusk-backup/tusk/wal"
 )
 
 // tusk asks BASE_BACKUP for WAIT false and waits for the backup's WAL
@@ -32,80 +34,92 @@ var defaultArchiveWait = archiveWait{
 	serverEvery: 2 * time.Second, mismatch: 10 * time.Second, warnEvery: time.Minute,
 }
 
-// backupSegments lists the WAL segments a backup needs, start to end. A
-// backup that crossed a timeline switch (a standby promoted during it)
-// lists its first and last segment only.
-func backupSegments(m Meta) ([]string, error) {
-	segs, err := archive.SegmentRange(m.StartWAL, m.EndWAL, m.SegSize)
-	if err == nil {
-		return segs, nil
-	}
-	if m.StartTLI != m.EndTLI {
-		return []string{m.StartWAL, m.EndWAL}, nil
-	}
-	return nil, err
-}
-
-// waitArchived returns once every WAL segment of m is in st, polling often
-// at first. It keeps waiting while the server's archiving fails (a backup
-// whose WAL never arrives cannot be restored, and a storage outage may
-// pass), logging that it waits; it fails when the server says it archived a
-// segment that the repository does not have, because then archive_command
-// writes somewhere else and the wait would never end. waiting is told the
-// segment waited for.
+// waitArchived returns once every WAL file backup m needs (wal.BackupWAL,
+// the list verify checks and a restore reads) is in st, polling often at
+// first. For a backup that ended on a later timeline it first waits for
+// that timeline's history file and reads it, to know which timeline each
+// segment comes from. It keeps waiting while the server's archiving fails
+// (a backup whose WAL never arrives cannot be restored, and a storage
+// outage may pass), logging that it waits; it fails when the server says it
+// archived a segment that the repository does not have, because then
+// archive_command writes somewhere else and the wait would never end.
+// waiting is told the file waited for.
 // server reads the server's archiver state (ArchiverState).
 func waitArchived(ctx context.Context, server func(context.Context) (Archiver, error), st storage.Storage, m Meta, w archiveWait, log func(msg string, args ...any), waiting func(seg string)) error {
-	segs, err := backupSegments(m)
+	p := &archivePoll{server: server, st: st, w: w, log: log, waiting: waiting, start: time.Now(), interval: w.first}
+	segs, err := wal.BackupWAL(m.StartWAL, m.EndWAL, m.SegSize, func(tli uint32) (wal.Ancestry, error) {
+		if err := p.wait(ctx, []string{wal.HistoryFile(tli)}); err != nil {
+			return nil, err
+		}
+		return (&archive.Archive{Store: st, Log: slog.New(slog.DiscardHandler)}).History(ctx, tli)
+	})
 	if err != nil {
 		return err
 	}
-	start := time.Now()
-	interval := w.first
-	var lastServer, lastWarn, serverSaid time.Time
-	for len(segs) > 0 {
-		n, err := archive.ParseName(segs[0])
+	return p.wait(ctx, segs)
+}
+
+// archivePoll is one waitArchived's state across the files it waits for.
+type archivePoll struct {
+	server               func(context.Context) (Archiver, error)
+	st                   storage.Storage
+	w                    archiveWait
+	log                  func(msg string, args ...any)
+	waiting              func(seg string)
+	start                time.Time
+	interval             time.Duration
+	lastServer, lastWarn time.Time
+}
+
+// wait returns once every one of files is in the repository.
+func (p *archivePoll) wait(ctx context.Context, files []string) error {
+	var serverSaid time.Time
+	for len(files) > 0 {
+		n, err := wal.ParseName(files[0])
 		if err != nil {
 			return err
 		}
-		_, err = st.Stat(ctx, n.Key())
+		_, err = p.st.Stat(ctx, n.Key())
 		switch {
 		case err == nil:
-			segs, serverSaid = segs[1:], time.Time{}
+			files, serverSaid = files[1:], time.Time{}
 			continue
 		case !errors.Is(err, storage.ErrNotFound):
-			return fmt.Errorf("check that WAL segment %s is archived: %w", segs[0], err)
+			return fmt.Errorf("check that WAL segment %s is archived: %w", files[0], err)
 		}
-		waiting(segs[0])
+		p.waiting(files[0])
 		now := time.Now()
-		if now.Sub(lastServer) >= w.serverEvery {
-			lastServer = now
-			a, err := server(ctx)
+		if now.Sub(p.lastServer) >= p.w.serverEvery {
+			p.lastServer = now
+			a, err := p.server(ctx)
 			if err != nil {
 				return err
 			}
-			if len(a.LastArchived) >= 24 && a.LastArchived[:24] >= segs[0] {
+			// WAL file names sort in archiving order: a server that has
+			// archived a later segment has archived this file.
+			if len(a.LastArchived) >= 24 && a.LastArchived[:24] >= files[0] {
 				if serverSaid.IsZero() {
 					serverSaid = now
 				}
 			}
-			if !serverSaid.IsZero() && now.Sub(serverSaid) >= w.mismatch {
-				return fmt.Errorf("the server has archived WAL segment %s (pg_stat_archiver says %s) but the repository does not have it, so archive_command stores WAL somewhere else and this backup could not be restored from here: point archive_command at tusk wal-push with this repository (tusk check tells)", segs[0], a.LastArchived)
+			if !serverSaid.IsZero() && now.Sub(serverSaid) >= p.w.mismatch {
+				return fmt.Errorf("the server has archived WAL segment %s (pg_stat_archiver says %s) but the repository does not have it, so archive_command stores WAL somewhere else and this backup could not be restored from here: point archive_command at tusk wal-push with this repository (tusk check tells)", files[0], a.LastArchived)
 			}
-			if now.Sub(start) >= w.warnEvery && now.Sub(lastWarn) >= w.warnEvery {
-				lastWarn = now
+			if now.Sub(p.start) >= p.w.warnEvery && now.Sub(p.lastWarn) >= p.w.warnEvery {
+				p.lastWarn = now
 				why := "the archiver has not reached it yet"
 				if a.Failing {
 					why = fmt.Sprintf("the server's WAL archiving is failing (last failure: %s at %s; see the server log)", a.LastFailed, a.LastFailedTime)
 				}
-				log("still waiting for the backup's WAL to be archived", "segment", segs[0], "waited", time.Since(start).Round(time.Second).String(), "why", why)
+				p.log("still waiting for the backup's WAL to be archived", "segment", files[0], "waited", time.Since(p.start).Round(time.Second).String(), "why", why)
 			}
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(interval):
+		case <-time.After(p.interval):
 		}
-		interval = min(interval*3/2, w.max)
+		p.interval = min(p.interval*3/2, p.w.max)
 	}
 	return nil
 }

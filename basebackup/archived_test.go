@@ -5,13 +5,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/tusk-backup/tusk/archive"
+	"github.com/tusk-backup/tusk/compress"
 	"github.com/tusk-backup/tusk/storage"
+	"github.com/tusk-backup/tusk/wal"
 )
 
 var quickWait = archiveWait{first: time.Millisecond, max: 5 * time.Millisecond,
@@ -19,7 +25,7 @@ var quickWait = archiveWait{first: time.Millisecond, max: 5 * time.Millisecond,
 
 func putSegment(t *testing.T, st storage.Storage, seg string) {
 	t.Helper()
-	n, err := archive.ParseName(seg)
+	n, err := wal.ParseName(seg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,12 +136,47 @@ func TestWaitArchived(t *testing.T) {
 	})
 
 	t.Run("timeline switch during the backup", func(t *testing.T) {
+		// Timeline 1 ended in segment 8 (0/8000100): the backup needs
+		// timeline 2's history file, 7 from timeline 1, and 8 and 9 from
+		// timeline 2, as verify and a restore do. Timeline 1's 8 is no
+		// substitute for timeline 2's, and the first and last segment
+		// alone are not enough.
 		st := newStore(t)
-		putSegment(t, st, "000000010000000000000007")
-		putSegment(t, st, "000000020000000000000009")
+		for _, seg := range []string{"000000010000000000000007", "000000010000000000000008", "000000020000000000000009"} {
+			putSegment(t, st, seg)
+		}
 		m := Meta{StartWAL: "000000010000000000000007", EndWAL: "000000020000000000000009", StartTLI: 1, EndTLI: 2}
-		if err := waitArchived(t.Context(), idle, st, m, quickWait, func(string, ...any) {}, func(string) {}); err != nil {
+		var waited []string
+		// Each file is archived once waitArchived has said it waits for it.
+		arrive := func(file string) {
+			waited = append(waited, file)
+			switch file {
+			case "00000002.history":
+				putHistory(t, st, file, "1\t0/8000100\tno recovery target specified\n")
+			case "000000020000000000000008":
+				putSegment(t, st, file)
+			default:
+				t.Errorf("waited for %s, which the backup does not need or which is archived", file)
+			}
+		}
+		if err := waitArchived(t.Context(), idle, st, m, quickWait, func(string, ...any) {}, arrive); err != nil {
 			t.Fatal(err)
 		}
+		if want := []string{"00000002.history", "000000020000000000000008"}; !slices.Equal(waited, want) {
+			t.Fatalf("waited for %v, want %v", waited, want)
+		}
 	})
+}
+
+// putHistory archives a timeline history file as wal-push does.
+func putHistory(t *testing.T, st storage.Storage, file, content string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), file)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := &archive.Archive{Store: st, Codec: compress.Default, Log: slog.New(slog.DiscardHandler)}
+	if _, err := a.Push(t.Context(), path, archive.PushOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -19,6 +19,8 @@ import (
 	"github.com/tusk-backup/tusk/compress"
 	"github.com/tusk-backup/tusk/storage"
 	"github.com/tusk-backup/tusk/storage/local"
+
+	"github.com/tusk-backup/tusk/wal"
 )
 
 type file struct {
@@ -74,7 +76,7 @@ func push(t *testing.T, st storage.Storage, partSize int64, archives map[string]
 	u := &uploader{ctx: gctx, g: g, sys: System{SegSize: 16 << 20}, run: newRunID(),
 		opts: PushOptions{Store: st, Codec: compress.Default, PartSize: partSize, Concurrency: 2, Log: slog.New(slog.DiscardHandler)},
 		meta: Meta{Format: metaFormat, StartTime: time.Now().UTC(), Codec: compress.Default.String()}}
-	if err := u.Begin(LSN(0x2000028), 1, spaces); err != nil {
+	if err := u.Begin(wal.LSN(0x2000028), 1, spaces); err != nil {
 		t.Fatal(err)
 	}
 	feed := func(b []byte) {
@@ -108,7 +110,7 @@ func push(t *testing.T, st storage.Storage, partSize int64, archives map[string]
 	}
 	m := u.meta
 	m.Parts = u.parts
-	m.EndLSN, m.EndTLI, m.FinishTime = LSN(0x3000000), 1, time.Now().UTC()
+	m.EndLSN, m.EndTLI, m.FinishTime = wal.LSN(0x3000000), 1, time.Now().UTC()
 	if err := WriteMeta(t.Context(), st, m); err != nil {
 		t.Fatal(err)
 	}
@@ -268,18 +270,18 @@ func TestCheckNameAndLSN(t *testing.T) {
 	if err := CheckName("base_000000010000000000000002_20261122T030000Z"); err != nil {
 		t.Error(err)
 	}
-	l, err := ParseLSN("16/B374D848")
+	l, err := wal.ParseLSN("16/B374D848")
 	if err != nil || l.String() != "16/B374D848" || l.SegmentName(1, 16<<20) != "0000000100000016000000B3" {
 		t.Errorf("ParseLSN: %v %v %s", l, err, l.SegmentName(1, 16<<20))
 	}
 	// pg_lsn's own rule: 1 to 8 hexadecimal digits on each side.
 	for _, bad := range []string{"x/1", "1", "/1", "1/", "123456789/0", "000000001/0", "0/123456789", "+1/1", "1/-1", "1/1/1", " 1/1", "0x1/1"} {
-		if _, err := ParseLSN(bad); err == nil {
+		if _, err := wal.ParseLSN(bad); err == nil {
 			t.Errorf("ParseLSN accepted %q", bad)
 		}
 	}
 	for _, good := range []string{"0/0", "FFFFFFFF/FFFFFFFF", "00000001/0000000a"} {
-		if _, err := ParseLSN(good); err != nil {
+		if _, err := wal.ParseLSN(good); err != nil {
 			t.Errorf("ParseLSN(%q): %v", good, err)
 		}
 	}
@@ -303,11 +305,11 @@ func TestNameClaim(t *testing.T) {
 			meta: Meta{Format: metaFormat, StartTime: time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC), Codec: compress.Default.String()}}
 	}
 	a, b := newRun(), newRun()
-	if err := a.Begin(LSN(0x2000028), 1, nil); err != nil {
+	if err := a.Begin(wal.LSN(0x2000028), 1, nil); err != nil {
 		t.Fatal(err)
 	}
 	// A later run in the same second at the same segment takes the next name.
-	if err := b.Begin(LSN(0x2000028), 1, nil); err != nil || b.meta.Name != a.meta.Name+"_2" {
+	if err := b.Begin(wal.LSN(0x2000028), 1, nil); err != nil || b.meta.Name != a.meta.Name+"_2" {
 		t.Fatalf("a second run in the same second: %v, name %s (first %s)", err, b.meta.Name, a.meta.Name)
 	}
 	if a.partPrefix() == b.partPrefix() {

@@ -15,6 +15,7 @@ import (
 	"github.com/zeebo/xxh3"
 
 	"github.com/tusk-backup/tusk/storage"
+	"github.com/tusk-backup/tusk/wal"
 )
 
 // Repository layout of a backup named N:
@@ -55,8 +56,8 @@ type Meta struct {
 	PGVersion   int          `json:"pg_version"` // server_version_num
 	SegSize     uint64       `json:"wal_segment_size"`
 	FromStandby bool         `json:"from_standby"`
-	StartLSN    LSN          `json:"start_lsn"`
-	EndLSN      LSN          `json:"end_lsn"`
+	StartLSN    wal.LSN      `json:"start_lsn"`
+	EndLSN      wal.LSN      `json:"end_lsn"`
 	StartTLI    uint32       `json:"start_timeline"`
 	EndTLI      uint32       `json:"end_timeline"`
 	StartWAL    string       `json:"start_wal_segment"`
@@ -81,20 +82,6 @@ type Part struct {
 	RawSize  int64  `json:"raw_size"` // bytes before compression
 	Size     int64  `json:"size"`     // bytes stored
 	Checksum string `json:"checksum"` // "xxh3-128:<hex>" of the stored bytes
-}
-
-// MarshalJSON writes LSNs in PostgreSQL's notation.
-func (l LSN) MarshalJSON() ([]byte, error) { return json.Marshal(l.String()) }
-
-// UnmarshalJSON reads PostgreSQL's notation.
-func (l *LSN) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	v, err := ParseLSN(s)
-	*l = v
-	return err
 }
 
 // Duration is how long the backup took.

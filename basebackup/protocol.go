@@ -20,37 +20,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/tusk-backup/tusk/wal"
 )
-
-// LSN is a WAL position.
-type LSN uint64
-
-// ParseLSN reads PostgreSQL's %X/%X notation.
-func ParseLSN(s string) (LSN, error) {
-	hi, lo, ok := strings.Cut(s, "/")
-	if !ok {
-		return 0, fmt.Errorf("LSN %q is not of the form 16/B374D848", s)
-	}
-	// pg_lsn takes 1 to 8 hexadecimal digits on each side (no sign, no 0x).
-	if hi == "" || lo == "" || len(hi) > 8 || len(lo) > 8 || strings.Trim(hi+lo, "0123456789abcdefABCDEF") != "" {
-		return 0, fmt.Errorf("LSN %q is not of the form 16/B374D848", s)
-	}
-	h, err1 := strconv.ParseUint(hi, 16, 32)
-	l, err2 := strconv.ParseUint(lo, 16, 32)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("LSN %q is not of the form 16/B374D848", s)
-	}
-	return LSN(h<<32 | l), nil
-}
-
-func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint64(l)>>32, uint32(l)) }
-
-// SegmentName is the name of the WAL segment holding l on timeline tli.
-func (l LSN) SegmentName(tli uint32, segSize uint64) string {
-	seg := uint64(l) / segSize
-	perLog := uint64(0x100000000) / segSize
-	return fmt.Sprintf("%08X%08X%08X", tli, seg/perLog, seg%perLog)
-}
 
 // System is what IDENTIFY_SYSTEM and a few settings say about the server.
 type System struct {
@@ -88,26 +60,11 @@ func Identify(ctx context.Context, conn *pgconn.PgConn) (System, error) {
 	if s.Version, err = strconv.Atoi(rows[0][0]); err != nil {
 		return s, fmt.Errorf("server_version_num %q: %w", rows[0][0], err)
 	}
-	if s.SegSize, err = parseSegSize(rows[0][1]); err != nil {
+	if s.SegSize, err = wal.ParseSegSize(rows[0][1]); err != nil {
 		return s, err
 	}
 	s.InRecovery = rows[0][2] == "t"
 	return s, nil
-}
-
-func parseSegSize(v string) (uint64, error) {
-	mult := uint64(1)
-	switch {
-	case strings.HasSuffix(v, "MB"):
-		mult, v = 1<<20, strings.TrimSuffix(v, "MB")
-	case strings.HasSuffix(v, "GB"):
-		mult, v = 1<<30, strings.TrimSuffix(v, "GB")
-	}
-	n, err := strconv.ParseUint(v, 10, 64)
-	if err != nil || n == 0 {
-		return 0, fmt.Errorf("wal_segment_size %q is not understood", v)
-	}
-	return n * mult, nil
 }
 
 // simpleQuery runs one query and returns its rows as text.
@@ -157,7 +114,7 @@ type StreamOptions struct {
 // Handler receives a backup stream's events in order, in the caller's
 // goroutine. Data's slice is valid only during the call.
 type Handler interface {
-	Begin(start LSN, tli uint32, spaces []Tablespace) error
+	Begin(start wal.LSN, tli uint32, spaces []Tablespace) error
 	Archive(name, location string) error // a new tar archive starts
 	Data(p []byte) error                 // bytes of the current archive
 	Manifest() error                     // the current archive ended; manifest bytes follow
@@ -166,7 +123,7 @@ type Handler interface {
 
 // StreamResult is where the backup ended.
 type StreamResult struct {
-	Start, End       LSN
+	Start, End       wal.LSN
 	StartTLI, EndTLI uint32
 }
 
@@ -255,7 +212,7 @@ func receiveBackup(ctx context.Context, receive func(context.Context) (pgproto3.
 				if len(rows) != 1 || len(rows[0]) < 2 {
 					return res, errors.New("BASE_BACKUP: unexpected start position")
 				}
-				if res.Start, err = ParseLSN(rows[0][0]); err != nil {
+				if res.Start, err = wal.ParseLSN(rows[0][0]); err != nil {
 					return res, fmt.Errorf("BASE_BACKUP start: %w", err)
 				}
 				tli, err := strconv.ParseUint(rows[0][1], 10, 32)
@@ -274,7 +231,7 @@ func receiveBackup(ctx context.Context, receive func(context.Context) (pgproto3.
 				}
 			default:
 				if len(rows) == 1 && len(rows[0]) >= 2 {
-					if res.End, err = ParseLSN(rows[0][0]); err != nil {
+					if res.End, err = wal.ParseLSN(rows[0][0]); err != nil {
 						return res, fmt.Errorf("BASE_BACKUP end: %w", err)
 					}
 					tli, err := strconv.ParseUint(rows[0][1], 10, 32)

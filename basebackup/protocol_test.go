@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/tusk-backup/tusk/wal"
 )
 
 func TestBaseBackupCommand(t *testing.T) {
@@ -42,7 +44,7 @@ func TestBaseBackupCommand(t *testing.T) {
 // recorder is a Handler that writes down its events.
 type recorder struct{ events []string }
 
-func (r *recorder) Begin(start LSN, tli uint32, spaces []Tablespace) error {
+func (r *recorder) Begin(start wal.LSN, tli uint32, spaces []Tablespace) error {
 	r.events = append(r.events, fmt.Sprintf("begin %s %d %v", start, tli, spaces))
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/tusk-backup/tusk/compress"
 	"github.com/tusk-backup/tusk/storage"
+	"github.com/tusk-backup/tusk/wal"
 )
 
 // PAX records that mark a piece of a file split across parts.
@@ -280,7 +281,7 @@ type uploader struct {
 	manifest *partWriter
 }
 
-func (u *uploader) Begin(start LSN, tli uint32, spaces []Tablespace) error {
+func (u *uploader) Begin(start wal.LSN, tli uint32, spaces []Tablespace) error {
 	u.started = time.Now()
 	u.opts.Log.Debug("checkpoint done, data follows", "start_lsn", start.String())
 	u.meta.StartLSN, u.meta.StartTLI = start, tli

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-backup/tusk/basebackup"
+	"github.com/tusk-backup/tusk/wal"
 	"github.com/tusk-backup/tusk/restore"
 )
 
@@ -225,8 +226,8 @@ func parseTablespaceMap(flags []string) (map[string]string, error) {
 // parseTargetLSN reads a recovery target LSN as PostgreSQL's pg_lsn does
 // (two hexadecimal numbers of up to 8 digits) and refuses 0/0, which is
 // before any WAL and so never a place recovery stops.
-func parseTargetLSN(s string) (basebackup.LSN, error) {
-	l, err := basebackup.ParseLSN(s)
+func parseTargetLSN(s string) (wal.LSN, error) {
+	l, err := wal.ParseLSN(s)
 	if err != nil {
 		return 0, fmt.Errorf("--target-lsn %q is not a WAL position: give two hexadecimal numbers of up to 8 digits each, such as 0/3000060, as pg_current_wal_lsn() prints", s)
 	}

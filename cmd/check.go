@@ -13,9 +13,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tusk-backup/tusk/archive"
 	"github.com/tusk-backup/tusk/basebackup"
 	"github.com/tusk-backup/tusk/storage"
+	"github.com/tusk-backup/tusk/wal"
 )
 
 // finding is one line of tusk check.
@@ -212,7 +212,7 @@ func checkServer(ctx context.Context, cfg Config, pgConn string, st storage.Stor
 		add("wal switch", "failed", "%v (the user needs the superuser attribute or EXECUTE on pg_switch_wal)", err)
 		return
 	}
-	n, err := archive.ParseName(seg)
+	n, err := wal.ParseName(seg)
 	if err != nil {
 		add("wal switch", "failed", "the server named segment %q: %v", seg, err)
 		return

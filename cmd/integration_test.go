@@ -16,6 +16,7 @@ import (
 
 	"github.com/tusk-backup/tusk/archive"
 	"github.com/tusk-backup/tusk/internal/testenv"
+	"github.com/tusk-backup/tusk/wal"
 )
 
 // run runs the tusk binary with exactly env (plus PATH) and returns its
@@ -61,7 +62,7 @@ func fakeWAL(t *testing.T, name string, size int) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
 	b := bytes.Repeat([]byte("tusk-wal-"), size/9+1)[:size]
-	n, err := archive.ParseName(name)
+	n, err := wal.ParseName(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,7 +410,7 @@ func archivedThrough(t *testing.T, bin string, env []string, segment string, sho
 			} `json:"ranges"`
 		} `json:"timelines"`
 	}
-	n, err := archive.ParseName(segment)
+	n, err := wal.ParseName(segment)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/tusk-backup/tusk/archive"
 	"github.com/tusk-backup/tusk/internal/testenv"
 	"github.com/tusk-backup/tusk/storage/local"
+	"github.com/tusk-backup/tusk/wal"
 )
 
 // TestIntegrationPushAheadSurvivesKill9 plays PostgreSQL's archiver against
@@ -36,7 +37,7 @@ func TestIntegrationPushAheadSurvivesKill9(t *testing.T) {
 		for j := 0; j < len(b); j += 64 {
 			b[j] = byte(rng.Uint32())
 		}
-		n, _ := archive.ParseName(name)
+		n, _ := wal.ParseName(name)
 		copy(b, archive.LongPageHeader(n, 2<<20, 7000000000000000001))
 		os.WriteFile(filepath.Join(walDir, name), b, 0o600)
 		os.WriteFile(filepath.Join(walDir, "archive_status", name+".ready"), nil, 0o600)

@@ -17,6 +17,7 @@ import (
 	"github.com/tusk-backup/tusk/basebackup"
 	"github.com/tusk-backup/tusk/storage"
 	"github.com/tusk-backup/tusk/verify"
+	"github.com/tusk-backup/tusk/wal"
 )
 
 // verifyResult is one backup's verdict, as verify --json prints it.
@@ -172,7 +173,7 @@ func verifyWAL(c *cobra.Command, st storage.Storage, m basebackup.Meta, concurre
 	g.SetLimit(max(concurrency, 1))
 	for _, name := range names {
 		g.Go(func() error {
-			n, _ := archive.ParseName(name)
+			n, _ := wal.ParseName(name)
 			_, err := a.Check(ctx, name, io.Discard)
 			line.show("verify %s: WAL %d of %d segments", m.Name, done.Add(1), len(names))
 			var p *basebackup.Problem

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tusk-backup/tusk/archive"
 	"github.com/tusk-backup/tusk/storage"
+	"github.com/tusk-backup/tusk/wal"
 )
 
 // exitRecoveryAbort is wal-fetch's exit code for "the archive could not be
@@ -79,13 +80,13 @@ func runWALFetch(c *cobra.Command, root *rootOpts, name, dest string) error {
 		}
 		return err
 	}
-	n, err := archive.ParseName(name)
+	n, err := wal.ParseName(name)
 	if err != nil {
 		return usagef(err)
 	}
 	start := time.Now()
 	// A prefetched copy needs no storage client: check the spool first.
-	prefetch := cfg.WALPrefetch > 0 && n.Kind == archive.Segment && cfg.Repo.Scheme != ""
+	prefetch := cfg.WALPrefetch > 0 && n.Kind == wal.Segment && cfg.Repo.Scheme != ""
 	var spool string
 	if prefetch {
 		if spool, err = archive.SpoolDirFor(cfg.SpoolDir, dataDir(cfg), cfg.Repo.URL); err != nil {
@@ -144,7 +145,7 @@ func runWALFetch(c *cobra.Command, root *rootOpts, name, dest string) error {
 //
 // A new prefetcher starts only when none is running and fewer than half of
 // the following count segments are already spooled.
-func startPrefetch(c *cobra.Command, root *rootOpts, spool string, n archive.Name, count int, log *slog.Logger) {
+func startPrefetch(c *cobra.Command, root *rootOpts, spool string, n wal.Name, count int, log *slog.Logger) {
 	name := n.File
 	if archive.Spooled(spool, n, count) >= (count+1)/2 || archive.Locked(spool) {
 		return

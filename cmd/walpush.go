@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-backup/tusk/archive"
+	"github.com/tusk-backup/tusk/wal"
 )
 
 func newWALPushCmd(root *rootOpts) *cobra.Command {
@@ -48,7 +49,7 @@ func runWALPush(c *cobra.Command, root *rootOpts, path string) error {
 	}
 	// A file that is not named like WAL is a usage error (exit 2), as in
 	// wal-fetch: archive_command passes something other than %p.
-	if _, err := archive.ParseName(filepath.Base(path)); err != nil {
+	if _, err := wal.ParseName(filepath.Base(path)); err != nil {
 		return usagef(err)
 	}
 	ctx := c.Context()

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tusk-backup/tusk/basebackup"
+	"github.com/tusk-backup/tusk/wal"
 )
 
 // TestChoose: a name must serve the target; LATEST is the newest backup
@@ -21,8 +22,8 @@ func TestChoose(t *testing.T) {
 		}
 		return tm
 	}
-	lsn := func(s string) basebackup.LSN {
-		l, err := basebackup.ParseLSN(s)
+	lsn := func(s string) wal.LSN {
+		l, err := wal.ParseLSN(s)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,14 +9,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tusk-backup/tusk/basebackup"
+	"github.com/tusk-backup/tusk/wal"
 )
 
 // Target is where point-in-time recovery stops. At most one of Time, LSN,
 // XID, Name and Immediate is set; none means the end of the archive.
 type Target struct {
 	Time      time.Time
-	LSN       basebackup.LSN
+	LSN       wal.LSN
 	XID       string
 	Name      string
 	Immediate bool

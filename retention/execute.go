@@ -12,6 +12,7 @@ import (
 
 	"github.com/tusk-backup/tusk/basebackup"
 	"github.com/tusk-backup/tusk/storage"
+	"github.com/tusk-backup/tusk/wal"
 )
 
 // batch is how many keys one Delete call gets (S3's DeleteObjects limit).
@@ -162,11 +163,10 @@ func (d deleter) wal(ctx context.Context, p Plan, spared []basebackup.Meta) erro
 		keys, size = keys[:0], 0
 		return nil
 	}
-	err = d.st.List(ctx, walPrefix, func(o storage.Object) error {
+	err = wal.List(ctx, d.st, wal.Prefix, func(o storage.Object, n wal.Name, ok bool) error {
 		if o.Key > w.lastKey {
 			return errListDone
 		}
-		n, ok := walName(o)
 		if !ok || !w.deletes(n) || o.ModTime.After(w.newest) {
 			return nil
 		}
@@ -207,7 +207,7 @@ var errListDone = errors.New("past the last WAL object to delete")
 // with no kept backup) on the same prefix.
 func (d deleter) newcomers(ctx context.Context, known []string) (*Needed, error) {
 	var need *Needed
-	var from segPos
+	var from uint64
 	err := d.st.List(ctx, backupsPrefix, func(o storage.Object) error {
 		rest := strings.TrimPrefix(o.Key, backupsPrefix)
 		name, _, folder := strings.Cut(rest, "/")
@@ -225,7 +225,7 @@ func (d deleter) newcomers(ctx context.Context, known []string) (*Needed, error)
 			need = &Needed{All: true, FromBackup: name}
 			return errListDone
 		}
-		pos, _ := parseSegment(start)
+		pos, _ := order(start)
 		if need == nil || pos < from {
 			need, from = &Needed{From: start, FromBackup: name, from: pos}, pos
 		}

@@ -40,14 +40,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tusk-backup/tusk/archive"
 	"github.com/tusk-backup/tusk/basebackup"
 	"github.com/tusk-backup/tusk/storage"
+	"github.com/tusk-backup/tusk/wal"
 )
 
 const (
 	backupsPrefix = "backups/"
-	walPrefix     = "wal/"
 	tombSuffix    = ".deleting" // basebackup.TombstoneKey
 )
 
@@ -163,8 +162,7 @@ func (p *Plan) CountWAL(ctx context.Context, st storage.Storage) error {
 		p.noteIfEmpty()
 		return nil
 	}
-	err := st.List(ctx, walPrefix, func(o storage.Object) error {
-		n, ok := walName(o)
+	err := wal.List(ctx, st, wal.Prefix, func(o storage.Object, n wal.Name, ok bool) error {
 		switch {
 		case !ok:
 			w.Strays++
@@ -190,15 +188,4 @@ func (p *Plan) CountWAL(ctx context.Context, st storage.Storage) error {
 	w.counted = true
 	p.noteIfEmpty()
 	return nil
-}
-
-// walName reads the WAL file name out of an object under wal/; ok is false
-// for a key tusk did not write (a stray, never deleted).
-func walName(o storage.Object) (archive.Name, bool) {
-	base := o.Key[strings.LastIndexByte(o.Key, '/')+1:]
-	n, err := archive.ParseName(base)
-	if err != nil || n.Key() != o.Key {
-		return archive.Name{}, false
-	}
-	return n, true
 }

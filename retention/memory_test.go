@@ -14,6 +14,7 @@ import (
 
 	"github.com/tusk-backup/tusk/basebackup"
 	"github.com/tusk-backup/tusk/storage"
+	"github.com/tusk-backup/tusk/wal"
 )
 
 // synthStore is a repository of a few objects held in a map (with n = 0,
@@ -47,7 +48,7 @@ func newSynthStore(n int) *synthStore {
 func synthSeg(i int) string { return fmt.Sprintf("%08X%08X%08X", 1, i>>8, i&0xFF) }
 
 func (s *synthStore) Put(_ context.Context, key string, r io.Reader) error {
-	if strings.HasPrefix(key, walPrefix) && s.n > 0 {
+	if strings.HasPrefix(key, wal.Prefix) && s.n > 0 {
 		return fmt.Errorf("synthStore synthesizes its WAL objects: %s", key)
 	}
 	b, err := io.ReadAll(r)
@@ -93,7 +94,7 @@ func (s *synthStore) List(ctx context.Context, prefix string, fn func(storage.Ob
 			return err
 		}
 	}
-	if !strings.HasPrefix(walPrefix, prefix) && !strings.HasPrefix(prefix, walPrefix) {
+	if !strings.HasPrefix(wal.Prefix, prefix) && !strings.HasPrefix(prefix, wal.Prefix) {
 		return nil
 	}
 	for i := 1; i <= s.n; i++ {
@@ -101,7 +102,7 @@ func (s *synthStore) List(ctx context.Context, prefix string, fn func(storage.Ob
 			continue
 		}
 		name := synthSeg(i)
-		key := walPrefix + name[:16] + "/" + name
+		key := wal.Prefix + name[:16] + "/" + name
 		if !strings.HasPrefix(key, prefix) {
 			continue
 		}
@@ -130,7 +131,7 @@ func (s *synthStore) Delete(_ context.Context, keys ...string) error {
 }
 
 func (s *synthStore) segIndex(key string) (int, bool) {
-	name, ok := strings.CutPrefix(key, walPrefix)
+	name, ok := strings.CutPrefix(key, wal.Prefix)
 	if !ok || len(name) != 17+24 {
 		return 0, false
 	}

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/tusk-backup/tusk/archive"
 	"github.com/tusk-backup/tusk/basebackup"
+	"github.com/tusk-backup/tusk/wal"
 )
 
 // Needed is the WAL the archive must hold for a set of backups: the one rule
@@ -26,11 +26,12 @@ type Needed struct {
 	From, FromBackup string
 	// Permanent are the permanent backups' ranges, by start segment.
 	Permanent []Range
-	from      segPos
+	from      uint64 // wal.Name.Order of From
 	perm      []span // parallel to Permanent
 }
 
-type span struct{ first, last segPos }
+// span is a permanent backup's range, by wal.Name.Order.
+type span struct{ first, last uint64 }
 
 // NeededWAL decides which WAL the backups need. From is the start of the
 // oldest non-permanent backup (the point-in-time window: each such backup
@@ -42,20 +43,20 @@ func NeededWAL(backups []basebackup.Meta, running []string) (Needed, error) {
 	if len(backups) == 0 {
 		return Needed{All: true}, nil
 	}
-	n := Needed{from: segPos(1<<64 - 1)}
+	n := Needed{from: 1<<64 - 1}
 	type perm struct {
 		span
 		r Range
 	}
 	var perms []perm
 	var newest *basebackup.Meta // the newest permanent backup
-	var newestFirst segPos
+	var newestFirst uint64
 	for i, m := range backups {
-		first, err := parseSegment(m.StartWAL)
+		first, err := order(m.StartWAL)
 		if err != nil {
 			return Needed{}, fmt.Errorf("backup %s: start WAL: %w", m.Name, err)
 		}
-		last, err := parseSegment(m.EndWAL)
+		last, err := order(m.EndWAL)
 		if err != nil {
 			return Needed{}, fmt.Errorf("backup %s: end WAL: %w", m.Name, err)
 		}
@@ -74,7 +75,7 @@ func NeededWAL(backups []basebackup.Meta, running []string) (Needed, error) {
 		n.from, n.From, n.FromBackup = newestFirst, newest.StartWAL, newest.Name
 	}
 	for _, r := range running {
-		if first, err := parseSegment(r); err == nil && first < n.from {
+		if first, err := order(r); err == nil && first < n.from {
 			n.from, n.From, n.FromBackup = first, r, "an unfinished backup"
 		}
 	}
@@ -86,13 +87,23 @@ func NeededWAL(backups []basebackup.Meta, running []string) (Needed, error) {
 	return n, nil
 }
 
+// order is segment s's wal.Name.Order: positions are compared regardless
+// of timeline and segment size.
+func order(s string) (uint64, error) {
+	n, err := wal.ParseSegment(s)
+	if err != nil {
+		return 0, err
+	}
+	return n.Order(), nil
+}
+
 // Keeps reports whether the archive must hold WAL file w. Segments,
 // .partial segments and .backup files are placed by their segment.
-func (n Needed) Keeps(w archive.Name) bool {
-	if n.All || w.Kind == archive.History {
+func (n Needed) Keeps(w wal.Name) bool {
+	if n.All || w.Kind == wal.History {
 		return true
 	}
-	p := posOf(w)
+	p := w.Order()
 	if p >= n.from {
 		return true
 	}
@@ -108,9 +119,9 @@ func (n Needed) Keeps(w archive.Name) bool {
 // permanent backup whose range ends last before it (after is "" if none)
 // and the backup whose needed WAL starts first after it (before), so
 // wal-verify can say which backups an expected gap lies between.
-func (n Needed) Around(w archive.Name) (after, before string) {
-	p := posOf(w)
-	var afterEnd segPos
+func (n Needed) Around(w wal.Name) (after, before string) {
+	p := w.Order()
+	var afterEnd uint64
 	beforeStart := n.from
 	before = n.FromBackup
 	for i, s := range n.perm {

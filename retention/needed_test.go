@@ -3,8 +3,8 @@ package retention
 import (
 	"testing"
 
-	"github.com/tusk-backup/tusk/archive"
 	"github.com/tusk-backup/tusk/basebackup"
+	"github.com/tusk-backup/tusk/wal"
 )
 
 func TestNeededWAL(t *testing.T) {
@@ -62,7 +62,7 @@ func TestNeededWAL(t *testing.T) {
 				t.Errorf("all %v, from %s (%s), want %s (%s)", n.All, n.From, n.FromBackup, tc.from, tc.fromName)
 			}
 			for _, w := range tc.files {
-				name, err := archive.ParseName(w.file)
+				name, err := wal.ParseName(w.file)
 				if err != nil {
 					t.Fatal(err)
 				}

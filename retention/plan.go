@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tusk-backup/tusk/archive"
 	"github.com/tusk-backup/tusk/basebackup"
+	"github.com/tusk-backup/tusk/wal"
 )
 
 // Plan is what a delete command removes and keeps, and why.
@@ -93,7 +93,7 @@ type WALPlan struct {
 }
 
 // deletes reports whether the rule deletes WAL file n.
-func (w *WALPlan) deletes(n archive.Name) bool { return w.all || !w.need.Keeps(n) }
+func (w *WALPlan) deletes(n wal.Name) bool { return w.all || !w.need.Keeps(n) }
 
 // Range is a permanent backup's WAL, first through last segment.
 type Range struct {
@@ -434,23 +434,10 @@ func startOf(name string) (string, bool) {
 	if !ok || len(rest) < 24 {
 		return "", false
 	}
-	if _, err := parseSegment(rest[:24]); err != nil {
+	if _, err := wal.ParseSegment(rest[:24]); err != nil {
 		return "", false
 	}
 	return rest[:24], true
-}
-
-// segPos orders segments by position regardless of timeline.
-type segPos uint64
-
-func posOf(n archive.Name) segPos { return segPos(uint64(n.Log)<<32 | uint64(n.Seg)) }
-
-func parseSegment(s string) (segPos, error) {
-	n, err := archive.ParseName(s)
-	if err != nil || n.Kind != archive.Segment {
-		return 0, fmt.Errorf("%q is not a WAL segment name", s)
-	}
-	return posOf(n), nil
 }
 
 // names lists, sorted, every backup and unfinished backup inv holds.

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tusk-backup/tusk/archive"
 	"github.com/tusk-backup/tusk/basebackup"
+	"github.com/tusk-backup/tusk/wal"
 )
 
 var t0 = time.Date(2026, 11, 1, 3, 0, 0, 0, time.UTC)
@@ -165,7 +165,7 @@ func walStore(t *testing.T, names ...string) *synthStore {
 	t.Helper()
 	st := newSynthStore(0)
 	for _, s := range names {
-		n, err := archive.ParseName(s)
+		n, err := wal.ParseName(s)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -189,7 +189,7 @@ func deletedWAL(t *testing.T, p Plan, names []string) []string {
 	}
 	var out []string
 	for _, s := range names {
-		n, _ := archive.ParseName(s)
+		n, _ := wal.ParseName(s)
 		if _, ok := st.objs[n.Key()]; !ok {
 			out = append(out, s)
 		}

@@ -6,14 +6,12 @@
 package verify
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,9 +22,8 @@ import (
 	"github.com/tusk-backup/tusk/basebackup"
 	"github.com/tusk-backup/tusk/retention"
 	"github.com/tusk-backup/tusk/storage"
+	"github.com/tusk-backup/tusk/wal"
 )
-
-const defaultSegSize = 16 << 20
 
 // Archive is what the repository's WAL archive holds.
 type Archive struct {
@@ -51,36 +48,24 @@ type Timeline struct {
 	Parent     uint32 `json:"parent_timeline"`
 	Switch     string `json:"switch_lsn,omitempty"`
 	HasHistory bool   `json:"history_file"`
-	// history is the whole ancestry: (timeline, the LSN where it ended).
-	history []branch
+	// history is the whole ancestry, from the history file.
+	history wal.Ancestry
 
-	Segments int      `json:"segments"`
-	Bytes    int64    `json:"bytes"`
-	Ranges   []Range  `json:"ranges"` // runs of consecutive segments
-	Gaps     []Range  `json:"gaps"`   // missing runs between them
-	Partial  []string `json:"partial_segments"`
-	Backups  []string `json:"backups"` // backups that start on this timeline
+	Segments int       `json:"segments"`
+	Bytes    int64     `json:"bytes"`
+	Ranges   []wal.Run `json:"ranges"` // runs of consecutive segments
+	Gaps     []wal.Run `json:"gaps"`   // missing runs between them
+	Partial  []string  `json:"partial_segments"`
+	Backups  []string  `json:"backups"` // backups that start on this timeline
 
 	positions []uint64 // sorted segment numbers
-}
-
-// Range is a run of segments, first through last (file names).
-type Range struct {
-	First string `json:"first"`
-	Last  string `json:"last"`
-	Count int    `json:"count"`
-}
-
-type branch struct {
-	tli uint32
-	end uint64 // LSN where tli ended and its child began
 }
 
 // Read lists the WAL archive and reads every timeline history file.
 // segSize is the cluster's wal_segment_size (0 for 16 MiB).
 func Read(ctx context.Context, st storage.Storage, segSize uint64, backups []basebackup.Meta) (*Archive, error) {
 	if segSize == 0 {
-		segSize = defaultSegSize
+		segSize = wal.DefaultSegSize
 	}
 	a := &Archive{segSize: segSize}
 	byID := map[uint32]*Timeline{}
@@ -92,26 +77,25 @@ func Read(ctx context.Context, st storage.Storage, segSize uint64, backups []bas
 		}
 		return t
 	}
-	var histories []archive.Name
-	err := st.List(ctx, "wal/", func(o storage.Object) error {
-		n, err := archive.ParseName(o.Key[strings.LastIndexByte(o.Key, '/')+1:])
-		if err != nil || n.Key() != o.Key {
+	var histories []wal.Name
+	err := wal.List(ctx, st, wal.Prefix, func(o storage.Object, n wal.Name, ok bool) error {
+		if !ok {
 			a.Others++
 			return nil
 		}
 		t := get(n.Timeline)
 		switch n.Kind {
-		case archive.Segment:
+		case wal.Segment:
 			t.Segments++
 			t.Bytes += o.Size
-			t.positions = append(t.positions, position(n, segSize))
-		case archive.Partial:
+			t.positions = append(t.positions, n.Pos(segSize))
+		case wal.Partial:
 			t.Partial = append(t.Partial, n.File)
 			t.Bytes += o.Size
-		case archive.History:
+		case wal.History:
 			t.HasHistory = true
 			histories = append(histories, n)
-		case archive.BackupHistory:
+		case wal.BackupHistory:
 			t.Bytes += o.Size
 		}
 		return nil
@@ -132,7 +116,7 @@ func Read(ctx context.Context, st storage.Storage, segSize uint64, backups []bas
 			a.HistoryErrors = append(a.HistoryErrors, fmt.Sprintf("%s: %v", n.Key(), err))
 			continue
 		}
-		h, err := parseHistory(&buf)
+		h, err := wal.ParseHistory(&buf)
 		if err != nil {
 			a.HistoryErrors = append(a.HistoryErrors, fmt.Sprintf("%s: %v", n.Key(), err))
 			continue
@@ -141,87 +125,22 @@ func Read(ctx context.Context, st storage.Storage, segSize uint64, backups []bas
 		t.history = h
 		if len(h) > 0 {
 			last := h[len(h)-1]
-			t.Parent, t.Switch = last.tli, lsnString(last.end)
+			t.Parent, t.Switch = last.Timeline, last.End.String()
 		}
 	}
 	for _, m := range backups {
-		if n, err := archive.ParseName(m.StartWAL); err == nil {
+		if n, err := wal.ParseName(m.StartWAL); err == nil {
 			get(n.Timeline).Backups = append(get(n.Timeline).Backups, m.Name)
 		}
 	}
 	for _, t := range byID {
 		slices.Sort(t.positions)
 		t.positions = slices.Compact(t.positions)
-		t.Ranges, t.Gaps = runs(t.ID, t.positions, segSize)
+		t.Ranges, t.Gaps = wal.Runs(t.ID, t.positions, segSize)
 		a.Timelines = append(a.Timelines, t)
 	}
 	slices.SortFunc(a.Timelines, func(x, y *Timeline) int { return int(x.ID) - int(y.ID) })
 	return a, nil
-}
-
-// parseHistory reads a timeline history file: one line per ancestor,
-// "parent_tli<TAB>switch_lsn<TAB>reason", oldest first.
-func parseHistory(r io.Reader) ([]branch, error) {
-	var out []branch
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			return nil, fmt.Errorf("history line %q has no switch point", line)
-		}
-		tli, err := strconv.ParseUint(f[0], 10, 32)
-		if err != nil {
-			return nil, fmt.Errorf("history line %q: bad timeline", line)
-		}
-		lsn, err := parseLSN(f[1])
-		if err != nil {
-			return nil, fmt.Errorf("history line %q: %v", line, err)
-		}
-		out = append(out, branch{tli: uint32(tli), end: lsn})
-	}
-	return out, sc.Err()
-}
-
-func parseLSN(s string) (uint64, error) {
-	hi, lo, ok := strings.Cut(s, "/")
-	h, err1 := strconv.ParseUint(hi, 16, 32)
-	l, err2 := strconv.ParseUint(lo, 16, 32)
-	if !ok || err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("%q is not an LSN", s)
-	}
-	return h<<32 | l, nil
-}
-
-func lsnString(l uint64) string { return fmt.Sprintf("%X/%X", uint32(l>>32), uint32(l)) }
-
-func position(n archive.Name, segSize uint64) uint64 {
-	return uint64(n.Log)*((1<<32)/segSize) + uint64(n.Seg)
-}
-
-func segName(tli uint32, pos, segSize uint64) string {
-	per := (1 << 32) / segSize
-	return fmt.Sprintf("%08X%08X%08X", tli, uint32(pos/per), uint32(pos%per))
-}
-
-func runs(tli uint32, pos []uint64, segSize uint64) (have, gaps []Range) {
-	have, gaps = []Range{}, []Range{}
-	for i := 0; i < len(pos); {
-		j := i
-		for j+1 < len(pos) && pos[j+1] == pos[j]+1 {
-			j++
-		}
-		have = append(have, Range{segName(tli, pos[i], segSize), segName(tli, pos[j], segSize), j - i + 1})
-		if j+1 < len(pos) {
-			a, b := pos[j]+1, pos[j+1]-1
-			gaps = append(gaps, Range{segName(tli, a, segSize), segName(tli, b, segSize), int(b - a + 1)})
-		}
-		i = j + 1
-	}
-	return have, gaps
 }
 
 // Server is what a running server says of its WAL, for Check.
@@ -260,7 +179,7 @@ type Result struct {
 }
 
 // segRef is a segment by timeline and position: 16 bytes, where an
-// archive.Name with its file name takes about 64, and Check keeps one per
+// wal.Name with its file name takes about 64, and Check keeps one per
 // needed segment.
 type segRef struct {
 	tli uint32
@@ -304,7 +223,7 @@ func (a *Archive) Check(backups []basebackup.Meta, srv *Server) Result {
 		r.Problems = append(r.Problems, e)
 	}
 	if target.ID > 1 && !target.HasHistory {
-		r.Problems = append(r.Problems, fmt.Sprintf("history file %08X.history of timeline %d is not in the archive, so recovery cannot follow it", target.ID, target.ID))
+		r.Problems = append(r.Problems, fmt.Sprintf("history file %s of timeline %d is not in the archive, so recovery cannot follow it", wal.HistoryFile(target.ID), target.ID))
 	}
 	need, err := retention.NeededWAL(backups, nil)
 	if err != nil {
@@ -315,17 +234,8 @@ func (a *Archive) Check(backups []basebackup.Meta, srv *Server) Result {
 		r.Problems = append(r.Problems, fmt.Sprintf("backup metadata %s cannot be read, so which WAL it needs is unknown and all of it is checked as needed", key))
 		need = retention.Needed{All: true}
 	}
-	// begin[i] is the first segment of path[i].
-	path := []uint32{}
-	var begin []uint64
-	prev := uint64(0)
-	for _, b := range target.history {
-		path = append(path, b.tli)
-		begin = append(begin, prev)
-		prev = b.end / a.segSize
-	}
-	path = append(path, target.ID)
-	begin = append(begin, prev)
+	steps := target.history.Path(target.ID, a.segSize)
+	path := steps.Timelines()
 	r.Path = path
 	byID := map[uint32]*Timeline{}
 	for _, t := range a.Timelines {
@@ -339,32 +249,24 @@ func (a *Archive) Check(backups []basebackup.Meta, srv *Server) Result {
 		_, ok := slices.BinarySearch(t.positions, pos)
 		return ok
 	}
-	tliAt := func(pos uint64) uint32 {
-		for i := len(path) - 1; i >= 0; i-- {
-			if begin[i] <= pos {
-				return path[i]
-			}
-		}
-		return path[0]
-	}
 
 	// From: the oldest backup that starts on the path; else the oldest
 	// segment on the path.
 	from := uint64(1<<64 - 1)
 	for _, m := range backups {
-		n, err := archive.ParseName(m.StartWAL)
+		n, err := wal.ParseName(m.StartWAL)
 		if err != nil || !slices.Contains(path, n.Timeline) {
 			continue
 		}
-		if p := position(n, a.segSize); p < from {
+		if p := n.Pos(a.segSize); p < from {
 			from, r.FromBackup = p, m.Name
 		}
 	}
 	if r.FromBackup == "" {
-		for i, tli := range path {
-			if t := byID[tli]; t != nil && len(t.positions) > 0 {
+		for _, step := range steps {
+			if t := byID[step.Timeline]; t != nil && len(t.positions) > 0 {
 				for _, p := range t.positions {
-					if p >= begin[i] {
+					if p >= step.From {
 						from = min(from, p)
 						break
 					}
@@ -376,7 +278,7 @@ func (a *Archive) Check(backups []basebackup.Meta, srv *Server) Result {
 	if from > to {
 		from = to
 	}
-	r.From, r.To = segName(tliAt(from), from, a.segSize), segName(target.ID, to, a.segSize)
+	r.From, r.To = wal.SegmentAt(steps.At(from), from, a.segSize).File, wal.SegmentAt(target.ID, to, a.segSize).File
 	var segments uint64
 	for _, tli := range path {
 		if t := byID[tli]; t != nil {
@@ -386,18 +288,18 @@ func (a *Archive) Check(backups []basebackup.Meta, srv *Server) Result {
 	r.present = make([]segRef, 0, min(segments, to-from+1))
 	var gap *ExpectedGap
 	for p := from; p <= to; p++ {
-		tli := tliAt(p)
-		n := a.name(tli, p)
+		tli := steps.At(p)
+		n := wal.SegmentAt(tli, p, a.segSize)
 		present := has(tli, p)
 		if !need.Keeps(n) {
 			switch {
 			case present:
 				gap = nil
 			case gap != nil:
-				gap.Last, gap.Count = segName(tli, p, a.segSize), gap.Count+1
+				gap.Last, gap.Count = wal.SegmentAt(tli, p, a.segSize).File, gap.Count+1
 			default:
 				after, before := need.Around(n)
-				file := segName(tli, p, a.segSize)
+				file := wal.SegmentAt(tli, p, a.segSize).File
 				r.Expected = append(r.Expected, ExpectedGap{First: file, Last: file, Count: 1, After: after, Before: before})
 				gap = &r.Expected[len(r.Expected)-1]
 			}
@@ -408,7 +310,7 @@ func (a *Archive) Check(backups []basebackup.Meta, srv *Server) Result {
 		if present {
 			r.present = append(r.present, segRef{tli, p})
 		} else {
-			r.Missing = append(r.Missing, segName(tli, p, a.segSize))
+			r.Missing = append(r.Missing, wal.SegmentAt(tli, p, a.segSize).File)
 		}
 	}
 	if srv != nil {
@@ -416,14 +318,14 @@ func (a *Archive) Check(backups []basebackup.Meta, srv *Server) Result {
 		// later ones before the current segment are still waiting.
 		var last, cur uint64
 		// A .backup file is archived after the segment it names.
-		if la, err := archive.ParseName(srv.LastArchived); err == nil && (la.Kind == archive.Segment || la.Kind == archive.BackupHistory) && la.Timeline == target.ID {
-			last = position(la, a.segSize)
+		if la, err := wal.ParseName(srv.LastArchived); err == nil && (la.Kind == wal.Segment || la.Kind == wal.BackupHistory) && la.Timeline == target.ID {
+			last = la.Pos(a.segSize)
 		}
-		if c, err := archive.ParseName(srv.Current); err == nil && c.Timeline == target.ID {
-			cur = position(c, a.segSize)
+		if c, err := wal.ParseName(srv.Current); err == nil && c.Timeline == target.ID {
+			cur = c.Pos(a.segSize)
 		}
 		for p := to + 1; p <= max(last, cur); p++ {
-			name := segName(target.ID, p, a.segSize)
+			name := wal.SegmentAt(target.ID, p, a.segSize).File
 			switch {
 			case p <= last:
 				r.Missing = append(r.Missing, name)
@@ -434,13 +336,6 @@ func (a *Archive) Check(backups []basebackup.Meta, srv *Server) Result {
 	}
 	r.OK = len(r.Missing) == 0 && len(r.Problems) == 0
 	return r
-}
-
-// name is the segment at pos on timeline tli, without its file name (which
-// only the segments reported need).
-func (a *Archive) name(tli uint32, pos uint64) archive.Name {
-	per := (1 << 32) / a.segSize
-	return archive.Name{Kind: archive.Segment, Timeline: tli, Log: uint32(pos / per), Seg: uint32(pos % per)}
 }
 
 // ContentOptions are Content's settings.
@@ -464,9 +359,9 @@ func Content(ctx context.Context, r *Result, opts ContentOptions) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(opts.Concurrency, 1))
 	for _, ref := range r.present {
-		file := segName(ref.tli, ref.pos, r.segSize)
+		file := wal.SegmentAt(ref.tli, ref.pos, r.segSize).File
 		g.Go(func() error {
-			n, err := archive.ParseName(file)
+			n, err := wal.ParseName(file)
 			if err != nil {
 				return err
 			}
@@ -502,54 +397,24 @@ func Content(ctx context.Context, r *Result, opts ContentOptions) error {
 	return nil
 }
 
-// BackupWAL lists the WAL files backup m needs, from its start segment to
-// its end segment. When the backup ended on a later timeline than it started
-// (a standby promoted during the backup), each segment comes from the
-// timeline recovery would read it from, following the end timeline's
-// history file, which is listed too.
+// BackupWAL lists the WAL files backup m needs (wal.BackupWAL), reading a
+// history file from st when the backup ended on a later timeline than it
+// started. A history file that is missing or damaged is what it lists then:
+// the one file known to be needed and absent.
 func BackupWAL(ctx context.Context, st storage.Storage, m basebackup.Meta) ([]string, error) {
-	start, err1 := archive.ParseName(m.StartWAL)
-	end, err2 := archive.ParseName(m.EndWAL)
-	if err1 != nil || err2 != nil || start.Kind != archive.Segment || end.Kind != archive.Segment {
-		return nil, fmt.Errorf("backup %s: start %q or end %q is not a WAL segment name", m.Name, m.StartWAL, m.EndWAL)
-	}
-	if start.Timeline == end.Timeline {
-		return archive.SegmentRange(m.StartWAL, m.EndWAL, m.SegSize)
-	}
-	segSize := m.SegSize
-	if segSize == 0 {
-		segSize = defaultSegSize
-	}
-	hist := fmt.Sprintf("%08X.history", end.Timeline)
-	var buf bytes.Buffer
-	if _, err := (&archive.Archive{Store: st}).Check(ctx, hist, &buf); err != nil {
+	var unreadable string
+	files, err := wal.BackupWAL(m.StartWAL, m.EndWAL, m.SegSize, func(tli uint32) (wal.Ancestry, error) {
+		h, err := (&archive.Archive{Store: st}).History(ctx, tli)
 		if errors.Is(err, storage.ErrNotFound) || errors.Is(err, archive.ErrCorrupt) {
-			// Report the history file itself as what is missing.
-			return []string{hist}, nil
+			unreadable = wal.HistoryFile(tli)
 		}
-		return nil, err
+		return h, err
+	})
+	switch {
+	case unreadable != "":
+		return []string{unreadable}, nil
+	case err != nil:
+		return nil, fmt.Errorf("backup %s: %w", m.Name, err)
 	}
-	h, err := parseHistory(&buf)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", hist, err)
-	}
-	path, begin := []uint32{}, []uint64{}
-	prev := uint64(0)
-	for _, b := range h {
-		path, begin = append(path, b.tli), append(begin, prev)
-		prev = b.end / segSize
-	}
-	path, begin = append(path, end.Timeline), append(begin, prev)
-	out := []string{hist}
-	for p := position(start, segSize); p <= position(end, segSize); p++ {
-		tli := path[0]
-		for i := len(path) - 1; i >= 0; i-- {
-			if begin[i] <= p {
-				tli = path[i]
-				break
-			}
-		}
-		out = append(out, segName(tli, p, segSize))
-	}
-	return out, nil
+	return files, nil
 }

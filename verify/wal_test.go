@@ -16,22 +16,13 @@ import (
 	"github.com/tusk-backup/tusk/basebackup"
 	"github.com/tusk-backup/tusk/compress"
 	"github.com/tusk-backup/tusk/storage/local"
+	"github.com/tusk-backup/tusk/wal"
 )
-
-func TestParseHistory(t *testing.T) {
-	h, err := parseHistory(strings.NewReader("1\t0/5000000\tno recovery target specified\n\n2\t0/9000A28\tat restore point \"x\"\n"))
-	if err != nil || len(h) != 2 || h[0] != (branch{1, 0x5000000}) || h[1] != (branch{2, 0x9000A28}) {
-		t.Fatalf("%v %v", h, err)
-	}
-	if _, err := parseHistory(strings.NewReader("1\tnot-an-lsn\n")); err == nil {
-		t.Fatal("bad LSN accepted")
-	}
-}
 
 // archiveOf builds an Archive of 16 MiB segments: positions per timeline,
 // and timeline 2 branching from 1 at segment 5.
 func archiveOf(segs map[uint32][]uint64) *Archive {
-	a := &Archive{segSize: defaultSegSize}
+	a := &Archive{segSize: wal.DefaultSegSize}
 	for _, id := range []uint32{1, 2} {
 		pos, ok := segs[id]
 		if !ok {
@@ -40,9 +31,9 @@ func archiveOf(segs map[uint32][]uint64) *Archive {
 		t := &Timeline{ID: id, positions: pos, Segments: len(pos)}
 		if id == 2 {
 			t.HasHistory = true
-			t.history = []branch{{1, 5*defaultSegSize + 0x100}}
+			t.history = wal.Ancestry{{Timeline: 1, End: 5*wal.DefaultSegSize + 0x100}}
 		}
-		t.Ranges, t.Gaps = runs(id, pos, defaultSegSize)
+		t.Ranges, t.Gaps = wal.Runs(id, pos, wal.DefaultSegSize)
 		a.Timelines = append(a.Timelines, t)
 	}
 	return a
@@ -99,13 +90,6 @@ func TestCheck(t *testing.T) {
 	}
 }
 
-func TestRuns(t *testing.T) {
-	have, gaps := runs(1, []uint64{1, 2, 3, 7, 9, 10}, defaultSegSize)
-	if len(have) != 3 || have[0].Count != 3 || len(gaps) != 2 || gaps[0].First != "000000010000000000000004" || gaps[0].Count != 3 {
-		t.Fatalf("have %v gaps %v", have, gaps)
-	}
-}
-
 // TestBackupWAL: a backup that started on timeline 1 and ended on timeline 2
 // (a standby promoted during the backup) needs each segment from the
 // timeline recovery reads it from, and timeline 2's history file.
@@ -118,7 +102,7 @@ func TestBackupWAL(t *testing.T) {
 	hist := filepath.Join(dir, "00000002.history")
 	os.WriteFile(hist, []byte("1\t0/6000100\tno recovery target specified\n"), 0o600)
 	a := &archive.Archive{Store: st, Codec: compress.Default, Log: slog.New(slog.DiscardHandler)}
-	m := basebackup.Meta{Name: "b", StartWAL: "000000010000000000000004", EndWAL: "000000020000000000000008", SegSize: defaultSegSize}
+	m := basebackup.Meta{Name: "b", StartWAL: "000000010000000000000004", EndWAL: "000000020000000000000008", SegSize: wal.DefaultSegSize}
 	got, err := BackupWAL(t.Context(), st, m)
 	if err != nil || !slices.Equal(got, []string{"00000002.history"}) {
 		t.Fatalf("without the history file: %v %v", got, err)
@@ -151,7 +135,7 @@ func TestCheckExpectedGaps(t *testing.T) {
 	x := mk("x", "000000010000000000000008", "000000010000000000000009", false, 3)
 	x2 := mk("x2", "000000020000000000000007", "000000020000000000000007", false, 3) // on timeline 2 (which branched at 5)
 	gap := func(first, last uint64, after, before string) ExpectedGap {
-		return ExpectedGap{First: segName(1, first, defaultSegSize), Last: segName(1, last, defaultSegSize), Count: int(last - first + 1), After: after, Before: before}
+		return ExpectedGap{First: wal.SegmentAt(1, first, wal.DefaultSegSize).File, Last: wal.SegmentAt(1, last, wal.DefaultSegSize).File, Count: int(last - first + 1), After: after, Before: before}
 	}
 	cases := []struct {
 		name     string
@@ -223,12 +207,12 @@ func TestContent(t *testing.T) {
 	a := &archive.Archive{Store: st, Codec: compress.Default, Log: slog.New(slog.DiscardHandler)}
 	src := t.TempDir()
 	for i := uint64(1); i <= 6; i++ {
-		name := segName(1, i, defaultSegSize)
+		name := wal.SegmentAt(1, i, wal.DefaultSegSize).File
 		p := filepath.Join(src, name)
-		b := make([]byte, defaultSegSize) // wal-push takes whole segments only
+		b := make([]byte, wal.DefaultSegSize) // wal-push takes whole segments only
 		copy(b[4096:], bytes.Repeat([]byte(fmt.Sprintf("segment %d ", i)), 10000))
-		n, _ := archive.ParseName(name)
-		copy(b, archive.LongPageHeader(n, uint32(defaultSegSize), 7000000000000000001))
+		n, _ := wal.ParseName(name)
+		copy(b, archive.LongPageHeader(n, uint32(wal.DefaultSegSize), 7000000000000000001))
 		if err := os.WriteFile(p, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -237,13 +221,13 @@ func TestContent(t *testing.T) {
 		}
 	}
 	key := func(i uint64) string {
-		n, _ := archive.ParseName(segName(1, i, defaultSegSize))
+		n, _ := wal.ParseName(wal.SegmentAt(1, i, wal.DefaultSegSize).File)
 		return n.Key()
 	}
-	backups := []basebackup.Meta{{Name: "b", StartWAL: segName(1, 1, defaultSegSize), EndWAL: segName(1, 2, defaultSegSize)}}
+	backups := []basebackup.Meta{{Name: "b", StartWAL: wal.SegmentAt(1, 1, wal.DefaultSegSize).File, EndWAL: wal.SegmentAt(1, 2, wal.DefaultSegSize).File}}
 	check := func() Result {
 		t.Helper()
-		ar, err := Read(t.Context(), st, defaultSegSize, backups)
+		ar, err := Read(t.Context(), st, wal.DefaultSegSize, backups)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -272,7 +256,7 @@ func TestContent(t *testing.T) {
 	p5 := filepath.Join(dir, filepath.FromSlash(key(5)))
 	b, _ = os.ReadFile(p5)
 	os.WriteFile(p5, b[:len(b)-9], 0o600)
-	ar, err := Read(t.Context(), st, defaultSegSize, backups)
+	ar, err := Read(t.Context(), st, wal.DefaultSegSize, backups)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +273,7 @@ func TestContent(t *testing.T) {
 	for _, c := range r.Corrupt {
 		objects = append(objects, c.Object)
 	}
-	if r.OK || !slices.Equal(objects, []string{key(3), key(5)}) || !slices.Equal(r.Missing, []string{segName(1, 6, defaultSegSize)}) {
+	if r.OK || !slices.Equal(objects, []string{key(3), key(5)}) || !slices.Equal(r.Missing, []string{wal.SegmentAt(1, 6, wal.DefaultSegSize).File}) {
 		t.Fatalf("corrupt %v, missing %v, ok %v", r.Corrupt, r.Missing, r.OK)
 	}
 	for _, c := range r.Corrupt {

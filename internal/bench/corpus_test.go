@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tusk-backup/tusk/internal/testenv"
+	"github.com/tusk-backup/tusk/wal"
 )
 
 // corpusLayout names the corpus format; a cached corpus of another layout is
@@ -58,8 +59,8 @@ func (c *corpus) segmentPath(name string) string { return filepath.Join(c.walDir
 
 // endLSN is where the WAL ends: the start of the segment after the last one.
 func (c *corpus) endLSN() string {
-	s, _ := parseSegment(c.Segments[len(c.Segments)-1]) // checked by readCorpus
-	return s.next().startLSN()
+	s, _ := wal.ParseSegment(c.Segments[len(c.Segments)-1]) // checked by readCorpus
+	return wal.SegmentAt(s.Timeline, s.Pos(segmentSize)+1, segmentSize).Start(segmentSize).String()
 }
 
 func (c *corpus) facts() corpusFacts {
@@ -127,7 +128,7 @@ func readCorpus(dir string) (*corpus, error) {
 	if len(c.Segments) < minSegments {
 		return nil, fmt.Errorf("corpus has %d segments, want at least %d", len(c.Segments), minSegments)
 	}
-	want, err := segmentRange(c.Segments[0], c.Segments[len(c.Segments)-1])
+	want, err := wal.Range(c.Segments[0], c.Segments[len(c.Segments)-1], segmentSize)
 	if err != nil || len(want) != len(c.Segments) {
 		return nil, fmt.Errorf("corpus segments are not consecutive")
 	}
@@ -211,7 +212,7 @@ func buildCorpus(b *testing.B, dir string) {
 		SystemID:        pg.SQL(b, "SELECT system_identifier FROM pg_control_system()"),
 		BackupStartLSN:  startLSN,
 	}
-	if c.Segments, err = segmentRange(first, last); err != nil {
+	if c.Segments, err = wal.Range(first, last, segmentSize); err != nil {
 		b.Fatal(err)
 	}
 	pg.Stop(b)
@@ -277,12 +278,10 @@ func runOwner(b *testing.B, cmd *exec.Cmd) {
 func fakeCorpus(t *testing.T) (string, *corpus) {
 	t.Helper()
 	dir := t.TempDir()
-	first, _ := parseSegment("0000000100000000000000F0")
-	s := first
+	first, _ := wal.ParseSegment("0000000100000000000000F0")
 	c := &corpus{Layout: corpusLayout}
-	for range minSegments {
-		c.Segments = append(c.Segments, s.String())
-		s = s.next()
+	for i := range minSegments {
+		c.Segments = append(c.Segments, wal.SegmentAt(first.Timeline, first.Pos(segmentSize)+uint64(i), segmentSize).File)
 	}
 	for _, d := range []string{"base/global", "pgdata/global", "wal"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {

@@ -3,6 +3,8 @@ package bench
 import (
 	"slices"
 	"testing"
+
+	"github.com/tusk-backup/tusk/wal"
 )
 
 func TestSegmentRange(t *testing.T) {
@@ -23,7 +25,7 @@ func TestSegmentRange(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.first+"-"+tt.last, func(t *testing.T) {
-			got, err := segmentRange(tt.first, tt.last)
+			got, err := wal.Range(tt.first, tt.last, segmentSize)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("segmentRange: err = %v, want error %v", err, tt.wantErr)
 			}
@@ -42,11 +44,11 @@ func TestSegmentStartLSN(t *testing.T) {
 		"0000000100000003000000FF": "3/FF000000",
 	}
 	for name, want := range tests {
-		s, err := parseSegment(name)
+		s, err := wal.ParseSegment(name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := s.startLSN(); got != want {
+		if got := s.Start(segmentSize).String(); got != want {
 			t.Errorf("%s.startLSN() = %s, want %s", name, got, want)
 		}
 	}

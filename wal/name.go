@@ -1,7 +1,10 @@
-// Package archive moves WAL files between PostgreSQL and the repository:
-// wal-push's upload with overwrite protection and wal-fetch's verified
-// download.
-package archive
+// Package wal owns PostgreSQL's WAL arithmetic and the rule for which WAL a
+// backup needs: file names and their repository keys, LSNs, segment
+// positions, sizes and ranges, timeline history files and the path recovery
+// follows through them, and listing the archive's WAL objects. It imports no
+// tusk package but storage; archive, basebackup, retention and verify all
+// build on it.
+package wal
 
 import (
 	"fmt"
@@ -66,6 +69,16 @@ func ParseName(s string) (Name, error) {
 	return Name{}, bad
 }
 
+// ParseSegment parses the name of a segment: ParseName, refusing the other
+// kinds.
+func ParseSegment(s string) (Name, error) {
+	n, err := ParseName(s)
+	if err != nil || n.Kind != Segment {
+		return Name{}, fmt.Errorf("%q is not a WAL segment name", s)
+	}
+	return n, nil
+}
+
 func segmentName(s string, k Kind) (Name, error) {
 	tli, _ := strconv.ParseUint(s[:8], 16, 32)
 	log, _ := strconv.ParseUint(s[8:16], 16, 32)
@@ -86,20 +99,29 @@ func isHex(s string) bool {
 	return true
 }
 
+// HistoryFile is the name of timeline tli's history file.
+func HistoryFile(tli uint32) string { return fmt.Sprintf("%08X.history", tli) }
+
+// Prefix is where the repository keeps WAL: every key Key returns starts
+// with it.
+const Prefix = "wal/"
+
 // Key is the object key of the file in the repository. Segments are grouped
 // by timeline and log (256 segments of 16 MiB per folder) so that no folder
 // grows without bound; history files sit together under wal/timelines.
 func (n Name) Key() string {
 	if n.Kind == History {
-		return "wal/timelines/" + n.File
+		return Prefix + "timelines/" + n.File
 	}
-	return "wal/" + n.File[:16] + "/" + n.File
+	return Prefix + n.File[:16] + "/" + n.File
 }
 
-// SegmentFile returns the name of the segment on the same timeline that is
-// delta segments after n (for segments only), given the segments per log
-// file (0x100 for 16 MiB segments).
-func (n Name) SegmentFile(delta int, segsPerLog uint32) string {
-	abs := uint64(n.Log)*uint64(segsPerLog) + uint64(n.Seg) + uint64(delta)
-	return fmt.Sprintf("%08X%08X%08X", n.Timeline, uint32(abs/uint64(segsPerLog)), uint32(abs%uint64(segsPerLog)))
+// NameOf reads the WAL file name out of an object key; ok is false for a
+// key that is not where Key puts a WAL file (a stray, not tusk's).
+func NameOf(key string) (n Name, ok bool) {
+	n, err := ParseName(key[strings.LastIndexByte(key, '/')+1:])
+	if err != nil || n.Key() != key {
+		return Name{}, false
+	}
+	return n, true
 }
