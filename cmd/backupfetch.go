@@ -17,8 +17,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-backup/tusk/basebackup"
-	"github.com/tusk-backup/tusk/wal"
 	"github.com/tusk-backup/tusk/restore"
+	"github.com/tusk-backup/tusk/wal"
 )
 
 type backupFetchOpts struct {
