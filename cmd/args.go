@@ -28,7 +28,7 @@ func diagnose(ctx context.Context, st storage.Storage, err error) error {
 	if err == nil || errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrNoRepository) || ctx.Err() != nil {
 		return err
 	}
-	c, ok := storage.As[checker](st)
+	c, ok := storage.As[storage.Checker](st)
 	if !ok {
 		return err
 	}

@@ -13,12 +13,6 @@ import (
 	"github.com/tusk-backup/tusk/storage/s3"
 )
 
-// checker is a store that can test, in one round trip, that the repository
-// is usable (folder writable, bucket reachable with these credentials).
-type checker interface {
-	Check(ctx context.Context) error
-}
-
 // storeUse is who a command serves, which decides its retry budget (one
 // retry policy, the S3 SDK's, with two budgets) and whether the repository
 // is checked before any work.
@@ -59,7 +53,7 @@ func (use storeUse) maxRetries(cfg Config) int {
 func openStorage(ctx context.Context, cfg Config, log *slog.Logger, use storeUse) (*storage.Guard, error) {
 	var st interface {
 		storage.Storage
-		checker
+		storage.Checker
 	}
 	var err error
 	switch cfg.Repo.Scheme {

@@ -98,7 +98,7 @@ func Execute(ctx context.Context, st storage.Storage, p Plan, c Counter) (Report
 		r.Leftovers = append(r.Leftovers, l.Name)
 	}
 
-	if sw, ok := storage.As[sweeper](st); ok && !p.SweepBefore.IsZero() {
+	if sw, ok := storage.As[storage.Sweeper](st); ok && !p.SweepBefore.IsZero() {
 		n, err := sw.Sweep(ctx, p.SweepBefore)
 		r.Swept = n
 		if err != nil {
@@ -235,15 +235,6 @@ func (d deleter) newcomers(ctx context.Context, known []string) (*Needed, error)
 		return nil, fmt.Errorf("list backups: %w", err)
 	}
 	return need, nil
-}
-
-// sweeper is a storage that can find the remains of unfinished uploads
-// (storage/local's temporary files). S3 is not one: MinIO lists multipart
-// uploads only by exact key, so tusk aborts its own failed uploads and leaves
-// those of killed processes to the bucket's AbortIncompleteMultipartUpload
-// lifecycle rule.
-type sweeper interface {
-	Sweep(ctx context.Context, before time.Time) (int, error)
 }
 
 type deleter struct {

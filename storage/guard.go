@@ -29,25 +29,6 @@ type Marker struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
-// Unwrapper is a Storage that wraps another (guard, faults, logging).
-type Unwrapper interface{ Unwrap() Storage }
-
-// As finds the first Storage in the chain of wrappers that implements T, so
-// that a decorator never hides an optional capability of the store below.
-func As[T any](st Storage) (T, bool) {
-	for {
-		if t, ok := st.(T); ok {
-			return t, true
-		}
-		u, ok := st.(Unwrapper)
-		if !ok {
-			var zero T
-			return zero, false
-		}
-		st = u.Unwrap()
-	}
-}
-
 // Guard wraps a Storage so that "not found" is only ever said about a
 // repository that proves to be there. Get and Stat of a missing key, and a
 // List that finds nothing, check for the marker once per Guard; if neither

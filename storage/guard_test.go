@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tusk-backup/tusk/storage"
 	"github.com/tusk-backup/tusk/storage/local"
@@ -111,10 +110,7 @@ func TestGuardInit(t *testing.T) {
 func TestAs(t *testing.T) {
 	st, _ := local.New(t.TempDir())
 	g := storage.NewGuard(st)
-	type sweeper interface {
-		Sweep(context.Context, time.Time) (int, error)
-	}
-	if _, ok := storage.As[sweeper](g); !ok {
+	if _, ok := storage.As[storage.Sweeper](g); !ok {
 		t.Fatal("As does not see the folder store's Sweep through the guard")
 	}
 	if _, ok := storage.As[io.Closer](g); ok {

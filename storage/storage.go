@@ -49,12 +49,63 @@ type Object struct {
 //
 // Delete removes the keys, batching where the backend allows. Deleting a
 // missing key is not an error.
+//
+// Read after write: once a Put (or Delete) has returned, every following
+// Stat, Get and List, from this process or any other, sees its effect.
+// backup-mark and retention rely on it (a mark written, then a backup's
+// metadata read back; a deletion plan checked against a fresh listing).
+// A folder gives it by rename and fsync; AWS S3 has given strong
+// read-after-write consistency for every request since December 2020, and
+// MinIO always has. A store that is only eventually consistent (older S3
+// clones, some caching gateways) is not a tusk repository.
 type Storage interface {
 	Put(ctx context.Context, key string, r io.Reader) error
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
 	Stat(ctx context.Context, key string) (Object, error)
 	List(ctx context.Context, prefix string, fn func(Object) error) error
 	Delete(ctx context.Context, keys ...string) error
+}
+
+// Optional capabilities. A backend may implement any of these besides
+// Storage; callers reach them only through As, never by a type assertion,
+// so that a wrapper (Guard, Retry, faulty) in between never hides them.
+// Every wrapper implements Unwrapper.
+
+// Unwrapper is a Storage that wraps another (Guard, Retry, faulty).
+type Unwrapper interface{ Unwrap() Storage }
+
+// As finds the first Storage in the chain of wrappers that implements T, so
+// that a decorator never hides an optional capability of the store below.
+func As[T any](st Storage) (T, bool) {
+	for {
+		if t, ok := st.(T); ok {
+			return t, true
+		}
+		u, ok := st.(Unwrapper)
+		if !ok {
+			var zero T
+			return zero, false
+		}
+		st = u.Unwrap()
+	}
+}
+
+// Checker is a Storage that can test, in one round trip, that the
+// repository is usable (folder writable, bucket reachable with these
+// credentials): commands call it before any work, so a misconfiguration is
+// one sentence. Both backends are Checkers.
+type Checker interface {
+	Check(ctx context.Context) error
+}
+
+// Sweeper is a Storage that can find and remove the remains of Puts that
+// never finished (storage/local's temporary files, of killed processes)
+// last written before before, and says how many it removed. S3 is not one:
+// MinIO lists multipart uploads only by exact key, so tusk aborts its own
+// failed uploads and leaves those of killed processes to the bucket's
+// AbortIncompleteMultipartUpload lifecycle rule.
+type Sweeper interface {
+	Sweep(ctx context.Context, before time.Time) (int, error)
 }
 
 // CheckKey reports whether key is a valid object key.

@@ -64,6 +64,10 @@ func New(inner storage.Storage) *Store {
 	return &Store{inner: inner, calls: map[Op]int{}}
 }
 
+// Unwrap implements storage.Unwrapper, so that storage.As finds the inner
+// store's optional capabilities (Check, Sweep) through the wrapper.
+func (s *Store) Unwrap() storage.Storage { return s.inner }
+
 // Inject adds a fault; faults are tried in the order they were added and the
 // first matching one applies.
 func (s *Store) Inject(f Fault) {

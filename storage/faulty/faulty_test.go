@@ -72,3 +72,27 @@ func TestFaults(t *testing.T) {
 		t.Fatalf("lying Put stored %d bytes, want 3", o.Size)
 	}
 }
+
+// The wrapper hides none of the inner store's capabilities, alone or below
+// a Guard.
+func TestCapabilitiesThroughWrapper(t *testing.T) {
+	inner := newLocal(t)
+	for name, st := range map[string]storage.Storage{
+		"faulty":       New(inner),
+		"guard/faulty": storage.NewGuard(New(inner)),
+		"faulty/guard": New(storage.NewGuard(inner)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			sw, ok := storage.As[storage.Sweeper](st)
+			if !ok || sw != inner.(storage.Sweeper) {
+				t.Errorf("As[Sweeper] = %v, %v; want the folder store", sw, ok)
+			}
+			if _, ok := storage.As[storage.Checker](st); !ok {
+				t.Error("As[Checker] does not find the folder store's Check")
+			}
+			if _, ok := storage.As[io.WriterTo](st); ok {
+				t.Error("As found a capability nobody has")
+			}
+		})
+	}
+}
