@@ -5,6 +5,31 @@
 // never start with a slash, never contain empty, "." or ".." segments. A key
 // is never also a folder of other keys ("a/b" and "a/b/c" cannot both exist),
 // because the folder backend maps keys onto files.
+//
+// # Retries, layer by layer
+//
+// Each failure is retried by exactly one layer, so that budgets add up
+// instead of multiplying:
+//
+//   - The S3 backend (storage/s3): the SDK's standard retryer retries every
+//     request (throttling, 5xx, RequestTimeout, refused, reset or stalled
+//     connections) up to s3.Config.MaxRetries times, which cmd chooses per
+//     command (the archiver rides out a minute, a person at a terminal a few
+//     seconds); a Put re-sends the part it still holds; a Get body that
+//     breaks mid-object resumes at its offset, pinned to the same version.
+//     Every error it returns after that is marked Final.
+//   - Retry, the one decorator (cmd puts it around every backend, below the
+//     Guard): Get (opening, and a first Read that fails before any byte),
+//     Stat, List and Delete, for what no backend retried: the folder
+//     backend's transient failures (EIO, ESTALE of a network file system),
+//     and S3's per-key DeleteObjects failures. Its budget is DefaultRetry.
+//     It never retries a miss (ErrNotFound, ErrNoRepository), a done ctx,
+//     a refused permission or a Final error, and never a Put.
+//   - Callers: a body that fails after it handed out bytes is the caller's.
+//     wal-fetch and restores do not restart one: on S3 the backend has
+//     already resumed it, and a folder that fails mid-read is a failing
+//     disk. A content check that fails (archive.ErrCorrupt,
+//     basebackup.ErrCorrupt) is not a storage failure and is never retried.
 package storage
 
 import (
@@ -108,8 +133,12 @@ type Sweeper interface {
 	Sweep(ctx context.Context, before time.Time) (int, error)
 }
 
-// CheckKey reports whether key is a valid object key.
+// CheckKey reports whether key is a valid object key. Its errors are Final.
 func CheckKey(key string) error {
+	return Final(checkKey(key))
+}
+
+func checkKey(key string) error {
 	if key == "" {
 		return errors.New("empty object key")
 	}
