@@ -53,7 +53,7 @@ func (e env) checkArchived(t *testing.T, walDir string, names []string) {
 	t.Helper()
 	for _, n := range names {
 		dest := filepath.Join(t.TempDir(), n)
-		if _, err := e.a.Fetch(t.Context(), n, dest, FetchOptions{}); err != nil {
+		if _, err := e.a.Fetch(t.Context(), n, dest); err != nil {
 			t.Fatalf("fetch %s: %v", n, err)
 		}
 		got, _ := os.ReadFile(dest)

@@ -99,7 +99,7 @@ func TestPushFetchRoundTrip(t *testing.T) {
 					t.Fatalf("push result %+v", res)
 				}
 				dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
-				if _, err := e.a.Fetch(ctx, name, dest, FetchOptions{}); err != nil {
+				if _, err := e.a.Fetch(ctx, name, dest); err != nil {
 					t.Fatalf("fetch %s: %v", name, err)
 				}
 				want, _ := os.ReadFile(p)
@@ -147,7 +147,7 @@ func TestOverwriteProtection(t *testing.T) {
 		t.Fatalf("overwrite allowed: %v", err)
 	}
 	dest := filepath.Join(t.TempDir(), "x")
-	if _, err := e.a.Fetch(ctx, "000000010000000000000001", dest, FetchOptions{}); err != nil {
+	if _, err := e.a.Fetch(ctx, "000000010000000000000001", dest); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.ReadFile(dest); !bytes.Equal(got, segmentOf(t, "000000010000000000000001", 1)) {
@@ -180,7 +180,7 @@ func TestSHA256ObjectsStillRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
-	if _, err := e.a.Fetch(ctx, n.File, dest, FetchOptions{}); err != nil {
+	if _, err := e.a.Fetch(ctx, n.File, dest); err != nil {
 		t.Fatalf("fetch a SHA-256 object: %v", err)
 	}
 	if got, _ := os.ReadFile(dest); !bytes.Equal(got, content) {
@@ -202,7 +202,7 @@ func TestSHA256ObjectsStillRead(t *testing.T) {
 	if _, err := e.a.upload(ctx, n.Key(), hdr, bytes.NewReader(content)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.a.Fetch(ctx, n.File, filepath.Join(t.TempDir(), "x"), FetchOptions{}); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "sha256") {
+	if _, err := e.a.Fetch(ctx, n.File, filepath.Join(t.TempDir(), "x")); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "sha256") {
 		t.Fatalf("fetch with a wrong SHA-256: %v; want ErrCorrupt naming sha256", err)
 	}
 }
@@ -241,7 +241,7 @@ func TestFetchMissingAndCorrupt(t *testing.T) {
 	destDir := t.TempDir()
 	dest := filepath.Join(destDir, "RECOVERYXLOG")
 
-	if _, err := e.a.Fetch(ctx, "000000010000000000000006", dest, FetchOptions{Attempts: 3}); !errors.Is(err, storage.ErrNotFound) {
+	if _, err := e.a.Fetch(ctx, "000000010000000000000006", dest); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("missing: err = %v, want ErrNotFound", err)
 	}
 	nm, _ := wal.ParseName(name)
@@ -255,7 +255,7 @@ func TestFetchMissingAndCorrupt(t *testing.T) {
 	for i, f := range faults {
 		e.store.Clear()
 		e.store.Inject(f)
-		_, err := e.a.Fetch(ctx, name, dest, FetchOptions{Attempts: 2, Backoff: time.Millisecond})
+		_, err := e.a.Fetch(ctx, name, dest)
 		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "wal/0000000100000000/"+name) {
 			t.Errorf("fault %d: err = %v, want ErrCorrupt naming the object", i, err)
 		}
@@ -274,14 +274,16 @@ func TestFetchRetriesTransientErrors(t *testing.T) {
 	if _, err := e.a.Push(ctx, p, PushOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// Retries are the store's: wal-fetch's store is behind storage.Retry.
+	e.a.Store = storage.NewRetry(e.store, storage.RetryPolicy{Attempts: 3, Backoff: time.Millisecond}, e.a.Log)
 	e.store.Inject(faulty.Fault{Op: faulty.Get, Times: 2, Err: io.ErrUnexpectedEOF})
 	dest := filepath.Join(t.TempDir(), "f")
-	if _, err := e.a.Fetch(ctx, name, dest, FetchOptions{Attempts: 3, Backoff: time.Millisecond}); err != nil {
+	if _, err := e.a.Fetch(ctx, name, dest); err != nil {
 		t.Fatalf("fetch after two transient errors: %v", err)
 	}
 	e.store.Clear()
 	e.store.Inject(faulty.Fault{Op: faulty.Get, Err: io.ErrUnexpectedEOF})
-	if _, err := e.a.Fetch(ctx, name, dest+"2", FetchOptions{Attempts: 3, Backoff: time.Millisecond}); err == nil || errors.Is(err, storage.ErrNotFound) {
+	if _, err := e.a.Fetch(ctx, name, dest+"2"); err == nil || errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("persistent storage error: err = %v, want a non-not-found error", err)
 	}
 }
@@ -300,11 +302,11 @@ func TestFetchBadDestination(t *testing.T) {
 		dir:                                "is a folder",
 	}
 	for dest, want := range cases {
-		if _, err := e.a.Fetch(ctx, name, dest, FetchOptions{}); err == nil || !strings.Contains(err.Error(), want) {
+		if _, err := e.a.Fetch(ctx, name, dest); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Fetch to %s = %v, want an error containing %q", dest, err, want)
 		}
 	}
-	if _, err := e.a.Fetch(ctx, "../etc/passwd", filepath.Join(dir, "x"), FetchOptions{}); err == nil {
+	if _, err := e.a.Fetch(ctx, "../etc/passwd", filepath.Join(dir, "x")); err == nil {
 		t.Error("Fetch accepted a bad name")
 	}
 }

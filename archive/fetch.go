@@ -10,19 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"github.com/tusk-backup/tusk/storage"
 	"github.com/tusk-backup/tusk/wal"
 )
-
-// FetchOptions tune one fetch.
-type FetchOptions struct {
-	// Attempts is how many times a failing download is tried (not-found is
-	// never retried); Backoff is the first pause, doubled each time.
-	Attempts int
-	Backoff  time.Duration
-}
 
 // FetchResult says what a fetch did.
 type FetchResult struct {
@@ -36,7 +27,7 @@ type FetchResult struct {
 // against the header's size and checksum (XXH3-128), and renamed into place. A file
 // missing from the repository is an error wrapping storage.ErrNotFound;
 // a damaged object wraps ErrCorrupt.
-func (a *Archive) Fetch(ctx context.Context, file, dest string, opts FetchOptions) (FetchResult, error) {
+func (a *Archive) Fetch(ctx context.Context, file, dest string) (FetchResult, error) {
 	name, err := wal.ParseName(file)
 	if err != nil {
 		return FetchResult{}, err
@@ -51,33 +42,10 @@ func (a *Archive) Fetch(ctx context.Context, file, dest string, opts FetchOption
 	if fi, err := os.Stat(dest); err == nil && fi.IsDir() {
 		return res, fmt.Errorf("destination %s is a folder; give the path of the file to write", dest)
 	}
-	attempts := max(opts.Attempts, 1)
-	backoff := opts.Backoff
-	for i := 1; ; i++ {
-		res.Size, err = a.fetchOnce(ctx, res.Key, dest, ".tusk-fetch-"+filepath.Base(dest)+"-", false)
-		if err == nil || errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrNoRepository) || i >= attempts || ctx.Err() != nil || isLocal(err) {
-			return res, err
-		}
-		a.Log.Warn("wal fetch failed, retrying", "wal", file, "attempt", i, "error", err)
-		select {
-		case <-ctx.Done():
-			return res, ctx.Err()
-		case <-time.After(backoff):
-		}
-		backoff *= 2
-	}
-}
-
-// localError marks failures on this machine (the destination), which a retry
-// does not cure.
-type localError struct{ err error }
-
-func (e localError) Error() string { return e.err.Error() }
-func (e localError) Unwrap() error { return e.err }
-
-func isLocal(err error) bool {
-	var le localError
-	return errors.As(err, &le)
+	// Retries are the store's (storage.Retry): opening the object, never a
+	// miss, a corrupt object or a failure to write dest.
+	res.Size, err = a.fetchOnce(ctx, res.Key, dest, ".tusk-fetch-"+filepath.Base(dest)+"-", false)
+	return res, err
 }
 
 // fetchOnce downloads key into a temporary file named tmpPattern beside dest,
@@ -92,7 +60,7 @@ func (a *Archive) fetchOnce(ctx context.Context, key, dest, tmpPattern string, f
 
 	tmp, err := os.CreateTemp(filepath.Dir(dest), tmpPattern)
 	if err != nil {
-		return 0, localError{fmt.Errorf("write into %s: %w", filepath.Dir(dest), unwrapPath(err))}
+		return 0, fmt.Errorf("write into %s: %w", filepath.Dir(dest), unwrapPath(err))
 	}
 	defer func() {
 		if err != nil {
@@ -104,18 +72,18 @@ func (a *Archive) fetchOnce(ctx context.Context, key, dest, tmpPattern string, f
 		return n, err
 	}
 	if err := tmp.Chmod(0o600); err != nil {
-		return n, localError{err}
+		return n, err
 	}
 	if flush {
 		if err := tmp.Sync(); err != nil {
-			return n, localError{fmt.Errorf("write %s: %w", tmp.Name(), err)}
+			return n, fmt.Errorf("write %s: %w", tmp.Name(), err)
 		}
 	}
 	if err := tmp.Close(); err != nil {
-		return n, localError{fmt.Errorf("write %s: %w", tmp.Name(), err)}
+		return n, fmt.Errorf("write %s: %w", tmp.Name(), err)
 	}
 	if err := os.Rename(tmp.Name(), dest); err != nil {
-		return n, localError{fmt.Errorf("move into place %s: %w", dest, unwrapPath(err))}
+		return n, fmt.Errorf("move into place %s: %w", dest, unwrapPath(err))
 	}
 	return n, nil
 }
@@ -219,7 +187,7 @@ func (v *verified) close() {
 }
 
 // copyTo copies the content to w and checks its size and checksum against
-// the header. Write errors on w are localError.
+// the header.
 func (v *verified) copyTo(w io.Writer) (int64, error) {
 	h := newContentHash(v.hdr.SumKind)
 	buf := copyBufs.Get().(*[]byte)
@@ -229,7 +197,7 @@ func (v *verified) copyTo(w io.Writer) (int64, error) {
 	if err != nil {
 		var pe *os.PathError
 		if errors.As(err, &pe) {
-			return n, localError{fmt.Errorf("write %s: %w", pe.Path, pe.Err)}
+			return n, fmt.Errorf("write %s: %w", pe.Path, pe.Err)
 		}
 		return n, fmt.Errorf("%s: %w: %v", v.key, ErrCorrupt, err)
 	}

@@ -50,7 +50,7 @@ func TestIntegrationPushAheadSurvivesKill9(t *testing.T) {
 
 	identical := func(name string) bool {
 		dest := filepath.Join(t.TempDir(), name)
-		if _, err := a.Fetch(t.Context(), name, dest, archive.FetchOptions{}); err != nil {
+		if _, err := a.Fetch(t.Context(), name, dest); err != nil {
 			return false
 		}
 		got, _ := os.ReadFile(dest)

@@ -46,8 +46,10 @@ func (use storeUse) maxRetries(cfg Config) int {
 	return cfg.S3.MaxRetries
 }
 
-// openStorage builds the repository's storage from the settings, behind a
-// storage.Guard (a miss is "not found" only in a repository that is there).
+// openStorage builds the repository's storage from the settings, behind
+// storage.Retry (the one retry decorator, for what the backend does not
+// retry itself; see package storage) and a storage.Guard (a miss is "not
+// found" only in a repository that is there).
 // Except for the archiver it also runs the store's Check, so that a
 // misconfiguration is reported as one sentence before any work starts.
 func openStorage(ctx context.Context, cfg Config, log *slog.Logger, use storeUse) (*storage.Guard, error) {
@@ -92,7 +94,7 @@ func openStorage(ctx context.Context, cfg Config, log *slog.Logger, use storeUse
 			return nil, err
 		}
 	}
-	return storage.NewGuard(st), nil
+	return storage.NewGuard(storage.NewRetry(st, storage.DefaultRetry, log)), nil
 }
 
 // loadRepo resolves the settings and opens (and checks) the repository: the

@@ -122,7 +122,7 @@ func runWALFetch(c *cobra.Command, root *rootOpts, name, dest string) error {
 		return fail(err)
 	}
 	a := &archive.Archive{Store: st, Log: log}
-	res, err := a.Fetch(ctx, name, dest, archive.FetchOptions{Attempts: 3, Backoff: time.Second})
+	res, err := a.Fetch(ctx, name, dest)
 	if err != nil {
 		if !errors.Is(err, archive.ErrCorrupt) {
 			err = diagnose(ctx, st, err)

@@ -105,14 +105,14 @@ func (r *objectReader) Read(p []byte) (int, error) {
 	// Resume only transport failures before the end; a failure at the end
 	// is the SDK's checksum check, which must reach the caller.
 	if r.size < 0 || r.off >= r.size || r.resumes >= r.s.cfg.MaxRetries || !resumable(err) {
-		return n, fmt.Errorf("get %s: read at offset %d: %w", r.key, r.off, r.s.classify(r.ctx, err))
+		return n, fmt.Errorf("get %s: read at offset %d: %w", r.key, r.off, storage.Final(r.s.classify(r.ctx, err)))
 	}
 	r.resumes++
 	r.s.log.Warn("s3 download broke, resuming", "key", r.key, "offset", r.off, "attempt", r.resumes, "error", err)
 	r.body.Close()
 	if oerr := r.open(); oerr != nil {
 		r.body = eofBody{}
-		return n, fmt.Errorf("get %s: resume at offset %d: %w", r.key, r.off, oerr)
+		return n, fmt.Errorf("get %s: resume at offset %d: %w", r.key, r.off, storage.Final(oerr))
 	}
 	return n, nil
 }

@@ -7,7 +7,9 @@
 // through ListObjectsV2; Delete batches DeleteObjects. Requests are retried
 // by the SDK's standard retryer (see newRetryer), and the failures a user can
 // fix become one sentence wrapping ErrAccessDenied, ErrNoSuchBucket or
-// ErrUnreachable.
+// ErrUnreachable. Every error of Get, Stat, List and a DeleteObjects request
+// is storage.Final: the SDK has retried it within the caller's budget, and
+// storage.Retry must not multiply that budget.
 package s3
 
 import (
@@ -177,7 +179,7 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	}
 	r := &objectReader{ctx: ctx, s: s, key: key}
 	if err := r.open(); err != nil {
-		return nil, fmt.Errorf("get %s: %w", key, err)
+		return nil, fmt.Errorf("get %s: %w", key, storage.Final(err))
 	}
 	return r, nil
 }
@@ -196,7 +198,7 @@ func (s *Store) Stat(ctx context.Context, key string) (storage.Object, error) {
 		if errors.As(err, &notFound) && ctx.Err() == nil {
 			return storage.Object{}, fmt.Errorf("stat %s: %w", key, storage.ErrNotFound)
 		}
-		return storage.Object{}, fmt.Errorf("stat %s: %w", key, s.classify(ctx, err))
+		return storage.Object{}, fmt.Errorf("stat %s: %w", key, storage.Final(s.classify(ctx, err)))
 	}
 	return storage.Object{
 		Key:     key,
@@ -217,7 +219,7 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(storage.Object)
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return fmt.Errorf("list %q: %w", prefix, s.classify(ctx, err))
+			return fmt.Errorf("list %q: %w", prefix, storage.Final(s.classify(ctx, err)))
 		}
 		for _, o := range page.Contents {
 			if err := ctx.Err(); err != nil {
@@ -270,7 +272,7 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 			if len(batch) > 1 {
 				what = fmt.Sprintf("%d keys (%s, ...)", len(batch), batch[0])
 			}
-			return fmt.Errorf("delete %s: %w", what, s.classify(ctx, err))
+			return fmt.Errorf("delete %s: %w", what, storage.Final(s.classify(ctx, err)))
 		}
 		for _, e := range out.Errors {
 			code := aws.ToString(e.Code)
@@ -281,7 +283,15 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 			if len(errs) < maxDeleteErrors {
 				key := strings.TrimPrefix(aws.ToString(e.Key), s.keyPrefix)
 				apiErr := &smithy.GenericAPIError{Code: code, Message: aws.ToString(e.Message)}
-				errs = append(errs, fmt.Errorf("delete %s: %w", key, s.classifyAPI(code, apiErr)))
+				// A per-key failure (InternalError, SlowDown) is no failed
+				// request, so the SDK did not retry it: storage.Retry may.
+				// One classifyAPI knows (access denied) is final.
+				kerr := s.classifyAPI(code, apiErr)
+				var sentence *sentenceError
+				if errors.As(kerr, &sentence) {
+					kerr = storage.Final(kerr)
+				}
+				errs = append(errs, fmt.Errorf("delete %s: %w", key, kerr))
 			}
 		}
 	}
