@@ -13,9 +13,10 @@ import (
 	"github.com/tusk-backup/tusk/storage/s3"
 )
 
-// storeUse is who a command serves, which decides its retry budget (one
-// retry policy, the S3 SDK's, with two budgets) and whether the repository
-// is checked before any work.
+// storeUse is who a command serves, which decides its S3 retry budget (the
+// SDK's policy, with two budgets; what S3 does not retry, and the folder
+// backend, get storage.Retry's one budget whatever the use) and whether the
+// repository is checked before any work.
 type storeUse int
 
 const (
