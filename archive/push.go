@@ -22,7 +22,7 @@ import (
 type Archive struct {
 	Store storage.Storage
 	Codec compress.Codec // for new objects; reading follows each object's header
-	Log   *slog.Logger // nil discards; methods log through a.log()
+	Log   *slog.Logger   // nil discards; methods log through a.log()
 }
 
 var discard = slog.New(slog.DiscardHandler)
