@@ -84,14 +84,14 @@ func (a *Archive) PushAhead(ctx context.Context, path string, opts PushOptions, 
 			r, err := a.Push(gctx, filepath.Join(walDir, c), opts)
 			if err != nil {
 				if gctx.Err() == nil {
-					a.Log.Warn("push-ahead failed; the archiver's own call will retry", "wal", c, "error", err)
+					a.log().Warn("push-ahead failed; the archiver's own call will retry", "wal", c, "error", err)
 				}
 				return nil
 			}
 			if !record {
 				markDone(statusDir, c, a)
 			} else if err := writeRecord(ahead.RecordDir, c, r.Size, r.Sum); err != nil {
-				a.Log.Warn("pushed ahead but not recorded; the archiver's call will find the identical copy", "wal", c, "error", err)
+				a.log().Warn("pushed ahead but not recorded; the archiver's call will find the identical copy", "wal", c, "error", err)
 			}
 			return nil
 		})
@@ -130,10 +130,10 @@ func (a *Archive) fromRecord(dir, path string, name wal.Name) (PushResult, bool)
 	}
 	mine := Header{Size: n, SumKind: SumXXH3, Sum: h}
 	if n != size || mine.SumString() != sum {
-		a.Log.Warn("record of a push-ahead does not match the file; pushing it again", "wal", name.File)
+		a.log().Warn("record of a push-ahead does not match the file; pushing it again", "wal", name.File)
 		return PushResult{}, false
 	}
-	a.Log.Info("wal already archived", "wal", name.File, "key", name.Key(), "checksum", sum, "by", "push-ahead")
+	a.log().Info("wal already archived", "wal", name.File, "key", name.Key(), "checksum", sum, "by", "push-ahead")
 	return PushResult{Name: name, Key: name.Key(), Size: n, Sum: sum, AlreadyArchived: true}, true
 }
 
@@ -142,7 +142,7 @@ func (a *Archive) fromRecord(dir, path string, name wal.Name) (PushResult, bool)
 func markDone(statusDir, c string, a *Archive) {
 	err := os.Rename(filepath.Join(statusDir, c+".ready"), filepath.Join(statusDir, c+".done"))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		a.Log.Warn("pushed ahead but not marked done; the archiver's call will find the identical copy", "wal", c, "error", err)
+		a.log().Warn("pushed ahead but not marked done; the archiver's call will find the identical copy", "wal", c, "error", err)
 	}
 }
 

@@ -328,3 +328,17 @@ func TestSegmentSize(t *testing.T) {
 		t.Fatalf("SegmentSize = %d, %v, %v; want the segments' 1 MiB", size, ok, err)
 	}
 }
+
+// An Archive without a Log (as verify builds one) logs nowhere instead of
+// panicking: a push, and a second push that finds the copy, both log.
+func TestNilLogDiscards(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "zstd")
+	e.a.Log = nil
+	p := e.walFile(t, "000000010000000000000001", 1, 1<<20)
+	for i := range 2 {
+		if _, err := e.a.Push(t.Context(), p, PushOptions{}); err != nil {
+			t.Fatalf("push %d: %v", i+1, err)
+		}
+	}
+}

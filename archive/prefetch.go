@@ -61,7 +61,7 @@ func (a *Archive) FromSpool(spoolDir, file, dest string) (bool, error) {
 	if err := moveFile(src, dest); err != nil {
 		return false, fmt.Errorf("move prefetched %s into place: %w", file, err)
 	}
-	a.Log.Info("wal restored from prefetch", "wal", file, "bytes", fi.Size())
+	a.log().Info("wal restored from prefetch", "wal", file, "bytes", fi.Size())
 	return true, nil
 }
 
@@ -208,7 +208,7 @@ func (a *Archive) Prefetch(ctx context.Context, after string, opts PrefetchOptio
 	pos, moved := name, time.Now()
 	end := func(reason string) error {
 		if opts.Follow {
-			a.Log.Info("prefetch ended", "reason", reason, "at", pos.File, "ran", time.Since(started).Round(time.Millisecond))
+			a.log().Info("prefetch ended", "reason", reason, "at", pos.File, "ran", time.Since(started).Round(time.Millisecond))
 		}
 		return nil
 	}
@@ -279,11 +279,11 @@ func (a *Archive) prefetchOne(ctx context.Context, spoolDir, file string, flush 
 	size, err := a.fetchOnce(ctx, n.Key(), filepath.Join(spoolDir, file), spoolTmp+file+"-", flush)
 	switch {
 	case err == nil:
-		a.Log.Debug("wal prefetched", "wal", file, "bytes", size)
+		a.log().Debug("wal prefetched", "wal", file, "bytes", size)
 		return true
 	case errors.Is(err, storage.ErrNotFound), ctx.Err() != nil:
 	default:
-		a.Log.Warn("wal prefetch failed; wal-fetch will download it itself", "wal", file, "error", err)
+		a.log().Warn("wal prefetch failed; wal-fetch will download it itself", "wal", file, "error", err)
 	}
 	return false
 }

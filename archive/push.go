@@ -22,7 +22,19 @@ import (
 type Archive struct {
 	Store storage.Storage
 	Codec compress.Codec // for new objects; reading follows each object's header
-	Log   *slog.Logger
+	Log   *slog.Logger   // nil discards; methods log through a.log()
+}
+
+var discard = slog.New(slog.DiscardHandler)
+
+// log is a.Log, or a logger that discards when Log is nil, so that an
+// Archive built only to read (verify, wal-verify) never panics on a path
+// that logs.
+func (a *Archive) log() *slog.Logger {
+	if a.Log == nil {
+		return discard
+	}
+	return a.Log
 }
 
 // PushOptions tune one push.
@@ -117,12 +129,12 @@ func (a *Archive) Push(ctx context.Context, path string, opts PushOptions) (Push
 		switch {
 		case existing.Sum == mine.Sum && existing.Size == size:
 			res.AlreadyArchived = true
-			a.Log.Info("wal already archived", "wal", name.File, "key", res.Key, "checksum", mine.SumString())
+			a.log().Info("wal already archived", "wal", name.File, "key", res.Key, "checksum", mine.SumString())
 			return res, nil
 		case name.Kind == wal.History || opts.PreventOverwrite:
 			return res, &OverwriteError{Key: res.Key, Stored: existing.SumString(), Incoming: mine.SumString()}
 		}
-		a.Log.Warn("overwriting archived wal with different content", "wal", name.File, "key", res.Key,
+		a.log().Warn("overwriting archived wal with different content", "wal", name.File, "key", res.Key,
 			"archived_checksum", existing.SumString(), "checksum", mine.SumString())
 	}
 
@@ -134,7 +146,7 @@ func (a *Archive) Push(ctx context.Context, path string, opts PushOptions) (Push
 		return res, err
 	}
 	res.Stored = stored
-	a.Log.Info("wal archived", "wal", name.File, "key", res.Key, "bytes", size, "stored_bytes", stored,
+	a.log().Info("wal archived", "wal", name.File, "key", res.Key, "bytes", size, "stored_bytes", stored,
 		"codec", a.Codec.String(), "duration", time.Since(start).Round(time.Millisecond))
 	return res, nil
 }

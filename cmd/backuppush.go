@@ -178,6 +178,9 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 	return nil
 }
 
+// backupS3PartSize caps TUSK_S3_PART_SIZE for backup-push's uploads.
+const backupS3PartSize = 8 << 20
+
 // boundMemory asks the garbage collector to keep the heap near 64 MiB, unless
 // GOMEMLIMIT says otherwise. backup-push and backup-fetch hold at most
 // TUSK_UPLOAD_CONCURRENCY (or TUSK_DOWNLOAD_CONCURRENCY) parts' buffers, but
@@ -185,9 +188,6 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 // on a scale-100 backup to MinIO: peak RSS 130 MiB without, 82 MiB with, at
 // the same speed (BENCHMARKS.md, backup). It is a soft limit: more live data
 // (a larger part size, more concurrency) still fits, with more GC work.
-// backupS3PartSize caps TUSK_S3_PART_SIZE for backup-push's uploads.
-const backupS3PartSize = 8 << 20
-
 func boundMemory() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(64 << 20)

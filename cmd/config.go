@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tusk-backup/tusk/compress"
+	"github.com/tusk-backup/tusk/storage/s3"
 )
 
 // Config is every setting, resolved once and typed. Nothing below cmd reads
@@ -44,7 +46,12 @@ type Repo struct {
 
 func (r Repo) String() string { return r.URL }
 
-// S3Settings are the S3 knobs besides bucket and prefix.
+// S3Settings are the S3 knobs besides bucket and prefix, as the operator
+// gave them. They are not an s3.Config on purpose: MaxRetries here is
+// TUSK_S3_MAX_RETRIES (0 means no retries; s3.Config's 0 means its default),
+// and the retry budget, upload concurrency, bucket, prefix and logger of the
+// s3.Config are chosen per command when openStorage builds it. A
+// half-filled s3.Config in Config would read as ready to use and is not.
 type S3Settings struct {
 	Endpoint        string
 	ForcePathStyle  bool
@@ -215,6 +222,17 @@ func parseRepo(s string) (Repo, error) {
 		prefix := strings.Trim(u.Path, "/")
 		if strings.Contains(prefix, "//") {
 			return Repo{}, fmt.Errorf("%q has an empty path segment", s)
+		}
+		if u.User != nil {
+			// Not echoed: the URL holds a secret.
+			return Repo{}, errors.New("the repository URL must not hold credentials (s3://KEY:SECRET@bucket); use the access key settings (TUSK_S3_ACCESS_KEY_ID, TUSK_S3_SECRET_ACCESS_KEY)")
+		}
+		// The S3 backend's own, stricter rules: a bucket name without
+		// credentials or a port, no query or fragment, no "." or ".."
+		// segments. Bucket and prefix stay url.Parse's (a percent-escaped
+		// prefix is decoded, as wal-g decodes it).
+		if _, _, err := s3.ParseURL(s); err != nil {
+			return Repo{}, err
 		}
 		url := "s3://" + u.Host
 		if prefix != "" {

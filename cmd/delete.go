@@ -166,7 +166,7 @@ on, and the delete then exits 1 saying so.`,
 				return usagef(fmt.Errorf("everything takes only the word FORCE; got %q", strings.Join(args, " ")))
 			}
 			return runDelete(c, root, o, "everything", func(inv retention.Inventory) (retention.Plan, error) {
-				return retention.Everything(inv, force)
+				return retention.Everything(inv, retention.EverythingOptions{Force: force, Now: time.Now()})
 			})
 		},
 	}

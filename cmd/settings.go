@@ -116,12 +116,6 @@ func (v values) get(key string) string { return v.v[key] }
 
 func (v values) from(key string) string { return v.source[key] }
 
-// has reports whether the setting was given anywhere (not just defaulted).
-func (v values) has(key string) bool {
-	s := v.source[key]
-	return s != "" && s != "default"
-}
-
 // resolve applies flags > environment > config file > defaults.
 // env is os.Environ()-shaped; fs holds the parsed flags of the running command.
 func resolve(fs *pflag.FlagSet, env []string, configPath string) (values, error) {

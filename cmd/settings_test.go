@@ -145,6 +145,10 @@ func TestParseRepo(t *testing.T) {
 		"gs://bucket/x":         `scheme "gs"`,
 		"s3://bucket/a//b":      "empty path segment",
 		"http://127.0.0.1:9000": `scheme "http"`,
+		"s3://key:secret@b/p":   "must not hold credentials",
+		"s3://bucket:9000/p":    "may hold only",
+		"s3://bucket/p?v=1":     "query",
+		"s3://bucket/a/../b":    `".."`,
 	}
 	for in, want := range bad {
 		if _, err := parseRepo(in); err == nil || !strings.Contains(err.Error(), want) {

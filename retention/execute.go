@@ -261,8 +261,16 @@ type tombstone struct {
 // one that is permanent now unless forced holds it (it was permanent when
 // the plan was made, and the plan deletes it: everything FORCE). So a
 // backup marked permanent since the plan was made, or one whose metadata
-// could not be read then, is spared (backup-mark checks for a tombstone
-// after it writes, so one of the two always sees the other).
+// could not be read then, is spared.
+//
+// This is one half of backup-mark's race protocol; Mark is the other (see
+// its comment). Mark refuses a backup whose tombstone exists, and after it
+// writes it waits until the tombstone is gone before it judges the outcome:
+// a mark written before the re-read below is seen and spares the backup; a
+// mark written after it loses, and Mark reports the backup deleted (and
+// removes the metadata its write brought back once the parts are gone). So
+// the tombstone must be written before the re-read, and be deleted only
+// once the decision is carried out: after the spare, or after the parts.
 func (d deleter) backups(ctx context.Context, names []string, forced map[string]bool) ([]string, []basebackup.Meta, error) {
 	for _, n := range names {
 		b, _ := json.Marshal(tombstone{Name: n, Since: time.Now().UTC()})

@@ -212,7 +212,7 @@ func TestExecuteEverythingForce(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := Everything(inv, true)
+			p, err := Everything(inv, EverythingOptions{Force: true, Now: time.Now()})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -307,16 +307,23 @@ func Target(inv Inventory, name string) (Plan, error) {
 	return p, nil
 }
 
+// EverythingOptions are delete everything's.
+type EverythingOptions struct {
+	Force bool      // delete permanent backups too (FORCE)
+	Now   time.Time // unfinished uploads older than this are swept
+}
+
 // Everything plans delete everything: every backup, every leftover and all
-// WAL, history files included. Permanent backups refuse it unless force.
-func Everything(inv Inventory, force bool) (Plan, error) {
+// WAL, history files included. Permanent backups refuse it unless
+// opts.Force.
+func Everything(inv Inventory, opts EverythingOptions) (Plan, error) {
 	var perm []string
 	for _, m := range inv.Backups {
 		if m.Permanent {
 			perm = append(perm, m.Name)
 		}
 	}
-	if len(perm) > 0 && !force {
+	if len(perm) > 0 && !opts.Force {
 		return Plan{}, fmt.Errorf("the repository holds permanent backups (%s); run tusk delete everything FORCE to delete them too (%w)", strings.Join(perm, ", "), ErrRefused)
 	}
 	p := newPlan(inv)
@@ -333,7 +340,7 @@ func Everything(inv Inventory, force bool) (Plan, error) {
 		p.Leftovers = append(p.Leftovers, LeftoverDecision{Leftover: l, Delete: true, Reason: "everything"})
 	}
 	p.WAL = &WALPlan{all: true, Strays: inv.Strays, known: inv.names()}
-	p.SweepBefore = time.Now()
+	p.SweepBefore = opts.Now
 	p.emptyNote = "nothing to delete: the repository is empty"
 	p.noteIfEmpty()
 	return p, nil

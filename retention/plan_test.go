@@ -151,10 +151,10 @@ func TestTargetAndEverything(t *testing.T) {
 	if p, err := Target(inv, "broken"); err != nil || !slices.Equal(p.DeleteUnreadable, []string{"broken"}) {
 		t.Errorf("target of unreadable metadata: %v %v", p.DeleteUnreadable, err)
 	}
-	if _, err := Everything(inv, false); !errors.Is(err, ErrRefused) {
+	if _, err := Everything(inv, EverythingOptions{Now: time.Now()}); !errors.Is(err, ErrRefused) {
 		t.Errorf("everything with a permanent backup: %v", err)
 	}
-	p, err := Everything(inv, true)
+	p, err := Everything(inv, EverythingOptions{Force: true, Now: time.Now()})
 	if err != nil || len(deleted(p)) != 10 || len(p.DeleteUnreadable) != 1 {
 		t.Errorf("everything FORCE: %v %v", deleted(p), err)
 	}
@@ -362,7 +362,7 @@ func TestCountWAL(t *testing.T) {
 			5, 8, seg(1, 1), seg(1, 4), seg(1, 5), ""},
 		{"around a permanent backup", garbage(backup("p", "A", 1, 2, 3, true), backup("x", "A", 2, 6, 6, false)),
 			4, 9, seg(1, 1), seg(1, 5) + ".partial", seg(1, 6), ""},
-		{"everything, history files too", func(inv Inventory) (Plan, error) { return Everything(inv, false) },
+		{"everything, history files too", func(inv Inventory) (Plan, error) { return Everything(inv, EverythingOptions{Now: time.Now()}) },
 			13, 0, seg(1, 1), "00000002.history", "", ""},
 		{"no backups: all kept", garbage(), 0, 13, "", "", "", "nothing to delete: no garbage"},
 		{"nothing before the oldest backup", garbage(backup("x", "A", 1, 1, 1, false)), 0, 13, "", "", seg(1, 1), "nothing to delete: no garbage"},

@@ -33,7 +33,14 @@ type Fault struct {
 	Times  int    // fire this many times, then stop; 0 means forever
 
 	Delay time.Duration // sleep (respecting ctx) before the call
-	Err   error         // fail the call with Err (after Delay)
+	Err   error         // fail the call with Err (after Delay and Hook)
+
+	// Hook, if set, runs before the call (after Delay), in the caller's
+	// goroutine, with the call's ctx and key (a list's prefix, a delete's
+	// first key); an error it returns fails the call. A test uses it to
+	// pause a call until it lets it go on (block on a channel and on
+	// ctx.Done()), or to act at an exact point between two calls.
+	Hook func(ctx context.Context, key string) error
 
 	// For Get: the body ends after TruncateAt bytes (>0); with ReadErr set the
 	// truncated body ends with ReadErr instead of a clean EOF.
@@ -109,7 +116,7 @@ func (s *Store) match(op Op, key string) *Fault {
 	return nil
 }
 
-func (s *Store) before(ctx context.Context, f *Fault) error {
+func (s *Store) before(ctx context.Context, f *Fault, key string) error {
 	if f == nil {
 		return nil
 	}
@@ -122,13 +129,18 @@ func (s *Store) before(ctx context.Context, f *Fault) error {
 		case <-t.C:
 		}
 	}
+	if f.Hook != nil {
+		if err := f.Hook(ctx, key); err != nil {
+			return err
+		}
+	}
 	return f.Err
 }
 
 // Put implements storage.Storage.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader) error {
 	f := s.match(Put, key)
-	if err := s.before(ctx, f); err != nil {
+	if err := s.before(ctx, f, key); err != nil {
 		return err
 	}
 	if f != nil && f.TruncateAt > 0 {
@@ -144,7 +156,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) error {
 // Get implements storage.Storage.
 func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	f := s.match(Get, key)
-	if err := s.before(ctx, f); err != nil {
+	if err := s.before(ctx, f, key); err != nil {
 		return nil, err
 	}
 	rc, err := s.inner.Get(ctx, key)
@@ -156,7 +168,7 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 
 // Stat implements storage.Storage.
 func (s *Store) Stat(ctx context.Context, key string) (storage.Object, error) {
-	if err := s.before(ctx, s.match(Stat, key)); err != nil {
+	if err := s.before(ctx, s.match(Stat, key), key); err != nil {
 		return storage.Object{}, err
 	}
 	return s.inner.Stat(ctx, key)
@@ -164,7 +176,7 @@ func (s *Store) Stat(ctx context.Context, key string) (storage.Object, error) {
 
 // List implements storage.Storage.
 func (s *Store) List(ctx context.Context, prefix string, fn func(storage.Object) error) error {
-	if err := s.before(ctx, s.match(List, prefix)); err != nil {
+	if err := s.before(ctx, s.match(List, prefix), prefix); err != nil {
 		return err
 	}
 	return s.inner.List(ctx, prefix, fn)
@@ -176,7 +188,7 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 	if len(keys) > 0 {
 		first = keys[0]
 	}
-	if err := s.before(ctx, s.match(Delete, first)); err != nil {
+	if err := s.before(ctx, s.match(Delete, first), first); err != nil {
 		return err
 	}
 	return s.inner.Delete(ctx, keys...)

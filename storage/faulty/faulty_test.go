@@ -1,6 +1,7 @@
 package faulty
 
 import (
+	"context"
 	"errors"
 	"io"
 	"path/filepath"
@@ -94,5 +95,42 @@ func TestCapabilitiesThroughWrapper(t *testing.T) {
 				t.Error("As found a capability nobody has")
 			}
 		})
+	}
+}
+
+// A Hook runs with the call's key before the call and can hold it until the
+// test lets it go, or fail it.
+func TestHook(t *testing.T) {
+	ctx := t.Context()
+	st := New(newLocal(t))
+	reached, release := make(chan string), make(chan struct{})
+	st.Inject(Fault{Op: Put, Prefix: "a/", Times: 1, Hook: func(ctx context.Context, key string) error {
+		reached <- key
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}})
+	done := make(chan error, 1)
+	go func() { done <- st.Put(ctx, "a/1", strings.NewReader("x")) }()
+	if k := <-reached; k != "a/1" {
+		t.Fatalf("hook saw key %q", k)
+	}
+	if _, err := st.Stat(ctx, "a/1"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("object stored while its Put was held: %v", err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Stat(ctx, "a/1"); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	st.Inject(Fault{Op: Stat, Hook: func(context.Context, string) error { return boom }})
+	if _, err := st.Stat(ctx, "a/1"); !errors.Is(err, boom) {
+		t.Fatalf("Stat with a failing hook: %v", err)
 	}
 }
