@@ -13,36 +13,6 @@ import (
 	"github.com/tusk-backup/tusk/internal/testenv"
 )
 
-// silentEndpoint accepts connections on 127.0.0.1 and then neither reads
-// nor answers, as a SIGSTOPped MinIO or a proxy that stopped forwarding.
-func silentEndpoint(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	var conns []net.Conn
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns = append(conns, c)
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return "http://" + ln.Addr().String()
-}
-
 // deadEndpoint is an address on 127.0.0.1 where nothing listens.
 func deadEndpoint(t *testing.T) string {
 	t.Helper()
@@ -75,7 +45,7 @@ func TestIntegrationEndpointFaults(t *testing.T) {
 			"HOME=" + t.TempDir(),
 		}, extra...)
 	}
-	dead, silent := deadEndpoint(t), silentEndpoint(t)
+	dead, silent := deadEndpoint(t), testenv.SilentEndpoint(t)
 	cases := []struct {
 		name     string
 		env      []string

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -13,39 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tusk-backup/tusk/internal/testenv"
 	"github.com/tusk-backup/tusk/storage"
 )
-
-// silentServer accepts connections on 127.0.0.1 and then neither reads nor
-// answers: a frozen (SIGSTOPped) server, whose kernel still completes the
-// handshake, or a proxy that stopped forwarding.
-func silentServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	var conns []net.Conn
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns = append(conns, c)
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return "http://" + ln.Addr().String()
-}
 
 func stallConfig(endpoint string, stall time.Duration) Config {
 	cfg := validConfig()
@@ -62,7 +31,7 @@ func stallConfig(endpoint string, stall time.Duration) Config {
 func TestStalledTransfersFail(t *testing.T) {
 	t.Parallel()
 	const stall = 300 * time.Millisecond
-	endpoint := silentServer(t)
+	endpoint := testenv.SilentEndpoint(t)
 	s, err := New(t.Context(), stallConfig(endpoint, stall))
 	if err != nil {
 		t.Fatal(err)
