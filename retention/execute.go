@@ -150,19 +150,7 @@ func (d deleter) wal(ctx context.Context, p Plan, spared []basebackup.Meta) erro
 	if err != nil {
 		return err
 	}
-	keys := make([]string, 0, batch)
-	var size int64
-	var delErr error // a failed Delete, which stops the listing
-	flush := func() error {
-		if err := d.st.Delete(ctx, keys...); err != nil {
-			delErr = fmt.Errorf("delete WAL: %w", err)
-			return delErr
-		}
-		d.r.WALDeleted += len(keys)
-		d.count(len(keys), size)
-		keys, size = keys[:0], 0
-		return nil
-	}
+	b := d.newBatch(func(n int) { d.r.WALDeleted += n })
 	err = wal.List(ctx, d.st, wal.Prefix, func(o storage.Object, n wal.Name, ok bool) error {
 		if o.Key > w.lastKey {
 			return errListDone
@@ -178,20 +166,16 @@ func (d deleter) wal(ctx context.Context, p Plan, spared []basebackup.Meta) erro
 			d.r.WALKeptForNew++
 			return nil
 		}
-		keys = append(keys, o.Key)
-		size += o.Size
-		if len(keys) == batch {
-			return flush()
-		}
-		return nil
+		return b.add(ctx, o)
 	})
 	switch {
-	case delErr != nil:
-		return delErr
+	case b.err != nil:
+		return fmt.Errorf("delete WAL: %w", b.err)
 	case err != nil && !errors.Is(err, errListDone):
 		return fmt.Errorf("list WAL: %w", err)
-	case len(keys) > 0:
-		return flush()
+	}
+	if err := b.flush(ctx); err != nil {
+		return fmt.Errorf("delete WAL: %w", err)
 	}
 	return nil
 }
@@ -341,32 +325,55 @@ func (d deleter) remove(ctx context.Context, names []string) ([]string, error) {
 // them (the storage contract lets a listing go on past keys deleted behind
 // it).
 func (d deleter) prefix(ctx context.Context, prefix string) error {
-	keys := make([]string, 0, batch)
-	var size int64
-	var delErr error
-	flush := func() error {
-		if delErr = d.st.Delete(ctx, keys...); delErr != nil {
-			return delErr
-		}
-		d.count(len(keys), size)
-		keys, size = keys[:0], 0
-		return nil
-	}
-	err := d.st.List(ctx, prefix, func(o storage.Object) error {
-		keys = append(keys, o.Key)
-		size += o.Size
-		if len(keys) == batch {
-			return flush()
-		}
-		return nil
-	})
+	b := d.newBatch(nil)
+	err := d.st.List(ctx, prefix, func(o storage.Object) error { return b.add(ctx, o) })
 	switch {
-	case delErr != nil:
-		return delErr
+	case b.err != nil:
+		return b.err
 	case err != nil:
 		return err
-	case len(keys) > 0:
-		return flush()
 	}
+	return b.flush(ctx)
+}
+
+// deleteBatch deletes the objects a listing hands it, batch keys at a time,
+// and counts them (d.count, and deleted if set). A failed Delete is kept in
+// err and returned to the listing, which stops it.
+type deleteBatch struct {
+	d       deleter
+	keys    []string
+	size    int64
+	err     error
+	deleted func(n int)
+}
+
+func (d deleter) newBatch(deleted func(n int)) *deleteBatch {
+	return &deleteBatch{d: d, keys: make([]string, 0, batch), deleted: deleted}
+}
+
+// add queues o and deletes the batch once it is full.
+func (b *deleteBatch) add(ctx context.Context, o storage.Object) error {
+	b.keys = append(b.keys, o.Key)
+	b.size += o.Size
+	if len(b.keys) == batch {
+		return b.flush(ctx)
+	}
+	return nil
+}
+
+// flush deletes what is queued.
+func (b *deleteBatch) flush(ctx context.Context) error {
+	if len(b.keys) == 0 {
+		return nil
+	}
+	if err := b.d.st.Delete(ctx, b.keys...); err != nil {
+		b.err = err
+		return err
+	}
+	if b.deleted != nil {
+		b.deleted(len(b.keys))
+	}
+	b.d.count(len(b.keys), b.size)
+	b.keys, b.size = b.keys[:0], 0
 	return nil
 }
