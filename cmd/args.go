@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tusk-backup/tusk/config"
 	"github.com/tusk-backup/tusk/storage"
 	"github.com/tusk-backup/tusk/storage/s3"
 )
@@ -40,7 +41,7 @@ func diagnose(ctx context.Context, st storage.Storage, err error) error {
 
 // describeStorageErr adds which setting to look at to storage errors whose
 // cause is configuration.
-func describeStorageErr(err error, cfg Config) error {
+func describeStorageErr(err error, cfg config.Config) error {
 	if err == nil {
 		return nil
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-backup/tusk/basebackup"
+	"github.com/tusk-backup/tusk/config"
 	"github.com/tusk-backup/tusk/restore"
 	"github.com/tusk-backup/tusk/wal"
 )
@@ -319,7 +320,7 @@ func runBackupFetch(c *cobra.Command, root *rootOpts, o *backupFetchOpts, dest, 
 // fetch is a restore that backup-fetch or restore-drill has set up.
 type fetch struct {
 	opts restore.Options
-	cfg  Config
+	cfg  config.Config
 	note string // what restore_command needs from the server's environment
 }
 
@@ -468,7 +469,7 @@ func printRecovery(w io.Writer, dest string, out *restore.Outcome) {
 // same repository: through the config file if one was used, else with the
 // repository's settings in the command's environment. Secrets are never
 // written into the data directory; note says what the server then needs.
-func restoreCommand(cfg Config) (cmd, note string, err error) {
+func restoreCommand(cfg config.Config) (cmd, note string, err error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return "", "", fmt.Errorf("find the tusk binary for restore_command: %w", err)

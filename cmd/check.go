@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-backup/tusk/basebackup"
+	"github.com/tusk-backup/tusk/config"
 	"github.com/tusk-backup/tusk/storage"
 	"github.com/tusk-backup/tusk/wal"
 )
@@ -145,7 +146,7 @@ func probe(ctx context.Context, st storage.Storage) error {
 
 // checkServer checks the server's archiving settings and the way of one
 // WAL segment into the archive (st nil: the repository is unusable).
-func checkServer(ctx context.Context, cfg Config, pgConn string, st storage.Storage, timeout time.Duration, add func(check, status, format string, a ...any)) {
+func checkServer(ctx context.Context, cfg config.Config, pgConn string, st storage.Storage, timeout time.Duration, add func(check, status, format string, a ...any)) {
 	conn, err := connect(ctx, cfg.PG, pgConn, false)
 	if err != nil {
 		add("server", "failed", "%v", err)

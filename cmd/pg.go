@@ -15,12 +15,14 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/tusk-backup/tusk/config"
 )
 
 // connString builds a libpq connection string from the settings, or takes
 // the one given with --pg-conn, and asks for a replication=database
 // connection when replication is set.
-func connString(pg PGSettings, override string, replication bool) string {
+func connString(pg config.PGSettings, override string, replication bool) string {
 	var parts []string
 	if override != "" {
 		parts = append(parts, override)
@@ -43,7 +45,7 @@ func connString(pg PGSettings, override string, replication bool) string {
 
 // checkConnSettings parses the connection settings without connecting, so
 // that malformed ones are refused before any work.
-func checkConnSettings(pg PGSettings, override string) error {
+func checkConnSettings(pg config.PGSettings, override string) error {
 	if _, err := pgconn.ParseConfig(connString(pg, override, false)); err != nil {
 		return usagef(fmt.Errorf("PostgreSQL connection settings: %v", err))
 	}
@@ -52,7 +54,7 @@ func checkConnSettings(pg PGSettings, override string) error {
 
 // connect opens a connection to PostgreSQL and turns the usual failures into
 // one sentence.
-func connect(ctx context.Context, pg PGSettings, override string, replication bool) (*pgconn.PgConn, error) {
+func connect(ctx context.Context, pg config.PGSettings, override string, replication bool) (*pgconn.PgConn, error) {
 	cs := connString(pg, override, replication)
 	cfg, err := pgconn.ParseConfig(cs)
 	if err != nil {

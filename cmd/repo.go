@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-backup/tusk/basebackup"
+	"github.com/tusk-backup/tusk/config"
 	"github.com/tusk-backup/tusk/storage"
 	"github.com/tusk-backup/tusk/storage/local"
 	"github.com/tusk-backup/tusk/storage/s3"
@@ -40,7 +41,7 @@ const (
 const interactiveRetries = 2
 
 // maxRetries is the retry budget of use.
-func (use storeUse) maxRetries(cfg Config) int {
+func (use storeUse) maxRetries(cfg config.Config) int {
 	if use == forInteractive {
 		return min(cfg.S3.MaxRetries, interactiveRetries)
 	}
@@ -53,7 +54,7 @@ func (use storeUse) maxRetries(cfg Config) int {
 // found" only in a repository that is there).
 // Except for the archiver it also runs the store's Check, so that a
 // misconfiguration is reported as one sentence before any work starts.
-func openStorage(ctx context.Context, cfg Config, log *slog.Logger, use storeUse) (*storage.Guard, error) {
+func openStorage(ctx context.Context, cfg config.Config, log *slog.Logger, use storeUse) (*storage.Guard, error) {
 	var st interface {
 		storage.Storage
 		storage.Checker
@@ -100,7 +101,7 @@ func openStorage(ctx context.Context, cfg Config, log *slog.Logger, use storeUse
 
 // loadRepo resolves the settings and opens (and checks) the repository: the
 // start of every command that reads or changes the repository only.
-func (o *rootOpts) loadRepo(c *cobra.Command) (Config, *slog.Logger, storage.Storage, error) {
+func (o *rootOpts) loadRepo(c *cobra.Command) (config.Config, *slog.Logger, storage.Storage, error) {
 	cfg, log, err := o.load(c)
 	if err != nil {
 		return cfg, log, nil, err

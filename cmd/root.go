@@ -1,4 +1,4 @@
-// Package cmd is tusk's command line: it resolves settings once into a
+// Package cmd is tusk's command line: it resolves settings once (config) into a
 // Config, builds the logger and the storage, and hands them to the packages
 // that do the work.
 package cmd
@@ -16,6 +16,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/tusk-backup/tusk/config"
 )
 
 // Version is set at build time with -ldflags "-X github.com/tusk-backup/tusk/cmd.Version=v1.2.3".
@@ -130,37 +132,52 @@ func commands(opts *rootOpts) []*cobra.Command {
 // addSettingFlags registers the flags of the named settings on fs.
 func addSettingFlags(fs *pflag.FlagSet, keys ...string) {
 	for _, k := range keys {
-		s, ok := lookupSetting(k)
-		if !ok || s.flag == "" || s.secret {
+		s, ok := config.Lookup(k)
+		if !ok || s.Flag == "" || s.Secret {
 			panic("cmd: no flag for setting " + k) // a programming error caught by every test run
 		}
-		help := s.help + " [" + s.key + "]"
-		fs.String(s.flag, "", help)
-		if s.def == "true" || s.def == "false" {
-			fs.Lookup(s.flag).NoOptDefVal = "true" // --pg-ready-rename alone means true, as in wal-g
+		help := s.Help + " [" + s.Key + "]"
+		fs.String(s.Flag, "", help)
+		if s.Default == "true" || s.Default == "false" {
+			fs.Lookup(s.Flag).NoOptDefVal = "true" // --pg-ready-rename alone means true, as in wal-g
 		}
 	}
 }
 
 // load resolves the settings for the running command and builds its logger.
-func (o *rootOpts) load(c *cobra.Command) (Config, *slog.Logger, error) {
-	v, err := resolve(c.Flags(), o.env, o.configPath)
+func (o *rootOpts) load(c *cobra.Command) (config.Config, *slog.Logger, error) {
+	v, err := config.Resolve(settingFlags(c.Flags()), o.env, o.configPath)
 	if err != nil {
-		return Config{}, nil, err
+		return config.Config{}, nil, usagef(err)
 	}
-	cfg, err := buildConfig(v)
+	cfg, err := config.Build(v)
 	if err != nil {
-		return Config{}, nil, err
+		return config.Config{}, nil, usagef(err)
 	}
 	cfg.ConfigFile = o.configPath
 	if cfg.ConfigFile == "" {
-		cfg.ConfigFile = envValue(o.env, configEnv)
+		cfg.ConfigFile = envValue(o.env, config.FileEnv)
 	}
 	log := newLogger(o.stderr, cfg)
-	for _, n := range v.notes {
+	for _, n := range v.Notes() {
 		log.Info("wal-g setting ignored", "note", n)
 	}
 	return cfg, log, nil
+}
+
+// settingFlags are the setting flags the operator gave on fs, by name, for
+// config.Resolve.
+func settingFlags(fs *pflag.FlagSet) map[string]string {
+	out := map[string]string{}
+	for _, s := range config.Settings {
+		if s.Flag == "" {
+			continue
+		}
+		if f := fs.Lookup(s.Flag); f != nil && f.Changed {
+			out[s.Flag] = f.Value.String()
+		}
+	}
+	return out
 }
 
 func envValue(env []string, key string) string {
@@ -172,7 +189,7 @@ func envValue(env []string, key string) string {
 	return ""
 }
 
-func newLogger(w io.Writer, cfg Config) *slog.Logger {
+func newLogger(w io.Writer, cfg config.Config) *slog.Logger {
 	ho := &slog.HandlerOptions{Level: cfg.LogLevel}
 	if cfg.LogFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, ho))
@@ -234,13 +251,13 @@ config-file key is an error.
 `)
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tALSO ACCEPTED\tFLAG\tDEFAULT\tMEANING")
-	for _, s := range settings {
+	for _, s := range config.Settings {
 		flag := ""
-		if s.flag != "" {
-			flag = "--" + s.flag
+		if s.Flag != "" {
+			flag = "--" + s.Flag
 		}
-		aliases := strings.Join(s.aliases, ", ")
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.key, aliases, flag, s.def, s.help)
+		aliases := strings.Join(s.Aliases, ", ")
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Key, aliases, flag, s.Default, s.Help)
 	}
 	tw.Flush()
 	return b.String()

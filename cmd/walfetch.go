@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tusk-backup/tusk/archive"
+	"github.com/tusk-backup/tusk/config"
 	"github.com/tusk-backup/tusk/storage"
 	"github.com/tusk-backup/tusk/wal"
 )
@@ -63,7 +64,7 @@ func runWALFetch(c *cobra.Command, root *rootOpts, name, dest string) error {
 		if pgdata == "" {
 			pgdata = envValue(root.env, "PGDATA")
 		}
-		if inArchiveRecovery(Config{PG: PGSettings{DataDir: pgdata}}) {
+		if inArchiveRecovery(config.Config{PG: config.PGSettings{DataDir: pgdata}}) {
 			return &ExitError{Code: exitRecoveryAbort, Err: err}
 		}
 		return err
@@ -183,7 +184,7 @@ func startPrefetch(c *cobra.Command, root *rootOpts, spool string, n wal.Name, c
 	p.Process.Release()
 }
 
-func dataDir(cfg Config) string {
+func dataDir(cfg config.Config) string {
 	if cfg.PG.DataDir != "" {
 		return cfg.PG.DataDir
 	}
@@ -250,17 +251,17 @@ func sameFileSystem(a, b string) bool {
 // inArchiveRecovery reports whether the data directory (PGDATA, or the
 // working directory, which is the data directory under restore_command)
 // holds recovery.signal without standby.signal.
-func inArchiveRecovery(cfg Config) bool {
+func inArchiveRecovery(cfg config.Config) bool {
 	return signalled(cfg, "recovery.signal") && !signalled(cfg, "standby.signal")
 }
 
 // inRecovery reports whether the data directory holds recovery.signal or
 // standby.signal: PostgreSQL removes them when recovery ends.
-func inRecovery(cfg Config) bool {
+func inRecovery(cfg config.Config) bool {
 	return signalled(cfg, "recovery.signal") || signalled(cfg, "standby.signal")
 }
 
-func signalled(cfg Config, name string) bool {
+func signalled(cfg config.Config, name string) bool {
 	_, err := os.Stat(filepath.Join(dataDir(cfg), name))
 	return err == nil
 }

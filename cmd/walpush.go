@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-backup/tusk/archive"
+	"github.com/tusk-backup/tusk/config"
 	"github.com/tusk-backup/tusk/wal"
 )
 
@@ -87,7 +88,7 @@ func runWALPush(c *cobra.Command, root *rootOpts, path string) error {
 // holds path (archive_command passes pg_wal/NAME, relative to the data
 // directory), else of PGDATA, or 0 when neither can be read: then a
 // segment's own header is all wal-push checks.
-func walSystemID(path string, cfg Config, log *slog.Logger) uint64 {
+func walSystemID(path string, cfg config.Config, log *slog.Logger) uint64 {
 	dataDir := cfg.PG.DataDir
 	if abs, err := filepath.Abs(path); err == nil && filepath.Base(filepath.Dir(abs)) == "pg_wal" {
 		dataDir = filepath.Dir(filepath.Dir(abs))

@@ -11,12 +11,13 @@ import (
 
 	"github.com/tusk-backup/tusk/archive"
 	"github.com/tusk-backup/tusk/basebackup"
+	"github.com/tusk-backup/tusk/config"
 	"github.com/tusk-backup/tusk/storage"
 	"github.com/tusk-backup/tusk/verify"
 )
 
 // readWAL lists the backups and reads the WAL archive.
-func readWAL(c *cobra.Command, root *rootOpts) (Config, storage.Storage, []basebackup.Meta, *verify.Archive, error) {
+func readWAL(c *cobra.Command, root *rootOpts) (config.Config, storage.Storage, []basebackup.Meta, *verify.Archive, error) {
 	cfg, log, st, err := root.loadRepo(c)
 	if err != nil {
 		return cfg, nil, nil, nil, err
@@ -134,7 +135,7 @@ lost or damaged or a needed history file is missing.`,
 		RunE: func(c *cobra.Command, args []string) error {
 			if pgConn != "" {
 				// A malformed --pg-conn is refused before the archive is read.
-				if err := checkConnSettings(PGSettings{}, pgConn); err != nil {
+				if err := checkConnSettings(config.PGSettings{}, pgConn); err != nil {
 					return err
 				}
 			}

@@ -1,4 +1,10 @@
-package cmd
+// Package config resolves tusk's settings (flags, then the environment with
+// wal-g's, AWS's and libpq's names, then a config file, then defaults) into
+// one typed Config, and judges the wal-g settings tusk does not honour. cmd
+// calls it once per command and reports its errors as usage errors (exit 2);
+// nothing below cmd reads flags or the environment, each package receives
+// the parts of Config it needs.
+package config
 
 import (
 	"errors"
@@ -15,8 +21,7 @@ import (
 	"github.com/tusk-backup/tusk/storage/s3"
 )
 
-// Config is every setting, resolved once and typed. Nothing below cmd reads
-// flags or the environment; it receives the parts of Config it needs.
+// Config is every setting, resolved once and typed.
 type Config struct {
 	Repo                Repo
 	Compression         compress.Codec
@@ -94,58 +99,58 @@ func (p PGSettings) LogValue() slog.Value {
 		slog.String("user", p.User), slog.String("database", p.Database), slog.String("pgdata", p.DataDir))
 }
 
-// buildConfig types and validates resolved settings. Every error names the
+// Build types and validates resolved settings. Every error names the
 // setting and where its value came from.
-func buildConfig(v values) (Config, error) {
+func Build(v Values) (Config, error) {
 	var c Config
 	var err error
 	bad := func(key string, e error) error {
-		return usagef(fmt.Errorf("%s (from %s): %v", key, v.from(key), e))
+		return fmt.Errorf("%s (from %s): %v", key, v.From(key), e)
 	}
-	if v.get("TUSK_REPO") != "" {
-		if c.Repo, err = parseRepo(v.get("TUSK_REPO")); err != nil {
+	if v.Get("TUSK_REPO") != "" {
+		if c.Repo, err = ParseRepo(v.Get("TUSK_REPO")); err != nil {
 			return c, bad("TUSK_REPO", err)
 		}
 	}
-	if c.Compression, err = compress.Parse(v.get("TUSK_COMPRESSION")); err != nil {
+	if c.Compression, err = compress.Parse(v.Get("TUSK_COMPRESSION")); err != nil {
 		return c, bad("TUSK_COMPRESSION", err)
 	}
-	if c.UploadConcurrency, err = positiveInt(v.get("TUSK_UPLOAD_CONCURRENCY"), 256); err != nil {
+	if c.UploadConcurrency, err = positiveInt(v.Get("TUSK_UPLOAD_CONCURRENCY"), 256); err != nil {
 		return c, bad("TUSK_UPLOAD_CONCURRENCY", err)
 	}
-	if c.DownloadConcurrency, err = positiveInt(v.get("TUSK_DOWNLOAD_CONCURRENCY"), 256); err != nil {
+	if c.DownloadConcurrency, err = positiveInt(v.Get("TUSK_DOWNLOAD_CONCURRENCY"), 256); err != nil {
 		return c, bad("TUSK_DOWNLOAD_CONCURRENCY", err)
 	}
-	if c.PreventWALOverwrite, err = parseBool(v.get("TUSK_PREVENT_WAL_OVERWRITE")); err != nil {
+	if c.PreventWALOverwrite, err = parseBool(v.Get("TUSK_PREVENT_WAL_OVERWRITE")); err != nil {
 		return c, bad("TUSK_PREVENT_WAL_OVERWRITE", err)
 	}
-	if c.WALPushAhead, err = nonNegativeInt(v.get("TUSK_WAL_PUSH_AHEAD"), 1024); err != nil {
+	if c.WALPushAhead, err = nonNegativeInt(v.Get("TUSK_WAL_PUSH_AHEAD"), 1024); err != nil {
 		return c, bad("TUSK_WAL_PUSH_AHEAD", err)
 	}
-	if c.PGReadyRename, err = parseBool(v.get("TUSK_PG_READY_RENAME")); err != nil {
+	if c.PGReadyRename, err = parseBool(v.Get("TUSK_PG_READY_RENAME")); err != nil {
 		return c, bad("TUSK_PG_READY_RENAME", err)
 	}
-	if c.WALPrefetch, err = nonNegativeInt(v.get("TUSK_WAL_PREFETCH"), 1024); err != nil {
+	if c.WALPrefetch, err = nonNegativeInt(v.Get("TUSK_WAL_PREFETCH"), 1024); err != nil {
 		return c, bad("TUSK_WAL_PREFETCH", err)
 	}
-	c.SpoolDir = v.get("TUSK_SPOOL_DIR")
+	c.SpoolDir = v.Get("TUSK_SPOOL_DIR")
 	if c.SpoolDir == "" {
 		c.SpoolDir = filepath.Join(os.TempDir(), fmt.Sprintf("tusk-%d", os.Getuid()))
 	} else if !filepath.IsAbs(c.SpoolDir) {
 		return c, bad("TUSK_SPOOL_DIR", fmt.Errorf("%q is not an absolute path", c.SpoolDir))
 	}
 	c.S3 = S3Settings{
-		Endpoint:        v.get("TUSK_S3_ENDPOINT"),
-		Region:          v.get("TUSK_S3_REGION"),
-		AccessKeyID:     v.get("TUSK_S3_ACCESS_KEY_ID"),
-		SecretAccessKey: v.get("TUSK_S3_SECRET_ACCESS_KEY"),
-		SessionToken:    v.get("TUSK_S3_SESSION_TOKEN"),
-		Profile:         v.get("TUSK_S3_PROFILE"),
-		SSE:             v.get("TUSK_S3_SSE"),
-		SSEKMSKeyID:     v.get("TUSK_S3_SSE_KMS_ID"),
-		StorageClass:    v.get("TUSK_S3_STORAGE_CLASS"),
+		Endpoint:        v.Get("TUSK_S3_ENDPOINT"),
+		Region:          v.Get("TUSK_S3_REGION"),
+		AccessKeyID:     v.Get("TUSK_S3_ACCESS_KEY_ID"),
+		SecretAccessKey: v.Get("TUSK_S3_SECRET_ACCESS_KEY"),
+		SessionToken:    v.Get("TUSK_S3_SESSION_TOKEN"),
+		Profile:         v.Get("TUSK_S3_PROFILE"),
+		SSE:             v.Get("TUSK_S3_SSE"),
+		SSEKMSKeyID:     v.Get("TUSK_S3_SSE_KMS_ID"),
+		StorageClass:    v.Get("TUSK_S3_STORAGE_CLASS"),
 	}
-	if c.S3.ForcePathStyle, err = parseBool(v.get("TUSK_S3_FORCE_PATH_STYLE")); err != nil {
+	if c.S3.ForcePathStyle, err = parseBool(v.Get("TUSK_S3_FORCE_PATH_STYLE")); err != nil {
 		return c, bad("TUSK_S3_FORCE_PATH_STYLE", err)
 	}
 	if c.S3.Endpoint != "" {
@@ -153,25 +158,25 @@ func buildConfig(v values) (Config, error) {
 			return c, bad("TUSK_S3_ENDPOINT", fmt.Errorf("%q is not an http:// or https:// URL", c.S3.Endpoint))
 		}
 	}
-	if c.BackupPartSize, err = parseSize(v.get("TUSK_BACKUP_PART_SIZE")); err != nil {
+	if c.BackupPartSize, err = parseSize(v.Get("TUSK_BACKUP_PART_SIZE")); err != nil {
 		return c, bad("TUSK_BACKUP_PART_SIZE", err)
 	}
 	if c.BackupPartSize < 1<<20 || c.BackupPartSize > 1<<30 {
-		return c, bad("TUSK_BACKUP_PART_SIZE", fmt.Errorf("%s is outside 1MiB to 1GiB", v.get("TUSK_BACKUP_PART_SIZE")))
+		return c, bad("TUSK_BACKUP_PART_SIZE", fmt.Errorf("%s is outside 1MiB to 1GiB", v.Get("TUSK_BACKUP_PART_SIZE")))
 	}
-	if c.S3.PartSize, err = parseSize(v.get("TUSK_S3_PART_SIZE")); err != nil {
+	if c.S3.PartSize, err = parseSize(v.Get("TUSK_S3_PART_SIZE")); err != nil {
 		return c, bad("TUSK_S3_PART_SIZE", err)
 	}
 	if c.S3.PartSize < 5<<20 || c.S3.PartSize > 5<<30 {
-		return c, bad("TUSK_S3_PART_SIZE", fmt.Errorf("%s is outside S3's part size limits of 5MiB to 5GiB", v.get("TUSK_S3_PART_SIZE")))
+		return c, bad("TUSK_S3_PART_SIZE", fmt.Errorf("%s is outside S3's part size limits of 5MiB to 5GiB", v.Get("TUSK_S3_PART_SIZE")))
 	}
-	if c.S3.MaxRetries, err = nonNegativeInt(v.get("TUSK_S3_MAX_RETRIES"), 100); err != nil {
+	if c.S3.MaxRetries, err = nonNegativeInt(v.Get("TUSK_S3_MAX_RETRIES"), 100); err != nil {
 		return c, bad("TUSK_S3_MAX_RETRIES", err)
 	}
-	if c.S3.StallTimeout, err = time.ParseDuration(v.get("TUSK_S3_STALL_TIMEOUT")); err != nil || c.S3.StallTimeout <= 0 {
-		return c, bad("TUSK_S3_STALL_TIMEOUT", fmt.Errorf("%q is not a positive duration such as 60s or 2m", v.get("TUSK_S3_STALL_TIMEOUT")))
+	if c.S3.StallTimeout, err = time.ParseDuration(v.Get("TUSK_S3_STALL_TIMEOUT")); err != nil || c.S3.StallTimeout <= 0 {
+		return c, bad("TUSK_S3_STALL_TIMEOUT", fmt.Errorf("%q is not a positive duration such as 60s or 2m", v.Get("TUSK_S3_STALL_TIMEOUT")))
 	}
-	switch strings.ToLower(v.get("TUSK_LOG_LEVEL")) {
+	switch strings.ToLower(v.Get("TUSK_LOG_LEVEL")) {
 	case "debug":
 		c.LogLevel = slog.LevelDebug
 	case "info", "":
@@ -181,23 +186,23 @@ func buildConfig(v values) (Config, error) {
 	case "error":
 		c.LogLevel = slog.LevelError
 	default:
-		return c, bad("TUSK_LOG_LEVEL", fmt.Errorf("%q is not one of debug, info, warn, error", v.get("TUSK_LOG_LEVEL")))
+		return c, bad("TUSK_LOG_LEVEL", fmt.Errorf("%q is not one of debug, info, warn, error", v.Get("TUSK_LOG_LEVEL")))
 	}
-	switch c.LogFormat = strings.ToLower(v.get("TUSK_LOG_FORMAT")); c.LogFormat {
+	switch c.LogFormat = strings.ToLower(v.Get("TUSK_LOG_FORMAT")); c.LogFormat {
 	case "text", "json":
 	default:
-		return c, bad("TUSK_LOG_FORMAT", fmt.Errorf("%q is not text or json", v.get("TUSK_LOG_FORMAT")))
+		return c, bad("TUSK_LOG_FORMAT", fmt.Errorf("%q is not text or json", v.Get("TUSK_LOG_FORMAT")))
 	}
 	c.PG = PGSettings{
-		Host: v.get("TUSK_PGHOST"), Port: v.get("TUSK_PGPORT"), User: v.get("TUSK_PGUSER"),
-		Database: v.get("TUSK_PGDATABASE"), Password: v.get("TUSK_PGPASSWORD"), DataDir: v.get("TUSK_PGDATA"),
+		Host: v.Get("TUSK_PGHOST"), Port: v.Get("TUSK_PGPORT"), User: v.Get("TUSK_PGUSER"),
+		Database: v.Get("TUSK_PGDATABASE"), Password: v.Get("TUSK_PGPASSWORD"), DataDir: v.Get("TUSK_PGDATA"),
 	}
 	return c, nil
 }
 
-// parseRepo accepts file:///abs/path, s3://bucket[/prefix], and a bare
+// ParseRepo accepts file:///abs/path, s3://bucket[/prefix], and a bare
 // absolute path (what WALG_FILE_PREFIX holds).
-func parseRepo(s string) (Repo, error) {
+func ParseRepo(s string) (Repo, error) {
 	if strings.HasPrefix(s, "/") {
 		s = "file://" + s
 	}

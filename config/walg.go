@@ -1,4 +1,4 @@
-package cmd
+package config
 
 import (
 	"fmt"
@@ -160,7 +160,7 @@ func walgCheck(names []string, where string) (notes []string, err error) {
 		switch {
 		case !ok:
 		case w.kind == walgRefused:
-			return nil, usagef(fmt.Errorf("%s (%s) is refused: %s", n, where, w.why))
+			return nil, fmt.Errorf("%s (%s) is refused: %s", n, where, w.why)
 		default:
 			notes = append(notes, fmt.Sprintf("%s (%s) is ignored: %s", n, where, w.why))
 		}

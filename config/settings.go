@@ -1,0 +1,302 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/tusk-backup/tusk/compress"
+	"go.yaml.in/yaml/v3"
+)
+
+// A Setting is one knob, known by its TUSK_* name in the environment and the
+// config file, by the wal-g or AWS/libpq names people already use, and maybe
+// by a command-line flag.
+type Setting struct {
+	Key     string   // TUSK_* name; also the config-file key
+	Aliases []string // other environment / config-file names, in priority order
+	Flag    string   // flag name, "" for none
+	Secret  bool     // never printed, never a flag
+	Default string
+	Help    string
+}
+
+// Settings is the whole table; README.md documents the same table, and cmd
+// prints it as "tusk help settings".
+var Settings = []Setting{
+	{Key: "TUSK_REPO", Aliases: []string{"WALG_S3_PREFIX", "WALE_S3_PREFIX", "WALG_FILE_PREFIX"}, Flag: "repo",
+		Help: "repository: file:///path/to/folder or s3://bucket/prefix"},
+	{Key: "TUSK_COMPRESSION", Aliases: []string{"WALG_COMPRESSION_METHOD"}, Flag: "compression", Default: compress.Default.String(),
+		Help: "codec for new objects: " + strings.Join(compress.Names(), ", ") + " (zstd and gzip take :level)"},
+	{Key: "TUSK_UPLOAD_CONCURRENCY", Aliases: []string{"WALG_UPLOAD_CONCURRENCY"}, Flag: "upload-concurrency", Default: "4",
+		Help: "objects (or S3 parts) uploaded at once; memory is about this × part size"},
+	{Key: "TUSK_DOWNLOAD_CONCURRENCY", Aliases: []string{"WALG_DOWNLOAD_CONCURRENCY"}, Flag: "download-concurrency", Default: "4",
+		Help: "objects downloaded at once"},
+	{Key: "TUSK_PREVENT_WAL_OVERWRITE", Aliases: []string{"WALG_PREVENT_WAL_OVERWRITE"}, Default: "true",
+		Help: "refuse to overwrite an archived WAL segment with different content"},
+	{Key: "TUSK_WAL_PUSH_AHEAD", Default: "16",
+		Help: "wal-push also uploads up to this many later .ready WAL files in parallel and marks them .done (0 turns it off)"},
+	{Key: "TUSK_PG_READY_RENAME", Aliases: []string{"PG_READY_RENAME"}, Flag: "pg-ready-rename", Default: "true",
+		Help: "push-ahead marks the files it archived .done itself, so PostgreSQL skips their archive_command calls (false: it records them outside pg_wal, PostgreSQL calls for each, and each such call answers at once)"},
+	{Key: "TUSK_WAL_PREFETCH", Default: "16",
+		Help: "wal-fetch also downloads up to this many following segments into the spool folder (0 turns it off)"},
+	{Key: "TUSK_SPOOL_DIR",
+		Help: "folder for prefetched WAL, best on pg_wal's file system (default: a tusk folder in the system temp folder)"},
+	{Key: "TUSK_BACKUP_PART_SIZE", Default: "64MiB",
+		Help: "backup-push cuts the server's tar stream into parts of about this size (1MiB-1GiB), compressed and uploaded TUSK_UPLOAD_CONCURRENCY at a time"},
+	{Key: "TUSK_S3_ENDPOINT", Aliases: []string{"AWS_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"},
+		Help: "S3 endpoint URL for S3-compatible stores (MinIO); empty for AWS"},
+	{Key: "TUSK_S3_FORCE_PATH_STYLE", Aliases: []string{"AWS_S3_FORCE_PATH_STYLE"}, Default: "false",
+		Help: "address buckets as ENDPOINT/bucket instead of bucket.ENDPOINT (MinIO needs true)"},
+	{Key: "TUSK_S3_REGION", Aliases: []string{"AWS_REGION", "AWS_DEFAULT_REGION"},
+		Help: "S3 region (default: from the AWS configuration, else us-east-1)"},
+	{Key: "TUSK_S3_ACCESS_KEY_ID", Aliases: []string{"AWS_ACCESS_KEY_ID"},
+		Help: "static access key id (default: the AWS credential chain: profiles, instance role)"},
+	{Key: "TUSK_S3_SECRET_ACCESS_KEY", Aliases: []string{"AWS_SECRET_ACCESS_KEY"}, Secret: true,
+		Help: "static secret access key"},
+	{Key: "TUSK_S3_SESSION_TOKEN", Aliases: []string{"AWS_SESSION_TOKEN"}, Secret: true,
+		Help: "session token for temporary credentials"},
+	{Key: "TUSK_S3_PROFILE", Aliases: []string{"AWS_PROFILE"},
+		Help: "shared-config profile for the AWS credential chain"},
+	{Key: "TUSK_S3_SSE", Aliases: []string{"S3_SSE"},
+		Help: "server-side encryption: AES256 or aws:kms"},
+	{Key: "TUSK_S3_SSE_KMS_ID", Aliases: []string{"S3_SSE_KMS_ID"},
+		Help: "KMS key id for aws:kms encryption"},
+	{Key: "TUSK_S3_STORAGE_CLASS", Aliases: []string{"WALG_S3_STORAGE_CLASS"},
+		Help: "S3 storage class for new objects (default STANDARD)"},
+	{Key: "TUSK_S3_PART_SIZE", Default: "16MiB",
+		Help: "S3 multipart part size (5MiB-5GiB); backup-push uses at most 8MiB"},
+	{Key: "TUSK_S3_MAX_RETRIES", Default: "8",
+		Help: "retries of a failed S3 request after its first try (8: up to 9 tries), on throttling, 5xx and connection errors, with backoff up to 20 s; also how often a broken download resumes; 0 turns retries off"},
+	{Key: "TUSK_S3_STALL_TIMEOUT", Default: "60s",
+		Help: "an S3 connection on which no byte moves for this long fails (and is retried); raise it only for links slower than about 100 KiB/s"},
+	{Key: "TUSK_LOG_LEVEL", Flag: "log-level", Default: "info",
+		Help: "debug, info, warn or error"},
+	{Key: "TUSK_LOG_FORMAT", Flag: "log-format", Default: "text",
+		Help: "text or json"},
+	{Key: "TUSK_PGHOST", Aliases: []string{"PGHOST"}, Help: "PostgreSQL host or socket folder"},
+	{Key: "TUSK_PGPORT", Aliases: []string{"PGPORT"}, Help: "PostgreSQL port"},
+	{Key: "TUSK_PGUSER", Aliases: []string{"PGUSER"}, Help: "PostgreSQL user"},
+	{Key: "TUSK_PGDATABASE", Aliases: []string{"PGDATABASE"}, Help: "PostgreSQL database"},
+	{Key: "TUSK_PGPASSWORD", Aliases: []string{"PGPASSWORD"}, Secret: true, Help: "PostgreSQL password"},
+	{Key: "TUSK_PGDATA", Aliases: []string{"PGDATA"}, Help: "PostgreSQL data directory"},
+}
+
+// envExempt are TUSK_ prefixes that belong to the test and benchmark
+// harnesses, not to tusk; they are never reported as unknown.
+var envExempt = []string{"TUSK_TEST_", "TUSK_BENCH_"}
+
+// FileEnv names the environment variable holding the config file's path
+// when --config is not given.
+const FileEnv = "TUSK_CONFIG"
+
+// Lookup finds a setting by its TUSK_* name or one of its aliases.
+func Lookup(key string) (Setting, bool) {
+	for _, s := range Settings {
+		if s.Key == key || slices.Contains(s.Aliases, key) {
+			return s, true
+		}
+	}
+	return Setting{}, false
+}
+
+// Values holds resolved settings by TUSK_* key, with where each came from.
+type Values struct {
+	v      map[string]string
+	source map[string]string // "flag --repo", "environment WALG_S3_PREFIX", "config file /x (TUSK_REPO)", "default"
+	notes  []string          // wal-g settings given but ignored, one sentence each (walgCheck)
+}
+
+// Get is the resolved value of the setting key (a TUSK_* name).
+func (v Values) Get(key string) string { return v.v[key] }
+
+// From says where the value of key came from, for error messages.
+func (v Values) From(key string) string { return v.source[key] }
+
+// Notes are the wal-g settings given but ignored, one sentence each, for
+// the caller to log.
+func (v Values) Notes() []string { return v.notes }
+
+// Resolve applies flags > environment > config file > defaults. flags maps
+// the flag names (Setting.Flag) the operator gave on the command line to
+// their values; env is os.Environ()-shaped. Every error Resolve and Build
+// return is the operator's input, in one sentence naming the setting.
+func Resolve(flags map[string]string, env []string, configPath string) (Values, error) {
+	envMap := map[string]string{}
+	var unknown, foreign []string
+	for _, kv := range env {
+		k, val, ok := strings.Cut(kv, "=")
+		if !ok {
+			continue
+		}
+		envMap[k] = val
+		if strings.HasPrefix(k, "TUSK_") && k != FileEnv && !exempt(k) {
+			if _, ok := Lookup(k); !ok {
+				unknown = append(unknown, k)
+			}
+		} else if _, ok := Lookup(k); !ok && val != "" {
+			foreign = append(foreign, k)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return Values{}, fmt.Errorf("unknown setting %s in the environment%s; unset it or fix its name (tusk help settings lists them)",
+			unknown[0], suggest(unknown[0]))
+	}
+	sort.Strings(foreign)
+	notes, err := walgCheck(foreign, "in the environment")
+	if err != nil {
+		return Values{}, err
+	}
+	if configPath == "" {
+		configPath = envMap[FileEnv]
+	}
+	var file map[string]string
+	if configPath != "" {
+		var fileNotes []string
+		if file, fileNotes, err = readConfigFile(configPath); err != nil {
+			return Values{}, err
+		}
+		notes = append(notes, fileNotes...)
+	}
+	out := Values{v: map[string]string{}, source: map[string]string{}, notes: notes}
+	for _, s := range Settings {
+		if val, ok := flags[s.Flag]; ok && s.Flag != "" {
+			out.v[s.Key], out.source[s.Key] = val, "flag --"+s.Flag
+			continue
+		}
+		if k, val, ok := firstSet(envMap, s); ok {
+			out.v[s.Key], out.source[s.Key] = val, "environment "+k
+			continue
+		}
+		if k, val, ok := firstSet(file, s); ok {
+			out.v[s.Key], out.source[s.Key] = val, fmt.Sprintf("config file %s (%s)", configPath, k)
+			continue
+		}
+		out.v[s.Key], out.source[s.Key] = s.Default, "default"
+	}
+	return out, nil
+}
+
+func exempt(k string) bool {
+	for _, p := range envExempt {
+		if strings.HasPrefix(k, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func firstSet(m map[string]string, s Setting) (string, string, bool) {
+	for _, k := range append([]string{s.Key}, s.Aliases...) {
+		if v, ok := m[k]; ok && v != "" {
+			return k, v, true
+		}
+	}
+	return "", "", false
+}
+
+// readConfigFile reads a flat YAML or JSON map whose keys are the same names
+// as the environment's. wal-g settings tusk does not have are refused or
+// noted as in the environment (walgCheck); other unknown keys are refused.
+func readConfigFile(path string) (map[string]string, []string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("config file %s cannot be read: %w", path, unwrapPathErr(err))
+	}
+	raw := map[string]any{}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&raw); err != nil && !errors.Is(err, io.EOF) { // io.EOF: an empty file
+		return nil, nil, fmt.Errorf("config file %s is not valid YAML or JSON: %v", path, err)
+	}
+	out := map[string]string{}
+	keys := make([]string, 0, len(raw))
+	var foreign []string
+	for k, v := range raw {
+		if _, ok := Lookup(k); !ok {
+			if _, ok := walgVerdict(k); ok {
+				if v != nil && v != "" {
+					foreign = append(foreign, k)
+				}
+				continue
+			}
+		}
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	sort.Strings(foreign)
+	notes, err := walgCheck(foreign, "in config file "+path)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, k := range keys {
+		if _, ok := Lookup(k); !ok {
+			return nil, nil, fmt.Errorf("config file %s has unknown setting %s%s; fix or remove it (tusk help settings lists them)", path, k, suggest(k))
+		}
+		switch v := raw[k].(type) {
+		case string:
+			out[k] = v
+		case bool, int, int64, uint64, float64:
+			out[k] = fmt.Sprint(v)
+		case nil:
+		default:
+			return nil, nil, fmt.Errorf("config file %s: %s must be a single value, not a list or map", path, k)
+		}
+	}
+	return out, notes, nil
+}
+
+// suggest proposes the closest known name for a misspelled one.
+func suggest(name string) string {
+	best, bestD := "", 4
+	for _, s := range Settings {
+		for _, k := range append([]string{s.Key}, s.Aliases...) {
+			if d := editDistance(name, k); d < bestD {
+				best, bestD = k, d
+			}
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return " (did you mean " + best + "?)"
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// unwrapPathErr drops *PathError's operation and path when the caller's
+// sentence already names the file.
+func unwrapPathErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		if errors.Is(pe.Err, fs.ErrNotExist) {
+			return os.ErrNotExist
+		}
+		return pe.Err
+	}
+	return err
+}
