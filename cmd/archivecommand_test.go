@@ -1,55 +1,25 @@
 package cmd
 
 import (
-	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
-)
 
-func TestSplitShell(t *testing.T) {
-	t.Parallel()
-	cases := []struct {
-		in   string
-		want []shellCommand
-	}{
-		{"tusk wal-push %p", []shellCommand{{[]string{"tusk", "wal-push", "%p"}, ""}}},
-		{`'/opt/my tusk/tusk' wal-push "%p"`, []shellCommand{{[]string{"/opt/my tusk/tusk", "wal-push", "%p"}, ""}}},
-		{`a\ b "x\"y" 'it''s'`, []shellCommand{{[]string{"a b", `x"y`, "its"}, ""}}},
-		{"test ! -f /a/%f && cp %p /a/%f", []shellCommand{{[]string{"test", "!", "-f", "/a/%f"}, "&&"}, {[]string{"cp", "%p", "/a/%f"}, ""}}},
-		{"a || b; c | d & e", []shellCommand{{[]string{"a"}, "||"}, {[]string{"b"}, ";"}, {[]string{"c"}, "|"}, {[]string{"d"}, "&"}, {[]string{"e"}, ""}}},
-		{"tusk wal-push %p 2>>/var/log/tusk.log >/dev/null 2>&1 < /dev/null", []shellCommand{{[]string{"tusk", "wal-push", "%p"}, ""}}},
-		{"tusk wal-push %p;", []shellCommand{{[]string{"tusk", "wal-push", "%p"}, ";"}}},
-		{"(a && b)\n{ c; }", []shellCommand{{[]string{"a"}, "&&"}, {[]string{"b"}, ";"}, {[]string{"c"}, ";"}}},
-		{"tusk wal-push %p # archive", []shellCommand{{[]string{"tusk", "wal-push", "%p"}, ""}}},
-		{"", nil},
-	}
-	for _, c := range cases {
-		got, err := splitShell(c.in)
-		if err != nil || !reflect.DeepEqual(got, c.want) {
-			t.Errorf("splitShell(%q) = %q, %v; want %q", c.in, got, err, c.want)
-		}
-	}
-	for _, bad := range []string{"tusk wal-push '%p", `tusk wal-push "%p`} {
-		if _, err := splitShell(bad); err == nil {
-			t.Errorf("splitShell(%q) accepted an open quote", bad)
-		}
-	}
-}
+	"github.com/tusk-backup/tusk/check"
+)
 
 // TestJudgeArchiveCommand: check recognises at once an archive_command that
 // does not hand PostgreSQL tusk wal-push %p's exit status.
 func TestJudgeArchiveCommand(t *testing.T) {
 	t.Parallel()
-	identify := func(w string) program {
+	identify := func(w string) check.Program {
 		switch {
 		case strings.Contains(w, "$"), filepath.Base(w) == "archive.sh":
-			return programScript
+			return check.ProgramScript
 		case filepath.Base(w) == "tusk", w == "/opt/bin/tusk-1.4":
-			return programTusk
+			return check.ProgramTusk
 		}
-		return programOther
+		return check.ProgramOther
 	}
 	cases := []struct {
 		cmd    string
@@ -98,46 +68,9 @@ func TestJudgeArchiveCommand(t *testing.T) {
 		{"sh -c 'wal-g wal-push %p'", "failed", "whose shell command \"wal-g wal-push %p\", which calls wal-g, not tusk"},
 	}
 	for _, c := range cases {
-		status, detail := judgeArchiveCommand(c.cmd, identify)
+		status, detail := check.ArchiveCommand(c.cmd, identify, isWALPushP)
 		if status != c.status || !strings.Contains(detail, c.want) || strings.Contains(detail, "\n") {
-			t.Errorf("judgeArchiveCommand(%q) = %s, %q; want %s with %q", c.cmd, status, detail, c.status, c.want)
-		}
-	}
-}
-
-// TestIdentifyProgram: a command's first word is tusk by name, or this
-// binary under any name; a file starting with #! is a script; anything
-// else, or nothing, is another tool.
-func TestIdentifyProgram(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	link := filepath.Join(dir, "archiver")
-	if err := os.Symlink(self, link); err != nil {
-		t.Fatal(err)
-	}
-	script := writeFile(t, "wrapper", "#!/bin/sh\nexec tusk \"$@\"\n")
-	other := writeFile(t, "wal-g", "\x7fELF...")
-	cases := []struct {
-		word string
-		want program
-	}{
-		{"tusk", programTusk},
-		{"/no/such/dir/tusk", programTusk},
-		{link, programTusk},
-		{script, programScript},
-		{"$HOME/bin/x", programScript},
-		{other, programOther},
-		{filepath.Join(dir, "missing"), programOther},
-		{"no-such-program-anywhere", programOther},
-		{dir, programOther},
-	}
-	for _, c := range cases {
-		if got := identifyProgram(c.word); got != c.want {
-			t.Errorf("identifyProgram(%q) = %d, want %d", c.word, got, c.want)
+			t.Errorf("ArchiveCommand(%q) = %s, %q; want %s with %q", c.cmd, status, detail, c.status, c.want)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package cmd
+package check
 
 import (
 	"bytes"
@@ -11,62 +11,63 @@ import (
 	"strings"
 )
 
-// program is what the first word of a command runs, as far as check can tell.
-type program int
+// Program is what the first word of a command runs, as far as check can tell.
+type Program int
 
 const (
-	programOther  program = iota // another tool, or nothing installed under that name
-	programTusk                  // named tusk, or this binary under another name
-	programScript                // a script or a shell expansion: check cannot see what it runs
+	ProgramOther  Program = iota // another tool, or nothing installed under that name
+	ProgramTusk                  // named tusk, or this binary under another name
+	ProgramScript                // a script or a shell expansion: check cannot see what it runs
 )
 
-// identifyProgram tells what word, the first word of a command in
+// IdentifyProgram tells what word, the first word of a command in
 // archive_command, runs on this host. It looks on check's own PATH, which is
 // the server's when check runs as the server's user, as the README says.
-func identifyProgram(word string) program {
+func IdentifyProgram(word string) Program {
 	if strings.ContainsAny(word, "$`") {
-		return programScript
+		return ProgramScript
 	}
 	if filepath.Base(word) == "tusk" {
-		return programTusk
+		return ProgramTusk
 	}
 	path := word
 	if !strings.Contains(word, "/") {
 		p, err := exec.LookPath(word)
 		if err != nil {
-			return programOther
+			return ProgramOther
 		}
 		path = p
 	}
 	fi, err := os.Stat(path)
 	if err != nil || !fi.Mode().IsRegular() {
-		return programOther
+		return ProgramOther
 	}
 	if self, err := os.Executable(); err == nil {
 		if sfi, err := os.Stat(self); err == nil && os.SameFile(fi, sfi) {
-			return programTusk
+			return ProgramTusk
 		}
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return programOther
+		return ProgramOther
 	}
 	defer f.Close()
 	head := make([]byte, 2)
 	if _, err := io.ReadFull(f, head); err == nil && bytes.Equal(head, []byte("#!")) {
-		return programScript
+		return ProgramScript
 	}
-	return programOther
+	return ProgramOther
 }
 
-// judgeArchiveCommand says whether an archive_command calls tusk wal-push %p
+// ArchiveCommand says whether an archive_command calls tusk wal-push %p
 // so that its exit status is PostgreSQL's answer: "ok", "warning" (it may,
 // but check cannot tell, or another command can turn a success into a
 // failure) or "failed" (it calls another tool, or another command can report
 // a failed wal-push as archived), with one sentence for check's line. It
 // reads the command as sh would split it; identify tells what a command's
-// first word runs.
-func judgeArchiveCommand(cmdline string, identify func(string) program) (status, detail string) {
+// first word runs, and isWALPush whether tusk's arguments are wal-push %p
+// as tusk's command line would parse them (cmd owns that parser).
+func ArchiveCommand(cmdline string, identify func(string) Program, isWALPush func(args []string) bool) (status, detail string) {
 	const fix = "set archive_command = 'tusk wal-push %p' (with this repository's settings in the server's environment or a --config file) and reload"
 	cmds, err := splitShell(cmdline)
 	if err != nil {
@@ -77,7 +78,7 @@ func judgeArchiveCommand(cmdline string, identify func(string) program) (status,
 	}
 	if len(cmds) == 1 {
 		if inner, ok := shellDashC(cmds[0].words); ok {
-			status, detail := judgeArchiveCommand(inner, identify)
+			status, detail := ArchiveCommand(inner, identify, isWALPush)
 			if status == "ok" {
 				return "ok", cmdline
 			}
@@ -95,20 +96,20 @@ func judgeArchiveCommand(cmdline string, identify func(string) program) (status,
 			return "failed", fmt.Sprintf("is %q, whose ! inverts an exit status, so a failed upload could count as archived; %s", cmdline, fix)
 		}
 		switch identify(words[0]) {
-		case programTusk:
-			if isWALPushP(words[1:]) {
+		case ProgramTusk:
+			if isWALPush(words[1:]) {
 				last = i
 			} else if otherUse == "" {
 				otherUse = strings.Join(words, " ")
 			}
-		case programScript:
+		case ProgramScript:
 			if script == "" {
 				script = words[0]
 			}
 		default:
 			// sudo -u postgres tusk wal-push %p, or another wrapper.
 			for j := 1; j < len(words) && through == ""; j++ {
-				if filepath.Base(words[j]) == "tusk" && isWALPushP(words[j+1:]) {
+				if filepath.Base(words[j]) == "tusk" && isWALPush(words[j+1:]) {
 					through = words[0]
 				}
 			}
@@ -150,23 +151,6 @@ func toolOf(cmds []shellCommand) string {
 		}
 	}
 	return "nothing"
-}
-
-// isWALPushP reports whether args, tusk's arguments, are wal-push %p with
-// any global or wal-push flags, as tusk itself would parse them.
-func isWALPushP(args []string) bool {
-	root := newRootCmd(&rootOpts{stdout: io.Discard, stderr: io.Discard})
-	sub, rest, err := root.Find(args)
-	if err != nil || sub.Name() != "wal-push" || sub.Parent() != root {
-		return false
-	}
-	if err := sub.ParseFlags(rest); err != nil {
-		return false
-	}
-	a := sub.Flags().Args()
-	// The archiver runs archive_command in the data directory, so
-	// pg_wal/%f is %p too.
-	return len(a) == 1 && (a[0] == "%p" || a[0] == "pg_wal/%f")
 }
 
 // wrapperOptions are the commands that run the rest of their words as a
