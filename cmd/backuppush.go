@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-backup/tusk/basebackup"
+	"github.com/tusk-backup/tusk/wal"
 )
 
 type backupPushOpts struct {
@@ -86,7 +87,7 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 		if dataDir, err = filepath.Abs(dataDir); err != nil {
 			return err
 		}
-		if localID, err = systemIDOf(dataDir); err != nil {
+		if localID, err = wal.SystemIDOf(dataDir); err != nil {
 			return err
 		}
 	}

@@ -3,14 +3,9 @@ package cmd
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -79,21 +74,4 @@ func connect(ctx context.Context, pg config.PGSettings, override string, replica
 		return nil, fmt.Errorf("connect to PostgreSQL (%s): %v; check that the server is running and PGHOST and PGPORT point at it", where, errors.Unwrap(err))
 	}
 	return conn, nil
-}
-
-// systemIDOf reads the system identifier from dataDir/global/pg_control.
-func systemIDOf(dataDir string) (string, error) {
-	b := make([]byte, 8)
-	f, err := os.Open(filepath.Join(dataDir, "global", "pg_control"))
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return "", fmt.Errorf("%s is not a PostgreSQL data directory (it has no global/pg_control)", dataDir)
-		}
-		return "", fmt.Errorf("cannot read %s/global/pg_control: %w", dataDir, unwrapPathErr(err))
-	}
-	defer f.Close()
-	if _, err := f.ReadAt(b, 0); err != nil {
-		return "", fmt.Errorf("cannot read %s/global/pg_control: %w", dataDir, err)
-	}
-	return strconv.FormatUint(binary.LittleEndian.Uint64(b), 10), nil
 }

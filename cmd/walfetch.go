@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"cmp"
 	"errors"
 	"log/slog"
 	"os"
@@ -64,7 +65,7 @@ func runWALFetch(c *cobra.Command, root *rootOpts, name, dest string) error {
 		if pgdata == "" {
 			pgdata = envValue(root.env, "PGDATA")
 		}
-		if inArchiveRecovery(config.Config{PG: config.PGSettings{DataDir: pgdata}}) {
+		if wal.InArchiveRecovery(cmp.Or(pgdata, ".")) {
 			return &ExitError{Code: exitRecoveryAbort, Err: err}
 		}
 		return err
@@ -76,7 +77,7 @@ func runWALFetch(c *cobra.Command, root *rootOpts, name, dest string) error {
 			return &ExitError{Code: 1, Err: err, Quiet: true}
 		}
 		err = describeStorageErr(err, cfg)
-		if inArchiveRecovery(cfg) {
+		if wal.InArchiveRecovery(dataDir(cfg)) {
 			return &ExitError{Code: exitRecoveryAbort, Err: err}
 		}
 		return err
@@ -217,7 +218,7 @@ func newWALPrefetchCmd(root *rootOpts) *cobra.Command {
 			err = a.Prefetch(c.Context(), args[1], archive.PrefetchOptions{
 				SpoolDir: args[0], Count: cfg.WALPrefetch, Concurrency: cfg.DownloadConcurrency,
 				Follow: true, Poll: prefetchPoll, Idle: prefetchIdle, MaxLife: prefetchMaxLife,
-				Done:  func() bool { return !inRecovery(cfg) },
+				Done:  func() bool { return !wal.InRecovery(dataDir(cfg)) },
 				Flush: sameFileSystem(args[0], filepath.Join(dataDir(cfg), "pg_wal")),
 			})
 			if errors.Is(err, archive.ErrPrefetchBusy) {
@@ -246,22 +247,4 @@ const (
 func sameFileSystem(a, b string) bool {
 	var sa, sb syscall.Stat_t
 	return syscall.Stat(a, &sa) == nil && syscall.Stat(b, &sb) == nil && sa.Dev == sb.Dev
-}
-
-// inArchiveRecovery reports whether the data directory (PGDATA, or the
-// working directory, which is the data directory under restore_command)
-// holds recovery.signal without standby.signal.
-func inArchiveRecovery(cfg config.Config) bool {
-	return signalled(cfg, "recovery.signal") && !signalled(cfg, "standby.signal")
-}
-
-// inRecovery reports whether the data directory holds recovery.signal or
-// standby.signal: PostgreSQL removes them when recovery ends.
-func inRecovery(cfg config.Config) bool {
-	return signalled(cfg, "recovery.signal") || signalled(cfg, "standby.signal")
-}
-
-func signalled(cfg config.Config, name string) bool {
-	_, err := os.Stat(filepath.Join(dataDir(cfg), name))
-	return err == nil
 }

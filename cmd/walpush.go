@@ -96,7 +96,7 @@ func walSystemID(path string, cfg config.Config, log *slog.Logger) uint64 {
 	if dataDir == "" {
 		return 0
 	}
-	id, err := systemIDOf(dataDir)
+	id, err := wal.SystemIDOf(dataDir)
 	if err != nil {
 		log.Debug("system identifier not known; segments are checked against their own headers", "error", err)
 		return 0
