@@ -72,6 +72,26 @@ type Meta struct {
 	Tablespaces []Tablespace `json:"tablespaces"`
 	Parts       []Part       `json:"parts"`
 	Manifest    Part         `json:"manifest"`
+	// An incremental backup (PostgreSQL 17's BASE_BACKUP INCREMENTAL)
+	// holds the changes since Parent, the backup whose manifest it was
+	// taken against; ChainFull is the full backup at the root of its
+	// chain, and ChainDepth its distance from it (1 for an incremental on a
+	// full backup). All three are zero for a full backup. A restore needs
+	// every backup of the chain.
+	Parent     string `json:"parent,omitempty"`
+	ChainFull  string `json:"chain_full,omitempty"`
+	ChainDepth int    `json:"chain_depth,omitempty"`
+}
+
+// Incremental reports whether m holds only the changes since its parent.
+func (m Meta) Incremental() bool { return m.Parent != "" }
+
+// Kind is "full" or "incremental", as backup-list prints it.
+func (m Meta) Kind() string {
+	if m.Incremental() {
+		return "incremental"
+	}
+	return "full"
 }
 
 // Part is one stored object of a backup.
@@ -226,6 +246,14 @@ func (m Meta) check(name string) error {
 	}
 	if m.Manifest.Key == "" {
 		return errors.New("lists no backup manifest")
+	}
+	switch {
+	case m.Parent == "" && (m.ChainFull != "" || m.ChainDepth != 0):
+		return errors.New("names a chain but no parent backup")
+	case m.Parent != "" && (!validName(m.Parent) || !validName(m.ChainFull) || m.ChainDepth < 1):
+		return fmt.Errorf("names parent %q, chain full backup %q and depth %d, which cannot describe an incremental backup", m.Parent, m.ChainFull, m.ChainDepth)
+	case m.Parent == m.Name && m.Parent != "":
+		return errors.New("names itself as its parent")
 	}
 	return nil
 }

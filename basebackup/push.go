@@ -236,6 +236,9 @@ type started struct {
 	Run      string    `json:"run"` // the folder under DataPrefix(name) holding this run's parts
 	StartWAL string    `json:"start_wal_segment"`
 	Start    time.Time `json:"start_time"`
+	// Parent is the backup an incremental run is taken against: while the
+	// run goes on, delete keeps that backup's chain.
+	Parent string `json:"parent,omitempty"`
 }
 
 // readStarted returns the run that holds backup name.
