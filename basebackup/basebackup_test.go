@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -335,5 +336,45 @@ func TestNameClaim(t *testing.T) {
 	}
 	if err := checkStored(ctx, st, m, b.run); err != nil {
 		t.Fatalf("the run that holds the name fails its final check: %v", err)
+	}
+}
+
+// TestIncrementalFilesStayWhole: an INCREMENTAL.<file> larger than a part
+// is stored as one tar entry (a restore reads it from its header on), while
+// an ordinary file of the same size is split into pieces.
+func TestIncrementalFilesStayWhole(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	files := []file{
+		{name: "base/1/INCREMENTAL.16384", data: randomBytes(7, 3<<20+100)},
+		{name: "base/1/16385", data: randomBytes(8, 3<<20+100)},
+	}
+	m := push(t, st, 1<<20, map[string][]byte{"": tarOf(t, files)}, []Tablespace{{}})
+	pieces := map[string]int{}
+	for _, p := range m.Parts {
+		if p.Archive != "base" {
+			continue
+		}
+		if err := fetchPart(t.Context(), st, p, func(r io.Reader) error {
+			tr := tar.NewReader(r)
+			for {
+				h, err := tr.Next()
+				if err == io.EOF {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				pieces[h.Name]++
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if pieces["base/1/INCREMENTAL.16384"] != 1 {
+		t.Errorf("INCREMENTAL.16384 is stored as %d entries, want 1", pieces["base/1/INCREMENTAL.16384"])
+	}
+	if pieces["base/1/16385"] < 2 {
+		t.Errorf("16385 is stored as %d entries, want it split", pieces["base/1/16385"])
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"archive/tar"
 	"bytes"
 	"fmt"
+	"path"
 	"strconv"
+	"strings"
 )
 
 // archiveWriter cuts one of the server's tar archives into parts as its
@@ -203,8 +205,11 @@ func (aw *archiveWriter) begin(h *tar.Header, raw []byte) error {
 	}
 	size := h.Size
 	room := partSize - aw.part.raw
-	if h.Typeflag != tar.TypeReg || size <= room || size < max(partSize/8, minPiece) {
-		// Whole: it fits, or is small enough to overflow the part a little.
+	if h.Typeflag != tar.TypeReg || size <= room || size < max(partSize/8, minPiece) || incrementalFile(h.Name) {
+		// Whole: it fits, or is small enough to overflow the part a little,
+		// or it is an incremental file, which a restore reads from its
+		// header on and so must arrive in one piece (at most a relation
+		// segment, 1 GiB, and its header).
 		if _, err := aw.part.Write(raw); err != nil {
 			return err
 		}
@@ -221,6 +226,12 @@ func (aw *archiveWriter) begin(h *tar.Header, raw []byte) error {
 	aw.entry = *h
 	aw.left, aw.off, aw.pad = size, 0, padding(size)
 	return aw.startPiece()
+}
+
+// incrementalFile reports whether a tar entry is one of PostgreSQL 17's
+// INCREMENTAL.<relation file> files: the changed blocks of that file.
+func incrementalFile(name string) bool {
+	return strings.HasPrefix(path.Base(name), "INCREMENTAL.")
 }
 
 // startPiece writes the header of the next piece of a split file, in a new
