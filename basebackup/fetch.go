@@ -157,6 +157,9 @@ func tablespaceDirs(m Meta, mapping map[string]string) map[string]string {
 // verifying every part, and writes PostgreSQL's backup manifest into dest.
 // On failure it removes what it created.
 func Restore(ctx context.Context, m Meta, dest string, opts FetchOptions) (err error) {
+	if m.Incremental() {
+		return fmt.Errorf("backup %s is incremental (on %s), and this tusk cannot compose a chain yet: restore its full backup %s, or a tusk that restores incremental backups", m.Name, m.Parent, m.ChainFull)
+	}
 	dest, err = filepath.Abs(dest)
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 
@@ -109,6 +110,9 @@ type StreamOptions struct {
 	// NoWait sends WAIT false: the server does not wait for the backup's
 	// WAL to be archived, and the caller must (waitArchived).
 	NoWait bool
+	// Incremental asks for an incremental backup against the manifest sent
+	// before with UploadManifest (PostgreSQL 17 and later).
+	Incremental bool
 }
 
 // Handler receives a backup stream's events in order, in the caller's
@@ -165,9 +169,36 @@ func baseBackupCommand(opts StreamOptions) string {
 	if opts.NoWait {
 		wait = "false"
 	}
+	incremental := ""
+	if opts.Incremental {
+		incremental = ", INCREMENTAL"
+	}
 	return fmt.Sprintf("BASE_BACKUP (LABEL '%s', PROGRESS, CHECKPOINT '%s', MANIFEST 'yes', "+
-		"MANIFEST_CHECKSUMS 'CRC32C', WAIT %s)", label, checkpoint, wait)
+		"MANIFEST_CHECKSUMS 'CRC32C', WAIT %s%s)", label, checkpoint, wait, incremental)
 }
+
+// UploadManifest sends a previous backup's manifest (PostgreSQL's JSON
+// backup_manifest, read from r) on a replication connection, so that the
+// next BASE_BACKUP with Incremental sends only what changed since that
+// backup. The server checks the manifest (its system identifier, its WAL
+// ranges) against its WAL summaries only when the backup starts.
+func UploadManifest(ctx context.Context, conn *pgconn.PgConn, r io.Reader) error {
+	if _, err := conn.CopyFrom(ctx, r, "UPLOAD_MANIFEST"); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			return &RefusedError{Err: pgErr}
+		}
+		return fmt.Errorf("UPLOAD_MANIFEST: %w", err)
+	}
+	return nil
+}
+
+// RefusedError is the server's refusal of a replication command before it
+// sent any data: the connection is ready for the next command.
+type RefusedError struct{ Err *pgconn.PgError }
+
+func (e *RefusedError) Error() string { return "the server refused: " + e.Err.Message }
+func (e *RefusedError) Unwrap() error { return e.Err }
 
 // legacyProgressStep is how often, in bytes received, a PostgreSQL 14 stream
 // (which sends no progress messages) reports progress.
@@ -299,7 +330,21 @@ func receiveBackup(ctx context.Context, receive func(context.Context) (pgproto3.
 			}
 			// The tablespace row set's CommandComplete came before COPY.
 		case *pgproto3.ErrorResponse:
-			return res, pgconn.ErrorResponseToPgError(m)
+			pgErr := pgconn.ErrorResponseToPgError(m)
+			if started {
+				return res, pgErr
+			}
+			// Refused before any data: the server ends the command with
+			// ReadyForQuery, and the connection can run another.
+			for {
+				msg, err := receive(ctx)
+				if err != nil {
+					return res, pgErr
+				}
+				if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+					return res, &RefusedError{Err: pgErr}
+				}
+			}
 		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus:
 		case *pgproto3.ReadyForQuery:
 			if res.End == 0 {

@@ -39,6 +39,12 @@ type PushOptions struct {
 	Concurrency int   // parts compressed and uploaded at once
 	Spread      bool  // spread checkpoint
 	Permanent   bool
+	// Parent, if set, makes this an incremental backup against it
+	// (PostgreSQL 17+, summarize_wal = on; see ChooseParent). When the
+	// server or the parent's manifest cannot serve one, Push fails with
+	// ErrNoIncremental before anything is stored, and the connection is
+	// ready for a full backup.
+	Parent *Meta
 	Log         *slog.Logger
 	// Progress, if set, is called from the stream's goroutine as the
 	// server reports progress.
@@ -58,6 +64,13 @@ type Progress struct {
 	// waits for to be archived.
 	WaitingWAL string
 }
+
+// ErrNoIncremental is Push's failure to start an incremental backup: the
+// server refused it (WAL summaries missing for the parent's range, a
+// timeline the parent is not on, summarize_wal off) or the parent's manifest
+// could not be read. Nothing was stored; a full backup can follow on the same
+// connection. The error's text says why, in the server's words.
+var ErrNoIncremental = errors.New("an incremental backup cannot be taken")
 
 // Push takes a base backup over conn (a replication=database connection)
 // into the repository and returns its metadata. sys is what Identify said.
@@ -97,8 +110,30 @@ func Push(ctx context.Context, conn *pgconn.PgConn, sys System, opts PushOptions
 		opts.Log = slog.New(slog.DiscardHandler)
 		u.opts.Log = opts.Log
 	}
+	if p := opts.Parent; p != nil {
+		u.meta.Parent, u.meta.ChainFull, u.meta.ChainDepth = p.Name, p.ChainFull, p.ChainDepth+1
+		if !p.Incremental() {
+			u.meta.ChainFull = p.Name
+		}
+		err := fetchPart(ctx, opts.Store, p.Manifest, func(r io.Reader) error { return UploadManifest(ctx, conn, r) })
+		if err != nil {
+			var refused *RefusedError
+			if errors.As(err, &refused) {
+				return Meta{}, fmt.Errorf("%w on %s: %s", ErrNoIncremental, p.Name, refused.Err.Message)
+			}
+			if ctx.Err() != nil {
+				return Meta{}, ctx.Err()
+			}
+			return Meta{}, fmt.Errorf("%w on %s: its manifest cannot be read (%v)", ErrNoIncremental, p.Name, err)
+		}
+	}
 	t0 := time.Now()
-	res, err := Stream(gctx, conn, StreamOptions{Version: sys.Version, Label: "tusk", Spread: opts.Spread, NoWait: true}, u)
+	res, err := Stream(gctx, conn, StreamOptions{Version: sys.Version, Label: "tusk", Spread: opts.Spread, NoWait: true, Incremental: opts.Parent != nil}, u)
+	var refused *RefusedError
+	if opts.Parent != nil && errors.As(err, &refused) && ctx.Err() == nil {
+		g.Wait() // nothing was started: Begin runs only once data flows
+		return Meta{}, fmt.Errorf("%w on %s: %s", ErrNoIncremental, opts.Parent.Name, refused.Err.Message)
+	}
 	if err == nil {
 		err = u.endArchive()
 		opts.Log.Debug("server ended the backup", "seconds", time.Since(t0).Seconds())
@@ -151,6 +186,9 @@ func Push(ctx context.Context, conn *pgconn.PgConn, sys System, opts PushOptions
 	}
 	m.StoredSize += m.Manifest.Size
 	if err := checkStored(ctx, opts.Store, m, u.run); err != nil {
+		return Meta{}, fmt.Errorf("backup %s: %w", m.Name, err)
+	}
+	if err := checkParent(ctx, opts.Store, m); err != nil {
 		return Meta{}, fmt.Errorf("backup %s: %w", m.Name, err)
 	}
 	if err := WriteMeta(ctx, opts.Store, m); err != nil {
@@ -207,6 +245,23 @@ func checkStored(ctx context.Context, st storage.Storage, m Meta, run string) er
 	}
 	if _, err := st.Stat(ctx, TombstoneKey(m.Name)); err == nil {
 		return fmt.Errorf("a delete claimed the name %s while the backup ran; run backup-push again", m.Name)
+	}
+	return nil
+}
+
+// checkParent makes sure an incremental backup's parent is still there
+// when the backup is recorded: a delete that ran meanwhile keeps the parent
+// of a running incremental (backup_started.json names it), but one that
+// started before this run wrote that record may have taken it.
+func checkParent(ctx context.Context, st storage.Storage, m Meta) error {
+	if !m.Incremental() {
+		return nil
+	}
+	if _, err := st.Stat(ctx, TombstoneKey(m.Parent)); err == nil {
+		return fmt.Errorf("its parent %s is being deleted, so the backup is not recorded; run backup-push again (it takes a full backup if no other parent is left)", m.Parent)
+	}
+	if _, err := ReadMeta(ctx, st, m.Parent); err != nil {
+		return fmt.Errorf("its parent is gone or unreadable (%v), so the backup is not recorded; run backup-push again", err)
 	}
 	return nil
 }
@@ -316,7 +371,7 @@ func (u *uploader) Begin(start wal.LSN, tli uint32, spaces []Tablespace) error {
 			return fmt.Errorf("backup names %s to %s are all taken in the repository; run backup-push again", base, name)
 		}
 	}
-	started, _ := json.Marshal(started{Name: u.meta.Name, Run: u.run, StartWAL: u.meta.StartWAL, Start: u.meta.StartTime})
+	started, _ := json.Marshal(started{Name: u.meta.Name, Run: u.run, StartWAL: u.meta.StartWAL, Start: u.meta.StartTime, Parent: u.meta.Parent})
 	if err := u.opts.Store.Put(u.ctx, StartedKey(u.meta.Name), bytes.NewReader(started)); err != nil {
 		return fmt.Errorf("write %s: %w", StartedKey(u.meta.Name), err)
 	}

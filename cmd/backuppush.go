@@ -1,17 +1,21 @@
 package cmd
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-backup/tusk/basebackup"
+	"github.com/tusk-backup/tusk/storage"
 	"github.com/tusk-backup/tusk/wal"
 )
 
@@ -20,6 +24,7 @@ type backupPushOpts struct {
 	spread    bool
 	permanent bool
 	json      bool
+	full      bool
 }
 
 func newBackupPushCmd(root *rootOpts) *cobra.Command {
@@ -41,7 +46,17 @@ compares its system identifier with the server's, so a cron line pointing at the
 wrong cluster fails loudly.
 
 The server waits until the WAL the backup needs is archived (archive_command =
-'tusk wal-push %p' must be working), so a finished backup is restorable.`,
+'tusk wal-push %p' must be working), so a finished backup is restorable.
+
+Incremental backups (PostgreSQL 17 and later, with summarize_wal = on): with
+TUSK_DELTA_MAX_STEPS (wal-g's WALG_DELTA_MAX_STEPS) N > 0, backup-push sends the
+newest backup's manifest (TUSK_DELTA_ORIGIN LATEST, or the newest full backup's
+with LATEST_FULL) and the server sends only the blocks changed since, until
+that backup's chain holds N incrementals; then it takes a full backup.
+--delta-from-name NAME takes one against NAME. Where an incremental cannot be
+taken (an older server, summarize_wal off, WAL summaries gone, another
+timeline), backup-push says why and takes a full backup; with
+--delta-from-name it fails instead. --full always takes a full backup.`,
 		Example: "  tusk backup-push /var/lib/postgresql/15/main",
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) > 1 {
@@ -58,7 +73,8 @@ The server waits until the WAL the backup needs is archived (archive_command =
 	f.BoolVar(&o.spread, "spread-checkpoint", false, "let the server spread the starting checkpoint instead of making it fast")
 	f.BoolVar(&o.permanent, "permanent", false, "mark the backup permanent: retention never deletes it")
 	f.BoolVar(&o.json, "json", false, "print the backup's metadata as JSON when done")
-	addSettingFlags(f, "TUSK_COMPRESSION", "TUSK_UPLOAD_CONCURRENCY")
+	f.BoolVarP(&o.full, "full", "f", false, "take a full backup, even where TUSK_DELTA_MAX_STEPS would take an incremental")
+	addSettingFlags(f, "TUSK_COMPRESSION", "TUSK_UPLOAD_CONCURRENCY", "TUSK_DELTA_FROM_NAME")
 	return c
 }
 
@@ -133,10 +149,15 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 	case arch.Failing:
 		return fmt.Errorf("the server's WAL archiving is failing (last failure: %s at %s; see the server log), and the backup would wait forever for its WAL to be archived: fix archive_command first", arch.LastFailed, arch.LastFailedTime)
 	}
+	delta := basebackup.DeltaOptions{MaxSteps: cfg.Delta.MaxSteps, Origin: cfg.Delta.Origin, FromName: cfg.Delta.FromName, Full: o.full}
+	parent, err := chooseParent(ctx, conn, st, sys, delta, log)
+	if err != nil {
+		return describeStorageErr(err, cfg)
+	}
 	boundMemory()
 	line := newProgressLine(root.stderr)
 	start := time.Now()
-	m, err := basebackup.Push(ctx, conn, sys, basebackup.PushOptions{
+	opts := basebackup.PushOptions{
 		Store:       st,
 		Codec:       cfg.Compression,
 		PartSize:    cfg.BackupPartSize,
@@ -162,7 +183,15 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 			line.show("backup %s: %s%s, %s, %s stored%s", p.Name, bytesString(p.Sent), pct,
 				rate(p.Sent, p.Elapsed), bytesString(p.Stored), eta)
 		},
-	})
+		Parent: parent,
+	}
+	m, err := basebackup.Push(ctx, conn, sys, opts)
+	if errors.Is(err, basebackup.ErrNoIncremental) && delta.FromName == "" {
+		line.done()
+		log.Info("taking a full backup", "reason", err.Error())
+		opts.Parent = nil
+		m, err = basebackup.Push(ctx, conn, sys, opts)
+	}
 	line.done()
 	if err != nil {
 		return describeStorageErr(diagnose(ctx, st, err), cfg)
@@ -173,10 +202,49 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 		return enc.Encode(m)
 	}
 	took := time.Since(start)
-	fmt.Fprintf(root.stdout, "backup %s done: %s of data, %s stored (%s), %d parts, %s, %s\n",
-		m.Name, bytesString(m.DataSize), bytesString(m.StoredSize), m.Codec, len(m.Parts),
+	kind := "full"
+	if m.Incremental() {
+		kind = fmt.Sprintf("incremental on %s, %d of %d in the chain of %s", m.Parent, m.ChainDepth, max(delta.MaxSteps, m.ChainDepth), m.ChainFull)
+	}
+	fmt.Fprintf(root.stdout, "backup %s done (%s): %s of data, %s stored (%s), %d parts, %s, %s\n",
+		m.Name, kind, bytesString(m.DataSize), bytesString(m.StoredSize), m.Codec, len(m.Parts),
 		took.Round(10*time.Millisecond), rate(m.DataSize, took))
 	return nil
+}
+
+// chooseParent picks the backup an incremental is taken against, or nil
+// for a full backup, logging why a full backup is taken where incrementals
+// were asked for. Only --delta-from-name that cannot serve is an error.
+func chooseParent(ctx context.Context, conn *pgconn.PgConn, st storage.Storage, sys basebackup.System, o basebackup.DeltaOptions, log *slog.Logger) (*basebackup.Meta, error) {
+	if !o.Wanted() {
+		return nil, nil
+	}
+	ms, err := basebackup.List(ctx, st, nil)
+	if err != nil {
+		return nil, err
+	}
+	parent, why, err := basebackup.ChooseParent(ms, sys, o)
+	if err != nil {
+		return nil, err
+	}
+	if parent != nil {
+		set, _, err := basebackup.Settings(ctx, conn, "summarize_wal")
+		if err != nil {
+			return nil, err
+		}
+		if set["summarize_wal"] != "on" {
+			why = "summarize_wal is off on the server, so it keeps no WAL summaries to take an incremental backup from; set summarize_wal = on (a reload is enough) and the next backup after a full one can be incremental"
+			if o.FromName != "" {
+				return nil, fmt.Errorf("--delta-from-name %s: %s", o.FromName, why)
+			}
+			parent = nil
+			why += "; taking a full backup"
+		}
+	}
+	if why != "" {
+		log.Info("taking a full backup", "reason", why)
+	}
+	return parent, nil
 }
 
 // backupS3PartSize caps TUSK_S3_PART_SIZE for backup-push's uploads.

@@ -35,6 +35,7 @@ type Config struct {
 	S3                  S3Settings
 	BackupPartSize      int64
 	PG                  PGSettings
+	Delta               Delta
 	LogLevel            slog.Level
 	LogFormat           string
 	ConfigFile          string // the --config file used, if any (restore_command repeats it)
@@ -86,6 +87,13 @@ func (s S3Settings) LogValue() slog.Value {
 		slog.Int("max_retries", s.MaxRetries),
 		slog.Duration("stall_timeout", s.StallTimeout),
 	)
+}
+
+// Delta is how backup-push chooses between a full and an incremental backup.
+type Delta struct {
+	MaxSteps int    // incrementals in a chain before the next full backup; 0: full backups only
+	Origin   string // "LATEST" or "LATEST_FULL"
+	FromName string // take an incremental against this backup
 }
 
 // PGSettings are the libpq connection settings.
@@ -193,6 +201,15 @@ func Build(v Values) (Config, error) {
 	default:
 		return c, bad("TUSK_LOG_FORMAT", fmt.Errorf("%q is not text or json", v.Get("TUSK_LOG_FORMAT")))
 	}
+	if c.Delta.MaxSteps, err = nonNegativeInt(v.Get("TUSK_DELTA_MAX_STEPS"), 1000); err != nil {
+		return c, bad("TUSK_DELTA_MAX_STEPS", err)
+	}
+	switch c.Delta.Origin = strings.ToUpper(v.Get("TUSK_DELTA_ORIGIN")); c.Delta.Origin {
+	case "LATEST", "LATEST_FULL":
+	default:
+		return c, bad("TUSK_DELTA_ORIGIN", fmt.Errorf("%q is not LATEST or LATEST_FULL", v.Get("TUSK_DELTA_ORIGIN")))
+	}
+	c.Delta.FromName = v.Get("TUSK_DELTA_FROM_NAME")
 	c.PG = PGSettings{
 		Host: v.Get("TUSK_PGHOST"), Port: v.Get("TUSK_PGPORT"), User: v.Get("TUSK_PGUSER"),
 		Database: v.Get("TUSK_PGDATABASE"), Password: v.Get("TUSK_PGPASSWORD"), DataDir: v.Get("TUSK_PGDATA"),

@@ -264,7 +264,7 @@ func TestWALGNames(t *testing.T) {
 		{"unknown, by its name a key", []string{"WALG_FANCY_NEW_KEY=x"}, "", "by its name it may change how or where data is stored", ""},
 		{"empty value is unset", []string{"WALG_LIBSODIUM_KEY="}, "", "", ""},
 		{"tuning knob", []string{"WALG_NETWORK_RATE_LIMIT=100"}, "", "", "WALG_NETWORK_RATE_LIMIT (in the environment) is ignored: tusk has no rate limits"},
-		{"delta steps", []string{"WALG_DELTA_MAX_STEPS=6"}, "", "", "WALG_DELTA_MAX_STEPS (in the environment) is ignored: tusk takes full backups only"},
+		{"wal delta", []string{"WALG_USE_WAL_DELTA=true"}, "", "", "WALG_USE_WAL_DELTA (in the environment) is ignored: tusk's incremental backups use PostgreSQL 17's WAL summaries"},
 		{"knob in a config file", nil, "WALG_TAR_SIZE_THRESHOLD: 1073741823\n", "", "WALG_TAR_SIZE_THRESHOLD (in config file"},
 		{"unknown wal-g name", []string{"WALG_SOMETHING_ELSE=1"}, "", "", "WALG_SOMETHING_ELSE (in the environment) is ignored: tusk does not know this wal-g setting"},
 		{"not wal-g's", []string{"HOME=/root", "EDITOR=vi"}, "", "", ""},

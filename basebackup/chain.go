@@ -1,0 +1,110 @@
+package basebackup
+
+import (
+	"fmt"
+	"slices"
+)
+
+// MinIncrementalVersion is the first server_version_num with incremental
+// backups over the replication protocol (UPLOAD_MANIFEST, BASE_BACKUP
+// INCREMENTAL).
+const MinIncrementalVersion = 170000
+
+// DeltaOptions say when backup-push takes an incremental backup, in wal-g's
+// terms.
+type DeltaOptions struct {
+	MaxSteps int    // incrementals in a chain before the next full; 0: full only
+	Origin   string // "LATEST" or "LATEST_FULL"
+	FromName string // take an incremental against this backup
+	Full     bool   // --full: a full backup, whatever else says
+}
+
+// Wanted reports whether the options ask for incremental backups at all.
+func (o DeltaOptions) Wanted() bool { return !o.Full && (o.MaxSteps > 0 || o.FromName != "") }
+
+// ChooseParent picks the backup an incremental backup of the server sys is
+// taken against, from backups
+// (oldest first, as List returns them). It returns nil for a full backup,
+// with a sentence saying why when incrementals were asked for and cannot be
+// taken; that is never an error, a full backup is always right. An error is
+// a --delta-from-name that cannot serve: the operator named that backup,
+// so tusk does not quietly take a full one instead.
+func ChooseParent(backups []Meta, sys System, o DeltaOptions) (parent *Meta, why string, err error) {
+	if !o.Wanted() {
+		return nil, "", nil
+	}
+	if o.FromName != "" {
+		i := slices.IndexFunc(backups, func(m Meta) bool { return m.Name == o.FromName })
+		if i < 0 {
+			return nil, "", fmt.Errorf("--delta-from-name %s: %w in the repository (see tusk backup-list)", o.FromName, ErrNoBackup)
+		}
+		m := backups[i]
+		if err := canParent(m, sys); err != nil {
+			return nil, "", fmt.Errorf("--delta-from-name %s: %v", o.FromName, err)
+		}
+		return &m, "", nil
+	}
+	if sys.Version < MinIncrementalVersion {
+		return nil, fmt.Sprintf("the server runs PostgreSQL %d, and incremental backups need PostgreSQL 17 or later; taking a full backup", sys.Version/10000), nil
+	}
+	var newest *Meta
+	for i := len(backups) - 1; i >= 0; i-- {
+		m := backups[i]
+		if m.SystemID != sys.SystemID || (o.Origin == "LATEST_FULL" && m.Incremental()) {
+			continue
+		}
+		newest = &backups[i]
+		break
+	}
+	switch {
+	case newest == nil && o.Origin == "LATEST_FULL":
+		return nil, "the repository holds no full backup of this cluster to take an incremental against; taking a full backup", nil
+	case newest == nil:
+		return nil, "the repository holds no backup of this cluster to take an incremental against; taking a full backup", nil
+	case newest.ChainDepth >= o.MaxSteps:
+		return nil, fmt.Sprintf("the chain ending in %s holds %d incremental backups, TUSK_DELTA_MAX_STEPS allows %d; taking a full backup", newest.Name, newest.ChainDepth, o.MaxSteps), nil
+	}
+	if err := canParent(*newest, sys); err != nil {
+		return nil, fmt.Sprintf("the newest backup %s %v; taking a full backup", newest.Name, err), nil
+	}
+	m := *newest
+	return &m, "", nil
+}
+
+// canParent says why m cannot be the parent of an incremental backup of sys.
+func canParent(m Meta, sys System) error {
+	version := sys.Version
+	switch {
+	case version < MinIncrementalVersion:
+		return fmt.Errorf("the server runs PostgreSQL %d, and incremental backups need PostgreSQL 17 or later", version/10000)
+	case m.SystemID != sys.SystemID:
+		return fmt.Errorf("is of another cluster (system identifier %s, the server's is %s)", m.SystemID, sys.SystemID)
+	case m.PGVersion/10000 != version/10000:
+		return fmt.Errorf("was taken from PostgreSQL %d, the server runs %d", m.PGVersion/10000, version/10000)
+	}
+	return nil
+}
+
+// Chain returns the backups a restore of m needs, the full backup first and
+// m last, from backups (any order). It fails naming the first backup of the
+// chain that is missing.
+func Chain(backups []Meta, m Meta) ([]Meta, error) {
+	byName := make(map[string]Meta, len(backups))
+	for _, b := range backups {
+		byName[b.Name] = b
+	}
+	chain := []Meta{m}
+	for cur := m; cur.Incremental(); {
+		p, ok := byName[cur.Parent]
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("backup %s is incremental on %s, which the repository no longer holds: %s cannot be restored (restore an older backup, or take a full one)", cur.Name, cur.Parent, m.Name)
+		case len(chain) > len(backups):
+			return nil, fmt.Errorf("backup %s's chain of parents loops back on itself", m.Name)
+		}
+		chain = append(chain, p)
+		cur = p
+	}
+	slices.Reverse(chain)
+	return chain, nil
+}

@@ -1,0 +1,91 @@
+package basebackup
+
+import (
+	"strings"
+	"testing"
+)
+
+func chainMeta(name, parent, full string, depth int) Meta {
+	return Meta{Name: name, SystemID: "7", PGVersion: 170004, Parent: parent, ChainFull: full, ChainDepth: depth}
+}
+
+func TestChooseParent(t *testing.T) {
+	t.Parallel()
+	sys := System{SystemID: "7", Version: 170002, Timeline: 1}
+	full := chainMeta("f1", "", "", 0)
+	inc1 := chainMeta("i1", "f1", "f1", 1)
+	inc2 := chainMeta("i2", "i1", "f1", 2)
+	other := Meta{Name: "o1", SystemID: "8", PGVersion: 170004}
+	old := Meta{Name: "p16", SystemID: "7", PGVersion: 160004}
+	cases := []struct {
+		name    string
+		backups []Meta
+		sys     System
+		o       DeltaOptions
+		parent  string // "" for a full backup
+		why     string // in the reason, "" for none
+		err     string
+	}{
+		{"not asked", []Meta{full}, sys, DeltaOptions{}, "", "", ""},
+		{"--full wins", []Meta{full}, sys, DeltaOptions{MaxSteps: 6, Full: true}, "", "", ""},
+		{"on the newest", []Meta{full, inc1}, sys, DeltaOptions{MaxSteps: 6, Origin: "LATEST"}, "i1", "", ""},
+		{"LATEST_FULL", []Meta{full, inc1}, sys, DeltaOptions{MaxSteps: 6, Origin: "LATEST_FULL"}, "f1", "", ""},
+		{"chain full", []Meta{full, inc1, inc2}, sys, DeltaOptions{MaxSteps: 2, Origin: "LATEST"}, "", "holds 2 incremental backups, TUSK_DELTA_MAX_STEPS allows 2", ""},
+		{"first backup", nil, sys, DeltaOptions{MaxSteps: 2}, "", "holds no backup of this cluster", ""},
+		{"no full for LATEST_FULL", []Meta{other}, sys, DeltaOptions{MaxSteps: 2, Origin: "LATEST_FULL"}, "", "holds no full backup of this cluster", ""},
+		{"other cluster skipped", []Meta{full, other}, sys, DeltaOptions{MaxSteps: 2, Origin: "LATEST"}, "f1", "", ""},
+		{"PostgreSQL 15", []Meta{full}, System{SystemID: "7", Version: 150010}, DeltaOptions{MaxSteps: 2}, "", "runs PostgreSQL 15, and incremental backups need PostgreSQL 17", ""},
+		{"parent from 16", []Meta{old}, sys, DeltaOptions{MaxSteps: 2}, "", "was taken from PostgreSQL 16, the server runs 17", ""},
+		{"from name", []Meta{full, inc1}, sys, DeltaOptions{FromName: "f1"}, "f1", "", ""},
+		{"--full beats from name", []Meta{full}, sys, DeltaOptions{FromName: "f1", Full: true}, "", "", ""},
+		{"from name missing", []Meta{full}, sys, DeltaOptions{FromName: "nope"}, "", "", "--delta-from-name nope: no such backup"},
+		{"from name other cluster", []Meta{other}, sys, DeltaOptions{FromName: "o1"}, "", "", "is of another cluster"},
+		{"from name on 15", []Meta{full}, System{SystemID: "7", Version: 150010}, DeltaOptions{FromName: "f1"}, "", "", "need PostgreSQL 17 or later"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p, why, err := ChooseParent(c.backups, c.sys, c.o)
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("err = %v, want %q", err, c.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ""
+			if p != nil {
+				got = p.Name
+			}
+			if got != c.parent || !strings.Contains(why, c.why) || (c.why == "") != (why == "") {
+				t.Fatalf("parent %q, why %q; want %q, %q", got, why, c.parent, c.why)
+			}
+		})
+	}
+}
+
+func TestChain(t *testing.T) {
+	t.Parallel()
+	full := chainMeta("f1", "", "", 0)
+	inc1 := chainMeta("i1", "f1", "f1", 1)
+	inc2 := chainMeta("i2", "i1", "f1", 2)
+	got, err := Chain([]Meta{inc2, full, inc1}, inc2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0].Name != "f1" || got[1].Name != "i1" || got[2].Name != "i2" {
+		t.Fatalf("Chain = %v", got)
+	}
+	if got, err := Chain(nil, full); err != nil || len(got) != 1 {
+		t.Fatalf("Chain of a full backup = %v, %v", got, err)
+	}
+	if _, err := Chain([]Meta{full, inc2}, inc2); err == nil || !strings.Contains(err.Error(), "incremental on i1, which the repository no longer holds") {
+		t.Fatalf("Chain with a missing parent: %v", err)
+	}
+	loop := chainMeta("a", "b", "f1", 1)
+	loopB := chainMeta("b", "a", "f1", 1)
+	if _, err := Chain([]Meta{loop, loopB}, loop); err == nil || !strings.Contains(err.Error(), "loops") {
+		t.Fatalf("Chain of a loop: %v", err)
+	}
+}
