@@ -1,8 +1,12 @@
 package basebackup
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/tusk-backup/tusk/storage"
 )
 
 // MinIncrementalVersion is the first server_version_num with incremental
@@ -108,3 +112,27 @@ func Chain(backups []Meta, m Meta) ([]Meta, error) {
 	slices.Reverse(chain)
 	return chain, nil
 }
+
+// ReadChain reads the metadata of m's parents, up to its full backup, and
+// returns the chain as Chain does: the full backup first, m last.
+func ReadChain(ctx context.Context, st storage.Storage, m Meta) ([]Meta, error) {
+	known := []Meta{m}
+	for cur := m; cur.Incremental(); {
+		if len(known) > maxChain {
+			return nil, fmt.Errorf("backup %s's chain of parents is longer than %d backups", m.Name, maxChain)
+		}
+		p, err := ReadMeta(ctx, st, cur.Parent)
+		if errors.Is(err, ErrNoBackup) {
+			break // Chain says which one is missing
+		}
+		if err != nil {
+			return nil, fmt.Errorf("backup %s needs its parent %s: %w", m.Name, cur.Parent, err)
+		}
+		known = append(known, p)
+		cur = p
+	}
+	return Chain(known, m)
+}
+
+// maxChain bounds the parents ReadChain follows.
+const maxChain = 1000

@@ -153,6 +153,16 @@ func tablespaceDirs(m Meta, mapping map[string]string) map[string]string {
 	return out
 }
 
+// RestoreChain restores the last backup of chain (as ReadChain returns it:
+// the full backup first) into dest, composing an incremental backup's
+// files from the whole chain.
+func RestoreChain(ctx context.Context, chain []Meta, dest string, opts FetchOptions) error {
+	if len(chain) == 0 {
+		return errors.New("no backup to restore")
+	}
+	return Restore(ctx, chain[len(chain)-1], dest, opts)
+}
+
 // Restore unpacks backup m into dest (empty or missing) and its tablespaces,
 // verifying every part, and writes PostgreSQL's backup manifest into dest.
 // On failure it removes what it created.

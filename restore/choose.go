@@ -31,7 +31,9 @@ func (e targetError) Is(target error) bool { return target == ErrTarget }
 // as basebackup.List returns them): the one called name, which must end
 // before a time or LSN target, or for Latest the newest that does. Backups
 // of every cluster and lineage on the prefix compete, ordered by their
-// metadata (basebackup.Compare), never by name.
+// metadata (basebackup.Compare), never by name; full and incremental
+// backups alike, except for Latest an incremental whose chain lacks a
+// parent in backups, which no restore can compose.
 func Choose(backups []basebackup.Meta, name string, t Target) (basebackup.Meta, error) {
 	if name != Latest {
 		for _, m := range backups {
@@ -46,6 +48,9 @@ func Choose(backups []basebackup.Meta, name string, t Target) (basebackup.Meta, 
 	}
 	for i := len(backups) - 1; i >= 0; i-- {
 		if m := backups[i]; reaches(m, t) {
+			if _, err := basebackup.Chain(backups, m); err != nil {
+				continue
+			}
 			return m, nil
 		}
 	}

@@ -125,3 +125,19 @@ func TestChoseForTarget(t *testing.T) {
 		}
 	}
 }
+
+// TestChooseSkipsBrokenChains: LATEST never picks an incremental backup
+// whose parent is gone; it takes the newest backup that can be composed.
+func TestChooseSkipsBrokenChains(t *testing.T) {
+	t.Parallel()
+	at := func(h int) time.Time { return time.Date(2026, 11, 22, h, 0, 0, 0, time.UTC) }
+	full := basebackup.Meta{Name: "f", SystemID: "A", EndLSN: 0x2000000, FinishTime: at(1)}
+	inc := basebackup.Meta{Name: "i", SystemID: "A", EndLSN: 0x3000000, FinishTime: at(2), Parent: "f", ChainFull: "f", ChainDepth: 1}
+	orphan := basebackup.Meta{Name: "o", SystemID: "A", EndLSN: 0x4000000, FinishTime: at(3), Parent: "gone", ChainFull: "gone", ChainDepth: 1}
+	if m, err := Choose([]basebackup.Meta{full, inc, orphan}, Latest, Target{}); err != nil || m.Name != "i" {
+		t.Fatalf("Choose = %s, %v; want the incremental i, not the orphan", m.Name, err)
+	}
+	if m, err := Choose([]basebackup.Meta{full, inc}, Latest, Target{Time: at(1).Add(30 * time.Minute)}); err != nil || m.Name != "f" {
+		t.Fatalf("Choose with a time target = %s, %v; want f", m.Name, err)
+	}
+}

@@ -122,8 +122,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 	}
 
+	chain, err := basebackup.ReadChain(ctx, o.Store, m)
+	if err != nil {
+		return res, err
+	}
 	start := time.Now()
-	err = basebackup.Restore(ctx, m, o.Dest, basebackup.FetchOptions{
+	err = basebackup.RestoreChain(ctx, chain, o.Dest, basebackup.FetchOptions{
 		Store:         o.Store,
 		Concurrency:   o.Concurrency,
 		TablespaceMap: mapping,
