@@ -20,9 +20,9 @@ const batch = 1000
 
 // Report is what Execute did.
 type Report struct {
-	Backups    []string `json:"backups"`     // deleted backups, oldest first
-	Finished   []string `json:"finished"`    // interrupted deletes finished
-	Skipped    []string `json:"skipped"`     // marked permanent after the plan was made
+	Backups  []string `json:"backups"`  // deleted backups, oldest first
+	Finished []string `json:"finished"` // interrupted deletes finished
+	Skipped  []string `json:"skipped"`  // marked permanent after the plan was made
 	// KeptNeeded are backups the plan deleted and Execute kept, because a
 	// backup in Skipped, or an incremental backup-push that began after the
 	// plan was made, needs them (they are in its chain).
