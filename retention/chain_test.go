@@ -243,6 +243,11 @@ func TestTargetChains(t *testing.T) {
 			if got := deleted(p); !slices.Equal(got, tc.want) {
 				t.Errorf("deleted %v, want %v", got, tc.want)
 			}
+			for _, n := range tc.want[1:] {
+				if !strings.Contains(reason(p, n), "built on "+tc.opts.Name) {
+					t.Errorf("%s deleted because %q", n, reason(p, n))
+				}
+			}
 			if tc.findNote != "" && !slices.ContainsFunc(p.Notes, func(s string) bool { return strings.Contains(s, tc.findNote) }) {
 				t.Errorf("notes %q, want %q", p.Notes, tc.findNote)
 			}

@@ -384,6 +384,7 @@ func Target(inv Inventory, opts TargetOptions) (Plan, error) {
 	p := newPlan(inv)
 	p.findBroken(inv)
 	found := false
+	var target basebackup.Meta
 	for i := range p.Backups {
 		d := &p.Backups[i]
 		if d.Meta.Name != name {
@@ -393,8 +394,10 @@ func Target(inv Inventory, opts TargetOptions) (Plan, error) {
 		if d.Meta.Permanent {
 			return Plan{}, fmt.Errorf("backup %s is permanent; run tusk backup-mark %s --impermanent first (%w)", name, name, ErrRefused)
 		}
-		d.Delete, d.Reason, found = true, "the target", true
-		if err := p.targetDependents(inv, d.Meta, opts.FindFull); err != nil {
+		d.Delete, d.Reason, found, target = true, "the target", true, d.Meta
+	}
+	if found {
+		if err := p.targetDependents(inv, target, opts.FindFull); err != nil {
 			return Plan{}, err
 		}
 	}
