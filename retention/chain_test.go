@@ -268,6 +268,17 @@ func TestGarbageAndEverythingChains(t *testing.T) {
 	if got := deleted(p); !slices.Equal(got, []string{"I9", "I10"}) || len(p.Broken) != 2 {
 		t.Errorf("garbage deleted %v, broken %v; want the broken I9, I10", got, p.Broken)
 	}
+	// An old leftover of a push on I10 goes with it; a young one keeps it.
+	opts.LeftoverAge = time.Hour
+	for _, c := range []struct {
+		age  time.Duration
+		want []string
+	}{{2 * time.Hour, []string{"I9", "I10"}}, {time.Minute, nil}} {
+		inv := Inventory{Backups: bs, Leftovers: []Leftover{{Name: nameAt(9.5), Parent: "I10", Newest: now.Add(-c.age)}}}
+		if p, err := Garbage(inv, opts); err != nil || !slices.Equal(deleted(p), c.want) {
+			t.Errorf("garbage with a leftover on I10 written %v ago: deleted %v (%v), want %v", c.age, deleted(p), err, c.want)
+		}
+	}
 	opts.Leftovers = false
 	if p, _ := Garbage(Inventory{Backups: bs}, opts); len(deleted(p)) != 0 {
 		t.Errorf("garbage ARCHIVES deleted %v", deleted(p))

@@ -533,7 +533,15 @@ func Garbage(inv Inventory, opts GarbageOptions) (Plan, error) {
 			}
 		}
 	}
-	p.keepNeeded(inv)
+	// What the leftovers this plan deletes were built on needs no keeping.
+	stay := inv
+	stay.Leftovers = nil
+	for _, l := range inv.Leftovers {
+		if !opts.Leftovers || opts.Now.Sub(l.Newest) < opts.LeftoverAge {
+			stay.Leftovers = append(stay.Leftovers, l)
+		}
+	}
+	p.keepNeeded(stay)
 	var young []Leftover
 	for _, l := range inv.Leftovers {
 		d := LeftoverDecision{Leftover: l}
