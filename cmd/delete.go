@@ -89,9 +89,9 @@ backup that finished at or after it; --retain-window 14d also keeps every
 backup needed to restore to any moment of the last 14 days (the backups inside
 the window and the newest one before it, with their chains).`,
 		RunE: func(c *cobra.Command, args []string) error {
-			full := false
+			full, modifier := false, ""
 			if len(args) == 2 && (args[0] == "FULL" || args[0] == "FIND_FULL") {
-				full = args[0] == "FULL"
+				full, modifier = args[0] == "FULL", args[0]+" "
 				args = args[1:]
 			}
 			if len(args) == 1 && (args[0] == "FULL" || args[0] == "FIND_FULL") {
@@ -117,10 +117,7 @@ the window and the newest one before it, with their chains).`,
 					return usagef(fmt.Errorf("--retain-window: %w", err))
 				}
 			}
-			what := "retain " + args[0]
-			if full {
-				what = "retain FULL " + args[0]
-			}
+			what := "retain " + modifier + args[0]
 			return runDelete(c, root, o, what, func(inv retention.Inventory) (retention.Plan, error) {
 				return retention.Retain(inv, ro)
 			})

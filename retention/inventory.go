@@ -12,6 +12,9 @@
 //     rules (retain N) apply within each lineage.
 //   - Permanent backups are never deleted by retain, before or garbage, and
 //     neither is the WAL from their start segment through their end segment.
+//   - No plan but everything deletes a backup that an incremental backup it
+//     keeps is built on (see the chain rules in chain.go); Execute deletes
+//     dependents before their parents.
 //   - retain, before and garbage delete a WAL object only when its segment
 //     lies before the start segment of every kept non-permanent backup and
 //     of every backup-push that may still be running (whatever the
