@@ -89,28 +89,27 @@ func canParent(m Meta, sys System) error {
 	return nil
 }
 
-// Chain returns the backups a restore of m needs, the full backup first and
-// m last, from backups (any order). It fails naming the first backup of the
-// chain that is missing.
-func Chain(backups []Meta, m Meta) ([]Meta, error) {
-	byName := make(map[string]Meta, len(backups))
-	for _, b := range backups {
-		byName[b.Name] = b
-	}
-	chain := []Meta{m}
-	for cur := m; cur.Incremental(); {
-		p, ok := byName[cur.Parent]
-		switch {
-		case !ok:
-			return nil, fmt.Errorf("backup %s is incremental on %s, which the repository no longer holds: %s cannot be restored (restore an older backup, or take a full one)", cur.Name, cur.Parent, m.Name)
-		case len(chain) > len(backups):
-			return nil, fmt.Errorf("backup %s's chain of parents loops back on itself", m.Name)
+// ChainOf returns the backups a restore of m needs, the full backup first
+// and m last, from backups (which must hold m). It fails in one sentence
+// naming the first backup of the chain that is missing.
+func ChainOf(backups []Meta, m Meta) ([]Meta, error) {
+	parents, missing := Chain(backups, m.Name)
+	if missing != "" {
+		child := m
+		if len(parents) > 0 {
+			child = parents[len(parents)-1]
 		}
-		chain = append(chain, p)
-		cur = p
+		if missing == m.Name && !child.Incremental() {
+			return nil, fmt.Errorf("backup %s: %w", m.Name, ErrNoBackup)
+		}
+		if slices.ContainsFunc(parents, func(p Meta) bool { return p.Name == missing }) || missing == m.Name {
+			return nil, fmt.Errorf("backup %s's chain of parents loops back to %s", m.Name, missing)
+		}
+		return nil, fmt.Errorf("backup %s is incremental on %s, which the repository no longer holds: %s cannot be restored (restore an older backup, or take a full one)", child.Name, missing, m.Name)
 	}
+	chain := slices.Clone(parents)
 	slices.Reverse(chain)
-	return chain, nil
+	return append(chain, m), nil
 }
 
 // ReadChain reads the metadata of m's parents, up to its full backup, and
@@ -123,7 +122,7 @@ func ReadChain(ctx context.Context, st storage.Storage, m Meta) ([]Meta, error) 
 		}
 		p, err := ReadMeta(ctx, st, cur.Parent)
 		if errors.Is(err, ErrNoBackup) {
-			break // Chain says which one is missing
+			break // ChainOf says which one is missing
 		}
 		if err != nil {
 			return nil, fmt.Errorf("backup %s needs its parent %s: %w", m.Name, cur.Parent, err)
@@ -131,8 +130,65 @@ func ReadChain(ctx context.Context, st storage.Storage, m Meta) ([]Meta, error) 
 		known = append(known, p)
 		cur = p
 	}
-	return Chain(known, m)
+	return ChainOf(known, m)
 }
 
 // maxChain bounds the parents ReadChain follows.
 const maxChain = 1000
+
+// Chain returns the backups that restoring backup name needs besides
+// itself, read from bs: its parent, its parent's parent, and so on up to the
+// full backup at the root, nearest first (nil for a full backup). missing is
+// the name of the first backup of the chain that bs does not hold ("" when
+// the chain reaches a full backup); the backups before it are returned. A
+// chain that comes back to a backup already in it (metadata that names
+// parents in a loop) ends there, missing naming that backup. Chain does not
+// look at name itself: it must be in bs.
+func Chain(bs []Meta, name string) (chain []Meta, missing string) {
+	byName := make(map[string]int, len(bs))
+	for i, m := range bs {
+		byName[m.Name] = i
+	}
+	i, ok := byName[name]
+	if !ok {
+		return nil, name
+	}
+	seen := map[string]bool{name: true}
+	for m := bs[i]; m.Incremental(); {
+		j, ok := byName[m.Parent]
+		if !ok || seen[m.Parent] {
+			return chain, m.Parent
+		}
+		seen[m.Parent] = true
+		m = bs[j]
+		chain = append(chain, m)
+	}
+	return chain, ""
+}
+
+// Dependents returns the backups of bs built on backup name, directly or
+// through others, nearest first (breadth first): those whose restore needs
+// it.
+func Dependents(bs []Meta, name string) []Meta {
+	children := map[string][]int{}
+	for i, m := range bs {
+		if m.Incremental() {
+			children[m.Parent] = append(children[m.Parent], i)
+		}
+	}
+	var out []Meta
+	seen := map[string]bool{name: true}
+	queue := []string{name}
+	for len(queue) > 0 {
+		n := queue[0]
+		queue = queue[1:]
+		for _, i := range children[n] {
+			if m := bs[i]; !seen[m.Name] {
+				seen[m.Name] = true
+				out = append(out, m)
+				queue = append(queue, m.Name)
+			}
+		}
+	}
+	return out
+}

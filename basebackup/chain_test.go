@@ -1,6 +1,7 @@
 package basebackup
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -65,27 +66,60 @@ func TestChooseParent(t *testing.T) {
 	}
 }
 
-func TestChain(t *testing.T) {
+func TestChainOf(t *testing.T) {
 	t.Parallel()
 	full := chainMeta("f1", "", "", 0)
 	inc1 := chainMeta("i1", "f1", "f1", 1)
 	inc2 := chainMeta("i2", "i1", "f1", 2)
-	got, err := Chain([]Meta{inc2, full, inc1}, inc2)
+	got, err := ChainOf([]Meta{inc2, full, inc1}, inc2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 3 || got[0].Name != "f1" || got[1].Name != "i1" || got[2].Name != "i2" {
-		t.Fatalf("Chain = %v", got)
+		t.Fatalf("ChainOf = %v", got)
 	}
-	if got, err := Chain(nil, full); err != nil || len(got) != 1 {
+	if got, err := ChainOf([]Meta{full}, full); err != nil || len(got) != 1 {
 		t.Fatalf("Chain of a full backup = %v, %v", got, err)
 	}
-	if _, err := Chain([]Meta{full, inc2}, inc2); err == nil || !strings.Contains(err.Error(), "incremental on i1, which the repository no longer holds") {
+	if _, err := ChainOf([]Meta{full, inc2}, inc2); err == nil || !strings.Contains(err.Error(), "incremental on i1, which the repository no longer holds") {
 		t.Fatalf("Chain with a missing parent: %v", err)
 	}
 	loop := chainMeta("a", "b", "f1", 1)
 	loopB := chainMeta("b", "a", "f1", 1)
-	if _, err := Chain([]Meta{loop, loopB}, loop); err == nil || !strings.Contains(err.Error(), "loops") {
+	if _, err := ChainOf([]Meta{loop, loopB}, loop); err == nil || !strings.Contains(err.Error(), "loops") {
 		t.Fatalf("Chain of a loop: %v", err)
+	}
+}
+
+func TestChainAndDependents(t *testing.T) {
+	m := func(name, parent string) Meta { return Meta{Name: name, Parent: parent} }
+	// F <- I1 <- I2, F <- J1 (two incrementals on one full), G alone, O on a
+	// missing parent, L1 <-> L2 a loop.
+	bs := []Meta{m("F", ""), m("I1", "F"), m("J1", "F"), m("I2", "I1"), m("G", ""), m("O", "gone"), m("L1", "L2"), m("L2", "L1")}
+	names := func(ms []Meta) []string {
+		var out []string
+		for _, m := range ms {
+			out = append(out, m.Name)
+		}
+		return out
+	}
+	chains := []struct {
+		name, missing string
+		chain         []string
+	}{
+		{"F", "", nil}, {"I1", "", []string{"F"}}, {"I2", "", []string{"I1", "F"}}, {"O", "gone", nil},
+		{"L1", "L1", []string{"L2"}}, {"nope", "nope", nil},
+	}
+	for _, c := range chains {
+		chain, missing := Chain(bs, c.name)
+		if !slices.Equal(names(chain), c.chain) || missing != c.missing {
+			t.Errorf("Chain(%s) = %v, %q; want %v, %q", c.name, names(chain), missing, c.chain, c.missing)
+		}
+	}
+	deps := map[string][]string{"F": {"I1", "J1", "I2"}, "I1": {"I2"}, "I2": nil, "G": nil, "gone": {"O"}, "L1": {"L2"}}
+	for n, want := range deps {
+		if got := names(Dependents(bs, n)); !slices.Equal(got, want) {
+			t.Errorf("Dependents(%s) = %v, want %v", n, got, want)
+		}
 	}
 }

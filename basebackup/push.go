@@ -375,6 +375,16 @@ func (u *uploader) Begin(start wal.LSN, tli uint32, spaces []Tablespace) error {
 	if err := u.opts.Store.Put(u.ctx, StartedKey(u.meta.Name), bytes.NewReader(started)); err != nil {
 		return fmt.Errorf("write %s: %w", StartedKey(u.meta.Name), err)
 	}
+	// The other half of delete's protocol: a delete writes its tombstone
+	// before it looks for running incrementals, this run wrote its record
+	// before it looks for tombstones, so one of them sees the other.
+	if p := u.meta.Parent; p != "" {
+		if _, err := u.opts.Store.Stat(u.ctx, TombstoneKey(p)); err == nil {
+			return fmt.Errorf("its parent %s is being deleted; run backup-push again (it takes a full backup if no other parent is left)", p)
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("check the repository: %w", err)
+		}
+	}
 	return nil
 }
 

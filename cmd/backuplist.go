@@ -95,7 +95,7 @@ func listEntries(ms []basebackup.Meta) []listEntry {
 	out := make([]listEntry, 0, len(ms))
 	for _, m := range ms {
 		e := listEntry{Meta: m}
-		chain, err := basebackup.Chain(ms, m)
+		chain, err := basebackup.ChainOf(ms, m)
 		if err != nil {
 			e.ChainError = err.Error()
 		}

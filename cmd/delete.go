@@ -45,6 +45,12 @@ upgraded cluster on the same prefix never deletes the other's backups.
 Permanent backups (backup-push --permanent, backup-mark) and the WAL from their
 start to their end are never deleted, except by "everything FORCE".
 
+An incremental backup restores only with its chain (its parent, and so on up
+to a full backup), so no delete leaves one without its parent: whatever a kept
+backup, a permanent one, or an incremental backup-push still running needs
+stays, and the plan says why. A backup whose chain misses a backup (deleted
+behind tusk's back) is broken: plans name it, and only "garbage" deletes it.
+
 retain and before also delete the WAL that no remaining backup needs (as
 wal-g's do); target leaves it for "delete garbage", which also removes the
 leftovers of interrupted backups. Deletes are crash-safe: an interrupted delete leaves no listed backup
@@ -73,14 +79,19 @@ func newDeleteRetainCmd(root *rootOpts, o *deleteOpts) *cobra.Command {
 		Use:   "retain [FULL|FIND_FULL] N",
 		Short: "Keep the newest N backups of each cluster and delete the older ones",
 		Long: `retain keeps the newest N backups of each cluster (system identifier) and
-deletes the older ones, and the WAL that no remaining backup needs. Permanent
-backups are kept and not counted. --after NAME|TIME also keeps
-every backup that finished at or after it; --retain-window 14d also keeps every
+the backups their chains need (an incremental's parents up to its full
+backup), and deletes the older ones, and the WAL that no remaining backup
+needs. FULL N keeps the newest N full backups and every backup newer than the
+oldest of them, so every incremental built on them; FIND_FULL N is the same as
+N (the full backup a kept incremental needs is always kept). Permanent and
+broken backups are kept and not counted. --after NAME|TIME also keeps every
+backup that finished at or after it; --retain-window 14d also keeps every
 backup needed to restore to any moment of the last 14 days (the backups inside
-the window and the newest one before it). All backups are full backups, so
-FULL and FIND_FULL change nothing; they are accepted so wal-g's cron lines work.`,
+the window and the newest one before it, with their chains).`,
 		RunE: func(c *cobra.Command, args []string) error {
+			full, modifier := false, ""
 			if len(args) == 2 && (args[0] == "FULL" || args[0] == "FIND_FULL") {
+				full, modifier = args[0] == "FULL", args[0]+" "
 				args = args[1:]
 			}
 			if len(args) == 1 && (args[0] == "FULL" || args[0] == "FIND_FULL") {
@@ -93,7 +104,7 @@ FULL and FIND_FULL change nothing; they are accepted so wal-g's cron lines work.
 			if err != nil || n < 1 {
 				return usagef(fmt.Errorf("retain needs the number of backups to keep, at least 1; got %q (to delete every backup use tusk delete everything)", args[0]))
 			}
-			ro := retention.RetainOptions{Keep: n, Now: time.Now()}
+			ro := retention.RetainOptions{Keep: n, Full: full, Now: time.Now()}
 			if after != "" {
 				b, err := parseBound(after, "--after")
 				if err != nil {
@@ -106,7 +117,8 @@ FULL and FIND_FULL change nothing; they are accepted so wal-g's cron lines work.
 					return usagef(fmt.Errorf("--retain-window: %w", err))
 				}
 			}
-			return runDelete(c, root, o, "retain "+args[0], func(inv retention.Inventory) (retention.Plan, error) {
+			what := "retain " + modifier + args[0]
+			return runDelete(c, root, o, what, func(inv retention.Inventory) (retention.Plan, error) {
 				return retention.Retain(inv, ro)
 			})
 		},
@@ -131,10 +143,15 @@ func newDeleteBeforeCmd(root *rootOpts, o *deleteOpts) *cobra.Command {
 		Long: `before NAME deletes the backups of NAME's cluster that finished before NAME;
 before TIME deletes the backups of every cluster that finished before TIME
 (2026-11-20T03:00:00Z; a time without a zone is UTC; a date means its
-midnight UTC), and the WAL that no remaining backup needs. Permanent backups
-stay. A plan that would leave no backup at all is refused.`,
+midnight UTC), and the WAL that no remaining backup needs. Permanent and broken
+backups stay. When the bound cuts a chain, the parents the kept backups need
+stay and the plan says so; with FIND_FULL the bound moves back to the full
+backup their chain starts from instead, as wal-g's does. A plan that would
+leave no backup at all is refused.`,
 		RunE: func(c *cobra.Command, args []string) error {
+			findFull := false
 			if len(args) == 2 && args[0] == "FIND_FULL" {
+				findFull = true
 				args = args[1:]
 			}
 			if len(args) != 1 || args[0] == "FIND_FULL" {
@@ -144,8 +161,12 @@ stay. A plan that would leave no backup at all is refused.`,
 			if err != nil {
 				return err
 			}
-			return runDelete(c, root, o, "before "+args[0], func(inv retention.Inventory) (retention.Plan, error) {
-				return retention.Before(inv, b)
+			what := "before " + args[0]
+			if findFull {
+				what = "before FIND_FULL " + args[0]
+			}
+			return runDelete(c, root, o, what, func(inv retention.Inventory) (retention.Plan, error) {
+				return retention.Before(inv, retention.BeforeOptions{Bound: b, FindFull: findFull})
 			})
 		},
 	}
@@ -177,9 +198,16 @@ func newDeleteTargetCmd(root *rootOpts, o *deleteOpts) *cobra.Command {
 		Use:   "target [FIND_FULL] NAME",
 		Short: "Delete one backup",
 		Long: `target deletes one backup, also one whose metadata cannot be read. A
-permanent backup is refused (tusk backup-mark NAME --impermanent first).`,
+permanent backup is refused (tusk backup-mark NAME --impermanent first). A
+backup that incremental backups are built on is refused, naming them, unless
+FIND_FULL is given, which deletes it and every backup built on it (the plan
+lists them). It is refused too while an incremental backup-push may be running
+on its chain, or while a backup whose metadata cannot be read may be built on
+it. Like wal-g's, target leaves the WAL for "delete garbage".`,
 		RunE: func(c *cobra.Command, args []string) error {
+			findFull := false
 			if len(args) == 2 && args[0] == "FIND_FULL" {
+				findFull = true
 				args = args[1:]
 			}
 			if len(args) != 1 || args[0] == "FIND_FULL" {
@@ -188,8 +216,12 @@ permanent backup is refused (tusk backup-mark NAME --impermanent first).`,
 			if err := basebackup.CheckName(args[0]); err != nil {
 				return usagef(err)
 			}
-			return runDelete(c, root, o, "target "+args[0], func(inv retention.Inventory) (retention.Plan, error) {
-				return retention.Target(inv, args[0])
+			what := "target " + args[0]
+			if findFull {
+				what = "target FIND_FULL " + args[0]
+			}
+			return runDelete(c, root, o, what, func(inv retention.Inventory) (retention.Plan, error) {
+				return retention.Target(inv, retention.TargetOptions{Name: args[0], FindFull: findFull})
 			})
 		},
 	}
@@ -199,14 +231,15 @@ func newDeleteGarbageCmd(root *rootOpts, o *deleteOpts) *cobra.Command {
 	var age time.Duration
 	c := &cobra.Command{
 		Use:   "garbage [ARCHIVES|BACKUPS]",
-		Short: "Delete WAL no backup needs and leftovers of interrupted backups",
-		Long: `garbage deletes the WAL that no remaining backup needs and the folders of
-backups that never finished. WAL stays from the start of the oldest
+		Short: "Delete WAL no backup needs, leftovers of interrupted backups, broken backups",
+		Long: `garbage deletes the WAL that no remaining backup needs, the folders of
+backups that never finished, and broken backups (incremental backups whose
+chain misses a backup, which can never be restored). WAL stays from the start of the oldest
 non-permanent backup onward (point-in-time recovery from any kept backup), and
 from start to end of every permanent backup; timeline history files always
 stay. An unfinished backup's folder goes only once its newest object is older
 than --leftover-age, so a backup-push running now is never touched. ARCHIVES
-limits it to WAL, BACKUPS to unfinished backups.`,
+limits it to WAL, BACKUPS to unfinished and broken backups.`,
 		RunE: func(c *cobra.Command, args []string) error {
 			what := ""
 			if len(args) == 1 && (args[0] == "ARCHIVES" || args[0] == "BACKUPS") {
@@ -274,6 +307,12 @@ func runDelete(c *cobra.Command, root *rootOpts, o *deleteOpts, what string, pla
 	}
 	p, err := plan(inv)
 	if err != nil {
+		var de *retention.DependentsError
+		if o.json && errors.As(err, &de) {
+			if werr := writeJSON(root.stdout, refusalOutput{Command: what, Refused: true, Error: de.Error(), Backup: de.Backup, Dependents: de.Dependents}); werr != nil {
+				return werr
+			}
+		}
 		if errors.Is(err, basebackup.ErrNoBackup) {
 			return &ExitError{Code: 1, Err: err}
 		}
@@ -314,7 +353,21 @@ func runDelete(c *cobra.Command, root *rootOpts, o *deleteOpts, what string, pla
 		// so a script that deletes everything before removing the bucket stops.
 		return &ExitError{Code: 1, Err: sparedErr(what, rep.Skipped)}
 	}
+	if len(rep.KeptNeeded) > 0 {
+		return &ExitError{Code: 1, Err: fmt.Errorf("delete %s kept %s, which an incremental backup-push that began while it ran is built on; the rest is done (run the delete again once that backup-push has finished)",
+			what, strings.Join(rep.KeptNeeded, ", "))}
+	}
 	return nil
+}
+
+// refusalOutput is delete --json's document for a plan refused because
+// other backups are built on the one it would delete.
+type refusalOutput struct {
+	Command    string   `json:"command"`
+	Refused    bool     `json:"refused"`
+	Error      string   `json:"error"`
+	Backup     string   `json:"backup"`
+	Dependents []string `json:"dependents"`
 }
 
 // sparedErr says that a delete spared backups marked permanent while it
@@ -352,6 +405,7 @@ type planOutput struct {
 	Unreadable  []retention.Unreadable `json:"unreadable"`
 	Interrupted []string               `json:"interrupted_deletes"`
 	Leftovers   []leftoverDecision     `json:"leftovers"`
+	Broken      []retention.Broken     `json:"broken"`
 	WAL         *walDecision           `json:"wal"`
 	Notes       []string               `json:"notes"`
 	FreesBytes  int64                  `json:"frees_bytes"`
@@ -363,6 +417,10 @@ type backupDecision struct {
 	SystemID   string    `json:"system_identifier"`
 	FinishTime time.Time `json:"finish_time"`
 	StartWAL   string    `json:"start_wal_segment"`
+	Kind       string    `json:"kind"`                 // "full" or "incremental"
+	Parent     string    `json:"parent,omitempty"`     // the backup an incremental is built on
+	ChainFull  string    `json:"chain_full,omitempty"` // the full backup its chain starts from
+	Broken     bool      `json:"broken,omitempty"`     // its chain misses a backup (see broken)
 	Permanent  bool      `json:"permanent"`
 	StoredSize int64     `json:"stored_size"`
 	Action     string    `json:"action"` // "delete" or "keep"
@@ -396,7 +454,14 @@ func action(del bool) string {
 
 func planJSON(p retention.Plan, what string, dry bool, rep *retention.Report) planOutput {
 	out := planOutput{Command: what, DryRun: dry, Unreadable: p.Unreadable, Interrupted: p.Interrupted,
-		Notes: p.Notes, Done: rep, Backups: []backupDecision{}, Leftovers: []leftoverDecision{}}
+		Notes: p.Notes, Done: rep, Backups: []backupDecision{}, Leftovers: []leftoverDecision{}, Broken: p.Broken}
+	if out.Broken == nil {
+		out.Broken = []retention.Broken{}
+	}
+	broken := map[string]bool{}
+	for _, b := range p.Broken {
+		broken[b.Backup] = true
+	}
 	if out.Unreadable == nil {
 		out.Unreadable = []retention.Unreadable{}
 	}
@@ -409,7 +474,8 @@ func planJSON(p retention.Plan, what string, dry bool, rep *retention.Report) pl
 	for _, d := range p.Backups {
 		m := d.Meta
 		out.Backups = append(out.Backups, backupDecision{Name: m.Name, SystemID: m.SystemID, FinishTime: m.FinishTime,
-			StartWAL: m.StartWAL, Permanent: m.Permanent, StoredSize: m.StoredSize, Action: action(d.Delete), Reason: d.Reason})
+			StartWAL: m.StartWAL, Kind: m.Kind(), Parent: m.Parent, ChainFull: m.ChainFull, Broken: broken[m.Name],
+			Permanent: m.Permanent, StoredSize: m.StoredSize, Action: action(d.Delete), Reason: d.Reason})
 		if d.Delete {
 			out.FreesBytes += m.StoredSize
 		}
@@ -447,12 +513,19 @@ func printPlan(w io.Writer, p retention.Plan, what string, dry bool) {
 	}
 	if len(j.Backups) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "action\tname\tfinished\tsystem id\tstored\twhy")
+		fmt.Fprintln(tw, "action\tname\tkind\tfinished\tsystem id\tstored\twhy")
 		for _, b := range j.Backups {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", b.Action, b.Name, b.FinishTime.Local().Format("2006-01-02 15:04:05 MST"),
+			kind := b.Kind
+			if b.Parent != "" {
+				kind += " on " + b.Parent
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.Action, b.Name, kind, b.FinishTime.Local().Format("2006-01-02 15:04:05 MST"),
 				b.SystemID, bytesString(b.StoredSize), b.Reason)
 		}
 		tw.Flush()
+	}
+	for _, b := range p.Broken {
+		fmt.Fprintln(w, b.String())
 	}
 	for _, u := range p.Unreadable {
 		verb := "left alone"
@@ -489,6 +562,9 @@ func printPlan(w io.Writer, p retention.Plan, what string, dry bool) {
 func printReport(w io.Writer, p retention.Plan, rep retention.Report) {
 	for _, n := range rep.Skipped {
 		fmt.Fprintf(w, "spared backup %s: it was marked permanent while the delete ran\n", n)
+	}
+	for _, n := range rep.KeptNeeded {
+		fmt.Fprintf(w, "spared backup %s: a spared backup, or an incremental backup-push that began while the delete ran, is built on it\n", n)
 	}
 	if rep.WALSpared > 0 {
 		fmt.Fprintf(w, "kept %d WAL objects the plan deleted, because the spared backups need them\n", rep.WALSpared)

@@ -24,6 +24,9 @@ import (
 type verifyResult struct {
 	Backup      string               `json:"backup"`
 	OK          bool                 `json:"ok"`
+	Kind        string               `json:"kind,omitempty"`   // "full" or "incremental"
+	Parent      string               `json:"parent,omitempty"` // the backup an incremental is built on
+	Chain       []string             `json:"chain,omitempty"`  // an incremental's parents, nearest first, as checked
 	Parts       int                  `json:"parts"`
 	DataSize    int64                `json:"data_size"`
 	StoredSize  int64                `json:"stored_size"`
@@ -46,6 +49,12 @@ decompress, and hold only tar entries a restore accepts; the WAL from the
 backup's start segment to its end segment must be in the archive and pass its
 checksum. --deep also checks every file against PostgreSQL's backup manifest
 stored with the backup (size and CRC32C) and the manifest's own checksum.
+
+An incremental backup restores only with its chain, so verify also checks that
+every backup of its chain is in the repository, readable and sound (its parts
+present with their sizes and checksums), of the same cluster, and in order
+(each parent ends before the backup built on it starts). The WAL checked is the
+backup's own: restoring it needs its chain's data, not its chain's WAL.
 
 Without a name it verifies the newest backup; --all verifies every backup.
 Each problem is reported with the object it concerns; the exit code is 1 if
@@ -70,24 +79,33 @@ there is any. Parts are read TUSK_DOWNLOAD_CONCURRENCY at a time.`,
 			var ms []basebackup.Meta
 			var results []verifyResult
 			bad := 0
+			// Every backup is listed, also to verify one: an incremental
+			// backup's chain must be there and sound. Metadata that cannot
+			// be read is a damaged backup: --all reports it and fails;
+			// without --all the newest readable backup is verified and the
+			// damage still counts; a named backup fails for it only if its
+			// chain needs that backup.
+			var unreadable []verifyResult
+			why := map[string]string{}
+			list, err := basebackup.List(ctx, st, func(key string, err error) {
+				name := strings.TrimSuffix(strings.TrimPrefix(key, "backups/"), ".json")
+				why[name] = err.Error()
+				unreadable = append(unreadable, verifyResult{Backup: name, Problems: []basebackup.Problem{{Object: key, Error: err.Error()}}})
+			})
+			if err != nil {
+				return describeStorageErr(diagnose(ctx, st, err), cfg)
+			}
 			if len(args) == 1 && args[0] != "LATEST" {
-				m, err := basebackup.ReadMeta(ctx, st, args[0])
-				if err != nil {
+				i := slices.IndexFunc(list, func(m basebackup.Meta) bool { return m.Name == args[0] })
+				if i < 0 {
+					_, err := basebackup.ReadMeta(ctx, st, args[0]) // says why
+					if err == nil {
+						err = fmt.Errorf("backup %s: %w in the repository (see tusk backup-list)", args[0], basebackup.ErrNoBackup)
+					}
 					return describeStorageErr(diagnose(ctx, st, err), cfg)
 				}
-				ms = []basebackup.Meta{m}
+				ms = list[i : i+1]
 			} else {
-				// Metadata that cannot be read is a damaged backup: --all
-				// reports it and fails; without --all the newest readable
-				// backup is verified and the damage still counts.
-				var unreadable []verifyResult
-				list, err := basebackup.List(ctx, st, func(key string, err error) {
-					unreadable = append(unreadable, verifyResult{Backup: strings.TrimSuffix(strings.TrimPrefix(key, "backups/"), ".json"),
-						Problems: []basebackup.Problem{{Object: key, Error: err.Error()}}})
-				})
-				if err != nil {
-					return describeStorageErr(diagnose(ctx, st, err), cfg)
-				}
 				for _, r := range unreadable {
 					bad++
 					if !asJSON {
@@ -104,20 +122,53 @@ there is any. Parts are read TUSK_DOWNLOAD_CONCURRENCY at a time.`,
 				}
 			}
 			line := newProgressLine(root.stderr)
-			for _, m := range ms {
-				start := time.Now()
+			// The parts of each backup are read once, also when several
+			// incremental backups need it.
+			partsOf := map[string][]basebackup.Problem{}
+			verifyParts := func(m basebackup.Meta, what string) ([]basebackup.Problem, error) {
+				if p, ok := partsOf[m.Name]; ok {
+					return p, nil
+				}
 				problems, err := basebackup.Verify(ctx, m, basebackup.VerifyOptions{
 					Store: st, Concurrency: cfg.DownloadConcurrency, Deep: deep,
 					Progress: func(done, total int64) {
-						line.show("verify %s: %s of %s", m.Name, bytesString(done), bytesString(total))
+						line.show("verify %s: %s of %s", what, bytesString(done), bytesString(total))
 					},
 				})
+				if err != nil {
+					return nil, err
+				}
+				partsOf[m.Name] = problems
+				return problems, nil
+			}
+			for _, m := range ms {
+				start := time.Now()
+				problems, err := verifyParts(m, m.Name)
 				if err != nil {
 					line.done()
 					return describeStorageErr(fmt.Errorf("verify backup %s: %w", m.Name, err), cfg)
 				}
-				r := verifyResult{Backup: m.Name, Parts: len(m.Parts), DataSize: m.DataSize, StoredSize: m.StoredSize,
+				r := verifyResult{Backup: m.Name, Kind: m.Kind(), Parent: m.Parent, Parts: len(m.Parts), DataSize: m.DataSize, StoredSize: m.StoredSize,
 					WALFirst: m.StartWAL, WALLast: m.EndWAL, Deep: deep, Problems: problems}
+				if m.Incremental() {
+					r.Problems = append(r.Problems, verify.ChainProblems(m, list, why)...)
+					chain, _ := basebackup.Chain(list, m.Name)
+					r.Chain = []string{}
+					for _, parent := range chain {
+						r.Chain = append(r.Chain, parent.Name)
+						pp, err := verifyParts(parent, parent.Name+" (in the chain of "+m.Name+")")
+						if err != nil {
+							line.done()
+							return describeStorageErr(fmt.Errorf("verify backup %s, in the chain of %s: %w", parent.Name, m.Name, err), cfg)
+						}
+						if len(pp) > 0 {
+							r.Problems = append(r.Problems, basebackup.Problem{Object: basebackup.MetaKey(parent.Name),
+								Error: fmt.Sprintf("backup %s, which backup %s needs to restore, is damaged (%d problem(s), listed here)", parent.Name, m.Name, len(pp))})
+							r.Problems = append(r.Problems, pp...)
+						}
+					}
+				}
+				// Restoring needs the backup's own WAL, not that of its chain.
 				walProblems, n, err := verifyWAL(c, st, m, cfg.DownloadConcurrency, line)
 				if err != nil {
 					line.done()
@@ -207,6 +258,9 @@ func printVerify(w io.Writer, r verifyResult) {
 		what := "parts and checksums"
 		if r.Deep {
 			what += ", every file against the backup manifest"
+		}
+		if len(r.Chain) > 0 {
+			what += fmt.Sprintf(", its chain of %d backup(s) (%s) present and sound", len(r.Chain), strings.Join(r.Chain, ", "))
 		}
 		fmt.Fprintf(w, "backup %s: ok — %d parts (%s of data, %s stored), %s, WAL %s to %s (%d segments), in %.1fs\n",
 			r.Backup, r.Parts, bytesString(r.DataSize), bytesString(r.StoredSize), what, r.WALFirst, r.WALLast, r.WALSegments, r.Seconds)

@@ -48,7 +48,7 @@ func Choose(backups []basebackup.Meta, name string, t Target) (basebackup.Meta, 
 	}
 	for i := len(backups) - 1; i >= 0; i-- {
 		if m := backups[i]; reaches(m, t) {
-			if _, err := basebackup.Chain(backups, m); err != nil {
+			if _, err := basebackup.ChainOf(backups, m); err != nil {
 				continue
 			}
 			return m, nil

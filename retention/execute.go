@@ -20,9 +20,13 @@ const batch = 1000
 
 // Report is what Execute did.
 type Report struct {
-	Backups    []string `json:"backups"`     // deleted backups, oldest first
-	Finished   []string `json:"finished"`    // interrupted deletes finished
-	Skipped    []string `json:"skipped"`     // marked permanent after the plan was made
+	Backups  []string `json:"backups"`  // deleted backups, oldest first
+	Finished []string `json:"finished"` // interrupted deletes finished
+	Skipped  []string `json:"skipped"`  // marked permanent after the plan was made
+	// KeptNeeded are backups the plan deleted and Execute kept, because a
+	// backup in Skipped, or an incremental backup-push that began after the
+	// plan was made, needs them (they are in its chain).
+	KeptNeeded []string `json:"kept_needed,omitempty"`
 	Leftovers  []string `json:"leftovers"`   // unfinished backups' folders removed
 	WALDeleted int      `json:"wal_deleted"` // WAL objects deleted
 	// WALSpared are WAL objects the plan deleted and Execute kept, because
@@ -78,10 +82,14 @@ func Execute(ctx context.Context, st storage.Storage, p Plan, c Counter) (Report
 			forced[m.Name] = true
 		}
 	}
-	names = append(names, p.DeleteUnreadable...)
+	var metas []basebackup.Meta
+	for _, b := range p.Backups {
+		metas = append(metas, b.Meta)
+	}
+	names = deleteOrder(append(slices.Clone(p.DeleteUnreadable), names...), metas)
 	var spared []basebackup.Meta
 	if len(names) > 0 {
-		done, sp, err := d.backups(ctx, names, forced)
+		done, sp, err := d.backups(ctx, names, forced, metas)
 		r.Backups, spared = done, sp
 		if err != nil {
 			return r, err
@@ -255,32 +263,123 @@ type tombstone struct {
 // removes the metadata its write brought back once the parts are gone). So
 // the tombstone must be written before the re-read, and be deleted only
 // once the decision is carried out: after the spare, or after the parts.
-func (d deleter) backups(ctx context.Context, names []string, forced map[string]bool) ([]string, []basebackup.Meta, error) {
+func (d deleter) backups(ctx context.Context, names []string, forced map[string]bool, planned []basebackup.Meta) ([]string, []basebackup.Meta, error) {
+	// names come dependents first (deleteOrder): an interrupted run leaves
+	// tombstones on a backup's dependents before it, so no listed backup
+	// ever has a parent that is no longer listed.
 	for _, n := range names {
 		b, _ := json.Marshal(tombstone{Name: n, Since: time.Now().UTC()})
 		if err := d.st.Put(ctx, basebackup.TombstoneKey(n), bytes.NewReader(b)); err != nil {
 			return nil, nil, fmt.Errorf("mark backup %s as being deleted: %w", n, err)
 		}
 	}
-	var keep []string
-	var spared []basebackup.Meta
+	metas := map[string]basebackup.Meta{}
+	spare := map[string]bool{}
+	var read []basebackup.Meta // what the metadata says now, for the chains
 	for _, n := range names {
 		m, err := basebackup.ReadMeta(ctx, d.st, n)
 		switch {
 		case err == nil && m.Permanent && !forced[n]:
-			if err := d.st.Delete(ctx, basebackup.TombstoneKey(n)); err != nil {
-				return nil, nil, fmt.Errorf("spare backup %s, marked permanent meanwhile: %w", n, err)
-			}
 			d.r.Skipped = append(d.r.Skipped, n)
-			spared = append(spared, m)
-		case err == nil, errors.Is(err, basebackup.ErrNoBackup), errors.Is(err, basebackup.ErrBadMeta):
-			keep = append(keep, n)
+			spare[n] = true
+			metas[n] = m
+			read = append(read, m)
+		case err == nil:
+			metas[n] = m
+			read = append(read, m)
+		case errors.Is(err, basebackup.ErrNoBackup), errors.Is(err, basebackup.ErrBadMeta):
 		default:
 			return nil, nil, fmt.Errorf("read backup %s: %w", n, err)
 		}
 	}
+	// What a spared backup, or an incremental backup-push that began since
+	// the plan was made, is built on stays too. (A backup-push writes its
+	// backup_started.json, naming its parent, and then checks that the
+	// parent has no tombstone: either it sees the tombstone written above
+	// and takes no incremental on it, or the listing below sees its record.)
+	running, err := d.runningParents(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, m := range planned {
+		if _, ok := metas[m.Name]; !ok {
+			read = append(read, m)
+		}
+	}
+	needers := slices.Clone(d.r.Skipped)
+	for _, parent := range running {
+		if _, ok := metas[parent]; ok {
+			needers = append(needers, parent)
+			if !spare[parent] {
+				spare[parent] = true
+				d.r.KeptNeeded = append(d.r.KeptNeeded, parent)
+			}
+		}
+	}
+	for _, n := range needers {
+		chain, _ := basebackup.Chain(read, n)
+		for _, m := range chain {
+			if _, ok := metas[m.Name]; ok && !spare[m.Name] {
+				spare[m.Name] = true
+				d.r.KeptNeeded = append(d.r.KeptNeeded, m.Name)
+			}
+		}
+	}
+	var keep []string
+	var spared []basebackup.Meta
+	for _, n := range names {
+		if !spare[n] {
+			keep = append(keep, n)
+			continue
+		}
+		if err := d.st.Delete(ctx, basebackup.TombstoneKey(n)); err != nil {
+			return nil, nil, fmt.Errorf("spare backup %s: %w", n, err)
+		}
+		spared = append(spared, metas[n])
+	}
 	done, err := d.remove(ctx, keep)
 	return done, spared, err
+}
+
+// runningParents lists the parents that the backup_started.json of every
+// unfinished backup names: the backups incremental backup-pushes that may
+// be running are taken against.
+func (d deleter) runningParents(ctx context.Context) ([]string, error) {
+	var folders []string
+	done := map[string]bool{} // finished (their parents are the plan's) or being deleted
+	err := d.st.List(ctx, backupsPrefix, func(o storage.Object) error {
+		rest := strings.TrimPrefix(o.Key, backupsPrefix)
+		if name, sub, ok := strings.Cut(rest, "/"); ok && sub == "backup_started.json" && basebackup.CheckName(name) == nil {
+			folders = append(folders, name)
+		} else if name, ok := strings.CutSuffix(rest, ".json"); ok && !strings.Contains(name, "/") {
+			done[name] = true
+		} else if name, ok := strings.CutSuffix(rest, tombSuffix); ok && !strings.Contains(name, "/") {
+			done[name] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list backups: %w", err)
+	}
+	var out []string
+	for _, name := range folders {
+		if done[name] {
+			continue
+		}
+		parent, err := basebackup.StartedParent(ctx, d.st, name)
+		switch {
+		case err == nil && parent != "":
+			out = append(out, parent)
+		case err == nil, errors.Is(err, storage.ErrNotFound), errors.Is(err, basebackup.ErrBadMeta):
+			// A full backup-push, a folder deleted since the listing, or a
+			// record the plan already judged (an unreadable one is a
+			// leftover the plan saw, or one whose push began after it:
+			// then it takes its parent from what is not being deleted).
+		default:
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // remove deletes whole backups whose tombstones are written: metadata,

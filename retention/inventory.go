@@ -12,6 +12,9 @@
 //     rules (retain N) apply within each lineage.
 //   - Permanent backups are never deleted by retain, before or garbage, and
 //     neither is the WAL from their start segment through their end segment.
+//   - No plan but everything deletes a backup that an incremental backup it
+//     keeps is built on (see the chain rules in chain.go); Execute deletes
+//     dependents before their parents.
 //   - retain, before and garbage delete a WAL object only when its segment
 //     lies before the start segment of every kept non-permanent backup and
 //     of every backup-push that may still be running (whatever the
@@ -78,6 +81,12 @@ type Leftover struct {
 	Objects int       `json:"objects"`
 	Bytes   int64     `json:"bytes"`
 	Newest  time.Time `json:"newest_object_time"`
+	// Parent is the backup an incremental backup-push that may still be
+	// running is taken against, from its backup_started.json: the plans keep
+	// that backup's chain. StartedErr says why that object could not be
+	// read; then which backups the push needs is unknown (see keepNeeded).
+	Parent     string `json:"parent,omitempty"`
+	StartedErr string `json:"started_error,omitempty"`
 }
 
 // Read takes the inventory of st's backups. The WAL is not listed here: see
@@ -147,7 +156,22 @@ func Read(ctx context.Context, st storage.Storage) (Inventory, error) {
 	slices.Sort(inv.Interrupted)
 	for _, name := range order {
 		if !metas[name] && !tombs[name] && basebackup.CheckName(name) == nil {
-			inv.Leftovers = append(inv.Leftovers, *folders[name])
+			lo := *folders[name]
+			parent, err := basebackup.StartedParent(ctx, st, name)
+			switch {
+			case err == nil:
+				lo.Parent = parent
+			case ctx.Err() != nil:
+				return inv, ctx.Err()
+			case errors.Is(err, storage.ErrNotFound):
+				// No record (a folder a delete left half removed): no run
+				// of a backup-push holds it.
+			case errors.Is(err, basebackup.ErrBadMeta):
+				lo.StartedErr = err.Error()
+			default:
+				return inv, err
+			}
+			inv.Leftovers = append(inv.Leftovers, lo)
 		}
 	}
 	return inv, nil

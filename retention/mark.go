@@ -19,6 +19,14 @@ var ErrBeingDeleted = errors.New("backup is being deleted")
 // began while it marked deleted the backup.
 var ErrDeletedWhileMarking = errors.New("backup was deleted while it was being marked")
 
+// ErrBrokenChain is returned (wrapped) by Mark when a backup of the chain
+// of the incremental backup to be made permanent is not in the repository.
+var ErrBrokenChain = errors.New("backup chain is broken")
+
+// ErrNeededByPermanent is returned (wrapped) by Mark when a backup to be
+// made ordinary again is in the chain of a permanent incremental backup.
+var ErrNeededByPermanent = errors.New("backup is needed by a permanent backup")
+
 // Defaults of MarkOptions.
 const (
 	DefaultMarkWait = 2 * time.Minute
@@ -38,6 +46,9 @@ type MarkOptions struct {
 type MarkResult struct {
 	Meta    basebackup.Meta // the backup's metadata as it is stored now
 	Changed bool            // false: it already was so, and nothing was written
+	// Parents are the backups of an incremental backup's chain that Mark
+	// made permanent with it (those that were not yet), full backup first.
+	Parents []string
 }
 
 // Mark makes backup name permanent (or, with permanent false, ordinary
@@ -65,6 +76,15 @@ type MarkResult struct {
 // that wrote it may not have finished, and the next delete finishes it
 // without reading the metadata again. The protocol relies on the storage
 // contract's read-after-write: a Stat or List after a Put or Delete sees it.
+//
+// An incremental backup restores only with its chain, so making one
+// permanent makes every backup of its chain permanent first, full backup
+// first, each by the protocol above (as wal-g's backup-mark does): a
+// delete that re-reads a chain member's metadata after its mark spares it,
+// and one that re-reads the incremental's spares its chain too (Execute).
+// A chain that misses a backup is refused (ErrBrokenChain). Making a backup
+// ordinary again is refused while a permanent incremental backup is built
+// on it (ErrNeededByPermanent); it changes only that backup.
 func Mark(ctx context.Context, st storage.Storage, name string, permanent bool, opts MarkOptions) (MarkResult, error) {
 	if opts.Wait <= 0 {
 		opts.Wait = DefaultMarkWait
@@ -76,6 +96,64 @@ func Mark(ctx context.Context, st storage.Storage, name string, permanent bool, 
 	if err != nil {
 		return MarkResult{}, err
 	}
+	var parents []string
+	if permanent && m.Incremental() {
+		chain, err := readChain(ctx, st, m)
+		if err != nil {
+			return MarkResult{}, err
+		}
+		for i := len(chain) - 1; i >= 0; i-- {
+			res, err := markOne(ctx, st, chain[i], true, opts)
+			if err != nil {
+				return MarkResult{Parents: parents}, fmt.Errorf("backup %s needs backup %s of its chain, which could not be made permanent: %w", name, chain[i].Name, err)
+			}
+			if res.Changed {
+				parents = append(parents, chain[i].Name)
+			}
+		}
+	}
+	if !permanent {
+		all, err := basebackup.List(ctx, st, nil)
+		if err != nil {
+			return MarkResult{}, err
+		}
+		for _, d := range basebackup.Dependents(all, name) {
+			if d.Permanent {
+				return MarkResult{}, &markError{fmt.Sprintf("backup %s stays permanent: permanent backup %s is an incremental built on it and needs it to restore; run tusk backup-mark %s --impermanent first", name, d.Name, d.Name), ErrNeededByPermanent}
+			}
+		}
+	}
+	res, err := markOne(ctx, st, m, permanent, opts)
+	res.Parents = parents
+	return res, err
+}
+
+// readChain reads the metadata of m's chain from the repository, nearest
+// parent first.
+func readChain(ctx context.Context, st storage.Storage, m basebackup.Meta) ([]basebackup.Meta, error) {
+	var chain []basebackup.Meta
+	seen := map[string]bool{m.Name: true}
+	for cur := m; cur.Incremental(); {
+		if seen[cur.Parent] {
+			return nil, &markError{fmt.Sprintf("backup %s cannot be made permanent: its chain comes back to backup %s, so its metadata is damaged", m.Name, cur.Parent), ErrBrokenChain}
+		}
+		seen[cur.Parent] = true
+		p, err := basebackup.ReadMeta(ctx, st, cur.Parent)
+		if errors.Is(err, basebackup.ErrNoBackup) {
+			return nil, &markError{fmt.Sprintf("backup %s cannot be made permanent: backup %s of its chain is not in the repository, so it cannot be restored", m.Name, cur.Parent), ErrBrokenChain}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read the chain of backup %s: %w", m.Name, err)
+		}
+		chain = append(chain, p)
+		cur = p
+	}
+	return chain, nil
+}
+
+// markOne is Mark's protocol for one backup, whose metadata m was read.
+func markOne(ctx context.Context, st storage.Storage, m basebackup.Meta, permanent bool, opts MarkOptions) (MarkResult, error) {
+	name := m.Name
 	// A failed check is no reason to refuse: the wait after the write
 	// decides. This one only turns away, in one sentence, the tombstone of a
 	// delete that was interrupted.

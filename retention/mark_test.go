@@ -58,7 +58,7 @@ func markRepo(t *testing.T) (inner storage.Storage, st *faulty.Store, p Plan) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p, err = Target(inv, "base_00"); err != nil {
+	if p, err = Target(inv, TargetOptions{Name: "base_00"}); err != nil {
 		t.Fatal(err)
 	}
 	return inner, faulty.New(inner), p

@@ -32,6 +32,9 @@ type Plan struct {
 	// started before it and never finished, where the storage can find them
 	// (the folder store's temporary files).
 	SweepBefore time.Time
+	// Broken are the incremental backups whose chain does not reach a full
+	// backup (see the chain rules in chain.go).
+	Broken []Broken
 	// Notes are sentences for the operator ("nothing to delete").
 	Notes []string
 	// emptyNote is the note for a plan that deletes nothing, added once that
@@ -169,9 +172,15 @@ func (b Bound) resolve(inv Inventory) (basebackup.Meta, time.Time, error) {
 	return basebackup.Meta{}, time.Time{}, fmt.Errorf("backup %s: %w in the repository (see tusk backup-list)", b.Name, basebackup.ErrNoBackup)
 }
 
-// RetainOptions are delete retain's rules; a backup kept by any rule stays.
+// RetainOptions are delete retain's rules; a backup kept by any rule stays,
+// and so does every backup its chain needs (FIND_FULL is this, and so it is
+// the plain rule).
 type RetainOptions struct {
-	Keep   int           // the newest Keep backups of each lineage (≥ 1)
+	Keep int // the newest Keep backups of each lineage (≥ 1)
+	// Full (FULL) counts full backups only: the newest Keep full backups
+	// stay, and every backup newer than the oldest of them, which includes
+	// every incremental built on them.
+	Full   bool
 	After  *Bound        // and every backup that finished at or after it
 	Window time.Duration // and every backup needed to restore to any moment of the last Window
 	Now    time.Time
@@ -191,6 +200,11 @@ func Retain(inv Inventory, opts RetainOptions) (Plan, error) {
 	}
 	cutoff := opts.Now.Add(-opts.Window)
 	p := newPlan(inv)
+	broken := p.findBroken(inv)
+	newest := fmt.Sprintf("the newest %d", opts.Keep)
+	if opts.Full {
+		newest = fmt.Sprintf("the newest %d full backups", opts.Keep)
+	}
 	for _, idx := range lineages(inv.Backups) {
 		// Walk the lineage newest first.
 		windowBase := false
@@ -198,12 +212,17 @@ func Retain(inv Inventory, opts RetainOptions) (Plan, error) {
 		for k := len(idx) - 1; k >= 0; k-- {
 			d := &p.Backups[idx[k]]
 			m := d.Meta
+			_, isBroken := broken[m.Name]
 			switch {
+			case isBroken:
+				d.Reason = "broken (not counted): its chain misses backup " + broken[m.Name].Missing
 			case m.Permanent:
 				d.Reason = "permanent (not counted)"
+			case opts.Full && counted < opts.Keep && m.Incremental():
+				d.Reason = "newer than the oldest of " + newest
 			case counted < opts.Keep:
 				counted++
-				d.Reason = fmt.Sprintf("one of the newest %d", opts.Keep)
+				d.Reason = "one of " + newest
 			case opts.After != nil && !m.FinishTime.Before(after):
 				d.Reason = "finished at or after " + opts.After.String()
 			case opts.Window > 0 && !m.FinishTime.Before(cutoff):
@@ -212,18 +231,20 @@ func Retain(inv Inventory, opts RetainOptions) (Plan, error) {
 				d.Reason = "needed to restore to the start of the retain window"
 			default:
 				d.Delete = true
-				d.Reason = fmt.Sprintf("older than the newest %d", opts.Keep)
+				d.Reason = "older than " + newest
 			}
 			// The newest ordinary backup before the window is what restoring
 			// to the window's start needs (a permanent one keeps only its
-			// own WAL, so it cannot serve).
-			if opts.Window > 0 && !m.Permanent && m.FinishTime.Before(cutoff) {
+			// own WAL, so it cannot serve, and a broken one cannot restore);
+			// keepNeeded keeps its chain.
+			if opts.Window > 0 && !m.Permanent && !isBroken && m.FinishTime.Before(cutoff) {
 				windowBase = true
 			}
 		}
 	}
+	p.keepNeeded(inv)
 	if len(p.Deleting()) == 0 {
-		p.Notes = append(p.Notes, fmt.Sprintf("no backup to delete: every backup is kept (%d backups, retain %d)", len(inv.Backups), opts.Keep))
+		p.Notes = append(p.Notes, fmt.Sprintf("no backup to delete: every backup is kept (%d backups, retain %s)", len(inv.Backups), retainString(opts)))
 	}
 	if err := p.planWAL(inv, inv.Leftovers); err != nil {
 		return Plan{}, err
@@ -231,16 +252,76 @@ func Retain(inv Inventory, opts RetainOptions) (Plan, error) {
 	return p, nil
 }
 
+// findFull moves a before bound back until no backup it keeps has a chain
+// that starts before it: to the full backup at the root of that chain (a
+// name bound names it; a time bound becomes its finish time). It returns
+// the new bound and the full backup's name ("" if the bound did not move).
+// Broken chains are left out: they have no full backup to find.
+func findFull(inv Inventory, bound Bound, target basebackup.Meta, t time.Time) (Bound, basebackup.Meta, time.Time, string) {
+	deletes := func(m basebackup.Meta) bool {
+		if bound.Name != "" {
+			return m.SystemID == target.SystemID && basebackup.Compare(m, target) < 0
+		}
+		return m.FinishTime.Before(t)
+	}
+	full := ""
+	for moved := true; moved; {
+		moved = false
+		for _, m := range inv.Backups {
+			if !m.Incremental() || deletes(m) {
+				continue
+			}
+			chain, missing := basebackup.Chain(inv.Backups, m.Name)
+			if missing != "" {
+				continue
+			}
+			if root := chain[len(chain)-1]; deletes(root) {
+				if bound.Name != "" {
+					bound, target = Bound{Name: root.Name}, root
+				} else {
+					bound = Bound{Time: root.FinishTime}
+				}
+				t, full, moved = root.FinishTime, root.Name, true
+			}
+		}
+	}
+	return bound, target, t, full
+}
+
+func retainString(o RetainOptions) string {
+	if o.Full {
+		return fmt.Sprintf("FULL %d", o.Keep)
+	}
+	return fmt.Sprint(o.Keep)
+}
+
+// BeforeOptions are delete before's.
+type BeforeOptions struct {
+	Bound Bound
+	// FindFull (FIND_FULL) moves the bound back to the full backup at the
+	// root of the chain of every backup it keeps, so that no chain is cut;
+	// without it, a chain the bound cuts keeps the parents it needs (and
+	// the plan says so).
+	FindFull bool
+}
+
 // Before plans delete before: with a name, the backups of that backup's
 // lineage that finished before it; with a time, the backups of any lineage
-// that finished before it. Permanent backups stay; a plan that would leave
-// no backup at all is refused.
-func Before(inv Inventory, bound Bound) (Plan, error) {
+// that finished before it. Permanent and broken backups stay, and so do the
+// chains of those it keeps; a plan that would leave no backup at all is
+// refused.
+func Before(inv Inventory, opts BeforeOptions) (Plan, error) {
+	bound := opts.Bound
 	target, t, err := bound.resolve(inv)
 	if err != nil {
 		return Plan{}, err
 	}
+	var fullName string
+	if opts.FindFull {
+		bound, target, t, fullName = findFull(inv, bound, target, t)
+	}
 	p := newPlan(inv)
+	broken := p.findBroken(inv)
 	kept := 0
 	for i := range p.Backups {
 		d := &p.Backups[i]
@@ -256,10 +337,15 @@ func Before(inv Inventory, bound Bound) (Plan, error) {
 			d.Reason = "finished at or after " + bound.String()
 		case m.Permanent:
 			d.Reason = "permanent"
+		case broken[m.Name] != Broken{}:
+			d.Reason = "broken: its chain misses backup " + broken[m.Name].Missing + " (tusk delete garbage removes it)"
 		default:
 			d.Delete = true
 			d.Reason = "finished before " + bound.String()
 		}
+	}
+	p.keepNeeded(inv)
+	for _, d := range p.Backups {
 		if !d.Delete {
 			kept++
 		}
@@ -267,8 +353,11 @@ func Before(inv Inventory, bound Bound) (Plan, error) {
 	if kept == 0 && len(p.Backups) > 0 {
 		return Plan{}, fmt.Errorf("delete before %s would delete every backup in the repository; use tusk delete everything if that is what you want (%w)", bound, ErrRefused)
 	}
+	if fullName != "" {
+		p.Notes = append(p.Notes, fmt.Sprintf("FIND_FULL moved the bound from %s back to %s, the full backup a kept backup's chain starts from", opts.Bound, fullName))
+	}
 	if len(p.Deleting()) == 0 {
-		p.Notes = append(p.Notes, "no backup to delete: none finished before "+bound.String())
+		p.Notes = append(p.Notes, "no backup to delete: none finished before "+bound.String()+" that no kept backup needs")
 	}
 	if err := p.planWAL(inv, inv.Leftovers); err != nil {
 		return Plan{}, err
@@ -276,11 +365,26 @@ func Before(inv Inventory, bound Bound) (Plan, error) {
 	return p, nil
 }
 
+// TargetOptions are delete target's.
+type TargetOptions struct {
+	Name string
+	// FindFull (FIND_FULL) deletes the backups built on the target with it;
+	// without it, a target that others are built on is refused.
+	FindFull bool
+}
+
 // Target plans delete target: one backup, which may have unreadable
-// metadata. A permanent backup is refused.
-func Target(inv Inventory, name string) (Plan, error) {
+// metadata, and with FindFull the backups built on it. A permanent backup
+// is refused, and so is one that a backup the plan keeps may need: an
+// incremental built on it (without FindFull: a DependentsError), an
+// incremental backup-push that may still be running on its chain, a backup
+// whose needs are unknown (see the chain rules in chain.go).
+func Target(inv Inventory, opts TargetOptions) (Plan, error) {
+	name := opts.Name
 	p := newPlan(inv)
+	p.findBroken(inv)
 	found := false
+	var target basebackup.Meta
 	for i := range p.Backups {
 		d := &p.Backups[i]
 		if d.Meta.Name != name {
@@ -290,7 +394,12 @@ func Target(inv Inventory, name string) (Plan, error) {
 		if d.Meta.Permanent {
 			return Plan{}, fmt.Errorf("backup %s is permanent; run tusk backup-mark %s --impermanent first (%w)", name, name, ErrRefused)
 		}
-		d.Delete, d.Reason, found = true, "the target", true
+		d.Delete, d.Reason, found, target = true, "the target", true, d.Meta
+	}
+	if found {
+		if err := p.targetDependents(inv, target, opts.FindFull); err != nil {
+			return Plan{}, err
+		}
 	}
 	for _, u := range inv.Unreadable {
 		if u.Name == name {
@@ -305,6 +414,53 @@ func Target(inv Inventory, name string) (Plan, error) {
 		return Plan{}, fmt.Errorf("backup %s: %w in the repository (see tusk backup-list)", name, basebackup.ErrNoBackup)
 	}
 	return p, nil
+}
+
+// targetDependents marks the backups built on target for deletion
+// (FIND_FULL), or refuses; and refuses when something that stays may need
+// one of those the plan deletes.
+func (p *Plan) targetDependents(inv Inventory, target basebackup.Meta, findFull bool) error {
+	deps := basebackup.Dependents(inv.Backups, target.Name)
+	if len(deps) > 0 && !findFull {
+		n := names(deps)
+		return &DependentsError{Backup: target.Name, Dependents: n,
+			Msg: fmt.Sprintf("backup %s cannot be deleted alone: the incremental backups %s are built on it and would be left without their parent; delete them first, or run tusk delete target FIND_FULL %s to delete it with them (%v)",
+				target.Name, strings.Join(n, ", "), target.Name, ErrRefused)}
+	}
+	del := map[string]bool{target.Name: true}
+	for _, m := range deps {
+		if m.Permanent {
+			return fmt.Errorf("backup %s cannot be deleted: permanent backup %s is built on it; run tusk backup-mark %s --impermanent first (%w)", target.Name, m.Name, m.Name, ErrRefused)
+		}
+		del[m.Name] = true
+	}
+	for i := range p.Backups {
+		if d := &p.Backups[i]; del[d.Meta.Name] && d.Meta.Name != target.Name {
+			d.Delete, d.Reason = true, "built on "+target.Name+" (target FIND_FULL)"
+		}
+	}
+	if len(deps) > 0 {
+		p.Notes = append(p.Notes, fmt.Sprintf("FIND_FULL: deleting the %d backup(s) built on %s with it: %s", len(deps), target.Name, strings.Join(names(deps), ", ")))
+	}
+	for _, l := range inv.Leftovers {
+		if l.Parent == "" {
+			continue
+		}
+		chain, _ := basebackup.Chain(inv.Backups, l.Parent)
+		for _, m := range append(chain, basebackup.Meta{Name: l.Parent}) {
+			if del[m.Name] {
+				return fmt.Errorf("backup %s cannot be deleted: unfinished backup %s is an incremental backup-push on its chain that may still be running; wait for it to finish (if it is not running, tusk delete garbage removes it) (%w)", m.Name, l.Name, ErrRefused)
+			}
+		}
+	}
+	for _, u := range unknownNeeds(inv) {
+		for _, d := range p.Backups {
+			if d.Delete && u.mayNeed(d.Meta) {
+				return fmt.Errorf("backup %s cannot be deleted: %s, and it may be an incremental backup that needs it; repair that object or delete it first with tusk delete target %s (%w)", d.Meta.Name, u.Reason, u.Name, ErrRefused)
+			}
+		}
+	}
+	return nil
 }
 
 // EverythingOptions are delete everything's.
@@ -356,14 +512,36 @@ type GarbageOptions struct {
 	WAL, Leftovers bool
 }
 
-// Garbage plans delete garbage: WAL that no kept backup needs and the
-// leftovers of interrupted backups. Unreadable metadata refuses the WAL
+// Garbage plans delete garbage: WAL that no kept backup needs, the
+// leftovers of interrupted backups, and broken backups (incremental ones
+// whose chain misses a backup: they can never be restored). Unreadable metadata refuses the WAL
 // part, since the WAL that backup needs is unknown.
 func Garbage(inv Inventory, opts GarbageOptions) (Plan, error) {
 	p := newPlan(inv)
+	broken := p.findBroken(inv)
 	for i := range p.Backups {
-		p.Backups[i].Reason = "kept (garbage deletes no backup)"
+		d := &p.Backups[i]
+		d.Reason = "kept (garbage deletes only broken backups)"
+		if b, ok := broken[d.Meta.Name]; ok {
+			d.Reason = "broken: its chain misses backup " + b.Missing + ", so it cannot be restored"
+			d.Delete = opts.Leftovers && !d.Meta.Permanent
+			if !opts.Leftovers {
+				d.Reason += " (left alone: ARCHIVES)"
+			}
+			if d.Meta.Permanent {
+				d.Reason += " (left alone: permanent)"
+			}
+		}
 	}
+	// What the leftovers this plan deletes were built on needs no keeping.
+	stay := inv
+	stay.Leftovers = nil
+	for _, l := range inv.Leftovers {
+		if !opts.Leftovers || opts.Now.Sub(l.Newest) < opts.LeftoverAge {
+			stay.Leftovers = append(stay.Leftovers, l)
+		}
+	}
+	p.keepNeeded(stay)
 	var young []Leftover
 	for _, l := range inv.Leftovers {
 		d := LeftoverDecision{Leftover: l}
@@ -462,6 +640,18 @@ func (inv Inventory) names() []string {
 	out = append(out, inv.Interrupted...)
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// findBroken records inv's broken backups in the plan, oldest first, and
+// returns them by name.
+func (p *Plan) findBroken(inv Inventory) map[string]Broken {
+	broken := brokenBackups(inv)
+	for _, m := range inv.Backups {
+		if b, ok := broken[m.Name]; ok {
+			p.Broken = append(p.Broken, b)
+		}
+	}
+	return broken
 }
 
 func newPlan(inv Inventory) Plan {

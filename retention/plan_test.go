@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,7 +125,7 @@ func TestBefore(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := Before(Inventory{Backups: tc.bs}, tc.bound)
+			p, err := Before(Inventory{Backups: tc.bs}, BeforeOptions{Bound: tc.bound})
 			if !errors.Is(err, tc.err) {
 				t.Fatalf("error %v, want %v", err, tc.err)
 			}
@@ -139,16 +140,23 @@ func TestTargetAndEverything(t *testing.T) {
 	bs := tenDays()
 	bs[3].Permanent = true
 	inv := Inventory{Backups: bs, Unreadable: []Unreadable{{Name: "broken", Err: "bad json"}}}
-	if p, err := Target(inv, "b05"); err != nil || !slices.Equal(deleted(p), []string{"b05"}) {
+	// "broken" may be an incremental built on b05 (its name does not tell
+	// when it started): target refuses; one that started before b05
+	// finished cannot be.
+	if _, err := Target(inv, TargetOptions{Name: "b05"}); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "broken") {
+		t.Errorf("target b05 with unreadable metadata of unknown start: %v", err)
+	}
+	older := Inventory{Backups: bs, Unreadable: []Unreadable{{Name: "base_" + seg(1, 1) + "_20261031T000000Z", Err: "bad json"}}}
+	if p, err := Target(older, TargetOptions{Name: "b05"}); err != nil || !slices.Equal(deleted(p), []string{"b05"}) {
 		t.Errorf("target b05: %v %v", deleted(p), err)
 	}
-	if _, err := Target(inv, bs[3].Name); !errors.Is(err, ErrRefused) {
+	if _, err := Target(inv, TargetOptions{Name: bs[3].Name}); !errors.Is(err, ErrRefused) {
 		t.Errorf("target of a permanent backup: %v", err)
 	}
-	if _, err := Target(inv, "nope"); !errors.Is(err, basebackup.ErrNoBackup) {
+	if _, err := Target(inv, TargetOptions{Name: "nope"}); !errors.Is(err, basebackup.ErrNoBackup) {
 		t.Errorf("target of an unknown backup: %v", err)
 	}
-	if p, err := Target(inv, "broken"); err != nil || !slices.Equal(p.DeleteUnreadable, []string{"broken"}) {
+	if p, err := Target(inv, TargetOptions{Name: "broken"}); err != nil || !slices.Equal(p.DeleteUnreadable, []string{"broken"}) {
 		t.Errorf("target of unreadable metadata: %v %v", p.DeleteUnreadable, err)
 	}
 	if _, err := Everything(inv, EverythingOptions{Now: time.Now()}); !errors.Is(err, ErrRefused) {
