@@ -22,6 +22,7 @@ type backupRun struct {
 	Elapsed                time.Duration
 	MaxRSS                 int64 // bytes, 0 if not measured
 	Stored                 int64 // repository bytes, 0 if not measured
+	Data                   int64 // bytes the server sent, 0 if not measured
 	// All holds every round's time, fastest first, in the median run
 	// that medianRuns returns.
 	All []time.Duration
