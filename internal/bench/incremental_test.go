@@ -147,9 +147,9 @@ func BenchmarkIncremental(b *testing.B) {
 			size                       *int64
 		}{
 			{fmt.Sprintf("tusk backup-fetch of a full + %d incrementals", chainSteps), "tusk-fetch-chain",
-				"TUSK_REPO=file://$REPO tusk backup-fetch $DEST " + newest.Name, newest.Name, &restoredChain},
+				"TUSK_REPO=file://$REPO tusk backup-fetch $DEST $NEWEST_INCREMENTAL", newest.Name, &restoredChain},
 			{"tusk backup-fetch of one full backup", "tusk-fetch-full",
-				"TUSK_REPO=file://$REPO tusk backup-fetch $DEST " + same.Name, same.Name, &restoredFull},
+				"TUSK_REPO=file://$REPO tusk backup-fetch $DEST $FULL", same.Name, &restoredFull},
 		}
 		for round := range incrementalRounds {
 			for i := range restores {
@@ -160,9 +160,9 @@ func BenchmarkIncremental(b *testing.B) {
 				}
 			}
 		}
-		notes = append(notes, fmt.Sprintf("Restored chain: the full backup %s and incrementals %d to %d (each on the one before, `chain_depth` 1 to %d), "+
-			"stored %s in all; the full backup of the same state (`backup-push --full` right after the newest incremental, with no change between) stores %s.",
-			root.Name, 1, chainSteps, chainSteps, formatBytes(chainStored), formatBytes(fullStored)))
+		notes = append(notes, fmt.Sprintf("Restored chain: a full backup and %d incrementals, each taken with TUSK_DELTA_MAX_STEPS=%d on the one before (`chain_depth` 1 to %d) after another contiguous 1%% change (%s), "+
+			"stored %s in all; `$NEWEST_INCREMENTAL` is the last of them. `$FULL` is a full backup of the same state (`backup-push --full` right after the newest incremental, with no change between), stored %s.",
+			chainSteps, chainSteps, chainSteps, describeChanges(changes["chain"]), formatBytes(chainStored), formatBytes(fullStored)))
 		if restoredChain > 0 && restoredFull > 0 {
 			notes = append(notes, fmt.Sprintf("Restored folders: %s from the chain, %s from the full backup.",
 				formatBytes(restoredChain), formatBytes(restoredFull)))
@@ -240,7 +240,9 @@ func BenchmarkIncremental(b *testing.B) {
 	writeNotes(&out, notes)
 	for _, r := range runs {
 		b.ReportMetric(r.Elapsed.Seconds(), r.Metric+"-s")
-		b.ReportMetric(float64(stored[r.Metric]), r.Metric+"-stored-B")
+		if stored[r.Metric] > 0 {
+			b.ReportMetric(float64(stored[r.Metric]), r.Metric+"-stored-B")
+		}
 	}
 	for _, r := range ratios {
 		b.ReportMetric(r.Value, r.Metric)
