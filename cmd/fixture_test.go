@@ -27,9 +27,11 @@ import (
 )
 
 // The fixtures of the tests that run the tusk binary: one run of it
-// (result, run, wantExit, errorLine), its --json output (decode), a
-// repository (repository, folderRepo, s3Repo, repos), and a PostgreSQL
-// server that archives into one (startCluster, archiveWAL).
+// (run, result, wantExit, errorLine; tuskCommand to start one), its --json
+// output (decode), a repository (repository, folderRepo, s3Repo, repos), a
+// PostgreSQL server that archives into one (startCluster, archiveWAL), what
+// wal-show says the repository holds (waitArchived, waitArchivedIn,
+// waitWALShows), and the servers tusk starts (recovered, psql, stopServer).
 
 // result is what one run of tusk left: its arguments, its output and its
 // exit code.
