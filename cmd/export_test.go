@@ -8,4 +8,5 @@ type (
 	DrillResult  = drillResult  // restore-drill --json
 	PlanOutput   = planOutput   // delete --json
 	VerifyResult = verifyResult // verify --json prints a list of them
+	ListEntry    = listEntry    // backup-list --json prints a list of them
 )
