@@ -1,0 +1,407 @@
+package incremental
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/tusk-backup/tusk/wal"
+)
+
+// A hand-made chain: backups newest first. Each file is full content or an
+// incremental copy (tbl plus blocks, each block's content from its tag).
+type tfile struct {
+	path   string
+	kind   Kind
+	data   []byte            // Full
+	tbl    uint32            // Incremental
+	blocks map[uint32][]byte // Incremental: block number -> content
+	raw    []byte            // Incremental, hand-made bytes instead of tbl/blocks
+}
+
+type tbackup struct {
+	name  string
+	start wal.LSN
+	files []tfile
+}
+
+func full(path string, blocks ...int) tfile {
+	var b []byte
+	for _, tag := range blocks {
+		b = append(b, block(tag)...)
+	}
+	return tfile{path: path, kind: Full, data: b}
+}
+
+// inc makes an incremental copy: blocks given as number:tag pairs.
+func inc(path string, tbl uint32, pairs ...int) tfile {
+	m := map[uint32][]byte{}
+	for i := 0; i < len(pairs); i += 2 {
+		m[uint32(pairs[i])] = block(pairs[i+1])
+	}
+	return tfile{path: path, kind: Incremental, tbl: tbl, blocks: m}
+}
+
+func (f tfile) bytes(t *testing.T) []byte {
+	if f.kind == Full {
+		return f.data
+	}
+	if f.raw != nil {
+		return f.raw
+	}
+	nums := make([]uint32, 0, len(f.blocks))
+	for n := range f.blocks {
+		nums = append(nums, n)
+	}
+	slices.Sort(nums)
+	var b bytes.Buffer
+	w, err := NewWriter(&b, Header{Blocks: nums, TruncationBlockLength: f.tbl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nums {
+		if _, err := w.Write(f.blocks[n]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b.Bytes()
+}
+
+// chain builds backups newest first, each with a backup_label linking it to
+// the next (the last is full), starting at LSNs 0/A000028, 0/9000028, ...
+func chain(backups ...[]tfile) []tbackup {
+	var out []tbackup
+	for i, files := range backups {
+		out = append(out, tbackup{name: fmt.Sprintf("b%d", len(backups)-1-i), start: wal.LSN(0x1000028 + uint64(len(backups)-i)*0x1000000), files: files})
+	}
+	return out
+}
+
+func labelText(start wal.LSN, from *wal.LSN) []byte {
+	s := fmt.Sprintf("START WAL LOCATION: %s (file 000000010000000000000002)\nCHECKPOINT LOCATION: %s\nBACKUP METHOD: streamed\nBACKUP FROM: primary\nSTART TIME: 2026-12-01 23:00:00 UTC\nLABEL: tusk\nSTART TIMELINE: 1\n", start, start+0x60)
+	if from != nil {
+		s += fmt.Sprintf("INCREMENTAL FROM LSN: %s\nINCREMENTAL FROM TLI: 1\n", *from)
+	}
+	return []byte(s)
+}
+
+// manifestOf is the newest backup's manifest.
+func manifestOf(t *testing.T, b tbackup, label []byte) *Manifest {
+	m := &Manifest{Version: 2, SystemID: 42, WALRanges: []WALRange{{Timeline: 1, Start: b.start, End: b.start + 0x100}}}
+	m.Files = append(m.Files, ManifestFile{Path: "backup_label", Size: int64(len(label)), LastModified: "2026-12-01 23:00:00 GMT", Algorithm: "CRC32C", Checksum: crcHex(crc32.Checksum(label, castagnoli))})
+	for _, f := range b.files {
+		data := f.bytes(t)
+		name := f.path
+		if f.kind == Incremental {
+			name = IncrementalName(f.path)
+		}
+		m.Files = append(m.Files, ManifestFile{Path: name, Size: int64(len(data)), LastModified: "2026-12-01 23:00:00 GMT", Algorithm: "CRC32C", Checksum: crcHex(crc32.Checksum(data, castagnoli))})
+	}
+	return m
+}
+
+// compose streams the chain into a Composer over a fresh folder.
+func compose(t *testing.T, backups []tbackup, opts ComposeOptions) (string, *Result, error) {
+	t.Helper()
+	dest := t.TempDir()
+	labels := make([][]byte, len(backups))
+	for i, b := range backups {
+		var from *wal.LSN
+		if i+1 < len(backups) {
+			from = &backups[i+1].start
+		}
+		labels[i] = labelText(b.start, from)
+	}
+	c, err := NewComposer(dest, manifestOf(t, backups[0], labels[0]), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i, b := range backups {
+		if err := c.StartBackup(b.name); err != nil {
+			return dest, nil, err
+		}
+		if err := c.File("backup_label", Full, 0, int64(len(labels[i])), bytes.NewReader(labels[i])); err != nil {
+			return dest, nil, err
+		}
+		for _, f := range b.files {
+			data := f.bytes(t)
+			if err := c.File(f.path, f.kind, 0, int64(len(data)), bytes.NewReader(data)); err != nil {
+				return dest, nil, err
+			}
+		}
+	}
+	res, err := c.Finish()
+	return dest, res, err
+}
+
+// reference rebuilds path from the chain as reconstruct.c does, in memory.
+func reference(t *testing.T, backups []tbackup, path string) ([]byte, bool) {
+	find := func(b tbackup) *tfile {
+		for i := range b.files {
+			if b.files[i].path == path {
+				return &b.files[i]
+			}
+		}
+		return nil
+	}
+	latest := find(backups[0])
+	if latest == nil {
+		return nil, false
+	}
+	if latest.kind == Full {
+		return latest.data, true
+	}
+	h, latestBlocks := parseInc(t, latest)
+	out := make([]byte, int(h.Length())*BlockSize)
+	got := map[uint32]bool{}
+	for n, data := range latestBlocks {
+		copy(out[int(n)*BlockSize:], data)
+		got[n] = true
+	}
+	for _, b := range backups[1:] {
+		f := find(b)
+		if f == nil {
+			t.Fatalf("reference: %s missing from %s", path, b.name)
+		}
+		var blocks map[uint32][]byte
+		if f.kind == Incremental {
+			_, blocks = parseInc(t, f)
+		}
+		for n := uint32(0); n < h.TruncationBlockLength; n++ {
+			if got[n] {
+				continue
+			}
+			switch {
+			case f.kind == Incremental && blocks[n] != nil:
+				copy(out[int(n)*BlockSize:], blocks[n])
+				got[n] = true
+			case f.kind == Full && int(n) < len(f.data)/BlockSize:
+				copy(out[int(n)*BlockSize:], f.data[int(n)*BlockSize:int(n+1)*BlockSize])
+				got[n] = true
+			}
+		}
+		if f.kind == Full {
+			break
+		}
+	}
+	return out, true
+}
+
+func parseInc(t *testing.T, f *tfile) (Header, map[uint32][]byte) {
+	data := f.bytes(t)
+	r, err := NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[uint32][]byte{}
+	for {
+		n, b, err := r.Next()
+		if err != nil {
+			break
+		}
+		m[n] = slices.Clone(b)
+	}
+	return r.Header, m
+}
+
+// checkResult compares every file of the newest manifest with the reference
+// and the combined manifest with the files.
+func checkResult(t *testing.T, backups []tbackup, dest string, res *Result, want map[string][]int) {
+	t.Helper()
+	listed := map[string]bool{}
+	for _, mf := range res.Manifest.Files {
+		listed[mf.Path] = true
+		data, err := os.ReadFile(filepath.Join(dest, mf.Path))
+		if err != nil {
+			t.Fatalf("%s: %v", mf.Path, err)
+		}
+		if int64(len(data)) != mf.Size || crcHex(crc32.Checksum(data, castagnoli)) != mf.Checksum || mf.Algorithm != "CRC32C" {
+			t.Errorf("%s: %d bytes, manifest says %d (checksum %s %s)", mf.Path, len(data), mf.Size, mf.Algorithm, mf.Checksum)
+		}
+		if mf.Path == "backup_label" {
+			if bytes.Contains(data, []byte("INCREMENTAL")) {
+				t.Errorf("backup_label keeps its INCREMENTAL lines:\n%s", data)
+			}
+			continue
+		}
+		ref, ok := reference(t, backups, mf.Path)
+		if !ok {
+			t.Errorf("%s is not in the newest backup", mf.Path)
+		} else if !bytes.Equal(ref, data) {
+			t.Errorf("%s differs from pg_combinebackup's result (%d bytes, want %d)", mf.Path, len(data), len(ref))
+		}
+		if tags, ok := want[mf.Path]; ok {
+			var exp []byte
+			for _, tag := range tags {
+				if tag < 0 {
+					exp = append(exp, make([]byte, BlockSize)...)
+				} else {
+					exp = append(exp, block(tag)...)
+				}
+			}
+			if !bytes.Equal(exp, data) {
+				t.Errorf("%s: blocks %s, want tags %v", mf.Path, describe(data), tags)
+			}
+		}
+	}
+	for p := range want {
+		if !listed[p] {
+			t.Errorf("%s is not in the combined manifest", p)
+		}
+	}
+	var b bytes.Buffer
+	if err := res.Manifest.Write(&b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseManifest(b.Bytes()); err != nil {
+		t.Fatalf("the combined manifest does not parse: %v", err)
+	}
+}
+
+// describe names each block of data by its tag (-1 for zeroes).
+func describe(data []byte) string {
+	var s []string
+	for i := 0; i+BlockSize <= len(data); i += BlockSize {
+		tag := "?"
+		for k := -1; k < 200; k++ {
+			if (k < 0 && bytes.Equal(data[i:i+BlockSize], make([]byte, BlockSize))) || (k >= 0 && bytes.Equal(data[i:i+BlockSize], block(k))) {
+				tag = fmt.Sprint(k)
+				break
+			}
+		}
+		s = append(s, tag)
+	}
+	return "[" + strings.Join(s, " ") + "]"
+}
+
+const rel = "base/5/16384"
+
+func TestCompose(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		backups []tbackup
+		want    map[string][]int // path -> block tags (-1 zero)
+		absent  []string
+		zeros   []ZeroFill
+	}{
+		{
+			name:    "block only in the full backup",
+			backups: chain([]tfile{inc(rel, 3)}, []tfile{full(rel, 10, 11, 12)}),
+			want:    map[string][]int{rel: {10, 11, 12}},
+		},
+		{
+			name:    "block replaced in an incremental",
+			backups: chain([]tfile{inc(rel, 3, 1, 21)}, []tfile{full(rel, 10, 11, 12)}),
+			want:    map[string][]int{rel: {10, 21, 12}},
+		},
+		{
+			name: "newest block wins over an older incremental's",
+			backups: chain(
+				[]tfile{inc(rel, 3, 1, 31)},
+				[]tfile{inc(rel, 3, 1, 21, 2, 22)},
+				[]tfile{full(rel, 10, 11, 12)}),
+			want: map[string][]int{rel: {10, 31, 22}},
+		},
+		{
+			name:    "blocks added beyond the old end",
+			backups: chain([]tfile{inc(rel, 3, 3, 23, 4, 24)}, []tfile{full(rel, 10, 11, 12)}),
+			want:    map[string][]int{rel: {10, 11, 12, 23, 24}},
+		},
+		{
+			name:    "block beyond the truncation length after a gap is zero",
+			backups: chain([]tfile{inc(rel, 2, 4, 24)}, []tfile{full(rel, 10, 11, 12)}),
+			want:    map[string][]int{rel: {10, 11, -1, -1, 24}},
+		},
+		{
+			name:    "file shrunk",
+			backups: chain([]tfile{inc(rel, 1)}, []tfile{full(rel, 10, 11, 12)}),
+			want:    map[string][]int{rel: {10}},
+		},
+		{
+			name: "file shrunk then regrown",
+			backups: chain(
+				[]tfile{inc(rel, 4, 1, 41, 2, 42, 3, 43)},
+				[]tfile{inc(rel, 1)},
+				[]tfile{full(rel, 10, 11, 12)}),
+			want: map[string][]int{rel: {10, 41, 42, 43}},
+		},
+		{
+			name: "file shrunk to nothing then regrown",
+			backups: chain(
+				[]tfile{inc(rel, 0, 0, 40, 1, 41)},
+				[]tfile{inc(rel, 0)},
+				[]tfile{full(rel, 10, 11, 12)}),
+			want: map[string][]int{rel: {40, 41}},
+		},
+		{
+			name: "file dropped",
+			backups: chain(
+				[]tfile{full("base/5/1259", 1)},
+				[]tfile{full("base/5/1259", 2), inc(rel, 3, 0, 20)},
+				[]tfile{full("base/5/1259", 3), full(rel, 10, 11, 12)}),
+			want:   map[string][]int{"base/5/1259": {1}},
+			absent: []string{rel},
+		},
+		{
+			name: "file new in an incremental backup",
+			backups: chain(
+				[]tfile{inc("base/5/16390", 2, 1, 51)},
+				[]tfile{full("base/5/16390", 40, 41)},
+				[]tfile{full(rel, 10)}),
+			want:   map[string][]int{"base/5/16390": {40, 51}},
+			absent: []string{rel},
+		},
+		{
+			name:    "full copy in the newest backup wins outright",
+			backups: chain([]tfile{full(rel, 30, 31)}, []tfile{inc(rel, 3, 0, 20)}, []tfile{full(rel, 10, 11, 12)}),
+			want:    map[string][]int{rel: {30, 31}},
+		},
+		{
+			name:    "block beyond the full copy's end left zero, as pg_combinebackup does",
+			backups: chain([]tfile{inc(rel, 4, 3, 23)}, []tfile{full(rel, 10, 11)}),
+			want:    map[string][]int{rel: {10, 11, -1, 23}},
+			zeros:   []ZeroFill{{Path: rel, First: 2, Blocks: 1}},
+		},
+		{
+			name:    "an empty file and a non-relation file",
+			backups: chain([]tfile{{path: "global/pg_control", data: []byte("control")}, {path: "pg_notify/x", data: nil}}, []tfile{full(rel, 1)}),
+			want:    map[string][]int{},
+		},
+		{
+			name:    "unpadded development layout",
+			backups: chain([]tfile{{path: rel, kind: Incremental, raw: incFile(t, 3, true, 1)}}, []tfile{full(rel, 10, 11, 12)}),
+			want:    map[string][]int{rel: {10, 1, 12}},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dest, res, err := compose(t, tc.backups, ComposeOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkResult(t, tc.backups, dest, res, tc.want)
+			for _, p := range tc.absent {
+				if _, err := os.Stat(filepath.Join(dest, p)); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("%s was written: %v", p, err)
+				}
+			}
+			if !slices.Equal(res.ZeroFilled, tc.zeros) {
+				t.Errorf("zero-filled %+v, want %+v", res.ZeroFilled, tc.zeros)
+			}
+			if len(tc.zeros) > 0 {
+				_, _, err := compose(t, tc.backups, ComposeOptions{Strict: true})
+				if !errors.Is(err, ErrChain) || !strings.Contains(err.Error(), "block 2 of base/5/16384 is in no backup of the chain") {
+					t.Errorf("strict: %v", err)
+				}
+			}
+		})
+	}
+}
