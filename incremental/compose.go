@@ -243,6 +243,10 @@ func (t *target) entryName(kind Kind) string {
 // begin records that backup k holds (a piece of) a copy of t.
 func (t *target) begin(k int, kind Kind, off, size int64, backup string) error {
 	if t.seenIn != k {
+		if kind == Incremental && off != 0 {
+			return fmt.Errorf("%w: a piece of %s at byte %d in backup %s comes before its header: the pieces of an incremental file must come in order",
+				ErrChain, IncrementalName(t.path), off, backup)
+		}
 		t.seenIn, t.seenKind, t.size, t.got, t.inc = k, kind, size, 0, nil
 		if kind == Incremental {
 			t.inc = &incStream{}

@@ -29,6 +29,12 @@ type tbackup struct {
 	name  string
 	start wal.LSN
 	files []tfile
+	// Faults and variants.
+	from     wal.LSN  // the label's INCREMENTAL FROM LSN, instead of the next backup's start
+	noFrom   bool     // a full backup's label, even with a backup after it
+	omit     []string // paths listed (newest manifest) but not streamed
+	piece    int      // stream each file in pieces of this many bytes
+	reversed bool     // the pieces of full copies in reverse order
 }
 
 func full(path string, blocks ...int) tfile {
@@ -116,6 +122,12 @@ func compose(t *testing.T, backups []tbackup, opts ComposeOptions) (string, *Res
 		if i+1 < len(backups) {
 			from = &backups[i+1].start
 		}
+		if b.from != 0 {
+			from = &b.from
+		}
+		if b.noFrom {
+			from = nil
+		}
 		labels[i] = labelText(b.start, from)
 	}
 	c, err := NewComposer(dest, manifestOf(t, backups[0], labels[0]), opts)
@@ -131,9 +143,29 @@ func compose(t *testing.T, backups []tbackup, opts ComposeOptions) (string, *Res
 			return dest, nil, err
 		}
 		for _, f := range b.files {
+			if slices.Contains(b.omit, f.path) {
+				continue
+			}
 			data := f.bytes(t)
-			if err := c.File(f.path, f.kind, 0, int64(len(data)), bytes.NewReader(data)); err != nil {
-				return dest, nil, err
+			size := int64(len(data))
+			if b.piece == 0 {
+				if err := c.File(f.path, f.kind, 0, size, bytes.NewReader(data)); err != nil {
+					return dest, nil, err
+				}
+				continue
+			}
+			var offs []int64
+			for off := int64(0); off < size; off += int64(b.piece) {
+				offs = append(offs, off)
+			}
+			if b.reversed && f.kind == Full {
+				slices.Reverse(offs)
+			}
+			for _, off := range offs {
+				piece := data[off:min(size, off+int64(b.piece))]
+				if err := c.File(f.path, f.kind, off, size, bytes.NewReader(piece)); err != nil {
+					return dest, nil, err
+				}
 			}
 		}
 	}
@@ -403,5 +435,124 @@ func TestCompose(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestComposePieces(t *testing.T) {
+	t.Parallel()
+	for _, piece := range []int{5, 4096, BlockSize, BlockSize + 3, 3 * BlockSize} {
+		t.Run(fmt.Sprint(piece), func(t *testing.T) {
+			t.Parallel()
+			backups := chain(
+				[]tfile{inc(rel, 5, 1, 31, 5, 35), full("base/5/1259", 1, 2, 3)},
+				[]tfile{inc(rel, 4, 2, 22), full("base/5/1259", 4)},
+				[]tfile{full(rel, 10, 11, 12, 13, 14), full("base/5/1259", 5)})
+			for i := range backups {
+				backups[i].piece, backups[i].reversed = piece, true
+			}
+			dest, res, err := compose(t, backups, ComposeOptions{MaxOpenFiles: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkResult(t, backups, dest, res, map[string][]int{rel: {10, 31, 22, 13, 14, 35}, "base/5/1259": {1, 2, 3}})
+		})
+	}
+}
+
+func TestComposeFails(t *testing.T) {
+	t.Parallel()
+	badMagic := incFile(t, 3, false, 1)
+	badMagic[0] ^= 0xff
+	for _, tc := range []struct {
+		name    string
+		backups []tbackup
+		want    string
+		format  bool // ErrFormat rather than ErrChain
+	}{
+		{
+			name: "the chain ends with an incremental backup",
+			backups: func() []tbackup {
+				b := chain([]tfile{inc(rel, 3, 1, 21)}, []tfile{inc(rel, 3)})
+				b[1].from = 0x500028
+				return b
+			}(),
+			want: "the chain ends with backup b0, which is incremental (from 0/500028): its parent is missing",
+		},
+		{
+			name:    "the parent holds no copy",
+			backups: chain([]tfile{inc(rel, 3, 1, 21)}, []tfile{full("base/5/1259", 1)}),
+			want:    "backup b1 holds base/5/16384 incrementally, but b0, its parent, holds no copy of it",
+		},
+		{
+			name: "a file of the newest manifest not streamed",
+			backups: func() []tbackup {
+				b := chain([]tfile{full("base/5/1259", 1)}, []tfile{full(rel, 1)})
+				b[0].omit = []string{"base/5/1259"}
+				return b
+			}(),
+			want: "base/5/1259, listed in the manifest of backup b1, is not in the backup",
+		},
+		{
+			name: "backups out of order",
+			backups: func() []tbackup {
+				b := chain([]tfile{inc(rel, 1)}, []tfile{full(rel, 1)})
+				b[0].from = 0x7000028
+				return b
+			}(),
+			want: "backup b1 is incremental from 0/7000028 on timeline 1, but b0, its parent in the chain, starts at 0/2000028 on timeline 1",
+		},
+		{
+			name: "a full backup followed by another",
+			backups: func() []tbackup {
+				b := chain([]tfile{full(rel, 1)}, []tfile{full(rel, 1)})
+				b[0].noFrom = true
+				return b
+			}(),
+			want: "backup b1 is a full backup, yet b0 follows it in the chain",
+		},
+		{
+			name:    "bad magic",
+			backups: chain([]tfile{{path: rel, kind: Incremental, raw: badMagic}}, []tfile{full(rel, 1)}),
+			want:    "base/5/INCREMENTAL.16384 in backup b1: not a valid incremental file: magic number",
+			format:  true,
+		},
+		{
+			name:    "truncated incremental file",
+			backups: chain([]tfile{{path: rel, kind: Incremental, raw: incFile(t, 3, false, 1)[:BlockSize+5]}}, []tfile{full(rel, 1)}),
+			want:    "not a valid incremental file: 8197 bytes, but a header of 1 blocks makes 16384",
+			format:  true,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, _, err := compose(t, tc.backups, ComposeOptions{})
+			sentinel := ErrChain
+			if tc.format {
+				sentinel = ErrFormat
+			}
+			if !errors.Is(err, sentinel) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v\nwant %v with %q", err, sentinel, tc.want)
+			}
+		})
+	}
+}
+
+func TestComposeIncrementalPiecesOutOfOrder(t *testing.T) {
+	t.Parallel()
+	data := incFile(t, 3, false, 1, 2)
+	c, err := NewComposer(t.TempDir(), &Manifest{Version: 2, Files: []ManifestFile{{Path: IncrementalName(rel), Size: int64(len(data))}}}, ComposeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.StartBackup("b1"); err != nil {
+		t.Fatal(err)
+	}
+	err = c.File(rel, Incremental, BlockSize, int64(len(data)), bytes.NewReader(data[BlockSize:]))
+	if err == nil {
+		err = c.File(rel, Incremental, 0, int64(len(data)), bytes.NewReader(data[:BlockSize]))
+	}
+	if !errors.Is(err, ErrChain) || !strings.Contains(err.Error(), "must come in order") {
+		t.Fatalf("error %v", err)
 	}
 }
