@@ -132,12 +132,12 @@ func checkManifestSum(b []byte, recorded string) error {
 		return fmt.Errorf("%w: no Manifest-Checksum", ErrManifest)
 	}
 	last := bytes.LastIndexByte(b, '\n')
-	if last < 0 {
-		return fmt.Errorf("%w: no newline before Manifest-Checksum", ErrManifest)
+	if last != len(b)-1 {
+		return fmt.Errorf("%w: its last line does not end with a newline", ErrManifest)
 	}
 	prev := bytes.LastIndexByte(b[:last], '\n')
 	if prev < 0 {
-		return fmt.Errorf("%w: no newline before Manifest-Checksum", ErrManifest)
+		return fmt.Errorf("%w: fewer than 2 lines", ErrManifest)
 	}
 	sum := sha256.Sum256(b[:prev+1])
 	if got := hex.EncodeToString(sum[:]); got != recorded {

@@ -81,6 +81,7 @@ func TestParseManifest(t *testing.T) {
 		{"version 3", `{"PostgreSQL-Backup-Manifest-Version": 3}`, "version 3"},
 		{"version 2 without system", `{"PostgreSQL-Backup-Manifest-Version": 2}`, "without System-Identifier"},
 		{"no checksum", `{"PostgreSQL-Backup-Manifest-Version": 1}`, "no Manifest-Checksum"},
+		{"no final newline", strings.TrimSuffix(good.String(), "\n"), "does not end with a newline"},
 		{"checksum wrong", strings.Replace(good.String(), `"Size": 270`, `"Size": 271`, 1), "its checksum is"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
