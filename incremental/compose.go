@@ -17,6 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/tusk-backup/tusk/wal"
 )
 
@@ -60,6 +62,10 @@ type ComposeOptions struct {
 	// older blocks are still to come); beyond it, a file is closed after each
 	// write and opened again. 0 means 512.
 	MaxOpenFiles int
+	// Concurrency is how many rebuilt files Finish reads back at once to
+	// checksum them (the newest backup's own files keep the checksums of its
+	// manifest). 0 means 1.
+	Concurrency int
 }
 
 // Composer composes a chain of backups into one data directory as
@@ -274,7 +280,9 @@ func (c *Composer) copyIn(t *target, k int, kind Kind, off int64, r io.Reader) e
 			return err
 		}
 	}
-	buf := make([]byte, 256<<10)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
 	pos := off
 	for {
 		n, rerr := io.ReadFull(r, buf)
@@ -296,6 +304,9 @@ func (c *Composer) copyIn(t *target, k int, kind Kind, off int64, r io.Reader) e
 		}
 	}
 }
+
+// copyBufs hold the chunks copyIn reads: 256 KiB per File call at work.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // feed writes chunk p, found at byte pos of backup k's copy of t.
 func (c *Composer) feed(t *target, k int, kind Kind, pos int64, p []byte) error {
@@ -637,6 +648,7 @@ func (c *Composer) Finish() (*Result, error) {
 			files = append(files, ManifestFile{Path: t.path, Size: t.size, LastModified: c.newestTime()})
 		}
 	}
+	sumsOf := make([]string, 0, len(files)) // files to read back for their checksum
 	for _, f := range files {
 		p, _ := IsIncremental(f.Path)
 		t := c.targets[p]
@@ -651,28 +663,39 @@ func (c *Composer) Finish() (*Result, error) {
 			t.done = true
 		}
 		mf := ManifestFile{Path: p, Size: f.Size, LastModified: f.LastModified, Algorithm: f.Algorithm, Checksum: f.Checksum}
+		sumOf := ""
 		switch {
 		case t.label != nil:
 			mf.Size, mf.Algorithm, mf.Checksum = int64(len(t.label)), "CRC32C", crcHex(crc32.Checksum(t.label, castagnoli))
 		case t.kind == Incremental:
 			res.Rebuilt++
 			mf.Size = int64(t.length) * BlockSize
-			sum, err := fileCRC(t.out, mf.Size)
-			if err != nil {
-				return nil, err
-			}
-			mf.Algorithm, mf.Checksum = "CRC32C", sum
+			sumOf = t.out
 		case f.Algorithm != "CRC32C":
-			sum, err := fileCRC(t.out, mf.Size)
-			if err != nil {
-				return nil, err
-			}
-			mf.Algorithm, mf.Checksum = "CRC32C", sum
+			sumOf = t.out
 		}
 		if t.zeros > 0 {
 			res.ZeroFilled = append(res.ZeroFilled, ZeroFill{Path: p, First: t.firstGap, Blocks: t.zeros})
 		}
 		res.Manifest.Files = append(res.Manifest.Files, mf)
+		sumsOf = append(sumsOf, sumOf)
+	}
+	// The rebuilt files are read back for their checksums, a few at once.
+	var g errgroup.Group
+	g.SetLimit(max(c.opts.Concurrency, 1))
+	for i, path := range sumsOf {
+		if path == "" {
+			continue
+		}
+		mf := &res.Manifest.Files[i]
+		g.Go(func() error {
+			sum, err := fileCRC(path, mf.Size)
+			mf.Algorithm, mf.Checksum = "CRC32C", sum
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, fmt.Errorf("checksum the composed files: %w", err)
 	}
 	return res, nil
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/tusk-backup/tusk/wal"
 )
 
@@ -35,6 +37,7 @@ type tbackup struct {
 	omit     []string // paths listed (newest manifest) but not streamed
 	piece    int      // stream each file in pieces of this many bytes
 	reversed bool     // the pieces of full copies in reverse order
+	parallel bool     // files (and pieces of full copies) fed concurrently
 }
 
 func full(path string, blocks ...int) tfile {
@@ -142,8 +145,30 @@ func compose(t *testing.T, backups []tbackup, opts ComposeOptions) (string, *Res
 		if err := c.File("backup_label", Full, 0, int64(len(labels[i])), bytes.NewReader(labels[i])); err != nil {
 			return dest, nil, err
 		}
+		var g errgroup.Group
 		for _, f := range b.files {
 			if slices.Contains(b.omit, f.path) {
+				continue
+			}
+			if b.parallel {
+				data := f.bytes(t)
+				size := int64(len(data))
+				if f.kind == Incremental {
+					g.Go(func() error {
+						for off := int64(0); off < size; off += int64(b.piece) {
+							if err := c.File(f.path, f.kind, off, size, bytes.NewReader(data[off:min(size, off+int64(b.piece))])); err != nil {
+								return err
+							}
+						}
+						return nil
+					})
+					continue
+				}
+				for off := int64(0); off < size; off += int64(b.piece) {
+					g.Go(func() error {
+						return c.File(f.path, f.kind, off, size, bytes.NewReader(data[off:min(size, off+int64(b.piece))]))
+					})
+				}
 				continue
 			}
 			data := f.bytes(t)
@@ -167,6 +192,9 @@ func compose(t *testing.T, backups []tbackup, opts ComposeOptions) (string, *Res
 					return dest, nil, err
 				}
 			}
+		}
+		if err := g.Wait(); err != nil {
+			return dest, nil, err
 		}
 	}
 	res, err := c.Finish()
@@ -554,5 +582,64 @@ func TestComposeIncrementalPiecesOutOfOrder(t *testing.T) {
 	}
 	if !errors.Is(err, ErrChain) || !strings.Contains(err.Error(), "must come in order") {
 		t.Fatalf("error %v", err)
+	}
+}
+
+// TestComposeConcurrent feeds each backup's files, and the pieces of full
+// copies, from many goroutines at once (run it with -race).
+func TestComposeConcurrent(t *testing.T) {
+	t.Parallel()
+	var newest, middle, oldest []tfile
+	want := map[string][]int{}
+	for i := range 40 {
+		p := fmt.Sprintf("base/5/%d", 20000+i)
+		newest = append(newest, inc(p, 6, i%6, 100+i, 6, 60))
+		middle = append(middle, inc(p, 6, (i+1)%6, 150+i))
+		oldest = append(oldest, full(p, 10, 11, 12, 13, 14, 15))
+		exp := []int{10, 11, 12, 13, 14, 15, 60}
+		exp[(i+1)%6] = 150 + i
+		exp[i%6] = 100 + i
+		want[p] = exp
+	}
+	backups := chain(newest, middle, oldest)
+	for i := range backups {
+		backups[i].parallel, backups[i].piece = true, BlockSize/2+1
+	}
+	dest, res, err := compose(t, backups, ComposeOptions{MaxOpenFiles: 7, Concurrency: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResult(t, backups, dest, res, want)
+	if res.Rebuilt != 40 {
+		t.Errorf("%d files rebuilt, want 40", res.Rebuilt)
+	}
+}
+
+// TestComposePath: ComposeOptions.Path puts a tablespace's files where the
+// restore maps it.
+func TestComposePath(t *testing.T) {
+	t.Parallel()
+	ts := t.TempDir()
+	data := t.TempDir()
+	const p = "pg_tblspc/16385/PG_17_202406281/5/16386"
+	backups := chain([]tfile{inc(p, 2, 1, 21)}, []tfile{full(p, 10, 11)})
+	dest, res, err := compose(t, backups, ComposeOptions{Path: func(path string) (string, error) {
+		if rest, ok := strings.CutPrefix(path, "pg_tblspc/16385/"); ok {
+			return filepath.Join(ts, rest), nil
+		}
+		return filepath.Join(data, path), nil // backup_label too
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(ts, "PG_17_202406281/5/16386"))
+	if err != nil || !bytes.Equal(got, append(block(10), block(21)...)) {
+		t.Fatalf("tablespace file: %s, %v", describe(got), err)
+	}
+	if _, err := os.Stat(filepath.Join(dest, p)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("written under the data directory too: %v", err)
+	}
+	if len(res.Manifest.Files) != 2 || res.Manifest.Files[1].Path != p {
+		t.Fatalf("manifest %+v", res.Manifest.Files)
 	}
 }
