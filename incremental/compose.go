@@ -77,8 +77,13 @@ type ComposeOptions struct {
 // newest backup that holds them, down to the full copy of an older backup; a
 // file the newest manifest does not list is not written.
 //
-// Memory: one bit per block below the truncation length of each file being
-// rebuilt, no file contents.
+// Every File call of a backup must have returned before StartBackup starts
+// the next one or Finish ends the chain.
+//
+// Memory: the newest manifest, one bit per block below the truncation length
+// of each file being rebuilt (16 KiB for a 1 GiB segment), and a 256 KiB
+// buffer per File call at work; no file is held in memory. Files are opened
+// once and written with WriteAt, up to MaxOpenFiles at a time.
 type Composer struct {
 	dest   string
 	opts   ComposeOptions
@@ -184,7 +189,9 @@ func (c *Composer) StartBackup(name string) error {
 // (without INCREMENTAL.; kind says how it is held): the bytes of r, which
 // start at byte off of that copy, whose whole size is size. A copy may come
 // in pieces (off > 0), in any order for a full copy, in order for an
-// incremental one. r is read to its end only when its bytes are needed.
+// incremental one. When the backup's copy is not needed (the newest manifest
+// does not list the file, or a newer backup completed it) File returns
+// without reading r.
 func (c *Composer) File(path string, kind Kind, off, size int64, r io.Reader) error {
 	c.mu.Lock()
 	if len(c.backups) == 0 || c.closed {
