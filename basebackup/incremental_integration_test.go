@@ -4,8 +4,11 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
@@ -224,8 +227,12 @@ func spike(t *testing.T, version int) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	fullMan, err := incremental.ParseManifest(fullB.manifest.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i, b := range []*captured{incB, fullB} {
-		if err := c.StartBackup([]string{"incr", "full"}[i]); err != nil {
+		if err := c.StartBackup([]string{"incr", "full"}[i], []*incremental.Manifest{incMan, fullMan}[i]); err != nil {
 			t.Fatal(err)
 		}
 		eachFile(t, b.tarPath, func(h *tar.Header, rd io.Reader) error {
@@ -292,7 +299,20 @@ func spike(t *testing.T, version int) {
 		}
 	}
 
-	// The combined manifest, and a server started on the result.
+	// The combined manifest lists every file with its size and CRC32C.
+	for _, mf := range res.Manifest.Files {
+		b, err := os.ReadFile(filepath.Join(r.DataDir, mf.Path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var le [4]byte
+		binary.LittleEndian.PutUint32(le[:], crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
+		if int64(len(b)) != mf.Size || mf.Algorithm != "CRC32C" || hex.EncodeToString(le[:]) != mf.Checksum {
+			t.Errorf("%s: %d bytes, CRC32C %x; the combined manifest: %d, %s %s", mf.Path, len(b), le, mf.Size, mf.Algorithm, mf.Checksum)
+		}
+	}
+
+	// And a server started on the result.
 	var man bytes.Buffer
 	if err := res.Manifest.Write(&man); err != nil {
 		t.Fatal(err)

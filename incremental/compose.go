@@ -97,8 +97,9 @@ type Composer struct {
 }
 
 type backupInfo struct {
-	name  string
-	label *label // its backup_label, once seen
+	name     string
+	label    *label            // its backup_label, once seen
+	checksum map[string]string // CRC32C of its full files, by path, from its manifest
 }
 
 // target is one file of the result.
@@ -124,6 +125,8 @@ type target struct {
 	have     bitmap // blocks < tbl written from newer backups
 	cur      bitmap // blocks < tbl written from the backup being streamed
 	fullLen  uint32 // blocks of the full copy that ended the file (rebuilt files)
+	mixed    bool   // some block came from an incremental copy
+	sum      string // the result's CRC32C, when known without reading it back
 	zeros    uint32 // blocks left zero
 	firstGap uint32 // the first of them
 	label    []byte // backup_label as written (newest copy)
@@ -169,8 +172,11 @@ func checkRel(p string) error {
 
 // StartBackup ends the backup being streamed (checking that it held every
 // file it had to) and starts the next older one, name (for messages). The
-// first call starts the newest backup.
-func (c *Composer) StartBackup(name string) error {
+// first call starts the newest backup. manifest, the backup's own manifest,
+// may be nil; with it, a rebuilt file that turns out to be exactly the full
+// copy of this backup (no block changed since) takes its checksum from it
+// instead of being read back, as pg_combinebackup does.
+func (c *Composer) StartBackup(name string, manifest *Manifest) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -181,7 +187,16 @@ func (c *Composer) StartBackup(name string) error {
 			return err
 		}
 	}
-	c.backups = append(c.backups, &backupInfo{name: name})
+	b := &backupInfo{name: name}
+	if manifest != nil && len(c.backups) > 0 {
+		b.checksum = map[string]string{}
+		for _, f := range manifest.Files {
+			if _, inc := IsIncremental(f.Path); !inc && f.Algorithm == "CRC32C" {
+				b.checksum[f.Path] = f.Checksum
+			}
+		}
+	}
+	c.backups = append(c.backups, b)
 	return nil
 }
 
@@ -442,16 +457,16 @@ func (c *Composer) writeBlocks(t *target, p []byte, pos int64, dest func(i int64
 
 // wanted reports whether backup k supplies block b of t, and marks it.
 func (c *Composer) wanted(t *target, k int, b int64) bool {
-	if k == 0 {
-		if b < int64(t.tbl) {
-			t.cur.set(uint32(b))
-		}
-		return true // the newest copy's blocks all count
-	}
-	if b >= int64(t.tbl) || t.have.get(uint32(b)) {
+	if k > 0 && (b >= int64(t.tbl) || t.have.get(uint32(b))) {
 		return false
 	}
-	t.cur.set(uint32(b))
+	// The newest copy's blocks all count; an older copy's fill gaps.
+	if b < int64(t.tbl) {
+		t.cur.set(uint32(b))
+	}
+	if t.seenKind == Incremental {
+		t.mixed = true
+	}
 	return true
 }
 
@@ -582,6 +597,9 @@ func (c *Composer) endTarget(t *target, k int, backup string) error {
 	// that copy's end.
 	t.done = true
 	t.fullLen = uint32(min(t.size/BlockSize, SegmentBlocks))
+	if !t.mixed && t.size == int64(t.length)*BlockSize {
+		t.sum = c.backups[k].checksum[t.path] // "" when unknown
+	}
 	if gap, n := t.have.missing(t.tbl); n > 0 {
 		t.zeros, t.firstGap = n, gap
 		if c.opts.Strict {
@@ -677,7 +695,11 @@ func (c *Composer) Finish() (*Result, error) {
 		case t.kind == Incremental:
 			res.Rebuilt++
 			mf.Size = int64(t.length) * BlockSize
-			sumOf = t.out
+			if t.sum != "" {
+				mf.Algorithm, mf.Checksum = "CRC32C", t.sum
+			} else {
+				sumOf = t.out
+			}
 		case f.Algorithm != "CRC32C":
 			sumOf = t.out
 		}

@@ -139,7 +139,11 @@ func compose(t *testing.T, backups []tbackup, opts ComposeOptions) (string, *Res
 	}
 	defer c.Close()
 	for i, b := range backups {
-		if err := c.StartBackup(b.name); err != nil {
+		var m *Manifest
+		if opts.Concurrency == 0 { // and with Concurrency, every rebuilt file is read back
+			m = manifestOf(t, b, labels[i])
+		}
+		if err := c.StartBackup(b.name, m); err != nil {
 			return dest, nil, err
 		}
 		if err := c.File("backup_label", Full, 0, int64(len(labels[i])), bytes.NewReader(labels[i])); err != nil {
@@ -573,7 +577,7 @@ func TestComposeIncrementalPiecesOutOfOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.StartBackup("b1"); err != nil {
+	if err := c.StartBackup("b1", nil); err != nil {
 		t.Fatal(err)
 	}
 	err = c.File(rel, Incremental, BlockSize, int64(len(data)), bytes.NewReader(data[BlockSize:]))
