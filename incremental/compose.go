@@ -66,6 +66,10 @@ type ComposeOptions struct {
 	// checksum them (the newest backup's own files keep the checksums of its
 	// manifest). 0 means 1.
 	Concurrency int
+	// ExactVM keeps every visibility map page as pg_combinebackup would,
+	// even one that a newer backup's heap pages show to be stale (see vm.go);
+	// by default such pages are zeroed.
+	ExactVM bool
 }
 
 // Composer composes a chain of backups into one data directory as
@@ -94,6 +98,12 @@ type Composer struct {
 	backups []*backupInfo      // newest first; the last is being streamed
 	open    atomic.Int64       // files held open
 	closed  bool
+
+	vmMu sync.Mutex
+	// heapSrc is, for each relation and each VM page's range of heap
+	// blocks, the newest backup (lowest index) that supplied a heap block
+	// in that range.
+	heapSrc map[string]map[uint32]int
 }
 
 type backupInfo struct {
@@ -111,6 +121,12 @@ type target struct {
 	out     string       // where it is written
 	f       *os.File
 	created bool // out exists
+
+	rel   string // relation files: the relation (base/5/16384), fork ("", "vm", ...) and segment
+	fork  string
+	seg   uint32
+	isRel bool
+	vmSrc []uint16 // rebuilt VM files: 1 + the index of the backup that supplied each block; 0 none
 
 	// Per backup being streamed.
 	seenIn   int   // index of the last backup that held a copy; -1 none
@@ -144,7 +160,7 @@ func NewComposer(dest string, newest *Manifest, opts ComposeOptions) (*Composer,
 	if opts.MaxOpenFiles <= 0 {
 		opts.MaxOpenFiles = 512
 	}
-	c := &Composer{dest: dest, opts: opts, newest: newest, targets: map[string]*target{}}
+	c := &Composer{dest: dest, opts: opts, newest: newest, targets: map[string]*target{}, heapSrc: map[string]map[uint32]int{}}
 	for _, f := range newest.Files {
 		p, inc := IsIncremental(f.Path)
 		if _, dup := c.targets[p]; dup {
@@ -153,13 +169,19 @@ func NewComposer(dest string, newest *Manifest, opts ComposeOptions) (*Composer,
 		if err := checkRel(p); err != nil {
 			return nil, err
 		}
-		t := &target{path: p, entry: f, kind: Full, seenIn: -1}
+		t := newTarget(p, f, Full)
 		if inc {
 			t.kind = Incremental
 		}
 		c.targets[p] = t
 	}
 	return c, nil
+}
+
+func newTarget(path string, entry ManifestFile, kind Kind) *target {
+	t := &target{path: path, entry: entry, kind: kind, seenIn: -1}
+	t.rel, t.fork, t.seg, t.isRel = relFile(path)
+	return t
 }
 
 // checkRel refuses a path that would leave the destination.
@@ -227,7 +249,7 @@ func (c *Composer) File(path string, kind Kind, off, size int64, r io.Reader) er
 			c.mu.Unlock()
 			return err
 		}
-		t = &target{path: path, kind: Full, seenIn: -1, entry: ManifestFile{Path: path, Size: -1}}
+		t = newTarget(path, ManifestFile{Path: path, Size: -1}, Full)
 		c.targets[path] = t
 	}
 	c.mu.Unlock()
@@ -402,6 +424,9 @@ func (c *Composer) startIncremental(t *target, k int, h Header) error {
 	}
 	t.tbl, t.length = h.TruncationBlockLength, h.Length()
 	t.have, t.cur = newBitmap(t.tbl), newBitmap(t.tbl)
+	if t.isRel && t.fork == "vm" && !c.opts.ExactVM {
+		t.vmSrc = make([]uint16, t.length)
+	}
 	if err := c.openOut(t, true); err != nil {
 		return err
 	}
@@ -476,8 +501,77 @@ func (c *Composer) writeAt(t *target, p []byte, off int64) error {
 			return err
 		}
 	}
-	_, err := t.f.WriteAt(p, off)
-	return err
+	if _, err := t.f.WriteAt(p, off); err != nil {
+		return err
+	}
+	if len(p) > 0 && t.isRel && !c.opts.ExactVM {
+		c.noteSource(t, off/BlockSize, (off+int64(len(p))-1)/BlockSize)
+	}
+	return nil
+}
+
+// noteSource records that the backup being streamed supplied blocks first
+// to last of t: for a heap file, under which VM pages; for a rebuilt VM
+// file, which of its pages.
+func (c *Composer) noteSource(t *target, first, last int64) {
+	k := t.seenIn
+	switch {
+	case t.fork == "vm" && t.vmSrc != nil:
+		for b := first; b <= last && b < int64(len(t.vmSrc)); b++ {
+			t.vmSrc[b] = uint16(min(k+1, 1<<16-1))
+		}
+	case t.fork == "":
+		base := int64(t.seg) * SegmentBlocks
+		c.vmMu.Lock()
+		pages := c.heapSrc[t.rel]
+		if pages == nil {
+			pages = map[uint32]int{}
+			c.heapSrc[t.rel] = pages
+		}
+		for pg := (base + first) / heapBlocksPerVMPage; pg <= (base+last)/heapBlocksPerVMPage; pg++ {
+			if old, ok := pages[uint32(pg)]; !ok || k < old {
+				pages[uint32(pg)] = k
+			}
+		}
+		c.vmMu.Unlock()
+	}
+}
+
+// clearStaleVM zeroes the pages of rebuilt VM files that came from an older
+// backup than a heap page they cover (see vm.go), and returns how many.
+func (c *Composer) clearStaleVM() (int, error) {
+	zero := make([]byte, BlockSize)
+	n := 0
+	for _, t := range c.sortedTargets() {
+		if t.vmSrc == nil {
+			continue
+		}
+		pages := c.heapSrc[t.rel]
+		var stale []int64
+		for b, src := range t.vmSrc {
+			abs := uint32(int64(t.seg)*SegmentBlocks + int64(b))
+			if heap, ok := pages[abs]; ok && src > 0 && heap < int(src)-1 {
+				stale = append(stale, int64(b))
+			}
+		}
+		if len(stale) == 0 {
+			continue
+		}
+		if err := c.openOut(t, false); err != nil {
+			return n, err
+		}
+		for _, b := range stale {
+			if _, err := t.f.WriteAt(zero, b*BlockSize); err != nil {
+				return n, err
+			}
+		}
+		if err := c.closeFile(t); err != nil {
+			return n, err
+		}
+		t.sum = "" // read it back
+		n += len(stale)
+	}
+	return n, nil
 }
 
 // openOut opens t's output file, creating it (it must not exist) when
@@ -639,6 +733,9 @@ type Result struct {
 	Rebuilt int
 	// ZeroFilled lists the files with blocks left zero.
 	ZeroFilled []ZeroFill
+	// VMPagesZeroed counts the visibility map pages zeroed because a newer
+	// backup's heap pages show them stale (see ComposeOptions.ExactVM).
+	VMPagesZeroed int
 }
 
 // Finish ends the last backup of the chain, checks that every file is
@@ -663,6 +760,10 @@ func (c *Composer) Finish() (*Result, error) {
 			ErrChain, oldest.name, oldest.label.fromLSN)
 	}
 	res := &Result{Manifest: &Manifest{Version: 2, SystemID: c.newest.SystemID, WALRanges: c.newest.WALRanges}}
+	var err error
+	if res.VMPagesZeroed, err = c.clearStaleVM(); err != nil {
+		return nil, fmt.Errorf("clear stale visibility map pages: %w", err)
+	}
 	if c.newest.Version < 2 {
 		res.Manifest.Version = c.newest.Version
 	}
@@ -807,7 +908,7 @@ func (c *Composer) backupLabel(k int, b *backupInfo, kind Kind, off, size int64,
 	b.label = l
 	t := c.targets["backup_label"]
 	if k == 0 && t == nil {
-		t = &target{path: "backup_label", kind: Full, seenIn: -1, entry: ManifestFile{Path: "backup_label", Size: -1}}
+		t = newTarget("backup_label", ManifestFile{Path: "backup_label", Size: -1}, Full)
 		c.targets[t.path] = t
 	}
 	c.mu.Unlock()

@@ -296,7 +296,9 @@ func checkResult(t *testing.T, backups []tbackup, dest string, res *Result, want
 			continue
 		}
 		ref, ok := reference(t, backups, mf.Path)
-		if !ok {
+		if _, vm := want[mf.Path]; vm && strings.HasSuffix(mf.Path, "_vm") {
+			// A zeroed stale VM page differs from pg_combinebackup's.
+		} else if !ok {
 			t.Errorf("%s is not in the newest backup", mf.Path)
 		} else if !bytes.Equal(ref, data) {
 			t.Errorf("%s differs from pg_combinebackup's result (%d bytes, want %d)", mf.Path, len(data), len(ref))
@@ -645,5 +647,110 @@ func TestComposePath(t *testing.T) {
 	}
 	if len(res.Manifest.Files) != 2 || res.Manifest.Files[1].Path != p {
 		t.Fatalf("manifest %+v", res.Manifest.Files)
+	}
+}
+
+// TestComposeVisibilityMap: a VM page older than a heap page it covers is
+// zeroed (ComposeOptions.ExactVM keeps it, as pg_combinebackup does).
+func TestComposeVisibilityMap(t *testing.T) {
+	t.Parallel()
+	const vm = rel + "_vm"
+	for _, tc := range []struct {
+		name    string
+		backups []tbackup
+		want    []int // the VM's blocks
+		exact   []int // with ExactVM
+		zeroed  int
+	}{
+		{
+			name:    "heap page changed, VM page from the full backup",
+			backups: chain([]tfile{inc(rel, 3, 1, 21), inc(vm, 1)}, []tfile{full(rel, 10, 11, 12), full(vm, 90)}),
+			want:    []int{-1}, exact: []int{90}, zeroed: 1,
+		},
+		{
+			name:    "heap page changed, VM page sent too",
+			backups: chain([]tfile{inc(rel, 3, 1, 21), inc(vm, 1, 0, 91)}, []tfile{full(rel, 10, 11, 12), full(vm, 90)}),
+			want:    []int{91}, exact: []int{91},
+		},
+		{
+			name:    "heap unchanged",
+			backups: chain([]tfile{inc(rel, 3), inc(vm, 1)}, []tfile{full(rel, 10, 11, 12), full(vm, 90)}),
+			want:    []int{90}, exact: []int{90},
+		},
+		{
+			name: "heap changed in the middle backup, after the VM page's",
+			backups: chain(
+				[]tfile{inc(rel, 3), inc(vm, 1)},
+				[]tfile{inc(rel, 3, 2, 22), inc(vm, 1)},
+				[]tfile{inc(rel, 3), inc(vm, 1, 0, 91)},
+				[]tfile{full(rel, 10, 11, 12), full(vm, 90)}),
+			want: []int{-1}, exact: []int{91}, zeroed: 1,
+		},
+		{
+			name: "heap changed in the backup that sent the VM page",
+			backups: chain(
+				[]tfile{inc(rel, 3), inc(vm, 1)},
+				[]tfile{inc(rel, 3, 2, 22), inc(vm, 1, 0, 91)},
+				[]tfile{full(rel, 10, 11, 12), full(vm, 90)}),
+			want: []int{91}, exact: []int{91},
+		},
+		{
+			name:    "heap copied whole in the newest backup",
+			backups: chain([]tfile{full(rel, 20, 21, 22), inc(vm, 1)}, []tfile{full(rel, 10, 11, 12), full(vm, 90)}),
+			want:    []int{-1}, exact: []int{90}, zeroed: 1,
+		},
+		{
+			name: "only the VM page covering the changed segment",
+			backups: chain(
+				[]tfile{inc(rel+".1", 8, 5, 25), inc(rel, 2), inc(vm, 6)},
+				[]tfile{full(rel+".1", 1, 2, 3, 4, 5, 6, 7, 8), full(rel, 10, 11), full(vm, 90, 91, 92, 93, 94, 95)}),
+			// Heap block 131072+5 is under VM page 4.
+			want: []int{90, 91, 92, 93, -1, 95}, exact: []int{90, 91, 92, 93, 94, 95}, zeroed: 1,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			for _, exact := range []bool{false, true} {
+				dest, res, err := compose(t, tc.backups, ComposeOptions{ExactVM: exact})
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, zeroed := tc.want, tc.zeroed
+				if exact {
+					want, zeroed = tc.exact, 0
+				}
+				checkResult(t, tc.backups, dest, res, map[string][]int{vm: want})
+				if res.VMPagesZeroed != zeroed {
+					t.Errorf("ExactVM %v: %d VM pages zeroed, want %d", exact, res.VMPagesZeroed, zeroed)
+				}
+			}
+		})
+	}
+}
+
+func TestRelFile(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in, rel, fork string
+		seg           uint32
+		ok            bool
+	}{
+		{"base/5/16384", "base/5/16384", "", 0, true},
+		{"base/5/16384.2", "base/5/16384", "", 2, true},
+		{"base/5/16384_vm", "base/5/16384", "vm", 0, true},
+		{"base/5/16384_fsm.1", "base/5/16384", "fsm", 1, true},
+		{"global/1262", "global/1262", "", 0, true},
+		{"pg_tblspc/16385/PG_17_202406281/5/16390_vm", "pg_tblspc/16385/PG_17_202406281/5/16390", "vm", 0, true},
+		{"base/5/pg_filenode.map", "", "", 0, false},
+		{"base/5/PG_VERSION", "", "", 0, false},
+		{"global/pg_control", "", "", 0, false},
+		{"pg_xact/0000", "", "", 0, false},
+		{"base/5/16384_xx", "", "", 0, false},
+		{"base/5/16384.x", "", "", 0, false},
+	} {
+		rel, fork, seg, ok := relFile(tc.in)
+		if rel != tc.rel || fork != tc.fork || seg != tc.seg || ok != tc.ok {
+			t.Errorf("relFile(%q) = %q %q %d %v", tc.in, rel, fork, seg, ok)
+		}
 	}
 }
