@@ -184,7 +184,7 @@ func spike(t *testing.T, version int) {
 		if h.Typeflag != tar.TypeReg {
 			return nil
 		}
-		bare, ok := incremental.IsIncremental(h.Name)
+		bare, ok := incremental.Split(h.Name)
 		if !ok {
 			return nil
 		}
@@ -249,7 +249,7 @@ func spike(t *testing.T, version int) {
 				}
 				return nil
 			case tar.TypeReg:
-				bare, inc := incremental.IsIncremental(h.Name)
+				bare, inc := incremental.Split(h.Name)
 				kind := incremental.Full
 				if inc {
 					kind = incremental.Incremental

@@ -162,7 +162,7 @@ func NewComposer(dest string, newest *Manifest, opts ComposeOptions) (*Composer,
 	}
 	c := &Composer{dest: dest, opts: opts, newest: newest, targets: map[string]*target{}, heapSrc: map[string]map[uint32]int{}}
 	for _, f := range newest.Files {
-		p, inc := IsIncremental(f.Path)
+		p, inc := Split(f.Path)
 		if _, dup := c.targets[p]; dup {
 			return nil, fmt.Errorf("%w: the newest manifest lists %s twice", ErrManifest, p)
 		}
@@ -213,7 +213,7 @@ func (c *Composer) StartBackup(name string, manifest *Manifest) error {
 	if manifest != nil && len(c.backups) > 0 {
 		b.checksum = map[string]string{}
 		for _, f := range manifest.Files {
-			if _, inc := IsIncremental(f.Path); !inc && f.Algorithm == "CRC32C" {
+			if _, inc := Split(f.Path); !inc && f.Algorithm == "CRC32C" {
 				b.checksum[f.Path] = f.Checksum
 			}
 		}
@@ -285,7 +285,7 @@ func (c *Composer) File(path string, kind Kind, off, size int64, r io.Reader) er
 
 func (t *target) entryName(kind Kind) string {
 	if kind == Incremental {
-		return IncrementalName(t.path)
+		return Name(t.path)
 	}
 	return t.path
 }
@@ -295,7 +295,7 @@ func (t *target) begin(k int, kind Kind, off, size int64, backup string) error {
 	if t.seenIn != k {
 		if kind == Incremental && off != 0 {
 			return fmt.Errorf("%w: a piece of %s at byte %d in backup %s comes before its header: the pieces of an incremental file must come in order",
-				ErrChain, IncrementalName(t.path), off, backup)
+				ErrChain, Name(t.path), off, backup)
 		}
 		t.seenIn, t.seenKind, t.size, t.got, t.inc = k, kind, size, 0, nil
 		if kind == Incremental {
@@ -308,7 +308,7 @@ func (t *target) begin(k int, kind Kind, off, size int64, backup string) error {
 	}
 	if kind == Incremental && off != t.got {
 		return fmt.Errorf("%w: a piece of %s at byte %d in backup %s arrives after %d bytes: the pieces of an incremental file must come in order",
-			ErrChain, IncrementalName(t.path), off, backup, t.got)
+			ErrChain, Name(t.path), off, backup, t.got)
 	}
 	return nil
 }
@@ -676,7 +676,7 @@ func (c *Composer) endTarget(t *target, k int, backup string) error {
 		return fmt.Errorf("%w: backup %s holds %d of the %d bytes of %s", ErrChain, backup, t.got, t.size, t.entryName(t.seenKind))
 	}
 	if t.seenKind == Incremental && t.inc.hdr == nil {
-		return fmt.Errorf("%s in backup %s: %w: the file ends within its header", IncrementalName(t.path), backup, ErrFormat)
+		return fmt.Errorf("%s in backup %s: %w: the file ends within its header", Name(t.path), backup, ErrFormat)
 	}
 	if k == 0 && t.seenKind == Full {
 		t.done = true
@@ -776,7 +776,7 @@ func (c *Composer) Finish() (*Result, error) {
 	}
 	sumsOf := make([]string, 0, len(files)) // files to read back for their checksum
 	for _, f := range files {
-		p, _ := IsIncremental(f.Path)
+		p, _ := Split(f.Path)
 		t := c.targets[p]
 		if err := c.closeFile(t); err != nil {
 			return nil, err

@@ -108,7 +108,7 @@ func manifestOf(t *testing.T, b tbackup, label []byte) *Manifest {
 		data := f.bytes(t)
 		name := f.path
 		if f.kind == Incremental {
-			name = IncrementalName(f.path)
+			name = Name(f.path)
 		}
 		m.Files = append(m.Files, ManifestFile{Path: name, Size: int64(len(data)), LastModified: "2026-12-01 23:00:00 GMT", Algorithm: "CRC32C", Checksum: crcHex(crc32.Checksum(data, castagnoli))})
 	}
@@ -574,7 +574,7 @@ func TestComposeFails(t *testing.T) {
 func TestComposeIncrementalPiecesOutOfOrder(t *testing.T) {
 	t.Parallel()
 	data := incFile(t, 3, false, 1, 2)
-	c, err := NewComposer(t.TempDir(), &Manifest{Version: 2, Files: []ManifestFile{{Path: IncrementalName(rel), Size: int64(len(data))}}}, ComposeOptions{})
+	c, err := NewComposer(t.TempDir(), &Manifest{Version: 2, Files: []ManifestFile{{Path: Name(rel), Size: int64(len(data))}}}, ComposeOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

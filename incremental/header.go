@@ -88,10 +88,11 @@ func headerSize(blocks int, padded bool) int64 {
 	return n
 }
 
-// IsIncremental reports whether name (a path as in a backup's tar or
-// manifest) is an incremental file, and returns the path of the file it
-// restores: base/5/INCREMENTAL.16384 gives base/5/16384, true.
-func IsIncremental(name string) (string, bool) {
+// Split takes a name as in a backup's tar or manifest and returns the path
+// of the file it restores and whether it is an incremental file:
+// base/5/INCREMENTAL.16384 gives base/5/16384, true; base/5/16384 gives
+// itself, false.
+func Split(name string) (path string, incremental bool) {
 	dir, file := "", name
 	if i := strings.LastIndexByte(name, '/'); i >= 0 {
 		dir, file = name[:i+1], name[i+1:]
@@ -102,9 +103,9 @@ func IsIncremental(name string) (string, bool) {
 	return dir + file[len(Prefix):], true
 }
 
-// IncrementalName is the name under which a backup holds path incrementally:
+// Name is the name under which a backup holds path incrementally:
 // base/5/16384 gives base/5/INCREMENTAL.16384.
-func IncrementalName(path string) string {
+func Name(path string) string {
 	if i := strings.LastIndexByte(path, '/'); i >= 0 {
 		return path[:i+1] + Prefix + path[i+1:]
 	}

@@ -151,7 +151,7 @@ func TestHeaderCorrupt(t *testing.T) {
 	})
 }
 
-func TestIncrementalNames(t *testing.T) {
+func TestNames(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		in, path string
@@ -164,12 +164,12 @@ func TestIncrementalNames(t *testing.T) {
 		{"base/5/INCREMENTAL.", "base/5/INCREMENTAL.", false},
 		{"INCREMENTAL.d/file", "INCREMENTAL.d/file", false},
 	} {
-		p, inc := IsIncremental(tc.in)
+		p, inc := Split(tc.in)
 		if p != tc.path || inc != tc.inc {
-			t.Errorf("IsIncremental(%q) = %q, %v", tc.in, p, inc)
+			t.Errorf("Split(%q) = %q, %v", tc.in, p, inc)
 		}
-		if inc && IncrementalName(p) != tc.in {
-			t.Errorf("IncrementalName(%q) = %q", p, IncrementalName(p))
+		if inc && Name(p) != tc.in {
+			t.Errorf("Name(%q) = %q", p, Name(p))
 		}
 	}
 }

@@ -32,7 +32,7 @@ type Manifest struct {
 
 // ManifestFile is one file of a manifest. In an incremental backup's
 // manifest, a relation file sent incrementally is listed under its
-// INCREMENTAL.<name> (see IsIncremental), with that file's size and checksum.
+// INCREMENTAL.<name> (see Split), with that file's size and checksum.
 type ManifestFile struct {
 	Path         string // relative to the data directory, decoded from Encoded-Path when need be
 	Size         int64
