@@ -75,7 +75,8 @@ func takeBackup(t *testing.T, ctx context.Context, p *testenv.Postgres, parent [
 		if err := basebackup.UploadManifest(ctx, conn, bytes.NewReader(parent)); err != nil {
 			t.Fatal(err)
 		}
-		c.res, err = basebackup.StreamIncremental(ctx, conn, opts, c)
+		opts.Incremental = true
+		c.res, err = basebackup.Stream(ctx, conn, opts, c)
 	}
 	if err != nil {
 		t.Fatalf("backup %s: %v", name, err)

@@ -218,7 +218,7 @@ func testIncrementalWeek(t *testing.T, bin string, v int, repo repository) {
 		dest := filepath.Join(testenv.ServerTempDir(t), "pgdata")
 		// Each restored server promotes and archives its new timeline
 		// into the same repository, so stay on the backup's timeline.
-		r := run(t, bin, env, append([]string{"backup-fetch", dest, name, "--recover", "--json", "--target-timeline", "current"}, args...)...)
+		r := run(t, bin, env, append([]string{"backup-fetch", dest, name, "--recover", "--json", "--target-timeline", "current", "--pg-bin", pg.ServerBinDir}, args...)...)
 		t.Cleanup(func() { stopServer(t, pg, dest) })
 		wantExit(t, r, 0)
 		sock, port := recovered(t, r)
@@ -239,7 +239,7 @@ func testIncrementalWeek(t *testing.T, bin string, v int, repo repository) {
 	if _, err := os.Stat(filepath.Join(standby, "standby.signal")); err != nil {
 		t.Fatalf("backup-fetch --standby wrote no standby.signal: %v", err)
 	}
-	wantExit(t, run(t, bin, env, "restore-drill", "--scratch", testenv.ServerTempDir(t), "--json", "--sql", "SELECT n FROM marks WHERE n = 99"), 0)
+	wantExit(t, run(t, bin, env, "restore-drill", "--pg-bin", pg.ServerBinDir, "--scratch", testenv.ServerTempDir(t), "--json", "--sql", "SELECT n FROM marks WHERE n = 99"), 0)
 
 	// A second chain, then retention.
 	pushUnderLoad("(full)")
