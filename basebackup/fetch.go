@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tusk-backup/tusk/compress"
+	"github.com/tusk-backup/tusk/incremental"
 	"github.com/tusk-backup/tusk/storage"
 )
 
@@ -154,13 +155,287 @@ func tablespaceDirs(m Meta, mapping map[string]string) map[string]string {
 }
 
 // RestoreChain restores the last backup of chain (as ReadChain returns it:
-// the full backup first) into dest, composing an incremental backup's
-// files from the whole chain.
-func RestoreChain(ctx context.Context, chain []Meta, dest string, opts FetchOptions) error {
+// the full backup first) into dest. A full backup is unpacked as Restore
+// does; an incremental one is composed from the whole chain in one pass
+// over each backup, newest first (see incremental.Composer), and gets the
+// combined manifest pg_combinebackup would write.
+func RestoreChain(ctx context.Context, chain []Meta, dest string, opts FetchOptions) (err error) {
 	if len(chain) == 0 {
 		return errors.New("no backup to restore")
 	}
-	return Restore(ctx, chain[len(chain)-1], dest, opts)
+	newest := chain[len(chain)-1]
+	if !newest.Incremental() {
+		return Restore(ctx, newest, dest, opts)
+	}
+	for i, m := range chain {
+		if (i == 0) == m.Incremental() || (i > 0 && m.Parent != chain[i-1].Name) {
+			return fmt.Errorf("backup %s: the chain given to restore is not a full backup followed by its incrementals", newest.Name)
+		}
+	}
+	d, err := prepareDest(newest, dest, opts)
+	if err != nil {
+		return err
+	}
+	defer func() { d.cleanup(err) }()
+	man, err := readManifest(ctx, opts.Store, newest)
+	if err != nil {
+		return err
+	}
+	comp, err := incremental.NewComposer(d.dest, man, incremental.ComposeOptions{
+		Path:        d.composedPath,
+		Concurrency: max(opts.Concurrency, 1),
+	})
+	if err != nil {
+		return fmt.Errorf("backup %s: %w", newest.Name, err)
+	}
+	defer comp.Close()
+	var total, done atomic.Int64
+	for _, m := range chain {
+		for _, p := range m.Parts {
+			total.Add(p.RawSize)
+		}
+	}
+	for k := len(chain) - 1; k >= 0; k-- {
+		m := chain[k]
+		var own *incremental.Manifest
+		if k < len(chain)-1 {
+			// An older backup's own manifest gives the checksum of a file
+			// that no later backup changed, so it need not be read back.
+			if own, err = readManifest(ctx, opts.Store, m); err != nil {
+				return err
+			}
+		}
+		if err := comp.StartBackup(m.Name, own); err != nil {
+			return fmt.Errorf("backup %s: %w", newest.Name, err)
+		}
+		if err := d.compose(ctx, m, k == len(chain)-1, comp, opts, &done, total.Load()); err != nil {
+			return err
+		}
+	}
+	res, err := comp.Finish()
+	if err != nil {
+		return fmt.Errorf("backup %s: %w", newest.Name, err)
+	}
+	f, err := os.OpenFile(filepath.Join(d.dest, "backup_manifest"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return destError(d.dest, err)
+	}
+	werr := res.Manifest.Write(f)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return destError(d.dest, werr)
+	}
+	if opts.Log != nil {
+		opts.Log.Info("chain composed", "backup", newest.Name, "backups", len(chain), "files_rebuilt", res.Rebuilt,
+			"visibility_map_pages_cleared", res.VMPagesZeroed)
+		for _, z := range res.ZeroFilled {
+			// As pg_combinebackup: blocks the server added without
+			// logging them (a relation extended in bulk), in no backup.
+			opts.Log.Debug("blocks in no backup of the chain left zero", "file", z.Path, "first", z.First, "blocks", z.Blocks)
+		}
+	}
+	return d.complete(newest)
+}
+
+// restoreDest is a restore's destination: the data directory and each
+// tablespace's folder, made (or found empty) before anything is written.
+type restoreDest struct {
+	dest   string
+	roots  map[string]string // by archive: "base" and each tablespace OID
+	spaces map[string]string // tablespace OID to folder
+	made   []string          // folders made, removed on failure
+	empty  []string          // folders found empty, emptied on failure
+}
+
+// prepareDest checks and makes dest and m's tablespace folders.
+func prepareDest(m Meta, dest string, opts FetchOptions) (*restoreDest, error) {
+	dest, err := filepath.Abs(dest)
+	if err != nil {
+		return nil, err
+	}
+	d := &restoreDest{dest: dest, spaces: tablespaceDirs(m, opts.TablespaceMap), roots: map[string]string{"base": dest}}
+	if err := CheckDest(dest, "restore folder"); err != nil {
+		return nil, err
+	}
+	for oid, dir := range d.spaces {
+		if !filepath.IsAbs(dir) {
+			return nil, fmt.Errorf("tablespace %s: location %s is not an absolute path", oid, dir)
+		}
+		if err := CheckDest(dir, "tablespace "+oid+" folder"); err != nil {
+			return nil, fmt.Errorf("%w (map it elsewhere with --tablespace-mapping OLD=NEW)", err)
+		}
+		d.roots[oid] = dir
+	}
+	for _, dir := range d.roots {
+		if _, err := os.Stat(dir); err == nil {
+			d.empty = append(d.empty, dir)
+		} else {
+			d.made = append(d.made, dir)
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			d.cleanup(err)
+			return nil, fmt.Errorf("create %s: %w", dir, err)
+		}
+		if err := os.Chmod(dir, 0o700); err != nil {
+			d.cleanup(err)
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// cleanup removes what a failed restore wrote: a folder it made is
+// removed, one that existed (empty) is emptied.
+func (d *restoreDest) cleanup(err error) {
+	if err == nil {
+		return
+	}
+	for _, dir := range d.made {
+		os.RemoveAll(dir)
+	}
+	for _, dir := range d.empty {
+		removeContents(dir)
+	}
+}
+
+// complete checks that the restored folder has what a start needs: every
+// part matched its checksum, but the parts list itself could be short.
+func (d *restoreDest) complete(m Meta) error {
+	for _, f := range restoreNeeds {
+		if _, err := os.Stat(filepath.Join(d.dest, filepath.FromSlash(f))); err != nil {
+			return fmt.Errorf("backup %s is incomplete: its parts hold no %s, so the restored folder could not start (tusk verify %s reports it)", m.Name, f, m.Name)
+		}
+	}
+	return nil
+}
+
+// composedPath is where a file of the composed data directory goes, by its
+// path in the manifest: a tablespace's files (pg_tblspc/OID/...) into the
+// tablespace's folder, never through its link.
+func (d *restoreDest) composedPath(p string) (string, error) {
+	if rest, ok := strings.CutPrefix(p, "pg_tblspc/"); ok {
+		oid, sub, ok := strings.Cut(rest, "/")
+		dir, known := d.spaces[oid]
+		if !ok || !known {
+			return "", fmt.Errorf("%w: %s is in no tablespace the metadata lists", ErrCorrupt, p)
+		}
+		return filepath.Join(dir, filepath.FromSlash(sub)), nil
+	}
+	return filepath.Join(d.dest, filepath.FromSlash(p)), nil
+}
+
+// compose feeds backup m's parts to comp, TUSK_DOWNLOAD_CONCURRENCY at a
+// time. The newest backup's folders and links are made as they come; older
+// backups contribute file contents only.
+func (d *restoreDest) compose(ctx context.Context, m Meta, newest bool, comp *incremental.Composer, opts FetchOptions, done *atomic.Int64, total int64) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(opts.Concurrency, 1))
+	for _, p := range m.Parts {
+		root, ok := d.roots[p.Archive]
+		if !ok {
+			if newest {
+				return fmt.Errorf("backup %s: part %s belongs to tablespace %s, which the metadata does not list", m.Name, p.Key, p.Archive)
+			}
+			// A tablespace dropped since this older backup: none of its
+			// files is in the newest manifest.
+			continue
+		}
+		g.Go(func() error {
+			return fetchPart(gctx, opts.Store, p, func(r io.Reader) error {
+				last := time.Now()
+				return eachEntry(r, root, p, d.spaces, func(e tarEntry) error {
+					switch e.hdr.Typeflag {
+					case tar.TypeDir:
+						if newest {
+							if err := os.MkdirAll(e.target, 0o700); err != nil {
+								return destError(root, err)
+							}
+						}
+					case tar.TypeSymlink:
+						if newest {
+							if err := os.MkdirAll(filepath.Dir(e.target), 0o700); err != nil {
+								return destError(root, err)
+							}
+							if err := os.Symlink(e.link, e.target); err != nil {
+								return destError(root, err)
+							}
+						}
+					case tar.TypeReg:
+						name := path.Clean(e.hdr.Name)
+						if p.Archive != "base" {
+							name = "pg_tblspc/" + p.Archive + "/" + name
+						}
+						file, inc := incremental.Split(name)
+						kind := incremental.Full
+						if inc {
+							kind = incremental.Incremental
+						}
+						off, size, err := pieceOf(e.hdr)
+						if err != nil {
+							return err
+						}
+						if err := comp.File(file, kind, off, size, e.data); err != nil {
+							return err
+						}
+						done.Add(e.hdr.Size)
+					}
+					if opts.Progress != nil && time.Since(last) > 200*time.Millisecond {
+						last = time.Now()
+						opts.Progress(done.Load(), total)
+					}
+					return nil
+				})
+			})
+		})
+	}
+	if err := g.Wait(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	}
+	return nil
+}
+
+// pieceOf says which bytes of its file a tar entry holds: a piece of a
+// split file carries its offset and the whole size (TUSK.offset,
+// TUSK.size); a whole file is all of it.
+func pieceOf(hdr *tar.Header) (off, size int64, err error) {
+	offStr, piece := hdr.PAXRecords[paxOffset]
+	if !piece {
+		return 0, hdr.Size, nil
+	}
+	off, err1 := strconv.ParseInt(offStr, 10, 64)
+	size, err2 := strconv.ParseInt(hdr.PAXRecords[paxSize], 10, 64)
+	if err1 != nil || err2 != nil || off < 0 || off+hdr.Size > size {
+		return 0, 0, fmt.Errorf("%w: %s: bad piece offset %q of %q", ErrCorrupt, hdr.Name, offStr, hdr.PAXRecords[paxSize])
+	}
+	return off, size, nil
+}
+
+// readManifest reads and parses backup m's PostgreSQL manifest.
+func readManifest(ctx context.Context, st storage.Storage, m Meta) (*incremental.Manifest, error) {
+	if m.Manifest.Key == "" {
+		return nil, fmt.Errorf("backup %s records no backup manifest, which composing its chain needs", m.Name)
+	}
+	var man *incremental.Manifest
+	err := fetchPart(ctx, st, m.Manifest, func(r io.Reader) error {
+		b, err := io.ReadAll(io.LimitReader(r, 1<<30))
+		if err != nil {
+			return err
+		}
+		man, err = incremental.ParseManifest(b)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("backup %s: %w", m.Name, err)
+	}
+	return man, nil
 }
 
 // Restore unpacks backup m into dest (empty or missing) and its tablespaces,
@@ -168,52 +443,14 @@ func RestoreChain(ctx context.Context, chain []Meta, dest string, opts FetchOpti
 // On failure it removes what it created.
 func Restore(ctx context.Context, m Meta, dest string, opts FetchOptions) (err error) {
 	if m.Incremental() {
-		return fmt.Errorf("backup %s is incremental (on %s), and this tusk cannot compose a chain yet: restore its full backup %s, or a tusk that restores incremental backups", m.Name, m.Parent, m.ChainFull)
+		return fmt.Errorf("backup %s is incremental (on %s): restore it with its chain (RestoreChain)", m.Name, m.Parent)
 	}
-	dest, err = filepath.Abs(dest)
+	d, err := prepareDest(m, dest, opts)
 	if err != nil {
 		return err
 	}
-	spaces := tablespaceDirs(m, opts.TablespaceMap)
-	roots := map[string]string{"base": dest}
-	if err := CheckDest(dest, "restore folder"); err != nil {
-		return err
-	}
-	for oid, dir := range spaces {
-		if !filepath.IsAbs(dir) {
-			return fmt.Errorf("tablespace %s: location %s is not an absolute path", oid, dir)
-		}
-		if err := CheckDest(dir, "tablespace "+oid+" folder"); err != nil {
-			return fmt.Errorf("%w (map it elsewhere with --tablespace-mapping OLD=NEW)", err)
-		}
-		roots[oid] = dir
-	}
-	// On failure, what was written goes: a folder the restore made is
-	// removed, one that existed (empty) is emptied.
-	var made, emptied []string
-	defer func() {
-		if err != nil {
-			for _, dir := range made {
-				os.RemoveAll(dir)
-			}
-			for _, dir := range emptied {
-				removeContents(dir)
-			}
-		}
-	}()
-	for _, dir := range roots {
-		if _, err := os.Stat(dir); err == nil {
-			emptied = append(emptied, dir)
-		} else {
-			made = append(made, dir)
-		}
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("create %s: %w", dir, err)
-		}
-		if err := os.Chmod(dir, 0o700); err != nil {
-			return err
-		}
-	}
+	defer func() { d.cleanup(err) }()
+	dest, spaces, roots := d.dest, d.spaces, d.roots
 
 	var total, done atomic.Int64
 	for _, p := range m.Parts {
@@ -245,14 +482,7 @@ func Restore(ctx context.Context, m Meta, dest string, opts FetchOptions) (err e
 		}
 		return err
 	}
-	// Every part matched its checksum, but the parts list itself could be
-	// short: a data directory without these is no restore at all.
-	for _, f := range restoreNeeds {
-		if _, err := os.Stat(filepath.Join(dest, filepath.FromSlash(f))); err != nil {
-			return fmt.Errorf("backup %s is incomplete: its parts hold no %s, so the restored folder could not start (tusk verify %s reports it)", m.Name, f, m.Name)
-		}
-	}
-	return nil
+	return d.complete(m)
 }
 
 // removeContents empties dir, leaving dir itself.
@@ -460,8 +690,7 @@ func symlinkTarget(root string, hdr *tar.Header, archive string, spaces map[stri
 // writeEntry writes a regular file under root or, for a piece of a split
 // file, its range of the file.
 func writeEntry(root, target string, hdr *tar.Header, r io.Reader) error {
-	offStr, piece := hdr.PAXRecords[paxOffset]
-	if !piece {
+	if _, piece := hdr.PAXRecords[paxOffset]; !piece {
 		f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("%w: %s: the part holds it twice", ErrCorrupt, hdr.Name)
@@ -481,10 +710,9 @@ func writeEntry(root, target string, hdr *tar.Header, r io.Reader) error {
 		}
 		return nil
 	}
-	off, err1 := strconv.ParseInt(offStr, 10, 64)
-	size, err2 := strconv.ParseInt(hdr.PAXRecords[paxSize], 10, 64)
-	if err1 != nil || err2 != nil || off < 0 || off+hdr.Size > size {
-		return fmt.Errorf("%w: %s: bad piece offset %q of %q", ErrCorrupt, hdr.Name, offStr, hdr.PAXRecords[paxSize])
+	off, _, err := pieceOf(hdr)
+	if err != nil {
+		return err
 	}
 	f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE, 0o600)
 	if err != nil {

@@ -3,10 +3,8 @@ package basebackup
 import (
 	"archive/tar"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -20,6 +18,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tusk-backup/tusk/incremental"
 	"github.com/tusk-backup/tusk/storage"
 )
 
@@ -228,51 +227,20 @@ func (fs *fileSum) sum() (crc uint32, ok bool) {
 	return crc, at == fs.size
 }
 
-// manifestFile is one entry of PostgreSQL's backup manifest.
-type manifestFile struct {
-	Path string `json:"Path"`
-	// EncodedPath replaces Path, hex-encoded, for a name that is not valid
-	// UTF-8.
-	EncodedPath string `json:"Encoded-Path"`
-	Size        int64  `json:"Size"`
-	Algorithm   string `json:"Checksum-Algorithm"`
-	Checksum    string `json:"Checksum"`
-}
-
 // checkManifest compares the files with the manifest (which must carry its
 // own valid SHA-256) and returns one error per difference. A version 2
 // manifest (PostgreSQL 17) also names its cluster, which must be systemID
 // (the metadata's), as pg_verifybackup checks it against pg_control.
 func checkManifest(b []byte, files *fileSums, systemID string) []error {
+	man, err := incremental.ParseManifest(b)
+	if err != nil {
+		return []error{err}
+	}
 	var errs []error
-	var man struct {
-		Version  int            `json:"PostgreSQL-Backup-Manifest-Version"`
-		SystemID json.Number    `json:"System-Identifier"`
-		Files    []manifestFile `json:"Files"`
-		Checksum string         `json:"Manifest-Checksum"`
-	}
-	if err := json.Unmarshal(b, &man); err != nil {
-		return []error{fmt.Errorf("the backup manifest is not valid JSON: %v", err)}
-	}
-	if man.SystemID != "" && systemID != "" && man.SystemID.String() != systemID {
-		errs = append(errs, fmt.Errorf("the backup manifest is of cluster %s (its System-Identifier), the metadata of cluster %s", man.SystemID, systemID))
-	}
-	// The manifest's checksum covers everything before its own line.
-	if i := strings.LastIndex(string(b), `"Manifest-Checksum"`); i >= 0 {
-		sum := sha256.Sum256(b[:i])
-		if got := hex.EncodeToString(sum[:]); got != man.Checksum {
-			errs = append(errs, fmt.Errorf("the backup manifest's checksum is %s, it records %s", got, man.Checksum))
-		}
+	if man.Version >= 2 && systemID != "" && strconv.FormatUint(man.SystemID, 10) != systemID {
+		errs = append(errs, fmt.Errorf("the backup manifest is of cluster %d (its System-Identifier), the metadata of cluster %s", man.SystemID, systemID))
 	}
 	for _, mf := range man.Files {
-		if mf.Path == "" && mf.EncodedPath != "" {
-			p, err := hex.DecodeString(mf.EncodedPath)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("the backup manifest has a bad Encoded-Path %q", mf.EncodedPath))
-				continue
-			}
-			mf.Path = string(p)
-		}
 		fs := files.files[mf.Path]
 		if fs == nil {
 			errs = append(errs, fmt.Errorf("file %s, listed in the backup manifest, is not in the backup", mf.Path))

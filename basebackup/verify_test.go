@@ -49,7 +49,7 @@ func TestCheckManifestEncodedPath(t *testing.T) {
 ],
 `, hex.EncodeToString([]byte(name)), len(body), sum)
 		h := sha256.Sum256([]byte(head))
-		return []byte(head + fmt.Sprintf(`"Manifest-Checksum": "%x"}`, h))
+		return []byte(head + fmt.Sprintf("\"Manifest-Checksum\": \"%x\"}\n", h))
 	}
 	if errs := checkManifest(manifest(hex.EncodeToString(le[:])), files, "7000000000000000001"); len(errs) != 0 {
 		t.Fatalf("a matching Encoded-Path entry: %v", errs)
@@ -64,7 +64,7 @@ func TestCheckManifestEncodedPath(t *testing.T) {
 func TestCheckManifestSystemID(t *testing.T) {
 	manifest := func(head string) []byte {
 		h := sha256.Sum256([]byte(head))
-		return []byte(head + fmt.Sprintf(`"Manifest-Checksum": "%x"}`, h))
+		return []byte(head + fmt.Sprintf("\"Manifest-Checksum\": \"%x\"}\n", h))
 	}
 	v2 := manifest("{ \"PostgreSQL-Backup-Manifest-Version\": 2,\n\"System-Identifier\": 7443201857254321234,\n\"Files\": [],\n")
 	files := &fileSums{files: map[string]*fileSum{}}

@@ -2,8 +2,6 @@ package cmd_test
 
 import (
 	"bytes"
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tusk-backup/tusk/basebackup"
+	tusk "github.com/tusk-backup/tusk/cmd"
 	"github.com/tusk-backup/tusk/internal/testenv"
 )
 
@@ -35,12 +35,12 @@ type point struct {
 // directory passes pg_verifybackup against the stored manifest.
 func TestIntegrationBackupPITR(t *testing.T) {
 	bin := testenv.BuildTusk(t)
-	for kind, env := range repos(t) {
+	for kind, repo := range repos(t) {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
-			env = append(env, "TUSK_BACKUP_PART_SIZE=4MiB") // several parts, and files split across them
-			pg := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: bin + " wal-push %p", Env: env})
-			env = append(env, pg.Env()...)
+			// Several parts, and files split across them.
+			c := startCluster(t, repo, testenv.PostgresOptions{Env: []string{"TUSK_BACKUP_PART_SIZE=4MiB"}})
+			pg, env := c.pg, c.env
 			tsDir := testenv.ServerTempDir(t)
 			pg.SQL(t, "CREATE TABLESPACE ts LOCATION '"+tsDir+"'")
 			pg.SQL(t, "CREATE TABLE in_tablespace TABLESPACE ts AS SELECT g AS n FROM generate_series(1, 50000) g")
@@ -52,12 +52,10 @@ func TestIntegrationBackupPITR(t *testing.T) {
 			if err := load.Start(); err != nil {
 				t.Fatal(err)
 			}
-			stdout, stderr, code := run(t, bin, env, "backup-push", pg.DataDir)
+			r := run(t, bin, env, "backup-push", pg.DataDir)
 			load.Wait()
-			if code != 0 {
-				t.Fatalf("backup-push: exit %d\n%s%s", code, stdout, stderr)
-			}
-			t.Logf("%s", strings.TrimSpace(stdout))
+			wantExit(t, r, 0)
+			t.Logf("%s", strings.TrimSpace(r.stdout))
 
 			// Moments to recover to, with more writes between them.
 			var points []point
@@ -76,22 +74,11 @@ func TestIntegrationBackupPITR(t *testing.T) {
 			}
 			pgbench(t, pg, "-t", "200", "-c", "2", "-n")
 			pg.SQL(t, "INSERT INTO marks VALUES (99)")
-			last := pg.SQL(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
-			pg.SQL(t, "SELECT pg_switch_wal()")
-			waitArchived(t, pg, last)
+			archiveWAL(t, pg)
 
-			list, _, code := run(t, bin, env, "backup-list", "--json")
-			if code != 0 {
-				t.Fatalf("backup-list: exit %d", code)
-			}
-			var metas []struct {
-				Name  string `json:"name"`
-				Parts []struct {
-					Key string `json:"key"`
-				} `json:"parts"`
-			}
-			if err := json.Unmarshal([]byte(list), &metas); err != nil || len(metas) != 1 {
-				t.Fatalf("backup-list --json: %v\n%s", err, list)
+			metas := listBackups(t, bin, env)
+			if len(metas) != 1 {
+				t.Fatalf("backup-list --json: %d backups, want 1: %v", len(metas), names(metas))
 			}
 			if len(metas[0].Parts) < 4 {
 				t.Fatalf("backup has %d parts, want several at a 4 MiB part size", len(metas[0].Parts))
@@ -100,9 +87,7 @@ func TestIntegrationBackupPITR(t *testing.T) {
 			// pg_verifybackup checks the restored files against the manifest.
 			plain := filepath.Join(testenv.ServerTempDir(t), "plain")
 			plainTS := filepath.Join(testenv.ServerTempDir(t), "plain-ts")
-			if out, stderr, code := run(t, bin, env, "backup-fetch", plain, metas[0].Name, "--tablespace-mapping", tsDir+"="+plainTS); code != 0 {
-				t.Fatalf("backup-fetch: exit %d\n%s%s", code, out, stderr)
-			}
+			wantExit(t, run(t, bin, env, "backup-fetch", plain, metas[0].Name, "--tablespace-mapping", tsDir+"="+plainTS), 0)
 			verify := exec.Command(filepath.Join(pg.BinDir, "pg_verifybackup"), "-n", plain)
 			if out, err := verify.CombinedOutput(); err != nil {
 				t.Fatalf("pg_verifybackup: %v\n%s", err, out)
@@ -128,23 +113,16 @@ func TestIntegrationBackupPITR(t *testing.T) {
 				// into the same repository, so stay on the backup's timeline.
 				args := append([]string{"backup-fetch", dest, "LATEST", "--recover", "--json", "--target-action", "promote", "--target-timeline", "current",
 					"--tablespace-mapping", tsDir + "=" + ts}, c.args...)
-				out, stderr, code := run(t, bin, env, args...)
+				r := run(t, bin, env, args...)
 				t.Cleanup(func() { stopServer(t, pg, dest) })
-				if code != 0 {
+				if r.code != 0 {
 					ls, _ := exec.Command("ls", "-la", dest).CombinedOutput()
-					t.Fatalf("%s: backup-fetch --recover: exit %d\n%s%s\n%s", c.name, code, out, stderr, ls)
+					t.Fatalf("%s: backup-fetch --recover: exit %d\n%s%s\n%s", c.name, r.code, r.stdout, r.stderr, ls)
 				}
-				var res struct {
-					Recovery struct {
-						State     string `json:"state"`
-						Port      int    `json:"port"`
-						SocketDir string `json:"socket_dir"`
-					} `json:"recovery"`
+				if res := decode[tusk.FetchResult](t, r); res.Recovery == nil || res.Recovery.State != "promoted" {
+					t.Fatalf("%s: backup-fetch --json: not promoted\n%s", c.name, r.stdout)
 				}
-				if err := json.Unmarshal([]byte(out), &res); err != nil || res.Recovery.State != "promoted" {
-					t.Fatalf("%s: backup-fetch --json: %v\n%s", c.name, err, out)
-				}
-				sock, port := res.Recovery.SocketDir, res.Recovery.Port
+				sock, port := recovered(t, r)
 				got := psql(t, pg, sock, port, dataSum)
 				if got != c.want {
 					t.Fatalf("%s: restored data checksum %s, want %s (the moment recorded)", c.name, got, c.want)
@@ -165,16 +143,12 @@ func TestIntegrationBackupPITR(t *testing.T) {
 					waitArchivedIn(t, bin, env, seg)
 					stopServer(t, pg, dest)
 					dest2 := filepath.Join(testenv.ServerTempDir(t), "pgdata")
-					out, stderr, code := run(t, bin, env, "backup-fetch", dest2, "LATEST", "--recover", "--json", "--target-action", "promote",
+					r := run(t, bin, env, "backup-fetch", dest2, "LATEST", "--recover", "--json", "--target-action", "promote",
 						"--target-timeline", tli, "--target-time", after, "--tablespace-mapping", tsDir+"="+filepath.Join(testenv.ServerTempDir(t), "ts"))
 					t.Cleanup(func() { stopServer(t, pg, dest2) })
-					if code != 0 {
-						t.Fatalf("restore on timeline %s: exit %d\n%s%s", tli, code, out, stderr)
-					}
-					if err := json.Unmarshal([]byte(out), &res); err != nil {
-						t.Fatal(err)
-					}
-					if got := psql(t, pg, res.Recovery.SocketDir, res.Recovery.Port, dataSum); got != afterSum {
+					wantExit(t, r, 0)
+					sock2, port2 := recovered(t, r)
+					if got := psql(t, pg, sock2, port2, dataSum); got != afterSum {
 						t.Fatalf("restore to a moment on timeline %s: checksum %s, want %s", tli, got, afterSum)
 					}
 					stopServer(t, pg, dest2)
@@ -185,61 +159,31 @@ func TestIntegrationBackupPITR(t *testing.T) {
 	}
 }
 
-func pgbench(t *testing.T, pg *testenv.Postgres, args ...string) {
-	t.Helper()
-	cmd := pg.RunAsOwner(t.Context(), filepath.Join(pg.BinDir, "pgbench"), args...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("pgbench %v: %v\n%s", args, err, out)
-	}
-}
-
-// psql runs one query against a server tusk started.
-func psql(t *testing.T, pg *testenv.Postgres, socketDir string, port int, query string) string {
-	t.Helper()
-	cmd := pg.RunAsOwner(t.Context(), filepath.Join(pg.BinDir, "psql"), "-XAtq", "-v", "ON_ERROR_STOP=1",
-		"-h", socketDir, "-p", strconv.Itoa(port), "-U", "postgres", "-d", "postgres", "-c", query)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("psql: %v\n%s", err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// stopServer stops a server tusk started on dest, if it runs. Not with
-// t.Context(): it also runs from t.Cleanup, after that is cancelled.
-func stopServer(t *testing.T, pg *testenv.Postgres, dest string) {
-	if _, err := os.Stat(filepath.Join(dest, "postmaster.pid")); err != nil {
-		return
-	}
-	pg.RunAsOwner(context.Background(), filepath.Join(pg.ServerBinDir, "pg_ctl"), "stop", "-D", dest, "-m", "immediate").Run()
-}
-
 // TestIntegrationBackupFailures: a kill -9 of backup-push mid-stream leaves
 // no listed backup and the next backup-push succeeds; bad input to
 // backup-push and backup-fetch is one sentence, a non-zero exit, and no
 // change to data.
 func TestIntegrationBackupFailures(t *testing.T) {
 	bin := testenv.BuildTusk(t)
-	repoDir := testenv.ServerTempDir(t) // the archiver (user postgres) writes into it
-	repoEnv := []string{"TUSK_REPO=file://" + repoDir}
-	pg := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: bin + " wal-push %p", Env: repoEnv})
-	env := append(append([]string{}, repoEnv...), pg.Env()...)
-	env = append(env, "TUSK_BACKUP_PART_SIZE=1MiB")
+	repo := folderRepo(t)
+	repoDir := repo.dir
+	c := startCluster(t, repo, testenv.PostgresOptions{})
+	pg := c.pg
+	env := append(c.env, "TUSK_BACKUP_PART_SIZE=1MiB")
 
 	// Nothing to restore yet (the repository exists once the server has
 	// archived a segment; before that it is not there at all).
 	dest := filepath.Join(t.TempDir(), "pgdata")
-	_, stderr, code := run(t, bin, env, "backup-fetch", dest, "LATEST")
-	if line := errorLine(t, stderr); code == 0 || !strings.Contains(line, "holds no backups") && !strings.Contains(line, "no tusk repository there") {
-		t.Fatalf("backup-fetch LATEST on an empty repository: exit %d: %s", code, stderr)
+	r := run(t, bin, env, "backup-fetch", dest, "LATEST")
+	if line := errorLine(t, r.stderr); r.code == 0 || !strings.Contains(line, "holds no backups") && !strings.Contains(line, "no tusk repository there") {
+		t.Fatalf("backup-fetch LATEST on an empty repository: exit %d: %s", r.code, r.stderr)
 	}
 
 	pgbench(t, pg, "-i", "-s", "20", "-q")
 	// Throttle the server's sender so that the kill lands mid-stream.
 	pg.SQL(t, "ALTER SYSTEM SET max_wal_senders = 10")
 	for i := 0; i < 3; i++ {
-		cmd := exec.Command(bin, "backup-push")
-		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+		cmd := tuskCommand(t.Context(), bin, env, "backup-push")
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -252,9 +196,9 @@ func TestIntegrationBackupFailures(t *testing.T) {
 		cmd.Process.Kill()
 		cmd.Wait()
 		waitBackupLockFree(t, pg)
-		out, _, code := run(t, bin, env, "backup-list", "--json")
-		if code != 0 || strings.TrimSpace(out) != "[]" {
-			t.Fatalf("after kill -9 #%d, backup-list: exit %d\n%s", i+1, code, out)
+		r := run(t, bin, env, "backup-list", "--json")
+		if r.code != 0 || strings.TrimSpace(r.stdout) != "[]" {
+			t.Fatalf("after kill -9 #%d, backup-list: exit %d\n%s", i+1, r.code, r.stdout)
 		}
 		// The leftovers are garbage: kept while young (a backup-push may be
 		// running), removed with their temporary files once old enough.
@@ -270,25 +214,19 @@ func TestIntegrationBackupFailures(t *testing.T) {
 		}
 		if i == 0 {
 			n := len(files())
-			if out, stderr, code := run(t, bin, env, "delete", "garbage", "--confirm"); code != 0 || len(files()) != n {
-				t.Fatalf("delete garbage touched a young leftover: exit %d, %d files of %d left\n%s%s", code, len(files()), n, out, stderr)
+			if r := run(t, bin, env, "delete", "garbage", "--confirm"); r.code != 0 || len(files()) != n {
+				t.Fatalf("delete garbage touched a young leftover: exit %d, %d files of %d left\n%s%s", r.code, len(files()), n, r.stdout, r.stderr)
 			}
 		}
-		if out, stderr, code := run(t, bin, env, "delete", "garbage", "BACKUPS", "--confirm", "--leftover-age", "0s"); code != 0 || len(files()) != 0 {
-			t.Fatalf("delete garbage BACKUPS --leftover-age 0s: exit %d, left %v\n%s%s", code, files(), out, stderr)
+		if r := run(t, bin, env, "delete", "garbage", "BACKUPS", "--confirm", "--leftover-age", "0s"); r.code != 0 || len(files()) != 0 {
+			t.Fatalf("delete garbage BACKUPS --leftover-age 0s: exit %d, left %v\n%s%s", r.code, files(), r.stdout, r.stderr)
 		}
 	}
-	out, stderr, code := run(t, bin, env, "backup-push")
-	if code != 0 {
-		t.Fatalf("backup-push after kills: exit %d\n%s%s", code, out, stderr)
-	}
-	list, _, _ := run(t, bin, env, "backup-list", "--json")
-	var metas []struct {
-		Name       string    `json:"name"`
-		FinishTime time.Time `json:"finish_time"`
-	}
-	if err := json.Unmarshal([]byte(list), &metas); err != nil || len(metas) != 1 {
-		t.Fatalf("backup-list after a good push: %v\n%s", err, list)
+	wantExit(t, run(t, bin, env, "backup-push"), 0)
+	list := run(t, bin, env, "backup-list", "--json")
+	metas := decode[[]basebackup.Meta](t, list)
+	if len(metas) != 1 {
+		t.Fatalf("backup-list after a good push: %d backups, want 1\n%s", len(metas), list.stdout)
 	}
 	name := metas[0].Name
 
@@ -319,11 +257,9 @@ func TestIntegrationBackupFailures(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, stderr, code := run(t, bin, env, c.args...)
-			if code != c.code {
-				t.Fatalf("exit %d, want %d: %s", code, c.code, stderr)
-			}
-			if line := errorLine(t, stderr); !strings.Contains(line, c.want) {
+			r := run(t, bin, env, c.args...)
+			wantExit(t, r, c.code)
+			if line := errorLine(t, r.stderr); !strings.Contains(line, c.want) {
 				t.Fatalf("error %q does not say %q", line, c.want)
 			}
 		})
@@ -334,8 +270,7 @@ func TestIntegrationBackupFailures(t *testing.T) {
 	if des, _ := os.ReadDir(nonEmpty); len(des) != 1 {
 		t.Fatal("a refused backup-fetch changed the non-empty DEST")
 	}
-	list2, _, _ := run(t, bin, env, "backup-list", "--json")
-	if list2 != list {
+	if list2 := run(t, bin, env, "backup-list", "--json"); list2.stdout != list.stdout {
 		t.Fatal("bad input changed the repository's backups")
 	}
 }
@@ -366,12 +301,12 @@ func TestIntegrationBackupNeedsArchiving(t *testing.T) {
 					return err == nil && n != "0"
 				})
 			}
-			_, stderr, code := run(t, bin, append(append([]string{}, repo...), pg.Env()...), "backup-push")
-			if code != 1 || !strings.Contains(errorLine(t, stderr), c.want) {
-				t.Fatalf("exit %d, want 1 and %q: %s", code, c.want, stderr)
+			r := run(t, bin, append(append([]string{}, repo...), pg.Env()...), "backup-push")
+			if r.code != 1 || !strings.Contains(errorLine(t, r.stderr), c.want) {
+				t.Fatalf("exit %d, want 1 and %q: %s", r.code, c.want, r.stderr)
 			}
-			if list, _, _ := run(t, bin, repo, "backup-list"); strings.Contains(list, "base_") {
-				t.Fatalf("a failed backup-push left a listed backup:\n%s", list)
+			if list := run(t, bin, repo, "backup-list"); strings.Contains(list.stdout, "base_") {
+				t.Fatalf("a failed backup-push left a listed backup:\n%s", list.stdout)
 			}
 		})
 	}
@@ -381,25 +316,19 @@ func TestIntegrationBackupNeedsArchiving(t *testing.T) {
 // that catches up from the archive and then streams from the primary.
 func TestIntegrationStandbyFromBackup(t *testing.T) {
 	bin := testenv.BuildTusk(t)
-	repo := []string{"TUSK_REPO=file://" + testenv.ServerTempDir(t)}
-	pg := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: bin + " wal-push %p", Env: repo})
-	env := append(append([]string{}, repo...), pg.Env()...)
+	repo := folderRepo(t)
+	c := startCluster(t, repo, testenv.PostgresOptions{})
+	pg, env := c.pg, c.env
 	pg.SQL(t, "CREATE TABLE marks (n int); INSERT INTO marks VALUES (1)")
-	if out, stderr, code := run(t, bin, env, "backup-push"); code != 0 {
-		t.Fatalf("backup-push: exit %d\n%s%s", code, out, stderr)
-	}
+	wantExit(t, run(t, bin, env, "backup-push"), 0)
 	// Written after the backup and archived: the standby gets it from the archive.
 	pg.SQL(t, "INSERT INTO marks VALUES (2)")
-	last := pg.SQL(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
-	pg.SQL(t, "SELECT pg_switch_wal()")
-	waitArchived(t, pg, last)
+	archiveWAL(t, pg)
 
 	dir := testenv.ServerTempDir(t)
 	dest := filepath.Join(dir, "standby")
 	conninfo := "host=" + pg.SocketDir + " port=" + strconv.Itoa(pg.Port) + " user=postgres"
-	if out, stderr, code := run(t, bin, env, "backup-fetch", dest, "LATEST", "--standby", "--primary-conninfo", conninfo); code != 0 {
-		t.Fatalf("backup-fetch --standby: exit %d\n%s%s", code, out, stderr)
-	}
+	wantExit(t, run(t, bin, env, "backup-fetch", dest, "LATEST", "--standby", "--primary-conninfo", conninfo), 0)
 	if _, err := os.Stat(filepath.Join(dest, "standby.signal")); err != nil {
 		t.Fatal("no standby.signal")
 	}
@@ -423,9 +352,8 @@ func TestIntegrationStandbyFromBackup(t *testing.T) {
 
 	// A backup of the standby (archive_mode = always): the standby cannot
 	// switch WAL itself, so the primary does, as archive_timeout would.
-	standbyEnv := append(append([]string{}, repo...), "PGHOST="+dir, "PGPORT="+strconv.Itoa(port), "PGUSER=postgres", "PGDATA="+dest)
-	push := exec.Command(bin, "backup-push")
-	push.Env = append([]string{"PATH=" + os.Getenv("PATH")}, standbyEnv...)
+	standbyEnv := append(append([]string{}, repo.env...), "PGHOST="+dir, "PGPORT="+strconv.Itoa(port), "PGUSER=postgres", "PGDATA="+dest)
+	push := tuskCommand(t.Context(), bin, standbyEnv, "backup-push")
 	var pushOut strings.Builder
 	push.Stdout, push.Stderr = &pushOut, &pushOut
 	if err := push.Start(); err != nil {
@@ -446,26 +374,19 @@ func TestIntegrationStandbyFromBackup(t *testing.T) {
 			t.Fatal("backup-push from the standby did not finish")
 		}
 	}
-	list, _, _ := run(t, bin, env, "backup-list", "--json")
-	var metas []struct {
-		Name        string `json:"name"`
-		FromStandby bool   `json:"from_standby"`
-	}
-	if err := json.Unmarshal([]byte(list), &metas); err != nil || len(metas) != 2 || !metas[1].FromStandby {
-		t.Fatalf("backup-list after a backup from the standby: %v\n%s", err, list)
+	list := run(t, bin, env, "backup-list", "--json")
+	metas := decode[[]basebackup.Meta](t, list)
+	if len(metas) != 2 || !metas[1].FromStandby {
+		t.Fatalf("backup-list after a backup from the standby:\n%s", list.stdout)
 	}
 	// It restores and replays.
 	want := pg.SQL(t, "SELECT string_agg(n::text, ',' ORDER BY n) FROM marks")
-	last = pg.SQL(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
-	pg.SQL(t, "SELECT pg_switch_wal()")
-	waitArchived(t, pg, last)
+	archiveWAL(t, pg)
 	dest2 := filepath.Join(testenv.ServerTempDir(t), "pgdata")
-	out, stderr, code := run(t, bin, env, "backup-fetch", dest2, metas[1].Name, "--recover", "--json", "--target-timeline", "current")
+	r := run(t, bin, env, "backup-fetch", dest2, metas[1].Name, "--recover", "--json", "--target-timeline", "current")
 	t.Cleanup(func() { stopServer(t, pg, dest2) })
-	if code != 0 {
-		t.Fatalf("restore the standby's backup: exit %d\n%s%s", code, out, stderr)
-	}
-	sock, port := recovered(t, out)
+	wantExit(t, r, 0)
+	sock, port := recovered(t, r)
 	if got := psql(t, pg, sock, port, "SELECT string_agg(n::text, ',' ORDER BY n) FROM marks"); got != want {
 		t.Fatalf("restored from the standby's backup: marks %s, want %s", got, want)
 	}
@@ -477,11 +398,9 @@ func TestIntegrationStandbyFromBackup(t *testing.T) {
 // a backup that does not verify, nor two under one name.
 func TestIntegrationConcurrentBackupPush(t *testing.T) {
 	bin := testenv.BuildTusk(t)
-	repoDir := testenv.ServerTempDir(t)
-	repoEnv := []string{"TUSK_REPO=file://" + repoDir}
-	pg := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: bin + " wal-push %p", Env: repoEnv})
-	env := append(append([]string{}, repoEnv...), pg.Env()...)
-	env = append(env, "TUSK_BACKUP_PART_SIZE=1MiB")
+	c := startCluster(t, folderRepo(t), testenv.PostgresOptions{})
+	pg := c.pg
+	env := append(c.env, "TUSK_BACKUP_PART_SIZE=1MiB")
 	pgbench(t, pg, "-i", "-s", "5", "-q")
 
 	// Another session holds the lock, as a running backup-push's connection
@@ -500,12 +419,12 @@ func TestIntegrationConcurrentBackupPush(t *testing.T) {
 	t.Cleanup(func() { stdin.Close(); holder.Wait() })
 	fmt.Fprintln(stdin, "SELECT pg_advisory_lock(1953723243, 1);")
 	waitFor(t, time.Minute, func() bool { return backupLockHolders(t, pg) == "1" })
-	_, stderr, code := run(t, bin, env, "backup-push")
-	if line := errorLine(t, stderr); code == 0 || !strings.Contains(line, "another tusk backup-push is already backing up this server") {
-		t.Fatalf("backup-push while the lock is held: exit %d, %s", code, stderr)
+	r := run(t, bin, env, "backup-push")
+	if line := errorLine(t, r.stderr); r.code == 0 || !strings.Contains(line, "another tusk backup-push is already backing up this server") {
+		t.Fatalf("backup-push while the lock is held: exit %d, %s", r.code, r.stderr)
 	}
-	if out, _, _ := run(t, bin, env, "backup-list", "--json"); strings.TrimSpace(out) != "[]" {
-		t.Fatalf("a refused backup-push left a backup:\n%s", out)
+	if list := run(t, bin, env, "backup-list", "--json"); strings.TrimSpace(list.stdout) != "[]" {
+		t.Fatalf("a refused backup-push left a backup:\n%s", list.stdout)
 	}
 	stdin.Close()
 	holder.Wait()
@@ -520,8 +439,7 @@ func TestIntegrationConcurrentBackupPush(t *testing.T) {
 	results := make(chan result, 3)
 	for range 3 {
 		go func() {
-			cmd := exec.Command(bin, "backup-push")
-			cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+			cmd := tuskCommand(t.Context(), bin, env, "backup-push")
 			var e bytes.Buffer
 			cmd.Stderr = &e
 			err := cmd.Run()
@@ -545,16 +463,11 @@ func TestIntegrationConcurrentBackupPush(t *testing.T) {
 			t.Fatalf("a concurrent backup-push failed otherwise: exit %d\n%s", r.code, r.stderr)
 		}
 	}
-	list, _, _ := run(t, bin, env, "backup-list", "--json")
-	var metas []struct {
-		Name string `json:"name"`
+	list := run(t, bin, env, "backup-list", "--json")
+	if metas := decode[[]basebackup.Meta](t, list); len(metas) != ok || ok == 0 {
+		t.Fatalf("%d runs succeeded; backup-list:\n%s", ok, list.stdout)
 	}
-	if err := json.Unmarshal([]byte(list), &metas); err != nil || len(metas) != ok || ok == 0 {
-		t.Fatalf("%d runs succeeded; backup-list: %v\n%s", ok, err, list)
-	}
-	if out, stderr, code := run(t, bin, env, "verify", "--all"); code != 0 {
-		t.Fatalf("verify --all after concurrent runs: exit %d\n%s%s", code, out, stderr)
-	}
+	wantExit(t, run(t, bin, env, "verify", "--all"), 0)
 	t.Logf("%d of 3 concurrent runs recorded a backup", ok)
 }
 

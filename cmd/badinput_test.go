@@ -18,9 +18,7 @@ func TestIntegrationWALBadInput(t *testing.T) {
 	repo := filepath.Join(t.TempDir(), "repo")
 	env := []string{"TUSK_REPO=file://" + repo}
 	seg := fakeWAL(t, "000000010000000000000001", 1<<20)
-	if _, stderr, code := run(t, bin, env, "wal-push", seg); code != 0 {
-		t.Fatalf("push: exit %d: %s", code, stderr)
-	}
+	wantExit(t, run(t, bin, env, "wal-push", seg), 0)
 	dir := t.TempDir()
 	os.Mkdir(filepath.Join(dir, "000000010000000000000002"), 0o700)
 	file := filepath.Join(dir, "plain-file")
@@ -68,10 +66,10 @@ func TestIntegrationWALBadInput(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			before, _ := os.ReadDir(dir)
-			_, stderr, code := run(t, bin, append(env, "TUSK_WAL_PREFETCH=0"), c.args...)
-			line := errorLine(t, stderr)
-			if code != c.code || !strings.Contains(line, c.want) {
-				t.Fatalf("exit %d, %q; want exit %d and a sentence containing %q", code, line, c.code, c.want)
+			r := run(t, bin, append(env, "TUSK_WAL_PREFETCH=0"), c.args...)
+			line := errorLine(t, r.stderr)
+			if r.code != c.code || !strings.Contains(line, c.want) {
+				t.Fatalf("exit %d, %q; want exit %d and a sentence containing %q", r.code, line, c.code, c.want)
 			}
 			if after, _ := os.ReadDir(dir); len(after) != len(before) {
 				t.Fatalf("bad input changed the destination folder: %d entries, was %d", len(after), len(before))

@@ -40,22 +40,22 @@ func TestIntegrationCheck(t *testing.T) {
 				// folder, as it would on a real server, before check (run as
 				// root here) probes it.
 				pg.SQL(t, "CREATE TABLE x AS SELECT 1")
-				seg := pg.SQL(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
-				pg.SQL(t, "SELECT pg_switch_wal()")
-				waitArchived(t, pg, seg)
+				archiveWAL(t, pg)
 			}
-			out, stderr, code := run(t, bin, append(append([]string{}, c.env...), pg.Env()...), "check", "--timeout", "20s")
-			t.Logf("%s:\n%s%s", c.name, out, stderr)
+			r := run(t, bin, append(append([]string{}, c.env...), pg.Env()...), "check", "--timeout", "20s")
+			t.Logf("%s:\n%s%s", c.name, r.stdout, r.stderr)
 			if c.want == "" {
-				if code != 0 || !strings.Contains(out, "OK       wal switch") || strings.Contains(out, "segment 000000010000000000000001 ") {
-					t.Fatalf("check on a good set-up: exit %d", code)
+				wantExit(t, r, 0)
+				if !strings.Contains(r.stdout, "OK       wal switch") || strings.Contains(r.stdout, "segment 000000010000000000000001 ") {
+					t.Fatalf("check on a good set-up: exit %d", r.code)
 				}
 				return
 			}
-			if code != 1 || !strings.Contains(out, c.want) {
-				t.Fatalf("check: exit %d, want 1 with a line %q", code, c.want)
+			wantExit(t, r, 1)
+			if !strings.Contains(r.stdout, c.want) {
+				t.Fatalf("check: exit %d, want 1 with a line %q", r.code, c.want)
 			}
-			if !strings.Contains(out, "FAILED   wal switch       not tried until the failures above are fixed") {
+			if !strings.Contains(r.stdout, "FAILED   wal switch       not tried until the failures above are fixed") {
 				t.Fatalf("check tried the WAL switch although the settings are wrong")
 			}
 		})
@@ -63,10 +63,11 @@ func TestIntegrationCheck(t *testing.T) {
 	t.Run("unwritable repository", func(t *testing.T) {
 		file := filepath.Join(t.TempDir(), "a-file")
 		os.WriteFile(file, []byte("x"), 0o600)
-		out, stderr, code := run(t, bin, []string{"TUSK_REPO=file://" + file + "/repo"}, "check", "--no-server")
-		t.Logf("%s%s", out, stderr)
-		if code != 1 || !strings.Contains(out, "FAILED   repository") {
-			t.Fatalf("check: exit %d", code)
+		r := run(t, bin, []string{"TUSK_REPO=file://" + file + "/repo"}, "check", "--no-server")
+		t.Logf("%s%s", r.stdout, r.stderr)
+		wantExit(t, r, 1)
+		if !strings.Contains(r.stdout, "FAILED   repository") {
+			t.Fatalf("check: exit %d, and no line FAILED   repository", r.code)
 		}
 	})
 }

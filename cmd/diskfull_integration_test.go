@@ -19,25 +19,22 @@ import (
 func TestIntegrationDiskFull(t *testing.T) {
 	bin := testenv.BuildTusk(t)
 	mnt := testenv.MountTmpfs(t, testenv.ServerTempDir(t), "96m")
-	repoEnv := []string{"TUSK_REPO=file://" + filepath.Join(mnt, "repo")}
-	pg := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: bin + " wal-push %p", Env: repoEnv})
-	env := append(append([]string{}, repoEnv...), pg.Env()...)
-	env = append(env, "TUSK_BACKUP_PART_SIZE=1MiB")
+	c := startCluster(t, folderRepoAt(filepath.Join(mnt, "repo")), testenv.PostgresOptions{})
+	pg := c.pg
+	env := append(c.env, "TUSK_BACKUP_PART_SIZE=1MiB")
 	pg.SQL(t, "CREATE TABLE filler AS SELECT g, md5(g::text) AS h FROM generate_series(1, 100000) g; SELECT pg_switch_wal()")
 	// backup-push waits (for ever, warning each minute) for its WAL to be
 	// archived: make sure the archiver works before relying on it.
 	first := filepath.Join(mnt, "repo", "wal", "0000000100000000", "000000010000000000000001")
 	waitFor(t, time.Minute, func() bool { _, err := os.Stat(first); return err == nil })
 
-	if out, stderr, code := run(t, bin, env, "backup-push"); code != 0 {
-		t.Fatalf("backup-push: exit %d\n%s%s", code, out, stderr)
-	}
+	wantExit(t, run(t, bin, env, "backup-push"), 0)
 	t.Run("backup-fetch into a full disk", func(t *testing.T) {
 		dest := filepath.Join(testenv.MountTmpfs(t, t.TempDir(), "4m"), "pgdata")
-		_, stderr, code := run(t, bin, env, "backup-fetch", dest, "LATEST")
-		line := errorLine(t, stderr)
-		if code != 1 || !strings.Contains(line, "cannot write into "+dest+": no space left on device") || strings.Contains(line, "corrupt") {
-			t.Fatalf("exit %d, %q; want exit 1 saying %s is full, and nothing corrupt", code, line, dest)
+		r := run(t, bin, env, "backup-fetch", dest, "LATEST")
+		line := errorLine(t, r.stderr)
+		if r.code != 1 || !strings.Contains(line, "cannot write into "+dest+": no space left on device") || strings.Contains(line, "corrupt") {
+			t.Fatalf("exit %d, %q; want exit 1 saying %s is full, and nothing corrupt", r.code, line, dest)
 		}
 	})
 
@@ -59,14 +56,14 @@ func TestIntegrationDiskFull(t *testing.T) {
 	// and once it has failed on the full disk backup-push refuses to start
 	// (in its own sentence); until then every run must say it too.
 	for i := range 6 {
-		_, stderr, code := run(t, bin, env, "backup-push")
-		line := errorLine(t, stderr)
-		t.Logf("run %d: exit %d: %s", i+1, code, line)
-		if i > 0 && code == 1 && strings.Contains(line, "WAL archiving is failing") {
+		r := run(t, bin, env, "backup-push")
+		line := errorLine(t, r.stderr)
+		t.Logf("run %d: exit %d: %s", i+1, r.code, line)
+		if i > 0 && r.code == 1 && strings.Contains(line, "WAL archiving is failing") {
 			break
 		}
-		if code != 1 || !strings.Contains(line, "no space left on device") {
-			t.Fatalf("run %d: exit %d, %q; want exit 1 saying no space left on device", i+1, code, line)
+		if r.code != 1 || !strings.Contains(line, "no space left on device") {
+			t.Fatalf("run %d: exit %d, %q; want exit 1 saying no space left on device", i+1, r.code, line)
 		}
 	}
 }

@@ -63,19 +63,19 @@ func TestIntegrationEndpointFaults(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			start := time.Now()
-			_, stderr, code := run(t, bin, c.env, "backup-list")
+			r := run(t, bin, c.env, "backup-list")
 			d := time.Since(start)
-			line := errorLine(t, stderr)
-			if code != 1 || !strings.Contains(line, c.want) {
-				t.Fatalf("exit %d, %q; want exit 1 and a sentence containing %q", code, line, c.want)
+			line := errorLine(t, r.stderr)
+			if r.code != 1 || !strings.Contains(line, c.want) {
+				t.Fatalf("exit %d, %q; want exit 1 and a sentence containing %q", r.code, line, c.want)
 			}
-			if n := strings.Count(stderr, "retrying"); n != c.retrying {
-				t.Errorf("%d lines say it retries, want %d:\n%s", n, c.retrying, stderr)
+			if n := strings.Count(r.stderr, "retrying"); n != c.retrying {
+				t.Errorf("%d lines say it retries, want %d:\n%s", n, c.retrying, r.stderr)
 			}
 			if d > c.within {
 				t.Errorf("took %v to fail, want under %v", d, c.within)
 			}
-			t.Logf("after %v, exit %d:\n%s", d.Round(time.Millisecond), code, stderr)
+			t.Logf("after %v, exit %d:\n%s", d.Round(time.Millisecond), r.code, r.stderr)
 		})
 	}
 	t.Run("wal-fetch in archive recovery, frozen endpoint", func(t *testing.T) {
@@ -85,13 +85,13 @@ func TestIntegrationEndpointFaults(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		_, stderr, code := run(t, bin, env(silent, "TUSK_S3_STALL_TIMEOUT=300ms", "TUSK_S3_MAX_RETRIES=1",
+		r := run(t, bin, env(silent, "TUSK_S3_STALL_TIMEOUT=300ms", "TUSK_S3_MAX_RETRIES=1",
 			"PGDATA="+pgdata, "TUSK_WAL_PREFETCH=0"),
 			"wal-fetch", "000000010000000000000001", filepath.Join(t.TempDir(), "x"))
 		d := time.Since(start)
-		line := errorLine(t, stderr)
-		if code != 200 || !strings.Contains(line, "S3 endpoint "+silent+" stalled") {
-			t.Fatalf("exit %d, %q; want exit 200 saying the endpoint stalled", code, line)
+		line := errorLine(t, r.stderr)
+		if r.code != 200 || !strings.Contains(line, "S3 endpoint "+silent+" stalled") {
+			t.Fatalf("exit %d, %q; want exit 200 saying the endpoint stalled", r.code, line)
 		}
 		// wal-fetch's own three attempts, each of two tries of 300 ms and
 		// at most 2 s of backoff, with 1 s and 2 s between them.

@@ -1,33 +1,23 @@
 package cmd_test
 
 import (
-	"encoding/json"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
-	"github.com/tusk-backup/tusk/basebackup"
+	tusk "github.com/tusk-backup/tusk/cmd"
 	"github.com/tusk-backup/tusk/internal/testenv"
 )
 
-// chainEntry is one backup as backup-list --json prints it.
-type chainEntry struct {
-	basebackup.Meta
-	ChainStoredSize int64  `json:"chain_stored_size"`
-	ChainError      string `json:"chain_error"`
-}
-
-func listChain(t *testing.T, bin string, env []string) []chainEntry {
+// listChain is backup-list --json: every backup with its chain's size.
+func listChain(t *testing.T, bin string, env []string) []tusk.ListEntry {
 	t.Helper()
-	out, stderr, code := run(t, bin, env, "backup-list", "--json")
-	if code != 0 {
-		t.Fatalf("backup-list: exit %d\n%s", code, stderr)
-	}
-	var bs []chainEntry
-	if err := json.Unmarshal([]byte(out), &bs); err != nil {
-		t.Fatalf("backup-list --json: %v\n%s", err, out)
-	}
-	return bs
+	r := run(t, bin, env, "backup-list", "--json")
+	wantExit(t, r, 0)
+	return decode[[]tusk.ListEntry](t, r)
 }
 
 // TestIntegrationIncrementalBackups: with TUSK_DELTA_MAX_STEPS, backup-push
@@ -37,38 +27,33 @@ func listChain(t *testing.T, bin string, env []string) []chainEntry {
 func TestIntegrationIncrementalBackups(t *testing.T) {
 	t.Parallel()
 	bin := testenv.BuildTusk(t)
-	env := []string{"TUSK_REPO=file://" + filepath.Join(testenv.ServerTempDir(t), "repo"), "TUSK_BACKUP_PART_SIZE=4MiB"}
-	pg := testenv.StartPostgres(t, testenv.PostgresOptions{Version: 17, ArchiveCommand: bin + " wal-push %p", Env: env,
+	c := startCluster(t, folderRepo(t), testenv.PostgresOptions{Version: 17, Env: []string{"TUSK_BACKUP_PART_SIZE=4MiB"},
 		Conf: map[string]string{"summarize_wal": "on"}})
-	env = append(env, pg.Env()...)
+	pg, env := c.pg, c.env
 	pgbench(t, pg, "-i", "-s", "4", "-q")
 	delta := append(env[:len(env):len(env)], "TUSK_DELTA_MAX_STEPS=2")
 
-	push := func(env []string, args ...string) (string, string) {
+	push := func(env []string, args ...string) result {
 		t.Helper()
-		stdout, stderr, code := run(t, bin, env, append([]string{"backup-push", pg.DataDir}, args...)...)
-		if code != 0 {
-			t.Fatalf("backup-push %v: exit %d\n%s%s", args, code, stdout, stderr)
-		}
-		return stdout, stderr
+		r := run(t, bin, env, append([]string{"backup-push", pg.DataDir}, args...)...)
+		wantExit(t, r, 0)
+		return r
 	}
-	change := func() { pg.SQL(t, "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= 4000") } // 1% of the rows, in 1% of the pages
+	// 1% of the rows, in 1% of the pages.
+	change := func() { pg.SQL(t, "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= 4000") }
 
-	_, stderr := push(delta)
-	if !strings.Contains(stderr, "holds no backup of this cluster") {
-		t.Errorf("the first backup-push with TUSK_DELTA_MAX_STEPS does not say why it takes a full backup:\n%s", stderr)
+	if r := push(delta); !strings.Contains(r.stderr, "holds no backup of this cluster") {
+		t.Errorf("the first backup-push with TUSK_DELTA_MAX_STEPS does not say why it takes a full backup:\n%s", r.stderr)
 	}
 	change()
-	out, _ := push(delta)
-	if !strings.Contains(out, "incremental on base_") {
-		t.Errorf("the second backup-push is not incremental:\n%s", out)
+	if r := push(delta); !strings.Contains(r.stdout, "incremental on base_") {
+		t.Errorf("the second backup-push is not incremental:\n%s", r.stdout)
 	}
 	change()
 	push(delta)
 	change()
-	_, stderr = push(delta)
-	if !strings.Contains(stderr, "holds 2 incremental backups, TUSK_DELTA_MAX_STEPS allows 2") {
-		t.Errorf("the fourth backup-push does not say the chain is full:\n%s", stderr)
+	if r := push(delta); !strings.Contains(r.stderr, "holds 2 incremental backups, TUSK_DELTA_MAX_STEPS allows 2") {
+		t.Errorf("the fourth backup-push does not say the chain is full:\n%s", r.stderr)
 	}
 	change()
 	push(delta, "--full")
@@ -97,23 +82,27 @@ func TestIntegrationIncrementalBackups(t *testing.T) {
 
 	// --delta-from-name that names nothing fails; one that names a backup
 	// takes an incremental on it.
-	if out, stderr, code := run(t, bin, env, "backup-push", "--delta-from-name", "base_nope"); code != 1 || !strings.Contains(stderr, "--delta-from-name base_nope: no such backup") {
-		t.Errorf("backup-push --delta-from-name base_nope: exit %d\n%s%s", code, out, stderr)
+	r := run(t, bin, env, "backup-push", "--delta-from-name", "base_nope")
+	wantExit(t, r, 1)
+	if !strings.Contains(r.stderr, "--delta-from-name base_nope: no such backup") {
+		t.Errorf("backup-push --delta-from-name base_nope:\n%s", r.stderr)
 	}
 	change()
-	if out, _ := push(env, "--delta-from-name", full.Name); !strings.Contains(out, "incremental on "+full.Name) {
-		t.Errorf("backup-push --delta-from-name %s:\n%s", full.Name, out)
+	if r := push(env, "--delta-from-name", full.Name); !strings.Contains(r.stdout, "incremental on "+full.Name) {
+		t.Errorf("backup-push --delta-from-name %s:\n%s", full.Name, r.stdout)
 	}
 
 	// Without WAL summaries there is no incremental: a full backup, and why.
 	pg.SQL(t, "ALTER SYSTEM SET summarize_wal = off")
 	pg.SQL(t, "SELECT pg_reload_conf()")
-	waitFor(t, 30e9, func() bool { return pg.SQL(t, "SHOW summarize_wal") == "off" })
-	if out, stderr := push(delta); !strings.Contains(stderr, "summarize_wal is off") || !strings.Contains(out, "(full)") {
-		t.Errorf("backup-push with summarize_wal off:\n%s%s", out, stderr)
+	waitFor(t, 30*time.Second, func() bool { return pg.SQL(t, "SHOW summarize_wal") == "off" })
+	if r := push(delta); !strings.Contains(r.stderr, "summarize_wal is off") || !strings.Contains(r.stdout, "(full)") {
+		t.Errorf("backup-push with summarize_wal off:\n%s%s", r.stdout, r.stderr)
 	}
-	if out, stderr, code := run(t, bin, env, "backup-push", "--delta-from-name", full.Name); code != 1 || !strings.Contains(stderr, "summarize_wal is off") {
-		t.Errorf("backup-push --delta-from-name with summarize_wal off: exit %d\n%s%s", code, out, stderr)
+	r = run(t, bin, env, "backup-push", "--delta-from-name", full.Name)
+	wantExit(t, r, 1)
+	if !strings.Contains(r.stderr, "summarize_wal is off") {
+		t.Errorf("backup-push --delta-from-name with summarize_wal off:\n%s", r.stderr)
 	}
 }
 
@@ -122,18 +111,150 @@ func TestIntegrationIncrementalBackups(t *testing.T) {
 func TestIntegrationIncrementalNeedsPostgreSQL17(t *testing.T) {
 	t.Parallel()
 	bin := testenv.BuildTusk(t)
-	env := []string{"TUSK_REPO=file://" + filepath.Join(testenv.ServerTempDir(t), "repo")}
-	pg := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: bin + " wal-push %p", Env: env})
-	env = append(env, pg.Env()...)
-	// The server's archiver (as the server's user) makes the repository.
-	waitArchived(t, pg, pg.SQL(t, "SELECT pg_walfile_name(pg_switch_wal())"))
+	c := startCluster(t, folderRepo(t), testenv.PostgresOptions{})
+	archiveWAL(t, c.pg) // the server's archiver (as the server's user) makes the repository
 	for i := range 2 {
-		out, stderr, code := run(t, bin, append(env, "WALG_DELTA_MAX_STEPS=3"), "backup-push", pg.DataDir)
-		if code != 0 || !strings.Contains(out, "(full)") {
-			t.Fatalf("backup-push %d: exit %d\n%s%s", i, code, out, stderr)
+		r := run(t, bin, append(c.env, "WALG_DELTA_MAX_STEPS=3"), "backup-push", c.pg.DataDir)
+		wantExit(t, r, 0)
+		if !strings.Contains(r.stdout, "(full)") {
+			t.Fatalf("backup-push %d on PostgreSQL 15 is not full:\n%s", i, r.stdout)
 		}
-		if i == 1 && !strings.Contains(stderr, "incremental backups need PostgreSQL 17 or later") {
-			t.Errorf("backup-push on PostgreSQL 15 with WALG_DELTA_MAX_STEPS does not say why it takes a full backup:\n%s", stderr)
+		if i == 1 && !strings.Contains(r.stderr, "incremental backups need PostgreSQL 17 or later") {
+			t.Errorf("backup-push on PostgreSQL 15 with WALG_DELTA_MAX_STEPS does not say why it takes a full backup:\n%s", r.stderr)
 		}
 	}
+}
+
+// chainSum is a checksum of everything the chain test writes; the dropped
+// and truncated tables count as what they held at the moment.
+const chainSum = `SELECT md5(string_agg(s, '|')) FROM (
+	(SELECT md5(string_agg(aid::text || ':' || abalance::text, ',' ORDER BY aid)) AS s FROM pgbench_accounts)
+	UNION ALL (SELECT coalesce(string_agg(n::text, ',' ORDER BY n), '') FROM marks)
+	UNION ALL (SELECT count(*)::text FROM pg_class WHERE relname = 'dropped_later')
+	UNION ALL (SELECT count(*)::text FROM truncated_later)) q`
+
+// TestIntegrationIncrementalWeek: a week of the cron job, compressed, on
+// PostgreSQL 17 (a folder) and 18 (MinIO): a full backup and six
+// incrementals under pgbench load, a table dropped and one truncated on the
+// way; point-in-time restores to a moment inside the third incremental's
+// window and to the newest point are exact, as are a standby and a
+// restore-drill; then a second chain, and retain FULL 2 keeps both chains
+// whole while retain FULL 1 deletes the first one and leaves the second
+// restorable.
+func TestIntegrationIncrementalWeek(t *testing.T) {
+	bin := testenv.BuildTusk(t)
+	for _, v := range []int{17, 18} {
+		t.Run(strconv.Itoa(v), func(t *testing.T) {
+			t.Parallel()
+			repo := folderRepo(t)
+			if v == 18 {
+				repo = s3Repo(t)
+			}
+			testIncrementalWeek(t, bin, v, repo)
+		})
+	}
+}
+
+func testIncrementalWeek(t *testing.T, bin string, v int, repo repository) {
+	c := startCluster(t, repo, testenv.PostgresOptions{Version: v, Env: []string{"TUSK_BACKUP_PART_SIZE=4MiB", "TUSK_DELTA_MAX_STEPS=6"},
+		Conf: map[string]string{"summarize_wal": "on"}})
+	pg, env := c.pg, c.env
+	pg.SQL(t, "CREATE TABLE marks (n int)")
+	pg.SQL(t, "CREATE TABLE dropped_later AS SELECT g AS n FROM generate_series(1, 100000) g")
+	pg.SQL(t, "CREATE TABLE truncated_later AS SELECT g AS n FROM generate_series(1, 100000) g")
+	pgbench(t, pg, "-i", "-s", "2", "-q")
+
+	pushUnderLoad := func(want string) {
+		t.Helper()
+		load := pg.RunAsOwner(t.Context(), filepath.Join(pg.BinDir, "pgbench"), "-T", "2", "-c", "2", "-n")
+		var loadOut strings.Builder
+		load.Stdout, load.Stderr = &loadOut, &loadOut
+		if err := load.Start(); err != nil {
+			t.Fatal(err)
+		}
+		r := run(t, bin, env, "backup-push", pg.DataDir)
+		if err := load.Wait(); err != nil {
+			t.Fatalf("pgbench during backup-push: %v\n%s", err, loadOut.String())
+		}
+		wantExit(t, r, 0)
+		if !strings.Contains(r.stdout, want) {
+			t.Fatalf("backup-push: want %q\n%s%s", want, r.stdout, r.stderr)
+		}
+	}
+	var atThird struct{ sum, time string } // a moment inside the third incremental's window
+	pushUnderLoad("(full)")
+	for i := 1; i <= 6; i++ {
+		pgbench(t, pg, "-t", "200", "-c", "2", "-n")
+		switch i {
+		case 2:
+			pg.SQL(t, "DROP TABLE dropped_later")
+		case 3:
+			pg.SQL(t, "TRUNCATE truncated_later")
+			pg.SQL(t, "INSERT INTO truncated_later SELECT g FROM generate_series(1, 10) g")
+		}
+		pushUnderLoad("incremental on base_")
+		if i == 3 {
+			pg.SQL(t, "INSERT INTO marks VALUES (3)")
+			atThird.sum = pg.SQL(t, chainSum)
+			time.Sleep(20 * time.Millisecond)
+			atThird.time = pg.SQL(t, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")
+			time.Sleep(20 * time.Millisecond)
+			pg.SQL(t, "INSERT INTO marks VALUES (4)")
+		}
+	}
+	pgbench(t, pg, "-t", "200", "-c", "2", "-n")
+	pg.SQL(t, "INSERT INTO marks VALUES (99)")
+	newest := pg.SQL(t, chainSum)
+	archiveWAL(t, pg)
+
+	bs := listChain(t, bin, env)
+	if len(bs) != 7 || bs[6].ChainDepth != 6 || bs[6].ChainFull != bs[0].Name {
+		t.Fatalf("after a full backup and six incrementals backup-list shows %d backups, the newest at depth %d", len(bs), bs[len(bs)-1].ChainDepth)
+	}
+	wantExit(t, run(t, bin, env, "verify", "--deep", bs[6].Name), 0)
+
+	recover := func(name, want string, args ...string) {
+		t.Helper()
+		dest := filepath.Join(testenv.ServerTempDir(t), "pgdata")
+		// Each restored server promotes and archives its new timeline
+		// into the same repository, so stay on the backup's timeline.
+		r := run(t, bin, env, append([]string{"backup-fetch", dest, name, "--recover", "--json", "--target-timeline", "current", "--pg-bin", pg.ServerBinDir}, args...)...)
+		t.Cleanup(func() { stopServer(t, pg, dest) })
+		wantExit(t, r, 0)
+		sock, port := recovered(t, r)
+		if got := psql(t, pg, sock, port, chainSum); got != want {
+			t.Fatalf("restore of %s %v: checksum %s, want %s", name, args, got, want)
+		}
+		if n := psql(t, pg, sock, port, "SET enable_seqscan = off; SELECT count(*) FROM pgbench_accounts WHERE aid > 0"); n != "200000" {
+			t.Fatalf("restore of %s: an index scan counts %s accounts, want 200000", name, n)
+		}
+		stopServer(t, pg, dest)
+	}
+	recover("LATEST", atThird.sum, "--target-time", atThird.time, "--target-action", "promote")
+	recover("LATEST", newest)
+
+	// A standby of the chain, and a drill.
+	standby := filepath.Join(testenv.ServerTempDir(t), "standby")
+	wantExit(t, run(t, bin, env, "backup-fetch", standby, "LATEST", "--standby"), 0)
+	if _, err := os.Stat(filepath.Join(standby, "standby.signal")); err != nil {
+		t.Fatalf("backup-fetch --standby wrote no standby.signal: %v", err)
+	}
+	wantExit(t, run(t, bin, env, "restore-drill", "--pg-bin", pg.ServerBinDir, "--scratch", testenv.ServerTempDir(t), "--json", "--sql", "SELECT n FROM marks WHERE n = 99"), 0)
+
+	// A second chain, then retention.
+	pushUnderLoad("(full)")
+	pushUnderLoad("incremental on base_")
+	wantExit(t, run(t, bin, env, "delete", "retain", "FULL", "2", "--confirm"), 0)
+	if got := listChain(t, bin, env); len(got) != 9 {
+		t.Fatalf("retain FULL 2 with two chains left %d of 9 backups", len(got))
+	}
+	wantExit(t, run(t, bin, env, "delete", "retain", "FULL", "1", "--confirm"), 0)
+	left := listChain(t, bin, env)
+	if len(left) != 2 || left[0].Kind() != "full" || left[1].Parent != left[0].Name {
+		t.Fatalf("retain FULL 1 left %d backups, want the second chain's two", len(left))
+	}
+	pg.SQL(t, "INSERT INTO marks VALUES (100)")
+	newest = pg.SQL(t, chainSum)
+	archiveWAL(t, pg)
+	recover(left[1].Name, newest)
 }

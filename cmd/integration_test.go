@@ -2,11 +2,8 @@ package cmd_test
 
 import (
 	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -18,42 +15,6 @@ import (
 	"github.com/tusk-backup/tusk/internal/testenv"
 	"github.com/tusk-backup/tusk/wal"
 )
-
-// run runs the tusk binary with exactly env (plus PATH) and returns its
-// output and exit code.
-func run(t *testing.T, bin string, env []string, args ...string) (stdout, stderr string, code int) {
-	t.Helper()
-	cmd := exec.CommandContext(t.Context(), bin, args...)
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	default:
-		t.Fatalf("run tusk: %v", err)
-	}
-	return o.String(), e.String(), code
-}
-
-// errorLine returns the one "tusk: " line of stderr, failing the test if
-// there is not exactly one.
-func errorLine(t *testing.T, stderr string) string {
-	t.Helper()
-	var lines []string
-	for _, l := range strings.Split(stderr, "\n") {
-		if strings.HasPrefix(l, "tusk: ") {
-			lines = append(lines, l)
-		}
-	}
-	if len(lines) != 1 {
-		t.Fatalf("stderr has %d error lines, want 1:\n%s", len(lines), stderr)
-	}
-	return lines[0]
-}
 
 // fakeWAL writes a WAL segment of size bytes (a power of two of at least
 // 1 MiB, as PostgreSQL's) that wal-push accepts: a long page header, then
@@ -103,25 +64,25 @@ func TestIntegrationRepositoryErrors(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			start := time.Now()
-			_, stderr, code := run(t, bin, c.env, "wal-push", seg)
-			line := errorLine(t, stderr)
-			if code != c.code || !strings.Contains(line, c.want) {
-				t.Fatalf("exit %d, %q; want exit %d and a sentence containing %q", code, line, c.code, c.want)
+			r := run(t, bin, c.env, "wal-push", seg)
+			line := errorLine(t, r.stderr)
+			if r.code != c.code || !strings.Contains(line, c.want) {
+				t.Fatalf("exit %d, %q; want exit %d and a sentence containing %q", r.code, line, c.code, c.want)
 			}
-			if strings.Contains(stderr, m.SecretKey) {
+			if strings.Contains(r.stderr, m.SecretKey) {
 				t.Fatal("the secret key appears in the output")
 			}
 			if d := time.Since(start); d > 30*time.Second {
 				t.Fatalf("took %v to fail", d)
 			}
-			t.Logf("exit %d: %s", code, line)
+			t.Logf("exit %d: %s", r.code, line)
 		})
 	}
 	// Nothing was written to the bucket by any failing case, not even the
 	// repository marker: wal-fetch finds no repository there.
-	_, stderr, code := run(t, bin, base("TUSK_REPO="+m.URL("pg")), "wal-fetch", "000000010000000000000001", filepath.Join(t.TempDir(), "x"))
-	if code != 1 || !strings.Contains(errorLine(t, stderr), "no tusk repository there") {
-		t.Fatalf("after the failing pushes wal-fetch exits %d (%s), want 1 (no repository)", code, stderr)
+	r := run(t, bin, base("TUSK_REPO="+m.URL("pg")), "wal-fetch", "000000010000000000000001", filepath.Join(t.TempDir(), "x"))
+	if r.code != 1 || !strings.Contains(errorLine(t, r.stderr), "no tusk repository there") {
+		t.Fatalf("after the failing pushes wal-fetch exits %d (%s), want 1 (no repository)", r.code, r.stderr)
 	}
 }
 
@@ -155,34 +116,19 @@ func TestIntegrationMissingRepositoryStopsRecovery(t *testing.T) {
 	}
 	// The real repository: wal-push writes its marker.
 	seg := fakeWAL(t, "000000010000000000000001", 1<<20)
-	if _, stderr, code := run(t, bin, []string{"TUSK_REPO=file://" + repo}, "wal-push", seg); code != 0 {
-		t.Fatalf("wal-push: exit %d: %s", code, stderr)
-	}
+	wantExit(t, run(t, bin, []string{"TUSK_REPO=file://" + repo}, "wal-push", seg), 0)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			env := append([]string{"TUSK_REPO=file://" + c.repo, "PGDATA=" + pgdata, "TUSK_WAL_PREFETCH=0"}, c.extra...)
-			_, stderr, code := run(t, bin, env, "wal-fetch", "000000010000000000000002", dest)
-			if code != c.code {
-				t.Fatalf("wal-fetch exits %d, want %d:\n%s", code, c.code, stderr)
-			}
-			if c.want != "" && !strings.Contains(errorLine(t, stderr), c.want) {
-				t.Fatalf("%q does not say %q", errorLine(t, stderr), c.want)
+			r := run(t, bin, env, "wal-fetch", "000000010000000000000002", dest)
+			wantExit(t, r, c.code)
+			if c.want != "" && !strings.Contains(errorLine(t, r.stderr), c.want) {
+				t.Fatalf("%q does not say %q", errorLine(t, r.stderr), c.want)
 			}
 			if _, err := os.Stat(filepath.Join(c.repo, "tusk-repository.json")); c.code == 200 && c.repo != repo && err == nil {
 				t.Fatal("wal-fetch created a repository")
 			}
 		})
-	}
-}
-
-// repos returns the two kinds of repository, each with the environment that
-// points tusk at it.
-func repos(t *testing.T) map[string][]string {
-	m := testenv.StartMinIO(t)
-	dir := testenv.ServerTempDir(t)
-	return map[string][]string{
-		"folder": {"TUSK_REPO=file://" + filepath.Join(dir, "repo")},
-		"s3":     append(m.Env(), "TUSK_REPO="+m.URL("cluster1")),
 	}
 }
 
@@ -195,32 +141,21 @@ var segmentRE = regexp.MustCompile(`^[0-9A-F]{24}$`)
 // sees the primary's data.
 func TestIntegrationArchiveAndRestore(t *testing.T) {
 	bin := testenv.BuildTusk(t)
-	for kind, env := range repos(t) {
+	for kind, repo := range repos(t) {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
-			pg := testenv.StartPostgres(t, testenv.PostgresOptions{
-				ArchiveCommand: bin + " wal-push %p",
-				Env:            env,
-				Conf:           map[string]string{"wal_keep_size": "2GB"},
-			})
+			env := repo.env
+			pg := startCluster(t, repo, testenv.PostgresOptions{Conf: map[string]string{"wal_keep_size": "2GB"}}).pg
 			spool := testenv.ServerTempDir(t)
 			restored := testenv.NewPostgres(t, testenv.PostgresOptions{Env: append(slices.Clone(env), "TUSK_SPOOL_DIR="+spool)})
 			backup := pg.RunAsOwner(t.Context(), filepath.Join(pg.BinDir, "pg_basebackup"), "-D", restored.DataDir, "-X", "none", "-c", "fast")
 			if out, err := backup.CombinedOutput(); err != nil {
 				t.Fatalf("pg_basebackup: %v\n%s", err, out)
 			}
-			bench := pg.RunAsOwner(t.Context(), filepath.Join(pg.BinDir, "pgbench"), "-i", "-s", "4", "-q")
-			if out, err := bench.CombinedOutput(); err != nil {
-				t.Fatalf("pgbench -i: %v\n%s", err, out)
-			}
-			bench = pg.RunAsOwner(t.Context(), filepath.Join(pg.BinDir, "pgbench"), "-T", "5", "-c", "2", "-n")
-			if out, err := bench.CombinedOutput(); err != nil {
-				t.Fatalf("pgbench: %v\n%s", err, out)
-			}
+			pgbench(t, pg, "-i", "-s", "4", "-q")
+			pgbench(t, pg, "-T", "5", "-c", "2", "-n")
 			want := pg.SQL(t, "SELECT sum(abalance)::text || '/' || count(*) FROM pgbench_accounts")
-			last := pg.SQL(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
-			pg.SQL(t, "SELECT pg_switch_wal()")
-			waitArchived(t, pg, last)
+			last := archiveWAL(t, pg)
 			if failed := pg.SQL(t, "SELECT failed_count FROM pg_stat_archiver"); failed != "0" {
 				t.Fatalf("pg_stat_archiver.failed_count = %s, want 0", failed)
 			}
@@ -241,9 +176,7 @@ func TestIntegrationArchiveAndRestore(t *testing.T) {
 					first = name
 				}
 				dest := filepath.Join(t.TempDir(), "seg")
-				if _, stderr, code := run(t, bin, env, "wal-fetch", name, dest); code != 0 {
-					t.Fatalf("wal-fetch %s: exit %d: %s", name, code, stderr)
-				}
+				wantExit(t, run(t, bin, env, "wal-fetch", name, dest), 0)
 				got, _ := os.ReadFile(dest)
 				orig, _ := os.ReadFile(filepath.Join(pg.DataDir, "pg_wal", name))
 				if !bytes.Equal(got, orig) {
@@ -278,16 +211,12 @@ func TestIntegrationArchiveAndRestore(t *testing.T) {
 				t.Fatalf("restored server is on timeline %s, want 2", tli)
 			}
 			restored.SQL(t, "CREATE TABLE after_promotion AS SELECT 1 AS x")
-			last2 := restored.SQL(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
-			restored.SQL(t, "SELECT pg_switch_wal()")
-			waitArchived(t, restored, last2)
+			archiveWAL(t, restored)
 			if failed := restored.SQL(t, "SELECT failed_count FROM pg_stat_archiver"); failed != "0" {
 				t.Fatalf("archiving on timeline 2 failed %s times:\n%s", failed, restored.LogTail(40))
 			}
 			hist := filepath.Join(t.TempDir(), "00000002.history")
-			if _, stderr, code := run(t, bin, env, "wal-fetch", "00000002.history", hist); code != 0 {
-				t.Fatalf("wal-fetch 00000002.history: exit %d: %s", code, stderr)
-			}
+			wantExit(t, run(t, bin, env, "wal-fetch", "00000002.history", hist), 0)
 			got, _ := os.ReadFile(hist)
 			orig, _ := os.ReadFile(filepath.Join(restored.DataDir, "pg_wal", "00000002.history"))
 			if len(orig) == 0 || !bytes.Equal(got, orig) {
@@ -295,9 +224,7 @@ func TestIntegrationArchiveAndRestore(t *testing.T) {
 			}
 			// Timeline 1's segments are untouched.
 			dest := filepath.Join(t.TempDir(), "seg")
-			if _, stderr, code := run(t, bin, env, "wal-fetch", first, dest); code != 0 {
-				t.Fatalf("wal-fetch %s after promotion: exit %d: %s", first, code, stderr)
-			}
+			wantExit(t, run(t, bin, env, "wal-fetch", first, dest), 0)
 			if log := restored.LogTail(2000); !strings.Contains(log, "wal restored from prefetch") {
 				t.Errorf("recovery never used a prefetched segment; server log:\n%s", log)
 			}
@@ -320,19 +247,16 @@ func TestIntegrationArchiveAndRestore(t *testing.T) {
 // never promote at the wrong point; once storage is back, recovery completes.
 func TestIntegrationRecoveryAbortsOnStorageFailure(t *testing.T) {
 	bin := testenv.BuildTusk(t)
-	m := testenv.StartMinIO(t)
-	env := append(m.Env(), "TUSK_REPO="+m.URL("abort"))
-	env = append(env, "TUSK_S3_MAX_RETRIES=2")
-	pg := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: bin + " wal-push %p", Env: env})
-	restored := testenv.NewPostgres(t, testenv.PostgresOptions{Env: env})
+	repo := s3Repo(t)
+	m := repo.minio
+	pg := startCluster(t, repo, testenv.PostgresOptions{Env: []string{"TUSK_S3_MAX_RETRIES=2"}}).pg
+	restored := testenv.NewPostgres(t, testenv.PostgresOptions{Env: pg.ServerEnv()})
 	backup := pg.RunAsOwner(t.Context(), filepath.Join(pg.BinDir, "pg_basebackup"), "-D", restored.DataDir, "-X", "none", "-c", "fast")
 	if out, err := backup.CombinedOutput(); err != nil {
 		t.Fatalf("pg_basebackup: %v\n%s", err, out)
 	}
 	pg.SQL(t, "CREATE TABLE t AS SELECT generate_series(1, 100000) AS i")
-	last := pg.SQL(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
-	pg.SQL(t, "SELECT pg_switch_wal()")
-	waitArchived(t, pg, last)
+	archiveWAL(t, pg)
 
 	restored.Configure(t, map[string]string{
 		"restore_command":        bin + " wal-fetch %f %p",
@@ -367,84 +291,13 @@ func TestIntegrationRecoveryAbortsOnStorageFailure(t *testing.T) {
 	}
 }
 
-// waitArchived waits until the repository pg archives into (tusk's own
-// listing, through the server's environment) holds segment and every
-// segment before it on its timeline without a gap. It never reads
-// pg_stat_archiver: push-ahead marks segments .done itself, so PostgreSQL
-// never records them as archived.
-func waitArchived(t *testing.T, pg *testenv.Postgres, segment string) {
-	t.Helper()
-	waitArchivedIn(t, testenv.BuildTusk(t), pg.ServerEnv(), segment)
-}
-
-// waitArchivedIn is waitArchived for a server tusk started (backup-fetch
-// --recover), which archives into the repository of env.
-func waitArchivedIn(t *testing.T, bin string, env []string, segment string) {
-	t.Helper()
-	var shown string
-	deadline := time.Now().Add(2 * time.Minute)
-	for !archivedThrough(t, bin, env, segment, &shown) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the repository does not hold WAL through %s after 2 minutes; wal-show --json:\n%s", segment, shown)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// archivedThrough reports whether wal-show lists segment in the first run
-// of its timeline's segments; shown is what wal-show printed.
-func archivedThrough(t *testing.T, bin string, env []string, segment string, shown *string) bool {
-	t.Helper()
-	out, stderr, code := run(t, bin, env, "wal-show", "--json")
-	if code != 0 {
-		*shown = fmt.Sprintf("exit %d: %s", code, stderr)
-		return false
-	}
-	*shown = out
-	var show struct {
-		Timelines []struct {
-			ID     uint32 `json:"timeline"`
-			Ranges []struct {
-				First string `json:"first"`
-				Last  string `json:"last"`
-			} `json:"ranges"`
-		} `json:"timelines"`
-	}
-	n, err := wal.ParseName(segment)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if json.Unmarshal([]byte(out), &show) != nil {
-		return false
-	}
-	for _, tl := range show.Timelines {
-		if tl.ID == n.Timeline && len(tl.Ranges) > 0 {
-			return tl.Ranges[0].First <= segment && segment <= tl.Ranges[0].Last
-		}
-	}
-	return false
-}
-
-func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", timeout)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // TestIntegrationPushAheadRecords: with TUSK_PG_READY_RENAME=false, push-ahead
 // still uploads later segments early, but leaves archive_status to
 // PostgreSQL: the archiver calls wal-push for every segment, so
 // pg_stat_archiver counts each one and monitoring sees no false lag.
 func TestIntegrationPushAheadRecords(t *testing.T) {
-	bin := testenv.BuildTusk(t)
-	dir := testenv.ServerTempDir(t)
-	env := []string{"TUSK_REPO=file://" + dir, "TUSK_PG_READY_RENAME=false"}
-	pg := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: bin + " wal-push %p", Env: env})
+	repo := folderRepo(t)
+	pg := startCluster(t, repo, testenv.PostgresOptions{Env: []string{"TUSK_PG_READY_RENAME=false"}}).pg
 	// Let segments pile up .ready (an empty archive_command pauses
 	// archiving), so that the first call has later ones to push ahead.
 	pg.SQL(t, "ALTER SYSTEM SET archive_command = ''")
@@ -469,7 +322,7 @@ func TestIntegrationPushAheadRecords(t *testing.T) {
 	}
 	stats, upTo := row[0]+" "+row[1], row[2]
 	var segments int
-	filepath.WalkDir(filepath.Join(dir, "wal"), func(p string, d os.DirEntry, err error) error {
+	filepath.WalkDir(filepath.Join(repo.dir, "wal"), func(p string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() && segmentRE.MatchString(d.Name()) && d.Name() <= upTo {
 			segments++
 		}

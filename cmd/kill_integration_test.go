@@ -19,15 +19,12 @@ import (
 // verified. Kills land at random moments after the work has visibly begun.
 func TestIntegrationKillLoops(t *testing.T) {
 	bin := testenv.BuildTusk(t)
-	m := testenv.StartMinIO(t)
-	env := append(m.Env(), "TUSK_REPO="+m.URL("kills"), "TUSK_BACKUP_PART_SIZE=1MiB")
-	pg := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: bin + " wal-push %p", Env: env})
-	env = append(env, pg.Env()...)
+	c := startCluster(t, s3Repo(t), testenv.PostgresOptions{Env: []string{"TUSK_BACKUP_PART_SIZE=1MiB"}})
+	pg, env := c.pg, c.env
 	pgbench(t, pg, "-i", "-s", "10", "-q")
 	rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
 	start := func(args ...string) *exec.Cmd {
-		cmd := exec.Command(bin, args...)
-		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+		cmd := tuskCommand(t.Context(), bin, env, args...)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -47,17 +44,13 @@ func TestIntegrationKillLoops(t *testing.T) {
 			continue // it finished before the kill: a whole backup, listed
 		}
 		for _, b := range listBackups(t, bin, env) {
-			if _, stderr, code := run(t, bin, env, "verify", b.Name); code != 0 {
-				t.Fatalf("kill %d of backup-push left a listed backup that does not verify:\n%s", i, stderr)
+			if r := run(t, bin, env, "verify", b.Name); r.code != 0 {
+				t.Fatalf("kill %d of backup-push left a listed backup that does not verify:\n%s", i, r.stderr)
 			}
 		}
 	}
-	if out, stderr, code := run(t, bin, env, "backup-push"); code != 0 {
-		t.Fatalf("backup-push after the kills: exit %d\n%s%s", code, out, stderr)
-	}
-	if out, stderr, code := run(t, bin, env, "delete", "garbage", "BACKUPS", "--confirm", "--leftover-age", "0s"); code != 0 {
-		t.Fatalf("delete garbage after the kills: exit %d\n%s%s", code, out, stderr)
-	}
+	wantExit(t, run(t, bin, env, "backup-push"), 0)
+	wantExit(t, run(t, bin, env, "delete", "garbage", "BACKUPS", "--confirm", "--leftover-age", "0s"), 0)
 	backups := listBackups(t, bin, env)
 	if len(backups) == 0 {
 		t.Fatal("no backup listed after a good backup-push")
@@ -77,13 +70,9 @@ func TestIntegrationKillLoops(t *testing.T) {
 		cmd.Wait()
 		t.Logf("backup-fetch kill %d done", i)
 	}
-	if _, stderr, code := run(t, bin, env, "verify", "--all", "--deep"); code != 0 {
-		t.Fatalf("verify after the backup-fetch kills: exit %d\n%s", code, stderr)
-	}
+	wantExit(t, run(t, bin, env, "verify", "--all", "--deep"), 0)
 	dest := filepath.Join(t.TempDir(), "pgdata")
-	if out, stderr, code := run(t, bin, env, "backup-fetch", dest, name); code != 0 {
-		t.Fatalf("backup-fetch after the kills: exit %d\n%s%s", code, out, stderr)
-	}
+	wantExit(t, run(t, bin, env, "backup-fetch", dest, name), 0)
 	if out, err := exec.Command(filepath.Join(pg.BinDir, "pg_verifybackup"), "-n", dest).CombinedOutput(); err != nil {
 		t.Fatalf("pg_verifybackup of the restore after the kills: %v\n%s", err, out)
 	}

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -79,9 +78,8 @@ func TestIntegrationPushAheadSurvivesKill9(t *testing.T) {
 		if calls > 400 {
 			t.Fatal("the archiver made no progress in 400 calls")
 		}
-		cmd := exec.Command(bin, "wal-push", "pg_wal/"+name)
+		cmd := tuskCommand(t.Context(), bin, env, "wal-push", "pg_wal/"+name)
 		cmd.Dir = dataDir
-		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {

@@ -1,7 +1,6 @@
 package cmd_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	tusk "github.com/tusk-backup/tusk/cmd"
 	"github.com/tusk-backup/tusk/internal/testenv"
+	"github.com/tusk-backup/tusk/verify"
 )
 
 // matrixSum is a checksum of the data the matrix test writes.
@@ -41,16 +42,13 @@ func TestIntegrationMatrix(t *testing.T) {
 
 func testMatrixVersion(t *testing.T, bin string, v int) {
 	// One repository kind per version: MinIO for 17, a folder otherwise.
-	var env []string
+	repo := folderRepo(t)
 	if v == 17 {
-		m := testenv.StartMinIO(t)
-		env = append(m.Env(), "TUSK_REPO="+m.URL("matrix"))
-	} else {
-		env = []string{"TUSK_REPO=file://" + filepath.Join(testenv.ServerTempDir(t), "repo")}
+		repo = s3Repo(t)
 	}
-	env = append(env, "TUSK_BACKUP_PART_SIZE=4MiB") // several parts, files split across them
-	pg := testenv.StartPostgres(t, testenv.PostgresOptions{Version: v, ArchiveCommand: bin + " wal-push %p", Env: env})
-	env = append(env, pg.Env()...)
+	// Several parts, files split across them.
+	c := startCluster(t, repo, testenv.PostgresOptions{Version: v, Env: []string{"TUSK_BACKUP_PART_SIZE=4MiB"}})
+	pg, env := c.pg, c.env
 	if got := pg.SQL(t, "SELECT current_setting('server_version_num')::int / 10000"); got != fmt.Sprint(v) {
 		t.Fatalf("the server is PostgreSQL %s, want %d", got, v)
 	}
@@ -67,14 +65,12 @@ func testMatrixVersion(t *testing.T, bin string, v int) {
 	if err := load.Start(); err != nil {
 		t.Fatal(err)
 	}
-	stdout, stderr, code := run(t, bin, env, "backup-push", pg.DataDir)
+	r := run(t, bin, env, "backup-push", pg.DataDir)
 	if err := load.Wait(); err != nil {
 		t.Fatalf("pgbench during backup-push: %v\n%s", err, loadOut.String())
 	}
-	if code != 0 {
-		t.Fatalf("backup-push: exit %d\n%s%s", code, stdout, stderr)
-	}
-	t.Logf("%s", strings.TrimSpace(stdout))
+	wantExit(t, r, 0)
+	t.Logf("%s", strings.TrimSpace(r.stdout))
 	backups := listBackups(t, bin, env)
 	if len(backups) != 1 {
 		t.Fatalf("backup-list shows %d backups, want 1", len(backups))
@@ -98,17 +94,13 @@ func testMatrixVersion(t *testing.T, bin string, v int) {
 	waitWAL(t, bin, env, 1, b.StartWAL, last)
 	// The commands that ask the server about its archiving, on this version.
 	for _, args := range [][]string{{"check", "--timeout", "1m"}, {"wal-verify", "--server"}} {
-		if out, stderr, code := run(t, bin, env, args...); code != 0 {
-			t.Fatalf("%v: exit %d\n%s%s", args, code, out, stderr)
-		}
+		wantExit(t, run(t, bin, env, args...), 0)
 	}
 
 	// The manifest check, on a plain restore.
 	plain := filepath.Join(testenv.ServerTempDir(t), "plain")
 	mapping := func() string { return tsDir + "=" + filepath.Join(testenv.ServerTempDir(t), "ts") }
-	if out, stderr, code := run(t, bin, env, "backup-fetch", plain, b.Name, "--tablespace-mapping", mapping()); code != 0 {
-		t.Fatalf("backup-fetch: exit %d\n%s%s", code, out, stderr)
-	}
+	wantExit(t, run(t, bin, env, "backup-fetch", plain, b.Name, "--tablespace-mapping", mapping()), 0)
 	manifest, err := os.ReadFile(filepath.Join(plain, "backup_manifest"))
 	if err != nil {
 		t.Fatal(err)
@@ -131,9 +123,7 @@ func testMatrixVersion(t *testing.T, bin string, v int) {
 		t.Logf("manifest version %s: PostgreSQL 15's pg_verifybackup cannot read it (%s); tusk verify --deep checks it",
 			mv, strings.TrimSpace(string(out)))
 	}
-	if out, stderr, code := run(t, bin, env, "verify", b.Name, "--deep"); code != 0 {
-		t.Fatalf("verify --deep: exit %d\n%s%s", code, out, stderr)
-	}
+	wantExit(t, run(t, bin, env, "verify", b.Name, "--deep"), 0)
 
 	// Point-in-time restores. Each promotes and archives a new timeline
 	// into the same repository, so each stays on the backup's timeline.
@@ -142,29 +132,17 @@ func testMatrixVersion(t *testing.T, bin string, v int) {
 		dest = filepath.Join(testenv.ServerTempDir(t), "pgdata")
 		args := append([]string{"backup-fetch", dest, "LATEST", "--recover", "--json", "--pg-bin", pg.ServerBinDir,
 			"--target-action", "promote", "--target-timeline", "current", "--tablespace-mapping", mapping()}, target...)
-		out, stderr, code := run(t, bin, env, args...)
+		r := run(t, bin, env, args...)
 		t.Cleanup(func() { stopServer(t, pg, dest) })
-		if code != 0 {
-			t.Fatalf("backup-fetch --recover %v: exit %d\n%s%s", target, code, out, stderr)
-		}
+		wantExit(t, r, 0)
 		// backup-fetch follows the server log: each version's wording of
 		// where recovery stopped must still be understood.
-		var res struct {
-			Recovery struct {
-				State      string `json:"state"`
-				StopLSN    string `json:"stop_lsn"`
-				StopReason string `json:"stop_reason"`
-				Timeline   string `json:"new_timeline"`
-			} `json:"recovery"`
-		}
-		if err := json.Unmarshal([]byte(out), &res); err != nil {
-			t.Fatalf("backup-fetch --json: %v\n%s", err, out)
-		}
-		if r := res.Recovery; r.State != "promoted" || r.StopLSN == "" || r.Timeline == "" || !strings.HasPrefix(r.StopReason, "recovery stopping ") {
-			t.Errorf("backup-fetch --recover %v: recovery %+v, want promoted with where and why it stopped", target, r)
+		res := decode[tusk.FetchResult](t, r)
+		if rec := res.Recovery; rec == nil || rec.State != "promoted" || rec.StopLSN == "" || rec.Timeline == "" || !strings.HasPrefix(rec.StopReason, "recovery stopping ") {
+			t.Errorf("backup-fetch --recover %v: recovery %+v, want promoted with where and why it stopped", target, rec)
 		}
 		t.Logf("recovery to %v: %+v", target, res.Recovery)
-		sock, port = recovered(t, out)
+		sock, port = recovered(t, r)
 		return sock, port, dest
 	}
 	check := func(what string, sock string, port int, wantSum, wantMarks string) {
@@ -189,9 +167,7 @@ func testMatrixVersion(t *testing.T, bin string, v int) {
 	seg := psql(t, pg, sock, port, "SELECT pg_walfile_name(pg_switch_wal())")
 	waitWAL(t, bin, env, 2, seg, seg)
 	history := filepath.Join(t.TempDir(), "00000002.history")
-	if out, stderr, code := run(t, bin, env, "wal-fetch", "00000002.history", history); code != 0 {
-		t.Fatalf("wal-fetch 00000002.history: exit %d\n%s%s", code, out, stderr)
-	}
+	wantExit(t, run(t, bin, env, "wal-fetch", "00000002.history", history), 0)
 	if h, _ := os.ReadFile(history); !strings.HasPrefix(string(h), "1\t") {
 		t.Errorf("00000002.history does not branch off timeline 1:\n%s", h)
 	}
@@ -211,48 +187,19 @@ func testMatrixVersion(t *testing.T, bin string, v int) {
 // which never hears of the segments push-ahead archives.
 func waitWAL(t *testing.T, bin string, env []string, tli uint32, first, last string) {
 	t.Helper()
-	var shown string
-	deadline := time.Now().Add(2 * time.Minute)
-	for !walShows(t, bin, env, tli, first, last, &shown) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the repository does not hold %s..%s on timeline %d after 2 minutes; wal-show --json:\n%s", first, last, tli, shown)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// walShows reports whether tusk wal-show lists first..last in one run on
-// timeline tli (with its history file, for tli > 1); shown is its output.
-func walShows(t *testing.T, bin string, env []string, tli uint32, first, last string, shown *string) bool {
-	t.Helper()
-	out, stderr, code := run(t, bin, env, "wal-show", "--json")
-	if code != 0 {
-		*shown = fmt.Sprintf("exit %d: %s", code, stderr)
-		return false
-	}
-	*shown = out
-	var a struct {
-		Timelines []struct {
-			ID         uint32 `json:"timeline"`
-			HasHistory bool   `json:"history_file"`
-			Ranges     []struct {
-				First string `json:"first"`
-				Last  string `json:"last"`
-			} `json:"ranges"`
-		} `json:"timelines"`
-	}
-	if err := json.Unmarshal([]byte(out), &a); err != nil {
-		t.Fatalf("wal-show --json: %v\n%s", err, out)
-	}
-	for _, tl := range a.Timelines {
-		if tl.ID != tli || (tli > 1 && !tl.HasHistory) {
-			continue
-		}
-		for _, r := range tl.Ranges {
-			if r.First <= first && last <= r.Last {
-				return true
+	// first..last in one run on timeline tli (with its history file, for
+	// tli > 1).
+	waitWALShows(t, bin, env, fmt.Sprintf("%s..%s on timeline %d", first, last, tli), func(a verify.Archive) bool {
+		for _, tl := range a.Timelines {
+			if tl.ID != tli || (tli > 1 && !tl.HasHistory) {
+				continue
+			}
+			for _, r := range tl.Ranges {
+				if r.First <= first && last <= r.Last {
+					return true
+				}
 			}
 		}
-	}
-	return false
+		return false
+	})
 }

@@ -1,11 +1,9 @@
 package cmd_test
 
 import (
-	"encoding/json"
 	"io/fs"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -14,93 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-
+	"github.com/tusk-backup/tusk/basebackup"
+	tusk "github.com/tusk-backup/tusk/cmd"
 	"github.com/tusk-backup/tusk/internal/testenv"
+	"github.com/tusk-backup/tusk/verify"
 )
-
-type listedBackup struct {
-	Name      string `json:"name"`
-	SystemID  string `json:"system_identifier"`
-	StartWAL  string `json:"start_wal_segment"`
-	EndWAL    string `json:"end_wal_segment"`
-	Permanent bool   `json:"permanent"`
-	Parts     []struct {
-		Key string `json:"key"`
-	} `json:"parts"`
-}
-
-func listBackups(t *testing.T, bin string, env []string) []listedBackup {
-	t.Helper()
-	out, stderr, code := run(t, bin, env, "backup-list", "--json")
-	if code != 0 {
-		t.Fatalf("backup-list: exit %d\n%s", code, stderr)
-	}
-	var bs []listedBackup
-	if err := json.Unmarshal([]byte(out), &bs); err != nil {
-		t.Fatalf("backup-list --json: %v\n%s", err, out)
-	}
-	return bs
-}
-
-func names(bs []listedBackup) []string {
-	var out []string
-	for _, b := range bs {
-		out = append(out, b.Name)
-	}
-	return out
-}
-
-// retentionRepo is a repository the test can also list object by object.
-type retentionRepo struct {
-	env  []string
-	keys func(t *testing.T) []string
-}
-
-func retentionRepos(t *testing.T) map[string]retentionRepo {
-	m := testenv.StartMinIO(t)
-	dir := filepath.Join(testenv.ServerTempDir(t), "repo")
-	return map[string]retentionRepo{
-		"folder": {
-			env: []string{"TUSK_REPO=file://" + dir},
-			keys: func(t *testing.T) []string {
-				var keys []string
-				err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-					if err != nil || d.IsDir() {
-						return err
-					}
-					rel, _ := filepath.Rel(dir, p)
-					keys = append(keys, filepath.ToSlash(rel))
-					return nil
-				})
-				if err != nil {
-					t.Fatal(err)
-				}
-				slices.Sort(keys)
-				return keys
-			},
-		},
-		"s3": {
-			env: append(m.Env(), "TUSK_REPO="+m.URL("retention")),
-			keys: func(t *testing.T) []string {
-				var keys []string
-				pages := s3.NewListObjectsV2Paginator(m.Client(), &s3.ListObjectsV2Input{Bucket: aws.String(m.Bucket), Prefix: aws.String("retention/")})
-				for pages.HasMorePages() {
-					page, err := pages.NextPage(t.Context())
-					if err != nil {
-						t.Fatal(err)
-					}
-					for _, o := range page.Contents {
-						keys = append(keys, strings.TrimPrefix(*o.Key, "retention/"))
-					}
-				}
-				slices.Sort(keys)
-				return keys
-			},
-		},
-	}
-}
 
 // walSegments picks the WAL segment files (no history files) out of keys.
 func walSegments(keys []string) []string {
@@ -124,12 +40,11 @@ func position(name string) string { return name[8:24] }
 // backups and to the newest archived point. Bad input deletes nothing.
 func TestIntegrationRetention(t *testing.T) {
 	bin := testenv.BuildTusk(t)
-	for kind, repo := range retentionRepos(t) {
+	for kind, repo := range repos(t) {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
-			env := repo.env
-			pg := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: bin + " wal-push %p", Env: env})
-			env = append(env, pg.Env()...)
+			c := startCluster(t, repo, testenv.PostgresOptions{})
+			pg, env := c.pg, c.env
 			pg.SQL(t, "CREATE TABLE marks (n int)")
 			pg.SQL(t, "CREATE TABLESPACE ts LOCATION '"+testenv.ServerTempDir(t)+"'")
 			pg.SQL(t, "CREATE TABLE in_tablespace TABLESPACE ts AS SELECT 1 AS n")
@@ -139,9 +54,7 @@ func TestIntegrationRetention(t *testing.T) {
 			for i := 1; i <= 10; i++ {
 				pgbench(t, pg, "-t", "100", "-c", "2", "-n")
 				pg.SQL(t, "INSERT INTO marks VALUES ("+strconv.Itoa(i)+")")
-				if out, stderr, code := run(t, bin, env, "backup-push", pg.DataDir); code != 0 {
-					t.Fatalf("backup-push %d: exit %d\n%s%s", i, code, out, stderr)
-				}
+				wantExit(t, run(t, bin, env, "backup-push", pg.DataDir), 0)
 				if i == 5 {
 					pgbench(t, pg, "-t", "100", "-c", "2", "-n")
 					pg.SQL(t, "INSERT INTO marks VALUES (55)")
@@ -154,18 +67,14 @@ func TestIntegrationRetention(t *testing.T) {
 			pgbench(t, pg, "-t", "100", "-c", "2", "-n")
 			pg.SQL(t, "INSERT INTO marks VALUES (99)")
 			final := pg.SQL(t, dataSum)
-			last := pg.SQL(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
-			pg.SQL(t, "SELECT pg_switch_wal()")
-			waitArchived(t, pg, last)
+			archiveWAL(t, pg)
 
 			all := listBackups(t, bin, env)
 			if len(all) != 10 {
 				t.Fatalf("%d backups, want 10", len(all))
 			}
 			perm := all[1]
-			if _, stderr, code := run(t, bin, env, "backup-mark", perm.Name); code != 0 {
-				t.Fatalf("backup-mark: exit %d\n%s", code, stderr)
-			}
+			wantExit(t, run(t, bin, env, "backup-mark", perm.Name), 0)
 
 			// Dry runs and bad input change nothing.
 			before := repo.keys(t)
@@ -177,8 +86,8 @@ func TestIntegrationRetention(t *testing.T) {
 				{"delete", "before", all[5].Name},
 				{"delete", "target", all[0].Name, "--json"},
 			} {
-				if out, stderr, code := run(t, bin, env, args...); code != 0 || !strings.Contains(out, "dry") {
-					t.Fatalf("%v: exit %d\n%s%s", args, code, out, stderr)
+				if r := run(t, bin, env, args...); r.code != 0 || !strings.Contains(r.stdout, "dry") {
+					t.Fatalf("%v: exit %d\n%s%s", args, r.code, r.stdout, r.stderr)
 				}
 			}
 			for _, args := range [][]string{
@@ -192,24 +101,19 @@ func TestIntegrationRetention(t *testing.T) {
 				{"delete", "sometimes", "--confirm"},
 				{"delete", "retain", "FULL", "7", "--retain-window", "forever", "--confirm"},
 			} {
-				_, stderr, code := run(t, bin, env, args...)
-				if code == 0 {
+				r := run(t, bin, env, args...)
+				if r.code == 0 {
 					t.Fatalf("%v: exit 0", args)
 				}
-				t.Logf("%v: exit %d: %s", args, code, errorLine(t, stderr))
+				t.Logf("%v: exit %d: %s", args, r.code, errorLine(t, r.stderr))
 			}
 			if got := repo.keys(t); !slices.Equal(got, before) {
 				t.Fatalf("a dry run or bad input changed the repository")
 			}
-			var plan struct {
-				Backups []struct {
-					Name   string `json:"name"`
-					Action string `json:"action"`
-				} `json:"backups"`
-			}
-			out, _, _ := run(t, bin, env, "delete", "retain", "1", "--retain-window", "1d", "--json")
-			if err := json.Unmarshal([]byte(out), &plan); err != nil || len(plan.Backups) != 10 {
-				t.Fatalf("retain --json: %v\n%s", err, out)
+			r := run(t, bin, env, "delete", "retain", "1", "--retain-window", "1d", "--json")
+			plan := decode[tusk.PlanOutput](t, r)
+			if len(plan.Backups) != 10 {
+				t.Fatalf("retain --json: %d backups, want 10\n%s", len(plan.Backups), r.stdout)
 			}
 			for _, b := range plan.Backups {
 				if b.Action != "keep" {
@@ -220,17 +124,13 @@ func TestIntegrationRetention(t *testing.T) {
 			// The cron job. retain deletes the WAL of the backups it deletes,
 			// as wal-g's does; garbage then finds nothing more to delete.
 			walBefore := walSegments(repo.keys(t))
-			if out, stderr, code := run(t, bin, env, "delete", "retain", "FULL", "7", "--confirm"); code != 0 {
-				t.Fatalf("delete retain: exit %d\n%s%s", code, out, stderr)
-			}
+			wantExit(t, run(t, bin, env, "delete", "retain", "FULL", "7", "--confirm"), 0)
 			kept := listBackups(t, bin, env)
 			want := append([]string{perm.Name}, names(all[3:])...)
 			if !slices.Equal(names(kept), want) {
 				t.Fatalf("after retain 7: %v, want %v", names(kept), want)
 			}
-			if out, stderr, code := run(t, bin, env, "delete", "garbage", "--confirm"); code != 0 {
-				t.Fatalf("delete garbage: exit %d\n%s%s", code, out, stderr)
-			}
+			wantExit(t, run(t, bin, env, "delete", "garbage", "--confirm"), 0)
 			oldest := all[3]
 			var wantWAL []string
 			for _, w := range walBefore {
@@ -247,7 +147,7 @@ func TestIntegrationRetention(t *testing.T) {
 				t.Fatal("garbage deleted no WAL")
 			}
 			for _, k := range keys {
-				if strings.HasPrefix(k, "backups/") && !slices.ContainsFunc(kept, func(b listedBackup) bool {
+				if strings.HasPrefix(k, "backups/") && !slices.ContainsFunc(kept, func(b basebackup.Meta) bool {
 					return strings.HasPrefix(k, "backups/"+b.Name+"/") || k == "backups/"+b.Name+".json"
 				}) {
 					t.Fatalf("object %s of a deleted backup is still there", k)
@@ -268,12 +168,8 @@ func TestIntegrationRetention(t *testing.T) {
 			}
 
 			// Permanent no more: the next retain deletes it, and garbage its WAL.
-			if _, stderr, code := run(t, bin, env, "backup-mark", perm.Name, "--impermanent"); code != 0 {
-				t.Fatalf("backup-mark --impermanent: exit %d\n%s", code, stderr)
-			}
-			if out, stderr, code := run(t, bin, env, "delete", "retain", "FULL", "7", "--confirm"); code != 0 {
-				t.Fatalf("delete retain: exit %d\n%s%s", code, out, stderr)
-			}
+			wantExit(t, run(t, bin, env, "backup-mark", perm.Name, "--impermanent"), 0)
+			wantExit(t, run(t, bin, env, "delete", "retain", "FULL", "7", "--confirm"), 0)
 			if got := names(listBackups(t, bin, env)); !slices.Equal(got, names(all[3:])) {
 				t.Fatalf("after retain 7 without the permanent mark: %v", got)
 			}
@@ -297,12 +193,10 @@ func restoreAndCheck(t *testing.T, pg *testenv.Postgres, bin string, env []strin
 	if target != nil {
 		args = append(append(args, "--target-action", "promote", "--target-timeline", "current"), target...)
 	}
-	out, stderr, code := run(t, bin, env, args...)
+	r := run(t, bin, env, args...)
 	t.Cleanup(func() { stopServer(t, pg, dest) })
-	if code != 0 {
-		t.Fatalf("restore %s %v: exit %d\n%s%s", name, target, code, out, stderr)
-	}
-	sock, port := recovered(t, out)
+	wantExit(t, r, 0)
+	sock, port := recovered(t, r)
 	if got := psql(t, pg, sock, port, dataSum); got != want {
 		t.Fatalf("restore %s %v: checksum %s, want %s", name, target, got, want)
 	}
@@ -317,17 +211,16 @@ func restoreAndCheck(t *testing.T, pg *testenv.Postgres, bin string, env []strin
 // missing part, a re-run finishes the job, and every listed backup restores.
 func TestIntegrationRetentionLineagesAndKill(t *testing.T) {
 	bin := testenv.BuildTusk(t)
-	repo := retentionRepos(t)["s3"]
-	env := append(repo.env, "TUSK_BACKUP_PART_SIZE=1MiB") // many parts: deletes take long enough to be killed midway
-	a := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: bin + " wal-push %p", Env: env})
-	envA := append(env, a.Env()...)
+	repo := s3Repo(t)
+	// Many parts: deletes take long enough to be killed midway.
+	ca := startCluster(t, repo, testenv.PostgresOptions{Env: []string{"TUSK_BACKUP_PART_SIZE=1MiB"}})
+	a, envA := ca.pg, ca.env
+	env := a.ServerEnv()
 	pgbench(t, a, "-i", "-s", "1", "-q")
 	pushN := func(pg *testenv.Postgres, env []string, n int) {
 		for range n {
 			pgbench(t, pg, "-t", "50", "-c", "2", "-n")
-			if out, stderr, code := run(t, bin, env, "backup-push", pg.DataDir); code != 0 {
-				t.Fatalf("backup-push: exit %d\n%s%s", code, out, stderr)
-			}
+			wantExit(t, run(t, bin, env, "backup-push", pg.DataDir), 0)
 		}
 	}
 	pushN(a, envA, 4)
@@ -350,9 +243,7 @@ func TestIntegrationRetentionLineagesAndKill(t *testing.T) {
 	if len(all) != 7 || all[0].SystemID == all[6].SystemID {
 		t.Fatalf("backups %v", names(all))
 	}
-	if out, stderr, code := run(t, bin, env, "delete", "before", all[5].Name, "--confirm"); code != 0 {
-		t.Fatalf("delete before: exit %d\n%s%s", code, out, stderr)
-	}
+	wantExit(t, run(t, bin, env, "delete", "before", all[5].Name, "--confirm"), 0)
 	if got, want := names(listBackups(t, bin, env)), append(names(all[:4]), names(all[5:])...); !slices.Equal(got, want) {
 		t.Fatalf("delete before %s (cluster B) left %v, want %v", all[5].Name, got, want)
 	}
@@ -360,8 +251,7 @@ func TestIntegrationRetentionLineagesAndKill(t *testing.T) {
 	// retain 1, killed at random moments, then run to the end.
 	kills, midway := 0, 0
 	for i := 0; i < 20; i++ {
-		cmd := exec.Command(bin, "delete", "retain", "1", "--confirm")
-		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+		cmd := tuskCommand(t.Context(), bin, env, "delete", "retain", "1", "--confirm")
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -387,9 +277,7 @@ func TestIntegrationRetentionLineagesAndKill(t *testing.T) {
 		}
 	}
 	t.Logf("%d runs killed, %d of them in the middle of deleting", kills, midway)
-	if out, stderr, code := run(t, bin, env, "delete", "retain", "1", "--confirm"); code != 0 {
-		t.Fatalf("delete retain 1: exit %d\n%s%s", code, out, stderr)
-	}
+	wantExit(t, run(t, bin, env, "delete", "retain", "1", "--confirm"), 0)
 	left := listBackups(t, bin, env)
 	if got, want := names(left), []string{all[3].Name, all[6].Name}; !slices.Equal(got, want) {
 		t.Fatalf("retain 1 of each cluster left %v, want %v", got, want)
@@ -399,36 +287,15 @@ func TestIntegrationRetentionLineagesAndKill(t *testing.T) {
 			t.Fatalf("tombstone %s left after a finished delete", k)
 		}
 	}
-	if out, stderr, code := run(t, bin, env, "delete", "garbage", "--confirm", "--leftover-age", "0s"); code != 0 {
-		t.Fatalf("delete garbage: exit %d\n%s%s", code, out, stderr)
-	}
+	wantExit(t, run(t, bin, env, "delete", "garbage", "--confirm", "--leftover-age", "0s"), 0)
 	for _, bk := range left {
 		dest := filepath.Join(testenv.ServerTempDir(t), "restore")
-		if out, stderr, code := run(t, bin, env, "backup-fetch", dest, bk.Name); code != 0 {
-			t.Fatalf("backup-fetch %s after the deletes: exit %d\n%s%s", bk.Name, code, out, stderr)
-		}
+		wantExit(t, run(t, bin, env, "backup-fetch", dest, bk.Name), 0)
 	}
 	// Cluster A's last backup still recovers to its end: its WAL survived B's garbage.
 	dest := filepath.Join(testenv.ServerTempDir(t), "pgdata")
 	b.Stop(t)
-	if out, stderr, code := run(t, bin, env, "backup-fetch", dest, all[3].Name, "--recover", "--target-action", "shutdown", "--target-immediate"); code != 0 {
-		t.Fatalf("recover cluster A's backup: exit %d\n%s%s", code, out, stderr)
-	}
-}
-
-// recovered reads where backup-fetch --recover --json left the server.
-func recovered(t *testing.T, out string) (socketDir string, port int) {
-	t.Helper()
-	var res struct {
-		Recovery struct {
-			Port      int    `json:"port"`
-			SocketDir string `json:"socket_dir"`
-		} `json:"recovery"`
-	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Recovery.Port == 0 {
-		t.Fatalf("backup-fetch --recover --json: %v\n%s", err, out)
-	}
-	return res.Recovery.SocketDir, res.Recovery.Port
+	wantExit(t, run(t, bin, env, "backup-fetch", dest, all[3].Name, "--recover", "--target-action", "shutdown", "--target-immediate"), 0)
 }
 
 // waitWALStored waits until the repository (tusk's own listing, not
@@ -436,52 +303,21 @@ func recovered(t *testing.T, out string) (socketDir string, port int) {
 // timeline 1 from its first through last, with no gap.
 func waitWALStored(t *testing.T, bin string, env []string, last string) {
 	t.Helper()
-	waitFor(t, 2*time.Minute, func() bool {
-		out, _, code := run(t, bin, env, "wal-show", "--json")
-		var show struct {
-			Timelines []struct {
-				ID     uint32 `json:"timeline"`
-				Ranges []struct {
-					Last string `json:"last"`
-				} `json:"ranges"`
-			} `json:"timelines"`
-		}
-		if code != 0 || json.Unmarshal([]byte(out), &show) != nil || len(show.Timelines) == 0 {
+	waitWALShows(t, bin, env, "timeline 1 through "+last+" without a gap", func(a verify.Archive) bool {
+		if len(a.Timelines) == 0 {
 			return false
 		}
-		tl := show.Timelines[0]
+		tl := a.Timelines[0]
 		return tl.ID == 1 && len(tl.Ranges) == 1 && tl.Ranges[0].Last >= last
 	})
 }
 
-// walVerifyResult is the part of wal-verify --json the tests read.
-type walVerifyResult struct {
-	OK      bool     `json:"ok"`
-	Check   string   `json:"check"`
-	Checked int      `json:"checked"`
-	Read    int      `json:"read"`
-	Missing []string `json:"missing"`
-	Corrupt []struct {
-		Object string `json:"object"`
-		Error  string `json:"error"`
-	} `json:"corrupt"`
-	Expected []struct {
-		First  string `json:"first"`
-		Last   string `json:"last"`
-		Count  int    `json:"count"`
-		After  string `json:"after_permanent_backup"`
-		Before string `json:"before_backup"`
-	} `json:"expected_gaps"`
-}
-
-func walVerify(t *testing.T, bin string, env []string, args ...string) (walVerifyResult, string, int) {
+// walVerify runs wal-verify --json with args and decodes its verdict,
+// whatever its exit code.
+func walVerify(t *testing.T, bin string, env []string, args ...string) (verify.Result, string, int) {
 	t.Helper()
-	out, stderr, code := run(t, bin, env, append([]string{"wal-verify", "--json"}, args...)...)
-	var r walVerifyResult
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		t.Fatalf("wal-verify --json %v: exit %d: %v\n%s%s", args, code, err, out, stderr)
-	}
-	return r, stderr, code
+	r := run(t, bin, env, append([]string{"wal-verify", "--json"}, args...)...)
+	return decode[verify.Result](t, r), r.stderr, r.code
 }
 
 // TestIntegrationRetentionPermanentGaps: retention and wal-verify agree on
@@ -495,10 +331,10 @@ func walVerify(t *testing.T, bin string, env []string, args ...string) (walVerif
 // all WAL, and exits 0.
 func TestIntegrationRetentionPermanentGaps(t *testing.T) {
 	bin := testenv.BuildTusk(t)
-	dir := filepath.Join(testenv.ServerTempDir(t), "repo")
-	env := []string{"TUSK_REPO=file://" + dir}
-	pg := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: bin + " wal-push %p", Env: env})
-	env = append(env, pg.Env()...)
+	repo := folderRepo(t)
+	dir := repo.dir
+	c := startCluster(t, repo, testenv.PostgresOptions{})
+	pg, env := c.pg, c.env
 	pgbench(t, pg, "-i", "-s", "1", "-q")
 	for i, args := range [][]string{{"--permanent"}, nil, nil, nil} {
 		if i > 0 {
@@ -507,9 +343,7 @@ func TestIntegrationRetentionPermanentGaps(t *testing.T) {
 				pg.SQL(t, "SELECT pg_switch_wal()")
 			}
 		}
-		if out, stderr, code := run(t, bin, env, append([]string{"backup-push", pg.DataDir}, args...)...); code != 0 {
-			t.Fatalf("backup-push %v: exit %d\n%s%s", args, code, out, stderr)
-		}
+		wantExit(t, run(t, bin, env, append([]string{"backup-push", pg.DataDir}, args...)...), 0)
 	}
 	pgbench(t, pg, "-t", "100", "-c", "2", "-n")
 	last := pg.SQL(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
@@ -527,7 +361,7 @@ func TestIntegrationRetentionPermanentGaps(t *testing.T) {
 
 	// gapAfter checks that wal-verify passes and reports exactly the gap
 	// from the permanent backup's end to next's start as expected.
-	gapAfter := func(what string, next listedBackup) {
+	gapAfter := func(what string, next basebackup.Meta) {
 		t.Helper()
 		r, stderr, code := walVerify(t, bin, env)
 		if code != 0 || !r.OK || len(r.Missing) != 0 || r.Check != "presence" {
@@ -537,21 +371,17 @@ func TestIntegrationRetentionPermanentGaps(t *testing.T) {
 			position(r.Expected[0].First) <= position(perm.EndWAL) || position(r.Expected[0].Last) >= position(next.StartWAL) {
 			t.Fatalf("wal-verify after %s: expected gaps %+v, want one between %s (%s) and %s (%s)", what, r.Expected, perm.Name, perm.EndWAL, next.Name, next.StartWAL)
 		}
-		out, _, _ := run(t, bin, env, "wal-verify")
+		out := run(t, bin, env, "wal-verify").stdout
 		if !strings.Contains(out, "expected gap") || strings.Contains(out, "LOST") {
 			t.Fatalf("wal-verify after %s:\n%s", what, out)
 		}
 		t.Logf("wal-verify after %s:\n%s", what, out)
 	}
 	for _, args := range [][]string{{"delete", "target", all[1].Name, "--confirm"}, {"delete", "garbage", "--confirm"}} {
-		if out, stderr, code := run(t, bin, env, args...); code != 0 {
-			t.Fatalf("%v: exit %d\n%s%s", args, code, out, stderr)
-		}
+		wantExit(t, run(t, bin, env, args...), 0)
 	}
 	gapAfter("delete target and delete garbage", all[2])
-	if out, stderr, code := run(t, bin, env, "delete", "before", all[3].Name, "--confirm"); code != 0 {
-		t.Fatalf("delete before: exit %d\n%s%s", code, out, stderr)
-	}
+	wantExit(t, run(t, bin, env, "delete", "before", all[3].Name, "--confirm"), 0)
 	gapAfter("delete before", all[3])
 
 	// The content check: every needed segment is read.
@@ -578,20 +408,19 @@ func TestIntegrationRetentionPermanentGaps(t *testing.T) {
 		t.Fatalf("wal-verify --deep with %s bit-flipped: exit %d, %+v\n%s", key, code, r, stderr)
 	}
 	t.Logf("wal-verify --deep: %s", errorLine(t, stderr))
-	out, _, code := run(t, bin, env, "wal-verify", "--deep")
-	if code != 1 || !strings.Contains(out, key) || !strings.Contains(out, "check: content") {
-		t.Fatalf("wal-verify --deep with %s bit-flipped: exit %d\n%s", key, code, out)
+	deep := run(t, bin, env, "wal-verify", "--deep")
+	if deep.code != 1 || !strings.Contains(deep.stdout, key) || !strings.Contains(deep.stdout, "check: content") {
+		t.Fatalf("wal-verify --deep with %s bit-flipped: exit %d\n%s", key, deep.code, deep.stdout)
 	}
-	t.Logf("wal-verify --deep:\n%s", out)
+	t.Logf("wal-verify --deep:\n%s", deep.stdout)
 	if err := os.WriteFile(flipped, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 
 	// everything FORCE: the permanent backup and all WAL go.
-	out, stderr, code = run(t, bin, env, "delete", "everything", "FORCE", "--confirm")
-	if code != 0 {
-		t.Fatalf("delete everything FORCE: exit %d\n%s%s", code, out, stderr)
-	}
+	everything := run(t, bin, env, "delete", "everything", "FORCE", "--confirm")
+	wantExit(t, everything, 0)
+	out := everything.stdout
 	t.Logf("delete everything FORCE --confirm:\n%s", out)
 	if left := listBackups(t, bin, env); len(left) != 0 {
 		t.Fatalf("delete everything FORCE left backups %v\n%s", names(left), out)

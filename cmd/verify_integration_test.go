@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	tusk "github.com/tusk-backup/tusk/cmd"
 	"github.com/tusk-backup/tusk/internal/testenv"
 )
 
@@ -16,41 +17,31 @@ import (
 // part and a missing WAL segment each make it fail, naming the object.
 func TestIntegrationVerify(t *testing.T) {
 	bin := testenv.BuildTusk(t)
-	for kind, repo := range retentionRepos(t) {
+	for kind, repo := range repos(t) {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
-			env := append(repo.env, "TUSK_BACKUP_PART_SIZE=1MiB") // many parts, files split across them
-			pg := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: bin + " wal-push %p", Env: env})
-			env = append(env, pg.Env()...)
+			// Many parts, files split across them.
+			c := startCluster(t, repo, testenv.PostgresOptions{Env: []string{"TUSK_BACKUP_PART_SIZE=1MiB"}})
+			pg, env := c.pg, c.env
 			pg.SQL(t, "CREATE TABLESPACE ts LOCATION '"+testenv.ServerTempDir(t)+"'")
 			pg.SQL(t, "CREATE TABLE in_ts TABLESPACE ts AS SELECT g FROM generate_series(1, 100000) g")
 			pgbench(t, pg, "-i", "-s", "2", "-q")
-			if out, stderr, code := run(t, bin, env, "backup-push", pg.DataDir); code != 0 {
-				t.Fatalf("backup-push: exit %d\n%s%s", code, out, stderr)
-			}
-			last := pg.SQL(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
-			pg.SQL(t, "SELECT pg_switch_wal()")
-			waitArchived(t, pg, last)
+			wantExit(t, run(t, bin, env, "backup-push", pg.DataDir), 0)
+			archiveWAL(t, pg)
 
 			for _, args := range [][]string{{"verify"}, {"verify", "LATEST", "--deep"}, {"verify", "--all", "--deep", "--json"}} {
-				out, stderr, code := run(t, bin, env, args...)
-				if code != 0 {
-					t.Fatalf("%v on a good backup: exit %d\n%s%s", args, code, out, stderr)
-				}
-				t.Logf("%v: %s", args, strings.TrimSpace(out))
+				r := run(t, bin, env, args...)
+				wantExit(t, r, 0)
+				t.Logf("%v: %s", args, strings.TrimSpace(r.stdout))
 			}
-			var res []struct {
-				OK          bool `json:"ok"`
-				WALSegments int  `json:"wal_segments"`
-			}
-			out, _, _ := run(t, bin, env, "verify", "--deep", "--json")
-			if err := json.Unmarshal([]byte(out), &res); err != nil || len(res) != 1 || !res[0].OK || res[0].WALSegments < 1 {
-				t.Fatalf("verify --json: %v\n%s", err, out)
+			r := run(t, bin, env, "verify", "--deep", "--json")
+			if res := decode[[]tusk.VerifyResult](t, r); len(res) != 1 || !res[0].OK || res[0].WALSegments < 1 {
+				t.Fatalf("verify --json:\n%s", r.stdout)
 			}
 			if kind != "folder" {
 				return // damage is done to files; MinIO's objects are the same bytes
 			}
-			dir := strings.TrimPrefix(repo.env[0], "TUSK_REPO=file://")
+			dir := repo.dir
 			b := listBackups(t, bin, env)[0]
 			part := filepath.Join(dir, filepath.FromSlash(b.Parts[len(b.Parts)/2].Key))
 			seg := filepath.Join(dir, "wal", b.StartWAL[:16], b.StartWAL)
@@ -80,11 +71,11 @@ func TestIntegrationVerify(t *testing.T) {
 				}, "wal/" + b.StartWAL[:16] + "/" + b.StartWAL},
 			} {
 				c.damage()
-				out, stderr, code := run(t, bin, env, "verify", b.Name)
-				if code != 1 || !strings.Contains(out, c.object) {
-					t.Fatalf("%s: verify exit %d, want 1 naming %s\n%s%s", c.name, code, c.object, out, stderr)
+				r := run(t, bin, env, "verify", b.Name)
+				if r.code != 1 || !strings.Contains(r.stdout, c.object) {
+					t.Fatalf("%s: verify exit %d, want 1 naming %s\n%s%s", c.name, r.code, c.object, r.stdout, r.stderr)
 				}
-				t.Logf("%s: %s", c.name, strings.TrimSpace(out))
+				t.Logf("%s: %s", c.name, strings.TrimSpace(r.stdout))
 				if err := os.WriteFile(part, orig, 0o600); err != nil {
 					t.Fatal(err)
 				}
@@ -92,9 +83,7 @@ func TestIntegrationVerify(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if out, stderr, code := run(t, bin, env, "verify", b.Name, "--deep"); code != 0 {
-				t.Fatalf("verify after repair: exit %d\n%s%s", code, out, stderr)
-			}
+			wantExit(t, run(t, bin, env, "verify", b.Name, "--deep"), 0)
 			// Damaged metadata: verify --all fails naming it, and
 			// backup-fetch refuses it without writing anything.
 			metaPath := filepath.Join(dir, "backups", b.Name+".json")
@@ -115,27 +104,27 @@ func TestIntegrationVerify(t *testing.T) {
 				{"not JSON", "{", "is not valid JSON"},
 			} {
 				os.WriteFile(metaPath, []byte(c.content), 0o600)
-				out, stderr, code := run(t, bin, env, "verify", "--all")
-				if code != 1 || !strings.Contains(out, "backups/"+b.Name+".json") || !strings.Contains(out, c.want) {
-					t.Fatalf("%s: verify --all exit %d, want 1 naming the metadata and %q\n%s%s", c.name, code, c.want, out, stderr)
+				r := run(t, bin, env, "verify", "--all")
+				if r.code != 1 || !strings.Contains(r.stdout, "backups/"+b.Name+".json") || !strings.Contains(r.stdout, c.want) {
+					t.Fatalf("%s: verify --all exit %d, want 1 naming the metadata and %q\n%s%s", c.name, r.code, c.want, r.stdout, r.stderr)
 				}
 				dest := filepath.Join(t.TempDir(), "restore")
-				_, stderr, code = run(t, bin, env, "backup-fetch", dest, b.Name)
-				if line := errorLine(t, stderr); code == 0 || !strings.Contains(line, c.want) {
-					t.Fatalf("%s: backup-fetch exit %d: %s", c.name, code, stderr)
+				r = run(t, bin, env, "backup-fetch", dest, b.Name)
+				if line := errorLine(t, r.stderr); r.code == 0 || !strings.Contains(line, c.want) {
+					t.Fatalf("%s: backup-fetch exit %d: %s", c.name, r.code, r.stderr)
 				}
 				if _, err := os.Stat(dest); err == nil {
 					t.Fatalf("%s: backup-fetch of damaged metadata wrote %s", c.name, dest)
 				}
-				t.Logf("%s: %s", c.name, errorLine(t, stderr))
+				t.Logf("%s: %s", c.name, errorLine(t, r.stderr))
 			}
 			os.WriteFile(metaPath, origMeta, 0o600)
 			for _, args := range [][]string{{"verify", "no_such_backup"}, {"verify", "../x"}, {"verify", "a", "b"}, {"verify", "x", "--all"}} {
-				_, stderr, code := run(t, bin, env, args...)
-				if code == 0 {
+				r := run(t, bin, env, args...)
+				if r.code == 0 {
 					t.Fatalf("%v: exit 0", args)
 				}
-				t.Logf("%v: exit %d: %s", args, code, errorLine(t, stderr))
+				t.Logf("%v: exit %d: %s", args, r.code, errorLine(t, r.stderr))
 			}
 		})
 	}

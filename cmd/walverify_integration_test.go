@@ -1,7 +1,6 @@
 package cmd_test
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -9,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/tusk-backup/tusk/internal/testenv"
+	"github.com/tusk-backup/tusk/verify"
 )
 
 // TestIntegrationWALShowVerify: a backup restored and promoted keeps
@@ -18,31 +18,25 @@ import (
 // either side of the switch makes it fail, naming the segment.
 func TestIntegrationWALShowVerify(t *testing.T) {
 	bin := testenv.BuildTusk(t)
-	dir := filepath.Join(testenv.ServerTempDir(t), "repo")
-	env := []string{"TUSK_REPO=file://" + dir}
-	pg := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: bin + " wal-push %p", Env: env})
-	envPG := append(append([]string{}, env...), pg.Env()...)
+	repo := folderRepo(t)
+	dir, env := repo.dir, repo.env
+	c := startCluster(t, repo, testenv.PostgresOptions{})
+	pg, envPG := c.pg, c.env
 	pgbench(t, pg, "-i", "-s", "1", "-q")
-	if out, stderr, code := run(t, bin, envPG, "backup-push", pg.DataDir); code != 0 {
-		t.Fatalf("backup-push: exit %d\n%s%s", code, out, stderr)
-	}
+	wantExit(t, run(t, bin, envPG, "backup-push", pg.DataDir), 0)
 	for range 3 {
 		pgbench(t, pg, "-t", "200", "-c", "2", "-n")
 		pg.SQL(t, "SELECT pg_switch_wal()")
 	}
-	last := pg.SQL(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
-	pg.SQL(t, "SELECT pg_switch_wal()")
-	waitArchived(t, pg, last)
+	archiveWAL(t, pg)
 	pg.Stop(t)
 
 	// Restore, promote to timeline 2, write and archive on it.
 	dest := filepath.Join(testenv.ServerTempDir(t), "pgdata")
-	out, stderr, code := run(t, bin, envPG, "backup-fetch", dest, "LATEST", "--recover", "--json")
+	r := run(t, bin, envPG, "backup-fetch", dest, "LATEST", "--recover", "--json")
 	t.Cleanup(func() { stopServer(t, pg, dest) })
-	if code != 0 {
-		t.Fatalf("backup-fetch --recover: exit %d\n%s%s", code, out, stderr)
-	}
-	sock, port := recovered(t, out)
+	wantExit(t, r, 0)
+	sock, port := recovered(t, r)
 	if tli := psql(t, pg, sock, port, "SELECT timeline_id FROM pg_control_checkpoint()"); tli != "2" {
 		t.Fatalf("restored server on timeline %s, want 2", tli)
 	}
@@ -54,45 +48,27 @@ func TestIntegrationWALShowVerify(t *testing.T) {
 	psql(t, pg, sock, port, "SELECT pg_switch_wal()")
 	waitArchivedIn(t, bin, env, seg2)
 
-	out, stderr, code = run(t, bin, env, "wal-show", "--json")
-	if code != 0 {
-		t.Fatalf("wal-show: exit %d\n%s", code, stderr)
-	}
-	var show struct {
-		Timelines []struct {
-			ID       uint32   `json:"timeline"`
-			Parent   uint32   `json:"parent_timeline"`
-			Switch   string   `json:"switch_lsn"`
-			Segments int      `json:"segments"`
-			Backups  []string `json:"backups"`
-			Gaps     []any    `json:"gaps"`
-		} `json:"timelines"`
-	}
-	if err := json.Unmarshal([]byte(out), &show); err != nil || len(show.Timelines) != 2 {
-		t.Fatalf("wal-show --json: %v\n%s", err, out)
+	r = run(t, bin, env, "wal-show", "--json")
+	wantExit(t, r, 0)
+	show := decode[verify.Archive](t, r)
+	if len(show.Timelines) != 2 {
+		t.Fatalf("wal-show --json: %d timelines, want 2\n%s", len(show.Timelines), r.stdout)
 	}
 	t1, t2 := show.Timelines[0], show.Timelines[1]
 	if t1.ID != 1 || t2.ID != 2 || t2.Parent != 1 || t2.Switch == "" || len(t1.Backups) != 1 || t2.Segments < 2 {
-		t.Fatalf("wal-show: %+v", show.Timelines)
+		t.Fatalf("wal-show: %+v, %+v", *t1, *t2)
 	}
-	out, _, _ = run(t, bin, env, "wal-show")
-	t.Logf("wal-show:\n%s", out)
+	t.Logf("wal-show:\n%s", run(t, bin, env, "wal-show").stdout)
 
 	conn := "host=" + sock + " port=" + strconv.Itoa(port) + " user=postgres dbname=postgres"
 	for _, args := range [][]string{{"wal-verify"}, {"wal-verify", "--pg-conn", conn, "--json"}} {
-		out, stderr, code := run(t, bin, env, args...)
-		if code != 0 {
-			t.Fatalf("%v: exit %d\n%s%s", args, code, out, stderr)
-		}
-		t.Logf("%v: %s", args, strings.TrimSpace(out))
+		r := run(t, bin, env, args...)
+		wantExit(t, r, 0)
+		t.Logf("%v: %s", args, strings.TrimSpace(r.stdout))
 	}
-	var vr struct {
-		OK   bool     `json:"ok"`
-		Path []uint32 `json:"timeline_path"`
-	}
-	out, _, _ = run(t, bin, env, "wal-verify", "--json")
-	if err := json.Unmarshal([]byte(out), &vr); err != nil || !vr.OK || len(vr.Path) != 2 {
-		t.Fatalf("wal-verify --json: %v\n%s", err, out)
+	r = run(t, bin, env, "wal-verify", "--json")
+	if vr := decode[verify.Result](t, r); !vr.OK || len(vr.Path) != 2 {
+		t.Fatalf("wal-verify --json:\n%s", r.stdout)
 	}
 
 	// A segment lost on each side of the switch.
@@ -115,13 +91,13 @@ func TestIntegrationWALShowVerify(t *testing.T) {
 		if name == lost3 {
 			args = append(args, "--pg-conn", conn)
 		}
-		out, stderr, code := run(t, bin, env, args...)
-		if code != 1 || !strings.Contains(out, name) {
-			t.Fatalf("wal-verify without %s: exit %d, want 1 naming it\n%s%s", name, code, out, stderr)
+		r := run(t, bin, env, args...)
+		if r.code != 1 || !strings.Contains(r.stdout, name) {
+			t.Fatalf("wal-verify without %s: exit %d, want 1 naming it\n%s%s", name, r.code, r.stdout, r.stderr)
 		}
-		t.Logf("without %s: %s", name, strings.TrimSpace(out))
-		if out, _, code := run(t, bin, env, "verify"); name == lost1 && (code != 1 || !strings.Contains(out, name)) {
-			t.Fatalf("verify without %s: exit %d\n%s", name, code, out)
+		t.Logf("without %s: %s", name, strings.TrimSpace(r.stdout))
+		if r := run(t, bin, env, "verify"); name == lost1 && (r.code != 1 || !strings.Contains(r.stdout, name)) {
+			t.Fatalf("verify without %s: exit %d\n%s", name, r.code, r.stdout)
 		}
 		os.WriteFile(p, data, 0o600)
 	}
