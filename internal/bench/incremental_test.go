@@ -1,10 +1,13 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -139,9 +142,13 @@ func BenchmarkIncremental(b *testing.B) {
 		fullStored = same.StoredSize
 
 		// The first writes into fresh page cache cost several times
-		// what later ones do (see BenchmarkBackup), so one untimed
-		// restore goes first.
-		ib.fetch("warm-up restore", "", "", same.Name)
+		// what later ones do (see BenchmarkBackup), so untimed restores
+		// go first: they also check that the chain restores the same
+		// tables as the full backup.
+		rels := strings.Fields(pg.SQL(b, "SELECT string_agg(pg_relation_filepath(c), ' ') FROM unnest(ARRAY['pgbench_accounts', "+
+			"'pgbench_accounts_pkey', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history']::regclass[]) AS c"))
+		compared := ib.compareRestores(newest.Name, same.Name, rels)
+		notes = append(notes, fmt.Sprintf("Before the timed restores, one untimed restore of each is compared: the main forks of the pgbench tables and of pgbench_accounts' primary key (%d files, %s) are byte for byte the same from the chain as from the full backup (the benchmark fails otherwise; the visibility map and free space map forks, and the catalogs, may differ).", compared.files, formatBytes(compared.bytes)))
 		restores := []struct {
 			label, metric, shown, name string
 			size                       *int64
@@ -160,9 +167,9 @@ func BenchmarkIncremental(b *testing.B) {
 				}
 			}
 		}
-		notes = append(notes, fmt.Sprintf("Restored chain: a full backup and %d incrementals, each taken with TUSK_DELTA_MAX_STEPS=%d on the one before (`chain_depth` 1 to %d) after another contiguous 1%% change (%s), "+
+		notes = append(notes, fmt.Sprintf("Restored chain: a full backup and %d incrementals, each taken with TUSK_DELTA_MAX_STEPS=%d on the one before (`chain_depth` 1 to %d) after another contiguous 1%% change%s, "+
 			"stored %s in all; `$NEWEST_INCREMENTAL` is the last of them. `$FULL` is a full backup of the same state (`backup-push --full` right after the newest incremental, with no change between), stored %s.",
-			chainSteps, chainSteps, chainSteps, describeChanges(changes["chain"]), formatBytes(chainStored), formatBytes(fullStored)))
+			chainSteps, chainSteps, chainSteps, measured(changes["chain"]), formatBytes(chainStored), formatBytes(fullStored)))
 		if restoredChain > 0 && restoredFull > 0 {
 			notes = append(notes, fmt.Sprintf("Restored folders: %s from the chain, %s from the full backup.",
 				formatBytes(restoredChain), formatBytes(restoredFull)))
@@ -230,12 +237,12 @@ func BenchmarkIncremental(b *testing.B) {
 	}
 	notes = append([]string{
 		fmt.Sprintf("Rounds: each of the %d rounds takes a full backup (`backup-push --full`), then changes 1%% of the rows and takes an incremental backup (TUSK_DELTA_MAX_STEPS=%d, so on the newest backup), then changes another 1%% chosen the other way and takes an incremental on that incremental; which kind of change goes first alternates by round. A full backup must come before its incrementals, so that order is not rotated.", incrementalRounds, chainSteps),
-		fmt.Sprintf("Contiguous change: `UPDATE pgbench_accounts SET abalance = abalance + 1` on %d consecutive aids (1 to %d, then the next %d each time), which live in about 1%% of the table's pages; %s.", changedRows, changedRows, changedRows, describeChanges(changes[contiguous.metric])),
-		fmt.Sprintf("Random change: the same UPDATE on %d aids drawn at random (`ORDER BY random() LIMIT %d` after `setseed`, a new seed each time), which are spread over many more pages; %s.", changedRows, changedRows, describeChanges(changes[atRandom.metric])),
+		fmt.Sprintf("Contiguous change: `UPDATE pgbench_accounts SET abalance = abalance + 1` on %d consecutive aids (1 to %d, then the next %d each time), which live in about 1%% of the table's pages%s.", changedRows, changedRows, changedRows, measured(changes[contiguous.metric])),
+		fmt.Sprintf("Random change: the same UPDATE on %d aids drawn at random (`ORDER BY random() LIMIT %d` after `setseed`, a new seed each time), which are spread over many more pages%s.", changedRows, changedRows, measured(changes[atRandom.metric])),
 		"Pages: an UPDATE of pgbench_accounts (fillfactor 100) is not HOT, so besides the pages holding the old rows it writes the new rows' versions at the table's end and an entry per row in its primary key; the counts above are of the heap pages holding the old rows, of the heap's pages at the time. Both the UPDATE and the count find the rows through the primary key (`aid = ANY (...)`), so they read no other page: a sequential scan would also set hint bits on (with data checksums, WAL-log) and prune every page an earlier change left dead rows in, and the next incremental would hold those pages as well (measured: with the UPDATE joined to its rows by a hash join over a sequential scan, a 1% contiguous change made after a random one cost its incremental 52 MiB stored instead of 4 MiB).",
 		"Before every timed backup the server is checkpointed and its archiver has no segment left to archive, so full and incremental backups alike start from a clean buffer pool and wait only for their own WAL; `backup-push --json` reports each backup's `stored_size` (stored, the size column) and `data_size` (the tar bytes the server sent), and every incremental is checked to name the previous backup as its `parent` (the benchmark fails otherwise).",
 		"tusk: default codec and concurrency, a folder repository, run as root against the server's unix socket; peak RSS is the tusk process's (getrusage).",
-		"Restores write into a fresh folder, removed after each, with `sync` between runs, and are not followed by WAL replay; the chain and the full backup are restored alternately, after one untimed restore.",
+		"Restores write into a fresh folder, removed after each, with `sync` between runs, and are not followed by WAL replay; the chain and the full backup are restored alternately (the chain first in the first and third rounds), after one untimed restore of each.",
 	}, notes...)
 	writeNotes(&out, notes)
 	for _, r := range runs {
@@ -322,6 +329,87 @@ func (ib *incrementalBench) fetch(label, metric, shown, name string) (backupRun,
 	return r, size
 }
 
+// compared counts what compareRestores compared.
+type compared struct {
+	files int
+	bytes int64
+}
+
+// compareRestores restores backups a and b (untimed) and fails the
+// benchmark unless the files of each relation in rels (paths relative to
+// the data directory, as pg_relation_filepath returns them: every segment
+// of the main fork) have the same bytes in both.
+func (ib *incrementalBench) compareRestores(a, b string, rels []string) compared {
+	tb := ib.b
+	tb.Helper()
+	var dirs []string
+	for _, name := range []string{a, b} {
+		dest := filepath.Join(testenv.ServerTempDir(tb), "pgdata")
+		cmd := exec.CommandContext(tb.Context(), ib.tusk, "backup-fetch", dest, name)
+		cmd.Env = append(hermetic(os.Environ()), ib.repo.env...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			tb.Fatalf("untimed restore of %s: %v\n%s", name, err, out)
+		}
+		dirs = append(dirs, dest)
+	}
+	var c compared
+	for _, rel := range rels {
+		for seg := 0; ; seg++ {
+			file := rel
+			if seg > 0 {
+				file = fmt.Sprintf("%s.%d", rel, seg)
+			}
+			_, errA := os.Stat(filepath.Join(dirs[0], file))
+			_, errB := os.Stat(filepath.Join(dirs[1], file))
+			if errA != nil && errB != nil {
+				break
+			}
+			n, err := sameBlocks(filepath.Join(dirs[0], file), filepath.Join(dirs[1], file))
+			if err != nil {
+				tb.Fatalf("%s restored from the chain of %s differs from the full backup %s of the same state: %v", file, a, b, err)
+			}
+			c.files++
+			c.bytes += n
+		}
+	}
+	for _, d := range dirs {
+		os.RemoveAll(d)
+	}
+	syscall.Sync()
+	return c
+}
+
+// sameBlocks compares two files 8 KiB block by block and returns their
+// size, or an error naming the first block that differs.
+func sameBlocks(a, b string) (int64, error) {
+	fa, err := os.Open(a)
+	if err != nil {
+		return 0, err
+	}
+	defer fa.Close()
+	fb, err := os.Open(b)
+	if err != nil {
+		return 0, err
+	}
+	defer fb.Close()
+	ra, rb := bufio.NewReaderSize(fa, 1<<20), bufio.NewReaderSize(fb, 1<<20)
+	const blockSize = 8192
+	pa, pb := make([]byte, blockSize), make([]byte, blockSize)
+	for block := int64(0); ; block++ {
+		na, errA := io.ReadFull(ra, pa)
+		nb, errB := io.ReadFull(rb, pb)
+		if !bytes.Equal(pa[:na], pb[:nb]) {
+			return 0, fmt.Errorf("block %d differs (%d and %d bytes read)", block, na, nb)
+		}
+		if errA != nil || errB != nil {
+			if (errA == io.EOF || errA == io.ErrUnexpectedEOF) && (errB == io.EOF || errB == io.ErrUnexpectedEOF) {
+				return block*blockSize + int64(na), nil
+			}
+			return 0, errors.Join(errA, errB)
+		}
+	}
+}
+
 // quiesce checkpoints the server and waits until its archiver has no
 // finished segment left to archive.
 func (ib *incrementalBench) quiesce() {
@@ -393,16 +481,17 @@ func (ib *incrementalBench) change(kind changeKind) change {
 	return c
 }
 
-// describeChanges sums up the changes of one kind.
-func describeChanges(cs []change) string {
+// measured sums up the changes of one kind for a note: " (measured: ...)",
+// or "" when there were none.
+func measured(cs []change) string {
 	if len(cs) == 0 {
-		return "not measured in this run"
+		return ""
 	}
 	var parts []string
 	for _, c := range cs {
 		parts = append(parts, fmt.Sprintf("%d rows in %d of %d pages (%.1f%%)", c.Rows, c.Pages, c.TablePages, 100*float64(c.Pages)/float64(c.TablePages)))
 	}
-	return "measured: " + strings.Join(parts, "; ")
+	return " (measured: " + strings.Join(parts, "; ") + ")"
 }
 
 // medianStored is the median of the runs' stored sizes.
