@@ -179,9 +179,11 @@ func BenchmarkIncremental(b *testing.B) {
 
 	var runs []backupRun
 	stored := map[string]int64{}
+	cpu := map[string]time.Duration{}
 	for _, m := range order {
 		runs = append(runs, medianRun(all[m]))
-		stored[m] = medianStored(all[m])
+		stored[m] = medianOf(all[m], func(r backupRun) int64 { return r.Stored })
+		cpu[m] = time.Duration(medianOf(all[m], func(r backupRun) int64 { return int64(r.CPU) }))
 	}
 	var ratios []ratio
 	addTime := func(label, num, den, target string) {
@@ -196,11 +198,18 @@ func BenchmarkIncremental(b *testing.B) {
 			ratios = append(ratios, ratio{Label: label, Metric: "x-" + num + "/" + den + "-stored", Value: float64(stored[num]) / float64(stored[den]), Target: target})
 		}
 	}
+	addCPU := func(label, num, den string) {
+		if cpu[num] > 0 && cpu[den] > 0 {
+			ratios = append(ratios, ratio{Label: label, Metric: "x-" + num + "/" + den + "-cpu", Value: cpu[num].Seconds() / cpu[den].Seconds()})
+		}
+	}
 	addStored("incremental ÷ full backup-push after 1% of the rows changed (contiguous), stored bytes", "tusk-push-incremental", "tusk-push-full", "≤ 0.05")
 	addTime("incremental ÷ full backup-push after 1% of the rows changed (contiguous), seconds", "tusk-push-incremental", "tusk-push-full", "≤ 0.25")
+	addCPU("incremental ÷ full backup-push after 1% of the rows changed (contiguous), tusk's CPU seconds", "tusk-push-incremental", "tusk-push-full")
 	addStored("incremental ÷ full backup-push after 1% of the rows changed (at random), stored bytes", "tusk-push-incremental-random", "tusk-push-full", "")
 	addTime("incremental ÷ full backup-push after 1% of the rows changed (at random), seconds", "tusk-push-incremental-random", "tusk-push-full", "")
 	addTime(fmt.Sprintf("restore of a full + %d incrementals ÷ restore of one full backup of the same state, seconds", chainSteps), "tusk-fetch-chain", "tusk-fetch-full", "≤ 1.3")
+	addCPU(fmt.Sprintf("restore of a full + %d incrementals ÷ restore of one full backup, tusk's CPU seconds", chainSteps), "tusk-fetch-chain", "tusk-fetch-full")
 
 	m := machineFacts(b, "")
 	m.Postgres = "PostgreSQL " + serverVersion
@@ -212,7 +221,7 @@ func BenchmarkIncremental(b *testing.B) {
 	fmt.Fprintf(&out, "- Cluster: PostgreSQL %s with `summarize_wal = on` and `autovacuum = off`, `pgbench -i -s 100` (database %s bytes, %s rows in pgbench_accounts), checkpointed; page cache warmed by one untimed full backup-push first\n", serverVersion, size, rows)
 	out.WriteString("- The machine is shared and noisy: compare the ratios, which are measured in the same run, more than the absolute figures.\n")
 	fmt.Fprintf(&out, "- Every backup and restore runs %d times; the table shows each one's median run by time, every run's time (fastest first), the median stored size and the largest peak RSS, and the ratios are of medians.\n\n", incrementalRounds)
-	out.WriteString("| run | seconds (median) | every run, seconds | stored (median) | data sent (median run) | peak RSS | command |\n| --- | ---: | --- | ---: | ---: | ---: | --- |\n")
+	out.WriteString("| run | seconds (median) | every run, seconds | tusk CPU seconds (median) | stored (median) | data sent (median run) | peak RSS | command |\n| --- | ---: | --- | ---: | ---: | ---: | ---: | --- |\n")
 	for _, r := range runs {
 		st, data, rss := "–", "–", "–"
 		if s := stored[r.Metric]; s > 0 {
@@ -228,7 +237,7 @@ func BenchmarkIncremental(b *testing.B) {
 		for _, d := range r.All {
 			every = append(every, fmt.Sprintf("%.2f", d.Seconds()))
 		}
-		fmt.Fprintf(&out, "| %s | %.2f | %s | %s | %s | %s | `%s` |\n", r.Label, r.Elapsed.Seconds(), strings.Join(every, ", "), st, data, rss, r.Command)
+		fmt.Fprintf(&out, "| %s | %.2f | %s | %.2f | %s | %s | %s | `%s` |\n", r.Label, r.Elapsed.Seconds(), strings.Join(every, ", "), cpu[r.Metric].Seconds(), st, data, rss, r.Command)
 	}
 	out.WriteString("\n")
 	writeRatios(&out, "Ratios", ratios)
@@ -241,7 +250,7 @@ func BenchmarkIncremental(b *testing.B) {
 		fmt.Sprintf("Random change: the same UPDATE on %d aids drawn at random (`ORDER BY random() LIMIT %d` after `setseed`, a new seed each time), which are spread over many more pages%s.", changedRows, changedRows, measured(changes[atRandom.metric])),
 		"Pages: an UPDATE of pgbench_accounts (fillfactor 100) is not HOT, so besides the pages holding the old rows it writes the new rows' versions at the table's end and an entry per row in its primary key; the counts above are of the heap pages holding the old rows, of the heap's pages at the time. Both the UPDATE and the count find the rows through the primary key (`aid = ANY (...)`), so they read no other page: a sequential scan would also set hint bits on (with data checksums, WAL-log) and prune every page an earlier change left dead rows in, and the next incremental would hold those pages as well (measured: with the UPDATE joined to its rows by a hash join over a sequential scan, a 1% contiguous change made after a random one cost its incremental 52 MiB stored instead of 4 MiB).",
 		"Before every timed backup the server is checkpointed and its archiver has no segment left to archive, so full and incremental backups alike start from a clean buffer pool and wait only for their own WAL; `backup-push --json` reports each backup's `stored_size` (stored, the size column) and `data_size` (the tar bytes the server sent), and every incremental is checked to name the previous backup as its `parent` (the benchmark fails otherwise).",
-		"tusk: default codec and concurrency, a folder repository, run as root against the server's unix socket; peak RSS is the tusk process's (getrusage).",
+		"tusk: default codec and concurrency, a folder repository, run as root against the server's unix socket; peak RSS and CPU seconds (user + system) are the tusk process's (getrusage); CPU seconds move much less than wall time with the neighbours' load.",
 		"Restores write into a fresh folder, removed after each, with `sync` between runs, and are not followed by WAL replay; the chain and the full backup are restored alternately (the chain first in the first and third rounds), after one untimed restore of each.",
 	}, notes...)
 	writeNotes(&out, notes)
@@ -494,11 +503,11 @@ func measured(cs []change) string {
 	return " (measured: " + strings.Join(parts, "; ") + ")"
 }
 
-// medianStored is the median of the runs' stored sizes.
-func medianStored(rs []backupRun) int64 {
+// medianOf is the median of f over the runs.
+func medianOf(rs []backupRun, f func(backupRun) int64) int64 {
 	var s []int64
 	for _, r := range rs {
-		s = append(s, r.Stored)
+		s = append(s, f(r))
 	}
 	slices.Sort(s)
 	return s[len(s)/2]
@@ -517,6 +526,7 @@ func timedStdout(b *testing.B, cmd *exec.Cmd, label, metric, shown string) (back
 	r := backupRun{Label: label, Metric: metric, Command: shown, Elapsed: time.Since(start)}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.MaxRSS = ru.Maxrss * 1024
+		r.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
 	if strings.Contains(stderr.String(), "taking a full backup") && metric != "" {
 		b.Logf("%s: %s", label, strings.TrimSpace(stderr.String()))
