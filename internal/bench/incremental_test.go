@@ -244,15 +244,26 @@ func BenchmarkIncremental(b *testing.B) {
 	if r, ok := findRun(runs, "tusk-fetch-chain"); ok {
 		fmt.Fprintf(&out, "Memory:\n\n- **restore of a full + %d incrementals, tusk's peak RSS: %s** (target < 100 MB)\n\n", chainSteps, formatBytes(r.MaxRSS))
 	}
-	notes = append([]string{
-		fmt.Sprintf("Rounds: each of the %d rounds takes a full backup (`backup-push --full`), then changes 1%% of the rows and takes an incremental backup (TUSK_DELTA_MAX_STEPS=%d, so on the newest backup), then changes another 1%% chosen the other way and takes an incremental on that incremental; which kind of change goes first alternates by round. A full backup must come before its incrementals, so that order is not rotated.", incrementalRounds, chainSteps),
-		fmt.Sprintf("Contiguous change: `UPDATE pgbench_accounts SET abalance = abalance + 1` on %d consecutive aids (1 to %d, then the next %d each time), which live in about 1%% of the table's pages%s.", changedRows, changedRows, changedRows, measured(changes[contiguous.metric])),
-		fmt.Sprintf("Random change: the same UPDATE on %d aids drawn at random (`ORDER BY random() LIMIT %d` after `setseed`, a new seed each time), which are spread over many more pages%s.", changedRows, changedRows, measured(changes[atRandom.metric])),
-		"Pages: an UPDATE of pgbench_accounts (fillfactor 100) is not HOT, so besides the pages holding the old rows it writes the new rows' versions at the table's end and an entry per row in its primary key; the counts above are of the heap pages holding the old rows, of the heap's pages at the time. Both the UPDATE and the count find the rows through the primary key (`aid = ANY (...)`), so they read no other page: a sequential scan would also set hint bits on (with data checksums, WAL-log) and prune every page an earlier change left dead rows in, and the next incremental would hold those pages as well (measured: with the UPDATE joined to its rows by a hash join over a sequential scan, a 1% contiguous change made after a random one cost its incremental 52 MiB stored instead of 4 MiB).",
-		"Before every timed backup the server is checkpointed and its archiver has no segment left to archive, so full and incremental backups alike start from a clean buffer pool and wait only for their own WAL; `backup-push --json` reports each backup's `stored_size` (stored, the size column) and `data_size` (the tar bytes the server sent), and every incremental is checked to name the previous backup as its `parent` (the benchmark fails otherwise).",
-		"tusk: default codec and concurrency, a folder repository, run as root against the server's unix socket; peak RSS and CPU seconds (user + system) are the tusk process's (getrusage); CPU seconds move much less than wall time with the neighbours' load.",
-		"Restores write into a fresh folder, removed after each, with `sync` between runs, and are not followed by WAL replay; the chain and the full backup are restored alternately (the chain first in the first and third rounds), after one untimed restore of each.",
-	}, notes...)
+	var head []string
+	if len(changes[contiguous.metric]) > 0 {
+		if len(changes[atRandom.metric]) > 0 {
+			head = append(head, fmt.Sprintf("Rounds: each of the %d rounds takes a full backup (`backup-push --full`), then changes 1%% of the rows and takes an incremental backup (TUSK_DELTA_MAX_STEPS=%d, so on the newest backup), then changes another 1%% chosen the other way and takes an incremental on that incremental; which kind of change goes first alternates by round. A full backup must come before its incrementals, so that order is not rotated.", incrementalRounds, chainSteps),
+				fmt.Sprintf("Contiguous change: `UPDATE pgbench_accounts SET abalance = abalance + 1` on %d consecutive aids (1 to %d, then the next %d each time), which live in about 1%% of the table's pages%s.", changedRows, changedRows, changedRows, measured(changes[contiguous.metric])),
+				fmt.Sprintf("Random change: the same UPDATE on %d aids drawn at random (`ORDER BY random() LIMIT %d` after `setseed`, a new seed each time), which are spread over many more pages%s.", changedRows, changedRows, measured(changes[atRandom.metric])))
+		} else {
+			head = append(head, fmt.Sprintf("Rounds: each of the %d rounds takes a full backup (`backup-push --full`), then changes 1%% of the rows and takes an incremental backup (TUSK_DELTA_MAX_STEPS=%d, so on the full one). A full backup must come before its incrementals, so that order is not rotated.", incrementalRounds, chainSteps),
+				fmt.Sprintf("Contiguous change: `UPDATE pgbench_accounts SET abalance = abalance + 1` on %d consecutive aids (1 to %d, then the next %d each time), which live in about 1%% of the table's pages%s.", changedRows, changedRows, changedRows, measured(changes[contiguous.metric])))
+		}
+	}
+	if len(changes[contiguous.metric]) > 0 || len(changes["chain"]) > 0 {
+		head = append(head, "Pages: an UPDATE of pgbench_accounts (fillfactor 100) is not HOT, so besides the pages holding the old rows it writes the new rows' versions at the table's end and an entry per row in its primary key; the page counts in these notes are of the heap pages holding the old rows, of the heap's pages at the time. Both the UPDATE and the count find the rows through the primary key (`aid = ANY (...)`), so they read no other page: a sequential scan would also set hint bits on (with data checksums, WAL-log) and prune every page an earlier change left dead rows in, and the next incremental would hold those pages as well (measured: with the UPDATE joined to its rows by a hash join over a sequential scan, a 1% contiguous change made after a random one cost its incremental 52 MiB stored instead of 4 MiB).")
+	}
+	head = append(head, "Before every timed backup the server is checkpointed and its archiver has no segment left to archive, so full and incremental backups alike start from a clean buffer pool and wait only for their own WAL; `backup-push --json` reports each backup's `stored_size` (stored, the size column) and `data_size` (the tar bytes the server sent), and every incremental is checked to name the previous backup as its `parent` (the benchmark fails otherwise).",
+		"tusk: default codec and concurrency, a folder repository, run as root against the server's unix socket; peak RSS and CPU seconds (user + system) are the tusk process's (getrusage); CPU seconds move much less than wall time with the neighbours' load.")
+	if chainStored > 0 {
+		head = append(head, "Restores write into a fresh folder, removed after each, with `sync` between runs, and are not followed by WAL replay; the chain and the full backup are restored alternately (the chain first in the first and third rounds), after one untimed restore of each.")
+	}
+	notes = append(head, notes...)
 	writeNotes(&out, notes)
 	for _, r := range runs {
 		b.ReportMetric(r.Elapsed.Seconds(), r.Metric+"-s")
