@@ -3,6 +3,7 @@ package cmd_test
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -257,4 +258,189 @@ func testIncrementalWeek(t *testing.T, bin string, v int, repo repository) {
 	newest = pg.SQL(t, chainSum)
 	archiveWAL(t, pg)
 	recover(left[1].Name, newest)
+}
+
+// TestIntegrationIncrementalStandbyAndPromotion: an incremental backup of a
+// standby, on a full backup of its primary; the standby promoted, and an
+// incremental of it whose parent is on the old timeline; the chain across
+// the timeline switch restores the promoted server's data exactly.
+func TestIntegrationIncrementalStandbyAndPromotion(t *testing.T) {
+	t.Parallel()
+	bin := testenv.BuildTusk(t)
+	repo := folderRepo(t)
+	c := startCluster(t, repo, testenv.PostgresOptions{Version: 17, Conf: map[string]string{"summarize_wal": "on"}})
+	pg, env := c.pg, c.env
+	pgbench(t, pg, "-i", "-s", "2", "-q")
+	pg.SQL(t, "CREATE TABLE marks (n int); INSERT INTO marks VALUES (1)")
+	wantExit(t, run(t, bin, env, "backup-push"), 0)
+	pg.SQL(t, "INSERT INTO marks VALUES (2)")
+	archiveWAL(t, pg)
+
+	dir := testenv.ServerTempDir(t)
+	dest := filepath.Join(dir, "standby")
+	conninfo := "host=" + pg.SocketDir + " port=" + strconv.Itoa(pg.Port) + " user=postgres"
+	wantExit(t, run(t, bin, env, "backup-fetch", dest, "LATEST", "--standby", "--primary-conninfo", conninfo), 0)
+	pgCtl := filepath.Join(pg.ServerBinDir, "pg_ctl")
+	port := pg.Port + 1
+	start := pg.RunAsOwner(t.Context(), pgCtl, "start", "-w", "-D", dest, "-l", filepath.Join(dir, "standby.log"),
+		"-o", "-p "+strconv.Itoa(port)+" -k "+dir+" -c archive_mode=always")
+	t.Cleanup(func() { stopServer(t, pg, dest) })
+	if out, err := start.CombinedOutput(); err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "standby.log"))
+		t.Fatalf("start the standby: %v\n%s\n%s", err, out, log)
+	}
+	onStandby := func(query string) string {
+		t.Helper()
+		return psql(t, pg, dir, port, query)
+	}
+	pg.SQL(t, "INSERT INTO marks VALUES (3)")
+	waitFor(t, time.Minute, func() bool {
+		cmd := pg.RunAsOwner(t.Context(), filepath.Join(pg.BinDir, "psql"), "-XAtq", "-h", dir, "-p", strconv.Itoa(port), "-U", "postgres", "-d", "postgres",
+			"-c", "SELECT (SELECT string_agg(n::text, ',' ORDER BY n) FROM marks) || ' ' || coalesce((SELECT status FROM pg_stat_wal_receiver), 'none')")
+		out, err := cmd.Output()
+		return err == nil && strings.TrimSpace(string(out)) == "1,2,3 streaming"
+	})
+
+	// An incremental of the standby: the primary switches WAL while it
+	// waits for its last segment, as archive_timeout would.
+	standbyEnv := append(append([]string{}, repo.env...), "PGHOST="+dir, "PGPORT="+strconv.Itoa(port), "PGUSER=postgres", "PGDATA="+dest, "TUSK_DELTA_MAX_STEPS=3")
+	pg.SQL(t, "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= 2000")
+	// A backup of a standby starts at its last restartpoint, which must be
+	// past the parent's end (the server refuses otherwise, and backup-push
+	// takes a full backup): a checkpoint on the primary, replayed.
+	pg.SQL(t, "CHECKPOINT; INSERT INTO marks VALUES (30)")
+	waitFor(t, time.Minute, func() bool { return onStandby("SELECT count(*) FROM marks WHERE n = 30") == "1" })
+	push := tuskCommand(t.Context(), bin, standbyEnv, "backup-push")
+	var pushOut strings.Builder
+	push.Stdout, push.Stderr = &pushOut, &pushOut
+	if err := push.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- push.Wait() }()
+	for waiting := true; waiting; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("backup-push from the standby: %v\n%s", err, pushOut.String())
+			}
+			waiting = false
+		case <-time.After(300 * time.Millisecond):
+			pg.SQL(t, "INSERT INTO marks VALUES (4); SELECT pg_switch_wal()")
+		case <-t.Context().Done():
+			t.Fatal("backup-push from the standby did not finish")
+		}
+	}
+	if !strings.Contains(pushOut.String(), "incremental on base_") {
+		t.Fatalf("backup-push from the standby is not incremental:\n%s", pushOut.String())
+	}
+
+	// Promoted: a new timeline, and an incremental on the standby's backup,
+	// which is on the old one.
+	waitFor(t, time.Minute, func() bool { return onStandby("SELECT count(*) FROM marks WHERE n = 4") != "0" })
+	if out, err := pg.RunAsOwner(t.Context(), pgCtl, "promote", "-w", "-D", dest).CombinedOutput(); err != nil {
+		t.Fatalf("promote the standby: %v\n%s", err, out)
+	}
+	waitFor(t, time.Minute, func() bool { return onStandby("SELECT pg_is_in_recovery()") == "f" })
+	onStandby("INSERT INTO marks VALUES (5); UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= 2000")
+	r := run(t, bin, standbyEnv, "backup-push")
+	wantExit(t, r, 0)
+	if !strings.Contains(r.stdout, "incremental on base_") {
+		t.Fatalf("backup-push after the promotion is not incremental:\n%s%s", r.stdout, r.stderr)
+	}
+	bs := listChain(t, bin, env)
+	if len(bs) != 3 || !bs[1].FromStandby || bs[1].Parent != bs[0].Name || bs[2].Parent != bs[1].Name || bs[2].StartTLI != 2 || bs[1].EndTLI != 1 {
+		t.Fatalf("backups after the promotion: %+v", bs)
+	}
+	onStandby("INSERT INTO marks VALUES (6)")
+	want := onStandby("SELECT md5(string_agg(aid::text || ':' || abalance::text, ',' ORDER BY aid)) || (SELECT string_agg(n::text, ',' ORDER BY n) FROM marks) FROM pgbench_accounts")
+	last := onStandby("SELECT pg_walfile_name(pg_current_wal_lsn())")
+	onStandby("SELECT pg_switch_wal()")
+	waitArchivedIn(t, bin, repo.env, last)
+
+	restored := filepath.Join(testenv.ServerTempDir(t), "pgdata")
+	r = run(t, bin, env, "backup-fetch", restored, bs[2].Name, "--recover", "--json", "--pg-bin", pg.ServerBinDir)
+	t.Cleanup(func() { stopServer(t, pg, restored) })
+	wantExit(t, r, 0)
+	sock, rport := recovered(t, r)
+	if got := psql(t, pg, sock, rport, "SELECT md5(string_agg(aid::text || ':' || abalance::text, ',' ORDER BY aid)) || (SELECT string_agg(n::text, ',' ORDER BY n) FROM marks) FROM pgbench_accounts"); got != want {
+		t.Fatalf("restore of the chain across the promotion: %s, want %s", got, want)
+	}
+}
+
+// TestIntegrationIncrementalDamage: a corrupt or missing part of a parent,
+// and a parent deleted behind tusk's back, make a restore of the chain fail
+// in one sentence that names the object, leave the destination as it was,
+// and never restore a chain that lacks blocks; backup-list and verify say
+// which backup is broken.
+func TestIntegrationIncrementalDamage(t *testing.T) {
+	t.Parallel()
+	bin := testenv.BuildTusk(t)
+	repo := folderRepo(t)
+	c := startCluster(t, repo, testenv.PostgresOptions{Version: 17, Env: []string{"TUSK_DELTA_MAX_STEPS=3", "TUSK_BACKUP_PART_SIZE=1MiB"},
+		Conf: map[string]string{"summarize_wal": "on"}})
+	pg, env := c.pg, c.env
+	pgbench(t, pg, "-i", "-s", "2", "-q")
+	for i := range 3 {
+		if i > 0 {
+			pg.SQL(t, "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= 2000")
+		}
+		wantExit(t, run(t, bin, env, "backup-push"), 0)
+	}
+	bs := listChain(t, bin, env)
+	full, inc2 := bs[0], bs[2]
+	if inc2.ChainDepth != 2 {
+		t.Fatalf("backups: %+v", bs)
+	}
+	fetchFails := func(what, want string) {
+		t.Helper()
+		dest := filepath.Join(testenv.ServerTempDir(t), "pgdata")
+		r := run(t, bin, env, "backup-fetch", dest, inc2.Name)
+		wantExit(t, r, 1)
+		if line := errorLine(t, r.stderr); !strings.Contains(line, want) {
+			t.Errorf("%s: backup-fetch says %q, want it to contain %q", what, line, want)
+		}
+		if _, err := os.Stat(dest); !os.IsNotExist(err) {
+			t.Errorf("%s: the failed restore left %s behind (%v)", what, dest, err)
+		}
+		r = run(t, bin, env, "verify", inc2.Name)
+		wantExit(t, r, 1)
+	}
+
+	// A flipped byte in a part of the full backup.
+	part := filepath.Join(repo.dir, filepath.FromSlash(full.Parts[len(full.Parts)/2].Key))
+	good, err := os.ReadFile(part)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := slices.Clone(good)
+	bad[len(bad)/2] ^= 0xff
+	if err := os.WriteFile(part, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fetchFails("a corrupt part of the full backup", full.Parts[len(full.Parts)/2].Key)
+	// The same part gone.
+	if err := os.Remove(part); err != nil {
+		t.Fatal(err)
+	}
+	fetchFails("a missing part of the full backup", "is missing from the repository")
+	if err := os.WriteFile(part, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wantExit(t, run(t, bin, env, "verify", inc2.Name), 0)
+
+	// The full backup's metadata deleted behind tusk's back.
+	if err := os.Remove(filepath.Join(repo.dir, "backups", full.Name+".json")); err != nil {
+		t.Fatal(err)
+	}
+	fetchFails("the full backup deleted", "which the repository no longer holds")
+	for _, b := range listChain(t, bin, env) {
+		if b.ChainError == "" {
+			t.Errorf("backup-list shows %s's chain as sound after its full backup was deleted", b.Name)
+		}
+	}
+	r := run(t, bin, env, "backup-fetch", filepath.Join(testenv.ServerTempDir(t), "pgdata"), "LATEST")
+	if r.code == 0 {
+		t.Errorf("backup-fetch LATEST restored a chain without its full backup:\n%s", r.stdout)
+	}
 }
