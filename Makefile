@@ -31,7 +31,10 @@ lint: vet
 	@if command -v golangci-lint >/dev/null; then golangci-lint run ./...; \
 	else echo "golangci-lint not installed; ran go vet and gofmt only"; fi
 
-# Benchmarks against pgBackRest and cp on ~1.2 GB of real WAL (internal/bench);
+# Benchmarks (internal/bench): WAL archiving and replay against pgBackRest and
+# cp on ~1.2 GB of real WAL (BenchmarkWALPush, BenchmarkWALReplay), base
+# backups and restores of a pgbench scale-100 cluster (BenchmarkBackup), and
+# PostgreSQL 17 incremental backups and chain restores (BenchmarkIncremental);
 # they rewrite their sections of BENCHMARKS.md, and the output is kept in
 # bin/bench.txt. The WAL corpus is built once (a few minutes) and cached under
 # ${XDG_CACHE_HOME:-$HOME/.cache}/tusk/bench.

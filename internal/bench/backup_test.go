@@ -20,8 +20,10 @@ import (
 type backupRun struct {
 	Label, Metric, Command string
 	Elapsed                time.Duration
-	MaxRSS                 int64 // bytes, 0 if not measured
-	Stored                 int64 // repository bytes, 0 if not measured
+	MaxRSS                 int64         // bytes, 0 if not measured
+	Stored                 int64         // repository bytes, 0 if not measured
+	Data                   int64         // bytes the server sent, 0 if not measured
+	CPU                    time.Duration // the process's user and system time, 0 if not measured
 	// All holds every round's time, fastest first, in the median run
 	// that medianRuns returns.
 	All []time.Duration

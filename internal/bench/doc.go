@@ -1,8 +1,12 @@
-// Package bench measures tusk against its peers on real PostgreSQL WAL: how
-// fast a simulated archiver gets through a gigabyte of segments with each
-// archive_command (BenchmarkWALPush), and how long PostgreSQL takes to replay
-// the same WAL from a base backup with each restore_command
-// (BenchmarkWALReplay).
+// Package bench measures tusk against its peers on real PostgreSQL WAL and
+// clusters: how fast a simulated archiver gets through a gigabyte of segments
+// with each archive_command (BenchmarkWALPush), how long PostgreSQL takes to
+// replay the same WAL from a base backup with each restore_command
+// (BenchmarkWALReplay), base backups and restores of a pgbench scale-100
+// cluster against pg_basebackup and pgBackRest (BenchmarkBackup), and
+// PostgreSQL 17 incremental backups against full ones: stored bytes and time
+// after 1% of the rows changed, and restoring a chain of a full backup and 6
+// incrementals against restoring one full backup (BenchmarkIncremental).
 //
 // Run it with "make bench". Each benchmark measures once (use -benchtime 1x;
 // b.N is ignored), reports its figures with b.ReportMetric, prints a summary
