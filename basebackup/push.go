@@ -226,9 +226,9 @@ func firstCause(gctx context.Context, err, werr error) error {
 // its parts under a folder of its own (run), which no other run writes, so
 // a part can only be missing or cut short, never replaced by another's.
 func checkStored(ctx context.Context, st storage.Storage, m Meta, run string) error {
-	if owner, err := readStarted(ctx, st, m.Name); err != nil {
+	if s, err := readStarted(ctx, st, m.Name); err != nil {
 		return err
-	} else if owner != run {
+	} else if owner := s.Run; owner != run {
 		return fmt.Errorf("another backup-push took the name %s while this one ran (run %s, not %s), so this backup is not recorded; run backup-push again", m.Name, owner, run)
 	}
 	for _, p := range append(slices.Clip(m.Parts), m.Manifest) {
@@ -294,20 +294,6 @@ type started struct {
 	// Parent is the backup an incremental run is taken against: while the
 	// run goes on, delete keeps that backup's chain.
 	Parent string `json:"parent,omitempty"`
-}
-
-// readStarted returns the run that holds backup name.
-func readStarted(ctx context.Context, st storage.Storage, name string) (string, error) {
-	rc, err := st.Get(ctx, StartedKey(name))
-	if err != nil {
-		return "", fmt.Errorf("read %s: %w", StartedKey(name), err)
-	}
-	defer rc.Close()
-	var s started
-	if err := json.NewDecoder(io.LimitReader(rc, 1<<16)).Decode(&s); err != nil {
-		return "", fmt.Errorf("read %s: %w", StartedKey(name), err)
-	}
-	return s.Run, nil
 }
 
 // newRunID names one backup-push run: 8 random bytes in hex.

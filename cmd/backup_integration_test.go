@@ -353,27 +353,7 @@ func TestIntegrationStandbyFromBackup(t *testing.T) {
 	// A backup of the standby (archive_mode = always): the standby cannot
 	// switch WAL itself, so the primary does, as archive_timeout would.
 	standbyEnv := append(append([]string{}, repo.env...), "PGHOST="+dir, "PGPORT="+strconv.Itoa(port), "PGUSER=postgres", "PGDATA="+dest)
-	push := tuskCommand(t.Context(), bin, standbyEnv, "backup-push")
-	var pushOut strings.Builder
-	push.Stdout, push.Stderr = &pushOut, &pushOut
-	if err := push.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- push.Wait() }()
-	for waiting := true; waiting; {
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("backup-push from the standby: %v\n%s", err, pushOut.String())
-			}
-			waiting = false
-		case <-time.After(300 * time.Millisecond):
-			pg.SQL(t, "INSERT INTO marks VALUES (4); SELECT pg_switch_wal()")
-		case <-t.Context().Done():
-			t.Fatal("backup-push from the standby did not finish")
-		}
-	}
+	wantExit(t, pushFromStandby(t, bin, standbyEnv, pg), 0)
 	list := run(t, bin, env, "backup-list", "--json")
 	metas := decode[[]basebackup.Meta](t, list)
 	if len(metas) != 2 || !metas[1].FromStandby {

@@ -326,3 +326,37 @@ func stopServer(t *testing.T, pg *testenv.Postgres, dest string) {
 	}
 	pg.RunAsOwner(context.Background(), filepath.Join(pg.ServerBinDir, "pg_ctl"), "stop", "-D", dest, "-m", "immediate").Run()
 }
+
+// pushFromStandby runs backup-push, with env, against a standby of
+// primary. A standby cannot switch WAL segments itself, so while backup-push
+// waits for its last segment the primary writes a little WAL and switches
+// every 300 ms, as archive_timeout would.
+func pushFromStandby(t *testing.T, bin string, env []string, primary *testenv.Postgres, args ...string) result {
+	t.Helper()
+	args = append([]string{"backup-push"}, args...)
+	cmd := tuskCommand(t.Context(), bin, env, args...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	for {
+		select {
+		case err := <-done:
+			r := result{args: args, stdout: o.String(), stderr: e.String()}
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				r.code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatalf("run tusk: %v", err)
+			}
+			return r
+		case <-time.After(300 * time.Millisecond):
+			primary.SQL(t, "SELECT pg_logical_emit_message(false, 'tusk-test', 'switch'); SELECT pg_switch_wal()")
+		case <-t.Context().Done():
+			t.Fatalf("tusk %s against the standby did not finish", strings.Join(args, " "))
+		}
+	}
+}

@@ -310,40 +310,22 @@ func TestIntegrationIncrementalStandbyAndPromotion(t *testing.T) {
 	// takes a full backup): a checkpoint on the primary, replayed.
 	pg.SQL(t, "CHECKPOINT; INSERT INTO marks VALUES (30)")
 	waitFor(t, time.Minute, func() bool { return onStandby("SELECT count(*) FROM marks WHERE n = 30") == "1" })
-	push := tuskCommand(t.Context(), bin, standbyEnv, "backup-push")
-	var pushOut strings.Builder
-	push.Stdout, push.Stderr = &pushOut, &pushOut
-	if err := push.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- push.Wait() }()
-	for waiting := true; waiting; {
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("backup-push from the standby: %v\n%s", err, pushOut.String())
-			}
-			waiting = false
-		case <-time.After(300 * time.Millisecond):
-			pg.SQL(t, "INSERT INTO marks VALUES (4); SELECT pg_switch_wal()")
-		case <-t.Context().Done():
-			t.Fatal("backup-push from the standby did not finish")
-		}
-	}
-	if !strings.Contains(pushOut.String(), "incremental on base_") {
-		t.Fatalf("backup-push from the standby is not incremental:\n%s", pushOut.String())
+	r := pushFromStandby(t, bin, standbyEnv, pg)
+	wantExit(t, r, 0)
+	if !strings.Contains(r.stdout, "incremental on base_") {
+		t.Fatalf("backup-push from the standby is not incremental:\n%s%s", r.stdout, r.stderr)
 	}
 
 	// Promoted: a new timeline, and an incremental on the standby's backup,
 	// which is on the old one.
-	waitFor(t, time.Minute, func() bool { return onStandby("SELECT count(*) FROM marks WHERE n = 4") != "0" })
+	pg.SQL(t, "INSERT INTO marks VALUES (4)")
+	waitFor(t, time.Minute, func() bool { return onStandby("SELECT count(*) FROM marks WHERE n = 4") == "1" })
 	if out, err := pg.RunAsOwner(t.Context(), pgCtl, "promote", "-w", "-D", dest).CombinedOutput(); err != nil {
 		t.Fatalf("promote the standby: %v\n%s", err, out)
 	}
 	waitFor(t, time.Minute, func() bool { return onStandby("SELECT pg_is_in_recovery()") == "f" })
 	onStandby("INSERT INTO marks VALUES (5); UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= 2000")
-	r := run(t, bin, standbyEnv, "backup-push")
+	r = run(t, bin, standbyEnv, "backup-push")
 	wantExit(t, r, 0)
 	if !strings.Contains(r.stdout, "incremental on base_") {
 		t.Fatalf("backup-push after the promotion is not incremental:\n%s%s", r.stdout, r.stderr)
