@@ -202,3 +202,20 @@ func TestSyncTrees(t *testing.T) {
 		t.Errorf("rootList = %v", got)
 	}
 }
+
+// TestRestoreWithoutControlFile: a backup whose parts hold no pg_control is
+// incomplete, said in its own name, and nothing is left behind.
+func TestRestoreWithoutControlFile(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	files := []file{{name: "PG_VERSION", data: []byte("15\n")}, {name: "backup_label", data: []byte("START WAL LOCATION: 0/2000028\n")}}
+	m := push(t, st, 1<<20, map[string][]byte{"": tarOf(t, files)}, []Tablespace{{}})
+	dest := filepath.Join(t.TempDir(), "pgdata")
+	err := Restore(t.Context(), m, dest, FetchOptions{Store: st})
+	if err == nil || !strings.Contains(err.Error(), "its parts hold no global/pg_control,") {
+		t.Fatalf("Restore = %v, want it incomplete for want of global/pg_control", err)
+	}
+	if _, err := os.Stat(dest); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the failed restore left %s (%v)", dest, err)
+	}
+}

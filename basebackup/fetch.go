@@ -322,10 +322,11 @@ func (d *restoreDest) cleanup(err error) {
 // part matched its checksum, but the parts list itself could be short.
 func (d *restoreDest) complete(m Meta) error {
 	for _, f := range restoreNeeds {
+		at := f
 		if f == controlFile {
-			f = heldControl
+			at = heldControl // put in place by finish, last
 		}
-		if _, err := os.Stat(filepath.Join(d.dest, filepath.FromSlash(f))); err != nil {
+		if _, err := os.Stat(filepath.Join(d.dest, filepath.FromSlash(at))); err != nil {
 			return fmt.Errorf("backup %s is incomplete: its parts hold no %s, so the restored folder could not start (tusk verify %s reports it)", m.Name, f, m.Name)
 		}
 	}
