@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 )
 
 // How a restore ends, so that one killed at any moment (kill -9, a crash,
@@ -103,8 +104,12 @@ func (d *restoreDest) finish(m Meta, opts FetchOptions) error {
 	}
 	durable := !opts.NoSync
 	if durable {
+		start := time.Now()
 		if err := syncTrees(d.rootList()); err != nil {
 			return err
+		}
+		if opts.Log != nil {
+			opts.Log.Debug("restore synced", "backup", m.Name, "duration", time.Since(start))
 		}
 	}
 	if err := os.Rename(filepath.Join(d.dest, heldControl), filepath.Join(d.dest, controlFile)); err != nil {
