@@ -32,7 +32,7 @@ type file struct {
 }
 
 // tarOf builds a tar stream the way the server sends one.
-func tarOf(t *testing.T, files []file) []byte {
+func tarOf(t testing.TB, files []file) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
@@ -70,7 +70,7 @@ func randomBytes(seed uint64, n int) []byte {
 }
 
 // push runs the uploader over archives as Stream would, without a server.
-func push(t *testing.T, st storage.Storage, partSize int64, archives map[string][]byte, spaces []Tablespace) Meta {
+func push(t testing.TB, st storage.Storage, partSize int64, archives map[string][]byte, spaces []Tablespace) Meta {
 	t.Helper()
 	g, gctx := errgroup.WithContext(t.Context())
 	g.SetLimit(3)
@@ -118,7 +118,7 @@ func push(t *testing.T, st storage.Storage, partSize int64, archives map[string]
 	return m
 }
 
-func newStore(t *testing.T) storage.Storage {
+func newStore(t testing.TB) storage.Storage {
 	st, err := local.New(filepath.Join(t.TempDir(), "repo"))
 	if err != nil {
 		t.Fatal(err)

@@ -113,6 +113,18 @@ type FetchOptions struct {
 	Log           *slog.Logger
 	// Progress, if set, is called now and then with restored bytes.
 	Progress func(done, total int64)
+	// NoSync leaves the restored files to the kernel's writeback instead of
+	// making them durable before the restore returns: for throwaway
+	// restores. Without it every file and folder written, BeforeSeal's
+	// included, is on disk when Restore returns nil.
+	NoSync bool
+	// BeforeSeal, if set, is called with the data directory once every
+	// file of the backup is written, before the restore is made durable
+	// and global/pg_control put in place (see the note on controlFile):
+	// restore.Run writes the recovery settings there, so that they too are
+	// on disk before PostgreSQL could start from the folder. Its error
+	// fails the restore, which removes what it wrote.
+	BeforeSeal func(dest string) error
 }
 
 // CheckDest verifies that dir is empty or missing (a restore never
@@ -132,6 +144,8 @@ func CheckDest(dir, what string) error {
 			err = pe.Err
 		}
 		return fmt.Errorf("%s %s cannot be read: %w", what, dir, err)
+	case unfinished(des):
+		return fmt.Errorf("%s %s %w (tusk was stopped before it ended, and PostgreSQL cannot start from it): remove it and restore again", what, dir, ErrUnfinished)
 	case len(des) > 0:
 		return fmt.Errorf("%s %s is not empty: restore into a new or empty folder", what, dir)
 	}
@@ -236,7 +250,7 @@ func RestoreChain(ctx context.Context, chain []Meta, dest string, opts FetchOpti
 			opts.Log.Debug("blocks in no backup of the chain left zero", "file", z.Path, "first", z.First, "blocks", z.Blocks)
 		}
 	}
-	return d.complete(newest)
+	return d.finish(newest, opts)
 }
 
 // restoreDest is a restore's destination: the data directory and each
@@ -283,6 +297,10 @@ func prepareDest(m Meta, dest string, opts FetchOptions) (*restoreDest, error) {
 			return nil, err
 		}
 	}
+	if err := d.mark(); err != nil {
+		d.cleanup(err)
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -304,7 +322,11 @@ func (d *restoreDest) cleanup(err error) {
 // part matched its checksum, but the parts list itself could be short.
 func (d *restoreDest) complete(m Meta) error {
 	for _, f := range restoreNeeds {
-		if _, err := os.Stat(filepath.Join(d.dest, filepath.FromSlash(f))); err != nil {
+		at := f
+		if f == controlFile {
+			at = heldControl // put in place by finish, last
+		}
+		if _, err := os.Stat(filepath.Join(d.dest, filepath.FromSlash(at))); err != nil {
 			return fmt.Errorf("backup %s is incomplete: its parts hold no %s, so the restored folder could not start (tusk verify %s reports it)", m.Name, f, m.Name)
 		}
 	}
@@ -322,6 +344,9 @@ func (d *restoreDest) composedPath(p string) (string, error) {
 			return "", fmt.Errorf("%w: %s is in no tablespace the metadata lists", ErrCorrupt, p)
 		}
 		return filepath.Join(dir, filepath.FromSlash(sub)), nil
+	}
+	if p == controlFile {
+		p = heldControl
 	}
 	return filepath.Join(d.dest, filepath.FromSlash(p)), nil
 }
@@ -456,6 +481,7 @@ func Restore(ctx context.Context, m Meta, dest string, opts FetchOptions) (err e
 	for _, p := range m.Parts {
 		total.Add(p.RawSize)
 	}
+	w := &fileWriter{early: !opts.NoSync}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(opts.Concurrency, 1))
 	for _, p := range m.Parts {
@@ -465,7 +491,7 @@ func Restore(ctx context.Context, m Meta, dest string, opts FetchOptions) (err e
 		}
 		g.Go(func() error {
 			return fetchPart(gctx, opts.Store, p, func(r io.Reader) error {
-				return unpack(r, root, p, spaces, &done, opts.Progress, total.Load())
+				return unpack(r, w, root, p, spaces, &done, opts.Progress, total.Load())
 			})
 		})
 	}
@@ -482,7 +508,7 @@ func Restore(ctx context.Context, m Meta, dest string, opts FetchOptions) (err e
 		}
 		return err
 	}
-	return d.complete(m)
+	return d.finish(m, opts)
 }
 
 // removeContents empties dir, leaving dir itself.
@@ -599,7 +625,7 @@ func eachEntry(r io.Reader, root string, p Part, spaces map[string]string, fn fu
 }
 
 // unpack writes one part's tar entries under root.
-func unpack(r io.Reader, root string, p Part, spaces map[string]string, done *atomic.Int64, progress func(int64, int64), total int64) error {
+func unpack(r io.Reader, w *fileWriter, root string, p Part, spaces map[string]string, done *atomic.Int64, progress func(int64, int64), total int64) error {
 	last := time.Now()
 	return eachEntry(r, root, p, spaces, func(e tarEntry) error {
 		switch e.hdr.Typeflag {
@@ -611,7 +637,7 @@ func unpack(r io.Reader, root string, p Part, spaces map[string]string, done *at
 			if err := os.MkdirAll(filepath.Dir(e.target), 0o700); err != nil {
 				return destError(root, err)
 			}
-			if err := writeEntry(root, e.target, e.hdr, e.data); err != nil {
+			if err := w.writeEntry(root, held(p.Archive, e.hdr.Name, e.target), e.hdr, e.data); err != nil {
 				return err
 			}
 			done.Add(e.hdr.Size)
@@ -685,47 +711,6 @@ func symlinkTarget(root string, hdr *tar.Header, archive string, spaces map[stri
 		}
 	}
 	return link, nil
-}
-
-// writeEntry writes a regular file under root or, for a piece of a split
-// file, its range of the file.
-func writeEntry(root, target string, hdr *tar.Header, r io.Reader) error {
-	if _, piece := hdr.PAXRecords[paxOffset]; !piece {
-		f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("%w: %s: the part holds it twice", ErrCorrupt, hdr.Name)
-		}
-		if err != nil {
-			return destError(root, err)
-		}
-		if err := copyInto(root, hdr.Name, f, r); err != nil {
-			f.Close()
-			return err
-		}
-		if err := f.Close(); err != nil {
-			return destError(root, err)
-		}
-		if !hdr.ModTime.IsZero() {
-			os.Chtimes(target, hdr.ModTime, hdr.ModTime)
-		}
-		return nil
-	}
-	off, _, err := pieceOf(hdr)
-	if err != nil {
-		return err
-	}
-	f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE, 0o600)
-	if err != nil {
-		return destError(root, err)
-	}
-	if err := copyInto(root, hdr.Name, io.NewOffsetWriter(f, off), r); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return destError(root, err)
-	}
-	return nil
 }
 
 // writeFile writes r to a new file name in dir.

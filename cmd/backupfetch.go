@@ -33,6 +33,7 @@ type backupFetchOpts struct {
 	port                                         int
 	socketDir, pgBin, owner                      string
 	json                                         bool
+	noSync                                       bool
 }
 
 func newBackupFetchCmd(root *rootOpts) *cobra.Command {
@@ -44,6 +45,12 @@ func newBackupFetchCmd(root *rootOpts) *cobra.Command {
 empty or missing: parts are downloaded, verified and unpacked in parallel
 (TUSK_DOWNLOAD_CONCURRENCY at a time), files 0600 and folders 0700. Tablespaces
 return to their original location unless mapped with --tablespace-mapping.
+
+Every restored file and folder, the recovery settings included, is on disk
+when backup-fetch exits 0 (--no-sync skips that, for a throwaway restore).
+global/pg_control is put in place last, so a restore stopped mid-way (kill -9,
+a crash) leaves a folder PostgreSQL cannot start from, which a later
+backup-fetch into it recognizes as unfinished.
 
 It then writes restore_command (this tusk binary with the same repository
 settings, or --config file) into DEST/postgresql.auto.conf and creates
@@ -83,6 +90,7 @@ It exits non-zero, with PostgreSQL's reason, if the target was not reached.`,
 	f.StringVar(&o.pgBin, "pg-bin", "", "with --recover: folder of PostgreSQL's programs (default: /usr/lib/postgresql/MAJOR/bin, else PATH)")
 	f.StringVar(&o.owner, "owner", "", "when run as root: user to own the restored files and run the server (default: the owner of DEST or its parent; postgres when that is root)")
 	f.BoolVar(&o.json, "json", false, "print what was restored (and where recovery stopped) as JSON")
+	f.BoolVar(&o.noSync, "no-sync", false, "do not wait for the restored files to reach the disk (for a throwaway restore: a crash of the machine can then lose them)")
 	addSettingFlags(f, "TUSK_DOWNLOAD_CONCURRENCY")
 	return c
 }
@@ -380,6 +388,7 @@ func setupFetch(c *cobra.Command, root *rootOpts, o *backupFetchOpts, dest, name
 		PrimaryConninfo: o.primaryConninfo,
 		TablespaceMap:   mapping,
 		Owner:           o.owner,
+		NoSync:          o.noSync,
 		Log:             log,
 	}}, nil
 }

@@ -41,6 +41,9 @@ type Options struct {
 	// Server, if set, has Run start PostgreSQL on Dest and drive recovery
 	// to the target; without it Run only sets recovery up.
 	Server *ServerOptions
+	// NoSync skips making the restore durable (basebackup.FetchOptions):
+	// for throwaway restores.
+	NoSync bool
 	Log    *slog.Logger
 	// Progress, if set, is called as the restore goes on, never twice at
 	// once; it should return quickly.
@@ -127,31 +130,38 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, err
 	}
 	start := time.Now()
+	rec := Recovery{RestoreCommand: o.RestoreCommand, Target: o.Target, Standby: o.Standby, PrimaryConninfo: o.PrimaryConninfo}
 	err = basebackup.RestoreChain(ctx, chain, o.Dest, basebackup.FetchOptions{
 		Store:         o.Store,
 		Concurrency:   o.Concurrency,
 		TablespaceMap: mapping,
 		Log:           o.Log,
+		NoSync:        o.NoSync,
 		Progress: func(done, total int64) {
 			progress(Progress{Phase: Unpacking, Backup: m, Done: done, Total: total, Elapsed: time.Since(start)})
+		},
+		// The owner and the recovery settings go in before the restore is
+		// made durable and sealed, so that a restore killed at any moment
+		// is either whole, settings included, or cannot start.
+		BeforeSeal: func(dest string) error {
+			if own != nil {
+				if err := giveTree(own, dest, m); err != nil {
+					return err
+				}
+			}
+			if err := rec.Write(dest); err != nil {
+				return err
+			}
+			if own != nil {
+				for _, f := range []string{"postgresql.auto.conf", "recovery.signal", "standby.signal"} {
+					os.Lchown(filepath.Join(dest, f), own.uid, own.gid) // the signal not written is missing: fine
+				}
+			}
+			return nil
 		},
 	})
 	if err != nil {
 		return res, err
-	}
-	if own != nil {
-		if err := giveTree(own, o.Dest, m); err != nil {
-			return res, err
-		}
-	}
-	rec := Recovery{RestoreCommand: o.RestoreCommand, Target: o.Target, Standby: o.Standby, PrimaryConninfo: o.PrimaryConninfo}
-	if err := rec.Write(o.Dest); err != nil {
-		return res, err
-	}
-	if own != nil {
-		for _, f := range []string{"postgresql.auto.conf", "recovery.signal", "standby.signal"} {
-			os.Lchown(filepath.Join(o.Dest, f), own.uid, own.gid) // the signal not written is missing: fine
-		}
 	}
 	res.Restored, res.Restore = true, time.Since(start)
 	progress(Progress{Phase: Restored, Backup: m, Elapsed: res.Restore})
