@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -94,7 +95,9 @@ func downloadFailed(err error) bool {
 // error is a DestError, a read error the part's.
 func copyInto(root, name string, w io.Writer, r io.Reader) error {
 	ew := &errWriter{w: w}
-	if _, err := io.Copy(ew, r); err != nil {
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
+	if _, err := io.CopyBuffer(ew, r, *buf); err != nil {
 		if ew.err != nil {
 			return destError(root, ew.err)
 		}
@@ -102,6 +105,13 @@ func copyInto(root, name string, w io.Writer, r io.Reader) error {
 	}
 	return nil
 }
+
+// copyBuffers hold the buffers files are restored through: one write call
+// per 256 KiB instead of io.Copy's 32 KiB (a 1.6 GB restore made 50,737
+// pwrite calls through io.Copy's buffer; the chain composer, writing
+// 256 KiB at a time, made 7,207 for the same data). At most one per
+// download at work, so TUSK_DOWNLOAD_CONCURRENCY × 256 KiB.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // FetchOptions configure a restore.
 type FetchOptions struct {
