@@ -25,6 +25,7 @@ type backupPushOpts struct {
 	permanent bool
 	json      bool
 	full      bool
+	failBad   bool
 }
 
 func newBackupPushCmd(root *rootOpts) *cobra.Command {
@@ -74,7 +75,8 @@ timeline), backup-push says why and takes a full backup; with
 	f.BoolVar(&o.permanent, "permanent", false, "mark the backup permanent: retention never deletes it")
 	f.BoolVar(&o.json, "json", false, "print the backup's metadata as JSON when done")
 	f.BoolVarP(&o.full, "full", "f", false, "take a full backup, even where TUSK_DELTA_MAX_STEPS would take an incremental")
-	addSettingFlags(f, "TUSK_COMPRESSION", "TUSK_UPLOAD_CONCURRENCY", "TUSK_DELTA_FROM_NAME")
+	f.BoolVar(&o.failBad, "fail-on-bad-page", false, "local mode: fail, recording no backup, when a data page fails its checksum (by default bad pages are logged, listed in the metadata, and the backup is kept)")
+	addSettingFlags(f, "TUSK_COMPRESSION", "TUSK_UPLOAD_CONCURRENCY", "TUSK_DELTA_FROM_NAME", "TUSK_BACKUP_MODE")
 	return c
 }
 
@@ -150,9 +152,33 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 		return fmt.Errorf("the server's WAL archiving is failing (last failure: %s at %s; see the server log), and the backup would wait forever for its WAL to be archived: fix archive_command first", arch.LastFailed, arch.LastFailedTime)
 	}
 	delta := basebackup.DeltaOptions{MaxSteps: cfg.Delta.MaxSteps, Origin: cfg.Delta.Origin, FromName: cfg.Delta.FromName, Full: o.full}
-	parent, err := chooseParent(ctx, conn, st, sys, delta, log)
+	var local error = errors.New("no PGDATA given")
+	if dataDir != "" && cfg.BackupMode != basebackup.ModeRemote {
+		local = basebackup.ServerDataDir(ctx, conn, dataDir)
+	}
+	// Incrementals are remote; where local mode is asked for, a full
+	// backup is taken rather than looking for a parent.
+	mode, why, err := basebackup.ChooseMode(cfg.BackupMode, dataDir, local, cfg.BackupMode != basebackup.ModeLocal && delta.Wanted())
 	if err != nil {
-		return describeStorageErr(err, cfg)
+		return err
+	}
+	var parent *basebackup.Meta
+	if mode == basebackup.ModeRemote {
+		if parent, err = chooseParent(ctx, conn, st, sys, delta, log); err != nil {
+			return describeStorageErr(err, cfg)
+		}
+	}
+	if why != "" {
+		log.Debug("backing up in remote mode", "reason", why)
+	}
+	var sqlConn *pgconn.PgConn
+	if mode == basebackup.ModeLocal {
+		// The backup is held on a session of its own: pg_backup_start
+		// and pg_backup_stop on a plain connection.
+		if sqlConn, err = connect(ctx, cfg.PG, o.pgConn, false); err != nil {
+			return err
+		}
+		defer sqlConn.Close(ctx)
 	}
 	boundMemory()
 	line := newProgressLine(root.stderr)
@@ -185,7 +211,12 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 		},
 		Parent: parent,
 	}
-	m, err := basebackup.Push(ctx, conn, sys, opts)
+	var m basebackup.Meta
+	if mode == basebackup.ModeLocal {
+		m, err = basebackup.PushLocal(ctx, sqlConn, sys, opts, basebackup.LocalOptions{DataDir: dataDir, Readers: cfg.UploadConcurrency, FailOnBadPage: o.failBad})
+	} else {
+		m, err = basebackup.Push(ctx, conn, sys, opts)
+	}
 	if errors.Is(err, basebackup.ErrNoIncremental) && delta.FromName == "" {
 		line.done()
 		log.Info("taking a full backup", "reason", err.Error())
@@ -206,8 +237,11 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 	if m.Incremental() {
 		kind = fmt.Sprintf("incremental on %s, %d of %d in the chain of %s", m.Parent, m.ChainDepth, max(delta.MaxSteps, m.ChainDepth), m.ChainFull)
 	}
-	fmt.Fprintf(root.stdout, "backup %s done (%s): %s of data, %s stored (%s), %d parts, %s, %s\n",
-		m.Name, kind, bytesString(m.DataSize), bytesString(m.StoredSize), m.Codec, len(m.Parts),
+	if n := len(m.BadPages); n > 0 {
+		kind += fmt.Sprintf(", %d files with pages failing their checksum (see the log and the metadata's bad_pages)", n)
+	}
+	fmt.Fprintf(root.stdout, "backup %s done (%s), %s mode: %s of data, %s stored (%s), %d parts, %s, %s\n",
+		m.Name, kind, mode, bytesString(m.DataSize), bytesString(m.StoredSize), m.Codec, len(m.Parts),
 		took.Round(10*time.Millisecond), rate(m.DataSize, took))
 	return nil
 }
