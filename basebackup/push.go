@@ -45,7 +45,7 @@ type PushOptions struct {
 	// ErrNoIncremental before anything is stored, and the connection is
 	// ready for a full backup.
 	Parent *Meta
-	Log         *slog.Logger
+	Log    *slog.Logger
 	// Progress, if set, is called from the stream's goroutine as the
 	// server reports progress.
 	Progress    func(Progress)
