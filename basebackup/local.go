@@ -42,6 +42,10 @@ type LocalOptions struct {
 // failed.
 var ErrBadPages = errors.New("data pages failed their checksum")
 
+// LocalApplicationName is the application_name of the session that holds
+// a local-mode backup on the server.
+const LocalApplicationName = "tusk backup-push (local)"
+
 // maxBadBlocks is how many bad blocks of one file the metadata names.
 const maxBadBlocks = 100
 
@@ -132,6 +136,10 @@ type localBackup struct {
 func (b *localBackup) run(ctx context.Context) error {
 	u := b.u
 	log := u.opts.Log
+	// The session that holds the backup shows in pg_stat_activity.
+	if _, err := simpleQuery(ctx, b.conn, "SET application_name = '"+LocalApplicationName+"'"); err != nil {
+		return fmt.Errorf("name the backup's session: %w", err)
+	}
 	rows, err := simpleQuery(ctx, b.conn, "SELECT current_setting('data_checksums'), current_setting('block_size'), current_setting('segment_size')")
 	if err != nil {
 		return fmt.Errorf("read server settings: %w", err)

@@ -38,10 +38,10 @@ func backupStarted(t *testing.T, repo repository) bool {
 	return false
 }
 
-// backupSessions counts the server's sessions whose last query started a
-// backup: a local-mode backup-push's, while it runs.
+// backupSessions counts the server's sessions of local-mode backup-pushes:
+// the sessions that hold their backups.
 func backupSessions(t *testing.T, pg *testenv.Postgres) string {
-	out, err := pg.TrySQL(t.Context(), "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_backup_start(%' OR query LIKE 'SELECT pg_start_backup(%'")
+	out, err := pg.TrySQL(t.Context(), "SELECT count(*) FROM pg_stat_activity WHERE application_name = '"+basebackup.LocalApplicationName+"'")
 	if err != nil {
 		return err.Error()
 	}
