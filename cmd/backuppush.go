@@ -32,7 +32,7 @@ func newBackupPushCmd(root *rootOpts) *cobra.Command {
 	var o backupPushOpts
 	c := &cobra.Command{
 		Use:   "backup-push [PGDATA]",
-		Short: "Take a base backup over the replication protocol into the repository",
+		Short: "Take a base backup (over the replication protocol, or reading PGDATA locally) into the repository",
 		Long: `backup-push takes a base backup with BASE_BACKUP over a replication connection
 (libpq settings PGHOST, PGPORT, PGUSER, or --pg-conn), from the database host or
 any other host, from a primary or a standby; the user needs only the REPLICATION
@@ -45,6 +45,16 @@ listed backup.
 PGDATA (or TUSK_PGDATA), when given, must be the server's data directory: tusk
 compares its system identifier with the server's, so a cron line pointing at the
 wrong cluster fails loudly.
+
+--mode (TUSK_BACKUP_MODE) local reads the files itself instead: on a plain
+session it holds pg_backup_start while TUSK_UPLOAD_CONCURRENCY readers read
+PGDATA and the tablespaces in parallel (leaving out what BASE_BACKUP leaves
+out), pg_control last, then stores the backup_label pg_backup_stop returns and
+a backup_manifest it writes itself; data page checksums are checked as pages
+are read (bad pages are logged and recorded; --fail-on-bad-page fails the
+backup instead). The default, auto, is local when PGDATA is the running
+server's data directory on this host and the backup is full, else remote.
+The summary line says which mode was used.
 
 The server waits until the WAL the backup needs is archived (archive_command =
 'tusk wal-push %p' must be working), so a finished backup is restorable.
