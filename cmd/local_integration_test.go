@@ -52,11 +52,17 @@ func backupSessions(t *testing.T, pg *testenv.Postgres) string {
 // with a tablespace, a table dropped and one truncated while it reads the
 // files, on PostgreSQL 15 (manifest version 1, checked by pg_verifybackup)
 // and 17 (version 2): the backup says its mode, the restore to a moment
-// after it has exactly that moment's data, and verify --deep passes.
+// after it has exactly that moment's data, and verify --deep passes. The
+// same on 15 with --mode remote, which the other tests (passing PGDATA, so
+// local by default) mostly leave to the basebackup package's.
 func TestIntegrationLocalMode(t *testing.T) {
 	bin := testenv.BuildTusk(t)
-	for _, v := range []int{15, 17} {
-		t.Run(fmt.Sprint(v), func(t *testing.T) {
+	for _, c := range []struct {
+		v    int
+		mode string
+	}{{15, basebackup.ModeLocal}, {17, basebackup.ModeLocal}, {15, basebackup.ModeRemote}} {
+		v, mode := c.v, c.mode
+		t.Run(fmt.Sprintf("%d-%s", v, mode), func(t *testing.T) {
 			t.Parallel()
 			repo := folderRepo(t)
 			c := startCluster(t, repo, testenv.PostgresOptions{Version: v, Env: []string{"TUSK_BACKUP_PART_SIZE=4MiB"}})
@@ -78,7 +84,7 @@ func TestIntegrationLocalMode(t *testing.T) {
 			}
 			// zstd makes the backup slow enough for the changes below to
 			// land while it runs (checked after, against its end LSN).
-			push := tuskCommand(t.Context(), bin, append(env, "TUSK_LOG_LEVEL=debug", "TUSK_COMPRESSION=zstd"), "backup-push", "--mode", "local", pg.DataDir)
+			push := tuskCommand(t.Context(), bin, append(env, "TUSK_LOG_LEVEL=debug", "TUSK_COMPRESSION=zstd"), "backup-push", "--mode", mode, pg.DataDir)
 			var out, errOut bytes.Buffer
 			push.Stdout, push.Stderr = &out, &errOut
 			if err := push.Start(); err != nil {
@@ -92,11 +98,11 @@ func TestIntegrationLocalMode(t *testing.T) {
 			err := push.Wait()
 			load.Wait()
 			if err != nil {
-				t.Fatalf("backup-push --mode local: %v\n%s%s", err, out.String(), errOut.String())
+				t.Fatalf("backup-push --mode %s: %v\n%s%s", mode, err, out.String(), errOut.String())
 			}
 			t.Logf("%s", strings.TrimSpace(out.String()))
-			if !strings.Contains(out.String(), "local mode") {
-				t.Errorf("the summary line does not say local mode: %s", out.String())
+			if !strings.Contains(out.String(), mode+" mode") {
+				t.Errorf("the summary line does not say %s mode: %s", mode, out.String())
 			}
 			for _, l := range strings.Split(errOut.String(), "\n") {
 				if strings.Contains(l, "vanished") || strings.Contains(l, "shrank") {
@@ -108,8 +114,8 @@ func TestIntegrationLocalMode(t *testing.T) {
 				t.Fatalf("backup-list: %d backups, want 1", len(metas))
 			}
 			m := metas[0]
-			if m.Mode != basebackup.ModeLocal || len(m.BadPages) != 0 || len(m.Tablespaces) != 2 {
-				t.Fatalf("metadata: mode %q, bad pages %v, tablespaces %+v; want local, none, ts and the data directory", m.Mode, m.BadPages, m.Tablespaces)
+			if m.Mode != mode || len(m.BadPages) != 0 || len(m.Tablespaces) != 2 {
+				t.Fatalf("metadata: mode %q, bad pages %v, tablespaces %+v; want %s, none, ts and the data directory", m.Mode, m.BadPages, m.Tablespaces, mode)
 			}
 			if lsn, err := wal.ParseLSN(changed); err != nil || lsn >= m.EndLSN {
 				t.Fatalf("the drop and truncate (to %s) were not during the backup (%s to %s): %v", changed, m.StartLSN, m.EndLSN, err)
