@@ -168,9 +168,12 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 	}
 	// Incrementals are remote; where local mode is asked for, a full
 	// backup is taken rather than looking for a parent.
-	mode, why, err := basebackup.ChooseMode(cfg.BackupMode, dataDir, local, cfg.BackupMode != basebackup.ModeLocal && delta.Wanted())
+	mode, why, err := basebackup.ChooseMode(cfg.BackupMode, dataDir, local, delta.FromName != "" && !delta.Full || cfg.BackupMode != basebackup.ModeLocal && delta.Wanted())
 	if err != nil {
 		return err
+	}
+	if mode == basebackup.ModeLocal && delta.Wanted() {
+		log.Info("taking a full backup", "reason", "--mode local takes full backups only, so TUSK_DELTA_MAX_STEPS is not followed; incrementals (PostgreSQL 17+) are taken with --mode remote")
 	}
 	var parent *basebackup.Meta
 	if mode == basebackup.ModeRemote {
