@@ -124,6 +124,9 @@ type localBackup struct {
 	conn    *pgconn.PgConn
 
 	checksums bool // the cluster has data checksums, of pages local mode can check
+	// opened, if set, hears of each file opened and its size taken, before
+	// it is read (tests shrink files then).
+	opened func(path string)
 	read      atomic.Int64
 
 	mu       sync.Mutex
@@ -498,6 +501,9 @@ func (b *localBackup) copyFile(ctx context.Context, l *lane, manifestPrefix stri
 		return fmt.Errorf("read %s: %w", e.abs, err)
 	}
 	size := fi.Size()
+	if b.opened != nil {
+		b.opened(e.abs)
+	}
 	h := &tar.Header{Typeflag: tar.TypeReg, Name: e.name, Size: size, Mode: int64(e.mode), ModTime: fi.ModTime().Truncate(time.Second), Uid: e.uid, Gid: e.gid}
 	if err := l.tw.WriteHeader(h); err != nil {
 		return err

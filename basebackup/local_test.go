@@ -1,13 +1,19 @@
 package basebackup
 
 import (
+	"archive/tar"
+	"bytes"
 	"encoding/binary"
+	"hash/crc32"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/tusk-backup/tusk/compress"
 )
 
 // testdata/pg_class.2pages is blocks 0 and 1 of pg_class (base/1/1259) of a
@@ -209,5 +215,76 @@ func TestChooseMode(t *testing.T) {
 		if mode != c.mode || (err != nil) != c.fails {
 			t.Errorf("ChooseMode(%q, %q, %v, %v) = %q, %v; want %q (fails: %v)", c.want, c.dataDir, c.local, c.incremental, mode, err, c.mode, c.fails)
 		}
+	}
+}
+
+// TestCopyFileShrinksAndVanishes: a file that shrinks after it is opened
+// is stored at its size at open, the rest zeros, with the manifest's CRC32C
+// of what is stored; one gone before it is opened is left out.
+func TestCopyFileShrinksAndVanishes(t *testing.T) {
+	t.Parallel()
+	st := newStore(t)
+	u, g, _ := newUploader(t.Context(), System{SystemID: "1", Version: 150000, SegSize: 16 << 20}, &PushOptions{Store: st, Codec: compress.Default, PartSize: 1 << 20})
+	u.meta.Name = "base_000000010000000000000002_20261202T000000Z"
+	dir := t.TempDir()
+	data := randomBytes(3, 3*pageSize+100)
+	shrinking := filepath.Join(dir, "16384")
+	if err := os.WriteFile(shrinking, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := &localBackup{u: u, opened: func(name string) {
+		if name == shrinking {
+			// A truncation while the file is read: its size was taken at
+			// the open, the bytes are gone.
+			os.Truncate(name, pageSize+10)
+		}
+	}}
+	l := b.newLane("base", func() int { return 1 })
+	for _, e := range []localEntry{
+		{name: "base/5/16384", abs: shrinking, kind: tar.TypeReg, mode: 0o600},
+		{name: "base/5/16385", abs: filepath.Join(dir, "gone"), kind: tar.TypeReg, mode: 0o600},
+	} {
+		if err := b.copyFile(t.Context(), l, "", e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	want := append(slices.Clone(data[:pageSize+10]), make([]byte, len(data)-pageSize-10)...)
+	if len(b.files) != 1 || b.files[0].Path != "base/5/16384" || b.files[0].Size != int64(len(data)) ||
+		b.files[0].Checksum != crcHex(crc32.Checksum(want, castagnoli)) {
+		t.Fatalf("manifest files %+v, want base/5/16384 only, %d bytes with the CRC32C of what is left and zeros", b.files, len(data))
+	}
+	if len(u.parts) != 1 {
+		t.Fatalf("%d parts, want 1", len(u.parts))
+	}
+	var got []byte
+	err := fetchPart(t.Context(), st, u.parts[0], func(r io.Reader) error {
+		tr := tar.NewReader(r)
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if h.Name != "base/5/16384" {
+				t.Errorf("the part holds %s", h.Name)
+			}
+			if got, err = io.ReadAll(tr); err != nil {
+				return err
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("stored %d bytes, not what was there at the read, then zeros to the size at open", len(got))
 	}
 }
