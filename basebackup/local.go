@@ -127,7 +127,7 @@ type localBackup struct {
 	// opened, if set, hears of each file opened and its size taken, before
 	// it is read (tests shrink files then).
 	opened func(path string)
-	read      atomic.Int64
+	read   atomic.Int64
 
 	mu       sync.Mutex
 	files    []incremental.ManifestFile
