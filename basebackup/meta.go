@@ -81,6 +81,27 @@ type Meta struct {
 	Parent     string `json:"parent,omitempty"`
 	ChainFull  string `json:"chain_full,omitempty"`
 	ChainDepth int    `json:"chain_depth,omitempty"`
+	// Mode is how the backup was taken: ModeRemote (BASE_BACKUP over the
+	// replication protocol; also what an empty Mode of older metadata
+	// means) or ModeLocal (files read from the data directory; see
+	// PushLocal). The parts and manifest have the same layout either way.
+	Mode string `json:"mode,omitempty"`
+	// BadPages are the data pages whose checksum failed as a local-mode
+	// backup read them (PostgreSQL's data checksums), by file.
+	BadPages []BadPages `json:"bad_pages,omitempty"`
+}
+
+// Backup modes (Meta.Mode).
+const (
+	ModeRemote = "remote"
+	ModeLocal  = "local"
+)
+
+// BadPages are one file's pages whose checksum failed.
+type BadPages struct {
+	File   string   `json:"file"`   // as in the manifest: pg_tblspc/OID/... for a tablespace's
+	Blocks []uint32 `json:"blocks"` // block numbers in the relation (segment × RELSEG_SIZE + block), the first maxBadBlocks
+	Count  int      `json:"count"`  // how many failed
 }
 
 // Incremental reports whether m holds only the changes since its parent.

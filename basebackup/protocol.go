@@ -1,5 +1,6 @@
 // Package basebackup takes base backups over PostgreSQL's replication
-// protocol into a repository, and restores them.
+// protocol (Push) or by reading the data directory on the database host
+// (PushLocal) into a repository, and restores them.
 //
 // A backup is a set of part objects and one metadata object. backup-push
 // streams BASE_BACKUP's tar archives, cuts them at tar entry boundaries into

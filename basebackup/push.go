@@ -45,7 +45,7 @@ type PushOptions struct {
 	// ErrNoIncremental before anything is stored, and the connection is
 	// ready for a full backup.
 	Parent *Meta
-	Log         *slog.Logger
+	Log    *slog.Logger
 	// Progress, if set, is called from the stream's goroutine as the
 	// server reports progress.
 	Progress    func(Progress)
@@ -77,39 +77,8 @@ var ErrNoIncremental = errors.New("an incremental backup cannot be taken")
 // On error the repository holds no new backup, only garbage under the
 // backup's data prefix, and conn must be closed.
 func Push(ctx context.Context, conn *pgconn.PgConn, sys System, opts PushOptions) (Meta, error) {
-	if opts.now == nil {
-		opts.now = time.Now
-	}
-	if opts.PartSize <= 0 {
-		opts.PartSize = 64 << 20
-	}
-	opts.Concurrency = max(opts.Concurrency, 1)
-	if opts.archiveWait == (archiveWait{}) {
-		opts.archiveWait = defaultArchiveWait
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(opts.Concurrency) // parts uploading at once
-	u := &uploader{
-		ctx:  gctx,
-		g:    g,
-		opts: opts,
-		sys:  sys,
-		run:  newRunID(),
-		meta: Meta{
-			Format:      metaFormat,
-			SystemID:    sys.SystemID,
-			PGVersion:   sys.Version,
-			SegSize:     sys.SegSize,
-			FromStandby: sys.InRecovery,
-			StartTime:   opts.now().UTC(),
-			Codec:       opts.Codec.String(),
-			Permanent:   opts.Permanent,
-		},
-	}
-	if opts.Log == nil {
-		opts.Log = slog.New(slog.DiscardHandler)
-		u.opts.Log = opts.Log
-	}
+	u, g, gctx := newUploader(ctx, sys, &opts)
+	u.meta.Mode = ModeRemote
 	if p := opts.Parent; p != nil {
 		u.meta.Parent, u.meta.ChainFull, u.meta.ChainDepth = p.Name, p.ChainFull, p.ChainDepth+1
 		if !p.Incremental() {
@@ -169,6 +138,13 @@ func Push(ctx context.Context, conn *pgconn.PgConn, sys System, opts PushOptions
 		}
 		return Meta{}, fmt.Errorf("backup %s: %w", u.meta.Name, firstCause(gctx, err, werr))
 	}
+	return u.record(ctx)
+}
+
+// record lists the stored parts in the metadata and writes it, once the
+// parts' group is done: the backup then exists.
+func (u *uploader) record(ctx context.Context) (Meta, error) {
+	opts := u.opts
 	m := u.meta
 	m.FinishTime = opts.now().UTC()
 	u.mu.Lock()
@@ -195,6 +171,44 @@ func Push(ctx context.Context, conn *pgconn.PgConn, sys System, opts PushOptions
 		return Meta{}, err
 	}
 	return m, nil
+}
+
+// newUploader sets opts' defaults and returns the uploader of one run, with
+// the group its parts upload in and that group's context.
+func newUploader(ctx context.Context, sys System, opts *PushOptions) (*uploader, *errgroup.Group, context.Context) {
+	if opts.now == nil {
+		opts.now = time.Now
+	}
+	if opts.PartSize <= 0 {
+		opts.PartSize = 64 << 20
+	}
+	opts.Concurrency = max(opts.Concurrency, 1)
+	if opts.archiveWait == (archiveWait{}) {
+		opts.archiveWait = defaultArchiveWait
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(opts.Concurrency) // parts uploading at once
+	u := &uploader{
+		ctx:  gctx,
+		g:    g,
+		opts: *opts,
+		sys:  sys,
+		run:  newRunID(),
+		meta: Meta{
+			Format:      metaFormat,
+			SystemID:    sys.SystemID,
+			PGVersion:   sys.Version,
+			SegSize:     sys.SegSize,
+			FromStandby: sys.InRecovery,
+			StartTime:   opts.now().UTC(),
+			Codec:       opts.Codec.String(),
+			Permanent:   opts.Permanent,
+		},
+	}
+	return u, g, gctx
 }
 
 // firstCause is what to report when a Push whose caller's ctx is not done

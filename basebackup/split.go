@@ -20,6 +20,9 @@ type archiveWriter struct {
 	name string
 	seq  int
 	part *partWriter
+	// nextSeq, if set, numbers the parts: several writers of one archive
+	// (local mode's readers) share one sequence.
+	nextSeq func() int
 
 	state  splitState
 	block  [blockSize]byte // the header block being collected
@@ -267,7 +270,11 @@ func (aw *archiveWriter) rotate() error {
 	if err := aw.closePart(); err != nil {
 		return err
 	}
-	aw.seq++
+	if aw.nextSeq != nil {
+		aw.seq = aw.nextSeq()
+	} else {
+		aw.seq++
+	}
 	key := fmt.Sprintf("%s%s.%05d.tar%s", aw.u.partPrefix(), aw.name, aw.seq, aw.u.opts.Codec.Ext())
 	p, err := aw.u.newPart(aw.name, aw.seq, key)
 	if err != nil {

@@ -25,13 +25,14 @@ type backupPushOpts struct {
 	permanent bool
 	json      bool
 	full      bool
+	failBad   bool
 }
 
 func newBackupPushCmd(root *rootOpts) *cobra.Command {
 	var o backupPushOpts
 	c := &cobra.Command{
 		Use:   "backup-push [PGDATA]",
-		Short: "Take a base backup over the replication protocol into the repository",
+		Short: "Take a base backup (over the replication protocol, or reading PGDATA locally) into the repository",
 		Long: `backup-push takes a base backup with BASE_BACKUP over a replication connection
 (libpq settings PGHOST, PGPORT, PGUSER, or --pg-conn), from the database host or
 any other host, from a primary or a standby; the user needs only the REPLICATION
@@ -44,6 +45,16 @@ listed backup.
 PGDATA (or TUSK_PGDATA), when given, must be the server's data directory: tusk
 compares its system identifier with the server's, so a cron line pointing at the
 wrong cluster fails loudly.
+
+--mode (TUSK_BACKUP_MODE) local reads the files itself instead: on a plain
+session it holds pg_backup_start while TUSK_UPLOAD_CONCURRENCY readers read
+PGDATA and the tablespaces in parallel (leaving out what BASE_BACKUP leaves
+out), pg_control last, then stores the backup_label pg_backup_stop returns and
+a backup_manifest it writes itself; data page checksums are checked as pages
+are read (bad pages are logged and recorded; --fail-on-bad-page fails the
+backup instead). The default, auto, is local when PGDATA is the running
+server's data directory on this host and the backup is full, else remote.
+The summary line says which mode was used.
 
 The server waits until the WAL the backup needs is archived (archive_command =
 'tusk wal-push %p' must be working), so a finished backup is restorable.
@@ -74,7 +85,8 @@ timeline), backup-push says why and takes a full backup; with
 	f.BoolVar(&o.permanent, "permanent", false, "mark the backup permanent: retention never deletes it")
 	f.BoolVar(&o.json, "json", false, "print the backup's metadata as JSON when done")
 	f.BoolVarP(&o.full, "full", "f", false, "take a full backup, even where TUSK_DELTA_MAX_STEPS would take an incremental")
-	addSettingFlags(f, "TUSK_COMPRESSION", "TUSK_UPLOAD_CONCURRENCY", "TUSK_DELTA_FROM_NAME")
+	f.BoolVar(&o.failBad, "fail-on-bad-page", false, "local mode: fail, recording no backup, when a data page fails its checksum (by default bad pages are logged, listed in the metadata, and the backup is kept)")
+	addSettingFlags(f, "TUSK_COMPRESSION", "TUSK_UPLOAD_CONCURRENCY", "TUSK_DELTA_FROM_NAME", "TUSK_BACKUP_MODE")
 	return c
 }
 
@@ -150,9 +162,36 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 		return fmt.Errorf("the server's WAL archiving is failing (last failure: %s at %s; see the server log), and the backup would wait forever for its WAL to be archived: fix archive_command first", arch.LastFailed, arch.LastFailedTime)
 	}
 	delta := basebackup.DeltaOptions{MaxSteps: cfg.Delta.MaxSteps, Origin: cfg.Delta.Origin, FromName: cfg.Delta.FromName, Full: o.full}
-	parent, err := chooseParent(ctx, conn, st, sys, delta, log)
+	var local error = errors.New("no PGDATA given")
+	if dataDir != "" && cfg.BackupMode != basebackup.ModeRemote {
+		local = basebackup.ServerDataDir(ctx, conn, dataDir)
+	}
+	// Incrementals are remote; where local mode is asked for, a full
+	// backup is taken rather than looking for a parent.
+	mode, why, err := basebackup.ChooseMode(cfg.BackupMode, dataDir, local, delta.FromName != "" && !delta.Full || cfg.BackupMode != basebackup.ModeLocal && delta.Wanted())
 	if err != nil {
-		return describeStorageErr(err, cfg)
+		return err
+	}
+	if mode == basebackup.ModeLocal && delta.Wanted() {
+		log.Info("taking a full backup", "reason", "--mode local takes full backups only, so TUSK_DELTA_MAX_STEPS is not followed; incrementals (PostgreSQL 17+) are taken with --mode remote")
+	}
+	var parent *basebackup.Meta
+	if mode == basebackup.ModeRemote {
+		if parent, err = chooseParent(ctx, conn, st, sys, delta, log); err != nil {
+			return describeStorageErr(err, cfg)
+		}
+	}
+	if why != "" {
+		log.Debug("backing up in remote mode", "reason", why)
+	}
+	var sqlConn *pgconn.PgConn
+	if mode == basebackup.ModeLocal {
+		// The backup is held on a session of its own: pg_backup_start
+		// and pg_backup_stop on a plain connection.
+		if sqlConn, err = connect(ctx, cfg.PG, o.pgConn, false); err != nil {
+			return err
+		}
+		defer sqlConn.Close(ctx)
 	}
 	boundMemory()
 	line := newProgressLine(root.stderr)
@@ -185,7 +224,12 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 		},
 		Parent: parent,
 	}
-	m, err := basebackup.Push(ctx, conn, sys, opts)
+	var m basebackup.Meta
+	if mode == basebackup.ModeLocal {
+		m, err = basebackup.PushLocal(ctx, sqlConn, sys, opts, basebackup.LocalOptions{DataDir: dataDir, Readers: cfg.UploadConcurrency, FailOnBadPage: o.failBad})
+	} else {
+		m, err = basebackup.Push(ctx, conn, sys, opts)
+	}
 	if errors.Is(err, basebackup.ErrNoIncremental) && delta.FromName == "" {
 		line.done()
 		log.Info("taking a full backup", "reason", err.Error())
@@ -206,8 +250,11 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 	if m.Incremental() {
 		kind = fmt.Sprintf("incremental on %s, %d of %d in the chain of %s", m.Parent, m.ChainDepth, max(delta.MaxSteps, m.ChainDepth), m.ChainFull)
 	}
-	fmt.Fprintf(root.stdout, "backup %s done (%s): %s of data, %s stored (%s), %d parts, %s, %s\n",
-		m.Name, kind, bytesString(m.DataSize), bytesString(m.StoredSize), m.Codec, len(m.Parts),
+	if n := len(m.BadPages); n > 0 {
+		kind += fmt.Sprintf(", %d files with pages failing their checksum (see the log and the metadata's bad_pages)", n)
+	}
+	fmt.Fprintf(root.stdout, "backup %s done (%s), %s mode: %s of data, %s stored (%s), %d parts, %s, %s\n",
+		m.Name, kind, mode, bytesString(m.DataSize), bytesString(m.StoredSize), m.Codec, len(m.Parts),
 		took.Round(10*time.Millisecond), rate(m.DataSize, took))
 	return nil
 }

@@ -34,6 +34,7 @@ type Config struct {
 	SpoolDir            string
 	S3                  S3Settings
 	BackupPartSize      int64
+	BackupMode          string // "auto", "local" or "remote"
 	PG                  PGSettings
 	Delta               Delta
 	LogLevel            slog.Level
@@ -171,6 +172,13 @@ func Build(v Values) (Config, error) {
 	}
 	if c.BackupPartSize < 1<<20 || c.BackupPartSize > 1<<30 {
 		return c, bad("TUSK_BACKUP_PART_SIZE", fmt.Errorf("%s is outside 1MiB to 1GiB", v.Get("TUSK_BACKUP_PART_SIZE")))
+	}
+	switch c.BackupMode = strings.ToLower(v.Get("TUSK_BACKUP_MODE")); c.BackupMode {
+	case "auto", "local", "remote":
+	case "":
+		c.BackupMode = "auto"
+	default:
+		return c, bad("TUSK_BACKUP_MODE", fmt.Errorf("%q is not one of local, remote, auto", v.Get("TUSK_BACKUP_MODE")))
 	}
 	if c.S3.PartSize, err = parseSize(v.Get("TUSK_S3_PART_SIZE")); err != nil {
 		return c, bad("TUSK_S3_PART_SIZE", err)

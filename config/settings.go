@@ -50,6 +50,8 @@ var Settings = []Setting{
 		Help: "folder for prefetched WAL, best on pg_wal's file system (default: a tusk folder in the system temp folder)"},
 	{Key: "TUSK_BACKUP_PART_SIZE", Default: "64MiB",
 		Help: "backup-push cuts the server's tar stream into parts of about this size (1MiB-1GiB), compressed and uploaded TUSK_UPLOAD_CONCURRENCY at a time"},
+	{Key: "TUSK_BACKUP_MODE", Flag: "mode", Default: "auto",
+		Help: "how backup-push reads the data: local (it reads the data directory's files itself, between pg_backup_start and pg_backup_stop; needs PGDATA on the database host), remote (BASE_BACKUP over the replication protocol), or auto: local when PGDATA is the server's data directory on this host and the backup is full, else remote"},
 	{Key: "TUSK_DELTA_MAX_STEPS", Aliases: []string{"WALG_DELTA_MAX_STEPS"}, Default: "0",
 		Help: "backup-push takes an incremental backup (PostgreSQL 17+, summarize_wal = on) on the newest backup of the cluster until its chain has this many incrementals, then a full one (0: full backups only)"},
 	{Key: "TUSK_DELTA_ORIGIN", Aliases: []string{"WALG_DELTA_ORIGIN"}, Default: "LATEST",
