@@ -76,6 +76,14 @@ func testMatrixVersion(t *testing.T, bin string, v int) {
 		t.Fatalf("backup-list shows %d backups, want 1", len(backups))
 	}
 	b := backups[0]
+	if b.Mode != "local" {
+		t.Fatalf("backup-push PGDATA on the database host took a %q backup, want local mode", b.Mode)
+	}
+	// The other mode (BASE_BACKUP over the replication protocol), which
+	// the point-in-time restores below use (LATEST).
+	r = run(t, bin, env, "backup-push", "--mode", "remote", pg.DataDir)
+	wantExit(t, r, 0)
+	wantExit(t, run(t, bin, env, "verify", "LATEST", "--deep"), 0)
 
 	// Two moments, with writes before, between and after them: a time
 	// (read after the commit of marks 1, so before any later commit) and a
