@@ -80,10 +80,7 @@ func Push(ctx context.Context, conn *pgconn.PgConn, sys System, opts PushOptions
 	u, g, gctx := newUploader(ctx, sys, &opts)
 	u.meta.Mode = ModeRemote
 	if p := opts.Parent; p != nil {
-		u.meta.Parent, u.meta.ChainFull, u.meta.ChainDepth = p.Name, p.ChainFull, p.ChainDepth+1
-		if !p.Incremental() {
-			u.meta.ChainFull = p.Name
-		}
+		u.setParent(p)
 		err := fetchPart(ctx, opts.Store, p.Manifest, func(r io.Reader) error { return UploadManifest(ctx, conn, r) })
 		if err != nil {
 			var refused *RefusedError
@@ -337,6 +334,14 @@ type uploader struct {
 	started  time.Time
 	sent     int64 // what the server last said it had sent
 	manifest *partWriter
+}
+
+// setParent makes the backup incremental on p.
+func (u *uploader) setParent(p *Meta) {
+	u.meta.Parent, u.meta.ChainFull, u.meta.ChainDepth = p.Name, p.ChainFull, p.ChainDepth+1
+	if !p.Incremental() {
+		u.meta.ChainFull = p.Name
+	}
 }
 
 func (u *uploader) Begin(start wal.LSN, tli uint32, spaces []Tablespace) error {
