@@ -219,6 +219,7 @@ func (b *localBackup) copyRel(ctx context.Context, l *lane, manifestPrefix strin
 		return err
 	}
 	b.addFile(manifestPrefix+name, h.FileSize(), fi.ModTime(), crc.Sum32())
+	b.u.opts.Log.Debug("file stored incrementally", "file", manifestPrefix+e.name, "blocks", len(blocks), "of", h.TruncationBlockLength)
 	return nil
 }
 

@@ -107,15 +107,16 @@ func TestIntegrationIncrementalBackups(t *testing.T) {
 	}
 }
 
-// TestIntegrationIncrementalNeedsPostgreSQL17: on PostgreSQL 15,
-// TUSK_DELTA_MAX_STEPS takes full backups and says why.
+// TestIntegrationIncrementalNeedsPostgreSQL17: on PostgreSQL 15 in remote
+// mode, TUSK_DELTA_MAX_STEPS takes full backups and says why (local mode
+// takes incrementals there: TestIntegrationLocalIncremental).
 func TestIntegrationIncrementalNeedsPostgreSQL17(t *testing.T) {
 	t.Parallel()
 	bin := testenv.BuildTusk(t)
 	c := startCluster(t, folderRepo(t), testenv.PostgresOptions{})
 	archiveWAL(t, c.pg) // the server's archiver (as the server's user) makes the repository
 	for i := range 2 {
-		r := run(t, bin, append(c.env, "WALG_DELTA_MAX_STEPS=3"), "backup-push", c.pg.DataDir)
+		r := run(t, bin, append(c.env, "WALG_DELTA_MAX_STEPS=3"), "backup-push", "--mode", "remote", c.pg.DataDir)
 		wantExit(t, r, 0)
 		if !strings.Contains(r.stdout, "(full)") {
 			t.Fatalf("backup-push %d on PostgreSQL 15 is not full:\n%s", i, r.stdout)
