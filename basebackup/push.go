@@ -40,7 +40,8 @@ type PushOptions struct {
 	Spread      bool  // spread checkpoint
 	Permanent   bool
 	// Parent, if set, makes this an incremental backup against it
-	// (PostgreSQL 17+, summarize_wal = on; see ChooseParent). When the
+	// (Push: PostgreSQL 17+, summarize_wal = on; PushLocal: any version;
+	// see ChooseParent). When the
 	// server or the parent's manifest cannot serve one, Push fails with
 	// ErrNoIncremental before anything is stored, and the connection is
 	// ready for a full backup.

@@ -11,7 +11,8 @@ import (
 )
 
 // TestIntegrationLocalIncremental: incremental backups by page LSN in local
-// mode, on PostgreSQL 15 and 16 (which keep no WAL summaries): a full
+// mode, on PostgreSQL 15 and 16 (which keep no WAL summaries), 14, and 17
+// with --mode local (auto takes the server's own incrementals there): a full
 // backup and three incrementals under pgbench load, a table dropped and one
 // truncated on the way; point-in-time restores inside the chain and to its
 // newest point are exact (table checksums, an index scan); backup-list
@@ -19,7 +20,7 @@ import (
 // stores a small part of what a full backup does.
 func TestIntegrationLocalIncremental(t *testing.T) {
 	bin := testenv.BuildTusk(t)
-	for _, v := range []int{15, 16} {
+	for _, v := range []int{14, 15, 16, 17} {
 		t.Run(strconv.Itoa(v), func(t *testing.T) {
 			t.Parallel()
 			testLocalIncremental(t, bin, v)
@@ -31,6 +32,10 @@ func testLocalIncremental(t *testing.T, bin string, v int) {
 	opts := testenv.PostgresOptions{Env: []string{"TUSK_BACKUP_PART_SIZE=4MiB", "TUSK_DELTA_MAX_STEPS=3"}}
 	if v != 15 {
 		opts.Version = v
+	}
+	if v >= 17 {
+		// Without summarize_wal: the page LSNs are all local mode needs.
+		opts.Env = append(opts.Env, "TUSK_BACKUP_MODE=local")
 	}
 	c := startCluster(t, folderRepo(t), opts)
 	pg, env := c.pg, c.env
