@@ -264,12 +264,28 @@ func testIncrementalWeek(t *testing.T, bin string, v int, repo repository) {
 // TestIntegrationIncrementalStandbyAndPromotion: an incremental backup of a
 // standby, on a full backup of its primary; the standby promoted, and an
 // incremental of it whose parent is on the old timeline; the chain across
-// the timeline switch restores the promoted server's data exactly.
+// the timeline switch restores the promoted server's data exactly. On
+// PostgreSQL 17 in remote mode (the server's WAL summaries), and on 15 in
+// local mode (page LSNs; the parent checked against the promoted server's
+// timeline history).
 func TestIntegrationIncrementalStandbyAndPromotion(t *testing.T) {
-	t.Parallel()
 	bin := testenv.BuildTusk(t)
+	for _, v := range []int{17, 15} {
+		t.Run(strconv.Itoa(v), func(t *testing.T) {
+			t.Parallel()
+			testIncrementalStandbyAndPromotion(t, bin, v)
+		})
+	}
+}
+
+func testIncrementalStandbyAndPromotion(t *testing.T, bin string, v int) {
 	repo := folderRepo(t)
-	c := startCluster(t, repo, testenv.PostgresOptions{Version: 17, Conf: map[string]string{"summarize_wal": "on"}})
+	opts := testenv.PostgresOptions{Version: 17, Conf: map[string]string{"summarize_wal": "on"}}
+	mode := "remote mode"
+	if v < 17 {
+		opts, mode = testenv.PostgresOptions{}, "local mode"
+	}
+	c := startCluster(t, repo, opts)
 	pg, env := c.pg, c.env
 	pgbench(t, pg, "-i", "-s", "2", "-q")
 	pg.SQL(t, "CREATE TABLE marks (n int); INSERT INTO marks VALUES (1)")
@@ -313,7 +329,7 @@ func TestIntegrationIncrementalStandbyAndPromotion(t *testing.T) {
 	waitFor(t, time.Minute, func() bool { return onStandby("SELECT count(*) FROM marks WHERE n = 30") == "1" })
 	r := pushFromStandby(t, bin, standbyEnv, pg)
 	wantExit(t, r, 0)
-	if !strings.Contains(r.stdout, "incremental on base_") {
+	if !strings.Contains(r.stdout, "incremental on base_") || !strings.Contains(r.stdout, mode) {
 		t.Fatalf("backup-push from the standby is not incremental:\n%s%s", r.stdout, r.stderr)
 	}
 
@@ -328,7 +344,7 @@ func TestIntegrationIncrementalStandbyAndPromotion(t *testing.T) {
 	onStandby("INSERT INTO marks VALUES (5); UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= 2000")
 	r = run(t, bin, standbyEnv, "backup-push")
 	wantExit(t, r, 0)
-	if !strings.Contains(r.stdout, "incremental on base_") {
+	if !strings.Contains(r.stdout, "incremental on base_") || !strings.Contains(r.stdout, mode) {
 		t.Fatalf("backup-push after the promotion is not incremental:\n%s%s", r.stdout, r.stderr)
 	}
 	bs := listChain(t, bin, env)

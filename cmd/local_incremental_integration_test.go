@@ -14,7 +14,7 @@ import (
 // mode, on PostgreSQL 15 and 16 (which keep no WAL summaries), 14, and 17
 // with --mode local (auto takes the server's own incrementals there): a full
 // backup and three incrementals under pgbench load, a table dropped and one
-// truncated on the way; point-in-time restores inside the chain and to its
+// truncated on the way, a table in a tablespace changed; point-in-time restores inside the chain and to its
 // newest point are exact (table checksums, an index scan); backup-list
 // shows the chain; an incremental after changing 1% of pgbench_accounts
 // stores a small part of what a full backup does.
@@ -27,6 +27,9 @@ func TestIntegrationLocalIncremental(t *testing.T) {
 		})
 	}
 }
+
+// localChainSum is chainSum and the table in a tablespace.
+const localChainSum = `SELECT (` + chainSum + `) || ':' || (SELECT md5(string_agg(g::text || '=' || v::text, ',' ORDER BY g)) FROM spaced)`
 
 func testLocalIncremental(t *testing.T, bin string, v int) {
 	opts := testenv.PostgresOptions{Env: []string{"TUSK_BACKUP_PART_SIZE=4MiB", "TUSK_DELTA_MAX_STEPS=3"}}
@@ -42,6 +45,9 @@ func testLocalIncremental(t *testing.T, bin string, v int) {
 	pg.SQL(t, "CREATE TABLE marks (n int)")
 	pg.SQL(t, "CREATE TABLE dropped_later AS SELECT g AS n FROM generate_series(1, 100000) g")
 	pg.SQL(t, "CREATE TABLE truncated_later AS SELECT g AS n FROM generate_series(1, 100000) g")
+	tsDir := testenv.ServerTempDir(t)
+	pg.SQL(t, "CREATE TABLESPACE ts LOCATION '"+tsDir+"'")
+	pg.SQL(t, "CREATE TABLE spaced TABLESPACE ts AS SELECT g, 0 AS v FROM generate_series(1, 50000) g")
 	pgbench(t, pg, "-i", "-s", "2", "-q")
 
 	pushUnderLoad := func(env []string, want string, args ...string) result {
@@ -66,6 +72,7 @@ func testLocalIncremental(t *testing.T, bin string, v int) {
 	pushUnderLoad(env, "(full)")
 	for i := 1; i <= 3; i++ {
 		pgbench(t, pg, "-t", "200", "-c", "2", "-n")
+		pg.SQL(t, "UPDATE spaced SET v = v + 1 WHERE g <= "+strconv.Itoa(1000*i))
 		switch i {
 		case 1:
 			pg.SQL(t, "DROP TABLE dropped_later")
@@ -76,7 +83,7 @@ func testLocalIncremental(t *testing.T, bin string, v int) {
 		pushUnderLoad(env, "incremental on base_")
 		if i == 2 {
 			pg.SQL(t, "INSERT INTO marks VALUES (2)")
-			atSecond.sum = pg.SQL(t, chainSum)
+			atSecond.sum = pg.SQL(t, localChainSum)
 			time.Sleep(20 * time.Millisecond)
 			atSecond.time = pg.SQL(t, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")
 			time.Sleep(20 * time.Millisecond)
@@ -89,7 +96,7 @@ func testLocalIncremental(t *testing.T, bin string, v int) {
 	}
 	pgbench(t, pg, "-t", "200", "-c", "2", "-n")
 	pg.SQL(t, "INSERT INTO marks VALUES (99)")
-	newest := pg.SQL(t, chainSum)
+	newest := pg.SQL(t, localChainSum)
 	archiveWAL(t, pg)
 
 	bs := listChain(t, bin, env)
@@ -116,11 +123,12 @@ func testLocalIncremental(t *testing.T, bin string, v int) {
 	recover := func(name, want string, args ...string) {
 		t.Helper()
 		dest := filepath.Join(testenv.ServerTempDir(t), "pgdata")
-		r := run(t, bin, env, append([]string{"backup-fetch", dest, name, "--recover", "--json", "--target-timeline", "current", "--pg-bin", pg.ServerBinDir}, args...)...)
+		r := run(t, bin, env, append([]string{"backup-fetch", dest, name, "--recover", "--json", "--target-timeline", "current", "--pg-bin", pg.ServerBinDir,
+			"--tablespace-mapping", tsDir + "=" + filepath.Join(testenv.ServerTempDir(t), "ts")}, args...)...)
 		t.Cleanup(func() { stopServer(t, pg, dest) })
 		wantExit(t, r, 0)
 		sock, port := recovered(t, r)
-		if got := psql(t, pg, sock, port, chainSum); got != want {
+		if got := psql(t, pg, sock, port, localChainSum); got != want {
 			t.Fatalf("restore of %s %v: checksum %s, want %s", name, args, got, want)
 		}
 		if n := psql(t, pg, sock, port, "SET enable_seqscan = off; SELECT count(*) FROM pgbench_accounts WHERE aid > 0"); n != "200000" {
@@ -142,23 +150,24 @@ func testLocalIncremental(t *testing.T, bin string, v int) {
 	pgbench(t, pg, "-i", "-s", "2", "-q")
 	full := run(t, bin, env, "backup-push", pg.DataDir, "--full", "--json")
 	wantExit(t, full, 0)
-	fm := decode[struct {
-		Name     string `json:"name"`
-		DataSize int64  `json:"data_size"`
-	}](t, full)
+	type sizes struct {
+		Name       string `json:"name"`
+		Parent     string `json:"parent"`
+		DataSize   int64  `json:"data_size"`
+		StoredSize int64  `json:"stored_size"`
+	}
+	fm := decode[sizes](t, full)
 	pg.SQL(t, "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid BETWEEN 100001 AND 102000")
 	inc := run(t, bin, env, "backup-push", pg.DataDir, "--delta-from-name", fm.Name, "--json")
 	wantExit(t, inc, 0)
-	im := decode[struct {
-		Parent   string `json:"parent"`
-		DataSize int64  `json:"data_size"`
-	}](t, inc)
+	im := decode[sizes](t, inc)
 	if im.Parent != fm.Name || fm.DataSize == 0 || im.DataSize*5 >= fm.DataSize {
 		t.Errorf("an incremental on %s after changing 1%% of the accounts holds %d bytes (parent %q), the full backup %d", fm.Name, im.DataSize, im.Parent, fm.DataSize)
 	}
-	t.Logf("PostgreSQL %d: full %d bytes, incremental after 1%% changed %d bytes (%.1f%%)", v, fm.DataSize, im.DataSize, 100*float64(im.DataSize)/float64(fm.DataSize))
+	t.Logf("PostgreSQL %d: full %d bytes (%d stored), incremental after 1%% changed %d bytes (%.1f%%; %d stored, %.1f%%)", v, fm.DataSize, fm.StoredSize,
+		im.DataSize, 100*float64(im.DataSize)/float64(fm.DataSize), im.StoredSize, 100*float64(im.StoredSize)/float64(fm.StoredSize))
 	pg.SQL(t, "INSERT INTO marks VALUES (100)")
-	newest = pg.SQL(t, chainSum)
+	newest = pg.SQL(t, localChainSum)
 	archiveWAL(t, pg)
 	recover("LATEST", newest)
 }
