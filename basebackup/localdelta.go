@@ -144,6 +144,9 @@ func (b *localBackup) copyRel(ctx context.Context, l *lane, manifestPrefix strin
 	}
 	r, _ := parseRelFile(path.Base(e.name))
 	inParent := b.delta.files[manifestPrefix+e.name]
+	// What the fork and the parent decide alone (a free space map, a file
+	// the parent lacks) is decided before the file is opened: one block as
+	// the size leaves only those rules.
 	if storeWhole(r.fork, inParent, pageSize, 0) {
 		return b.copyFile(ctx, l, manifestPrefix, e)
 	}
