@@ -14,6 +14,11 @@ import (
 // INCREMENTAL).
 const MinIncrementalVersion = 170000
 
+// MinLocalIncrementalVersion is the first server_version_num of which local
+// mode takes incremental backups (by page LSN, see PushLocal): every server
+// tusk backs up.
+const MinLocalIncrementalVersion = MinVersion
+
 // DeltaOptions say when backup-push takes an incremental backup, in wal-g's
 // terms.
 type DeltaOptions struct {
@@ -21,6 +26,18 @@ type DeltaOptions struct {
 	Origin   string // "LATEST" or "LATEST_FULL"
 	FromName string // take an incremental against this backup
 	Full     bool   // --full: a full backup, whatever else says
+	// Local: the backup is taken in local mode, which finds the changed
+	// pages by their LSN itself and so takes incrementals on servers
+	// older than 17 too.
+	Local bool
+}
+
+// minVersion is the oldest server an incremental can be taken of with o.
+func (o DeltaOptions) minVersion() int {
+	if o.Local {
+		return MinLocalIncrementalVersion
+	}
+	return MinIncrementalVersion
 }
 
 // Wanted reports whether the options ask for incremental backups at all.
@@ -43,13 +60,13 @@ func ChooseParent(backups []Meta, sys System, o DeltaOptions) (parent *Meta, why
 			return nil, "", fmt.Errorf("--delta-from-name %s: %w in the repository (see tusk backup-list)", o.FromName, ErrNoBackup)
 		}
 		m := backups[i]
-		if err := canParent(m, sys); err != nil {
+		if err := canParent(m, sys, o); err != nil {
 			return nil, "", fmt.Errorf("--delta-from-name %s: %v", o.FromName, err)
 		}
 		return &m, "", nil
 	}
-	if sys.Version < MinIncrementalVersion {
-		return nil, fmt.Sprintf("the server runs PostgreSQL %d, and incremental backups need PostgreSQL 17 or later; taking a full backup", sys.Version/10000), nil
+	if sys.Version < o.minVersion() {
+		return nil, tooOld(sys.Version) + "; taking a full backup", nil
 	}
 	var newest *Meta
 	for i := len(backups) - 1; i >= 0; i-- {
@@ -68,19 +85,26 @@ func ChooseParent(backups []Meta, sys System, o DeltaOptions) (parent *Meta, why
 	case newest.ChainDepth >= o.MaxSteps:
 		return nil, fmt.Sprintf("the chain ending in %s holds %d incremental backups, TUSK_DELTA_MAX_STEPS allows %d; taking a full backup", newest.Name, newest.ChainDepth, o.MaxSteps), nil
 	}
-	if err := canParent(*newest, sys); err != nil {
+	if err := canParent(*newest, sys, o); err != nil {
 		return nil, fmt.Sprintf("the newest backup %s %v; taking a full backup", newest.Name, err), nil
 	}
 	m := *newest
 	return &m, "", nil
 }
 
-// canParent says why m cannot be the parent of an incremental backup of sys.
-func canParent(m Meta, sys System) error {
+// tooOld says why a server of version cannot take an incremental backup in
+// remote mode.
+func tooOld(version int) string {
+	return fmt.Sprintf("the server runs PostgreSQL %d, and incremental backups need PostgreSQL 17 or later in remote mode (local mode, with the server's PGDATA on this host, takes them from PostgreSQL 14 on)", version/10000)
+}
+
+// canParent says why m cannot be the parent of an incremental backup of sys
+// taken with o.
+func canParent(m Meta, sys System, o DeltaOptions) error {
 	version := sys.Version
 	switch {
-	case version < MinIncrementalVersion:
-		return fmt.Errorf("the server runs PostgreSQL %d, and incremental backups need PostgreSQL 17 or later", version/10000)
+	case version < o.minVersion():
+		return errors.New(tooOld(version))
 	case m.SystemID != sys.SystemID:
 		return fmt.Errorf("is of another cluster (system identifier %s, the server's is %s)", m.SystemID, sys.SystemID)
 	case m.PGVersion/10000 != version/10000:

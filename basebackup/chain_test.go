@@ -18,6 +18,8 @@ func TestChooseParent(t *testing.T) {
 	inc2 := chainMeta("i2", "i1", "f1", 2)
 	other := Meta{Name: "o1", SystemID: "8", PGVersion: 170004}
 	old := Meta{Name: "p16", SystemID: "7", PGVersion: 160004}
+	full15 := Meta{Name: "f15", SystemID: "7", PGVersion: 150010}
+	full16 := Meta{Name: "f16", SystemID: "7", PGVersion: 160004}
 	cases := []struct {
 		name    string
 		backups []Meta
@@ -41,7 +43,11 @@ func TestChooseParent(t *testing.T) {
 		{"--full beats from name", []Meta{full}, sys, DeltaOptions{FromName: "f1", Full: true}, "", "", ""},
 		{"from name missing", []Meta{full}, sys, DeltaOptions{FromName: "nope"}, "", "", "--delta-from-name nope: no such backup"},
 		{"from name other cluster", []Meta{other}, sys, DeltaOptions{FromName: "o1"}, "", "", "is of another cluster"},
-		{"from name on 15", []Meta{full}, System{SystemID: "7", Version: 150010}, DeltaOptions{FromName: "f1"}, "", "", "need PostgreSQL 17 or later"},
+		{"from name on 15", []Meta{full}, System{SystemID: "7", Version: 150010}, DeltaOptions{FromName: "f1"}, "", "", "need PostgreSQL 17 or later in remote mode"},
+		{"local on 15", []Meta{full15}, System{SystemID: "7", Version: 150010}, DeltaOptions{MaxSteps: 2, Local: true}, "f15", "", ""},
+		{"local from name on 16", []Meta{full16}, System{SystemID: "7", Version: 160004}, DeltaOptions{FromName: "f16", Local: true}, "f16", "", ""},
+		{"local parent from 15 on 16", []Meta{full15}, System{SystemID: "7", Version: 160004}, DeltaOptions{MaxSteps: 2, Local: true}, "", "was taken from PostgreSQL 15, the server runs 16", ""},
+		{"local on 17", []Meta{full}, sys, DeltaOptions{MaxSteps: 2, Local: true}, "f1", "", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -65,17 +65,31 @@ const maxBadBlocks = 100
 //
 // If the process dies, the server ends the backup with the session. On
 // error the repository holds no new backup, and conn should be closed.
+//
+// With opts.Parent the backup is incremental on it, on any server version
+// (see localdelta.go): relation files the parent holds are stored as
+// INCREMENTAL.<file> with the pages whose LSN is at or after the parent's
+// start. A parent whose manifest cannot be read, or that is not on the
+// server's timeline history, is ErrNoIncremental, with nothing stored and
+// conn ready for another PushLocal.
 func PushLocal(ctx context.Context, conn *pgconn.PgConn, sys System, opts PushOptions, lo LocalOptions) (Meta, error) {
-	if opts.Parent != nil {
-		return Meta{}, errors.New("local mode takes full backups only")
+	var delta *deltaParent
+	if p := opts.Parent; p != nil {
+		var err error
+		if delta, err = readParent(ctx, opts, p); err != nil {
+			return Meta{}, err
+		}
 	}
 	u, g, gctx := newUploader(ctx, sys, &opts)
 	u.meta.Mode = ModeLocal
+	if p := opts.Parent; p != nil {
+		u.setParent(p)
+	}
 	readers := lo.Readers
 	if readers <= 0 {
 		readers = opts.Concurrency
 	}
-	b := &localBackup{u: u, sys: sys, lo: lo, readers: readers, conn: conn}
+	b := &localBackup{u: u, sys: sys, lo: lo, readers: readers, conn: conn, delta: delta}
 	t0 := time.Now()
 	err := b.run(gctx)
 	if err == nil {
@@ -98,6 +112,9 @@ func PushLocal(ctx context.Context, conn *pgconn.PgConn, sys System, opts PushOp
 	if err != nil {
 		if ctx.Err() != nil {
 			return Meta{}, ctx.Err()
+		}
+		if errors.Is(err, ErrNoIncremental) {
+			return Meta{}, err
 		}
 		if u.meta.Name == "" {
 			return Meta{}, fmt.Errorf("local backup: %w", firstCause(gctx, err, werr))
@@ -122,6 +139,7 @@ type localBackup struct {
 	lo      LocalOptions
 	readers int
 	conn    *pgconn.PgConn
+	delta   *deltaParent // the parent of an incremental backup; nil for a full one
 
 	checksums bool // the cluster has data checksums, of pages local mode can check
 	// opened, if set, hears of each file opened and its size taken, before
@@ -160,6 +178,14 @@ func (b *localBackup) run(ctx context.Context) error {
 		return err
 	}
 	log.Debug("backup started on the server", "start_lsn", start.String(), "timeline", tli)
+	if b.delta != nil {
+		if err := b.checkHistory(tli); err != nil {
+			if _, _, _, serr := b.stopBackup(ctx); serr != nil {
+				return fmt.Errorf("%v; and then: %w", err, serr)
+			}
+			return fmt.Errorf("%w on %s: %v", ErrNoIncremental, b.u.meta.Parent, err)
+		}
+	}
 
 	// List everything first: the sizes are the progress total, and the
 	// tablespaces go into the metadata before the name is taken.
@@ -222,6 +248,9 @@ func (b *localBackup) run(ctx context.Context) error {
 	}
 	if err := checkLabel(label, start, tli); err != nil {
 		return err
+	}
+	if b.delta != nil {
+		label = incrementalLabel(label, b.delta.from, b.delta.tli)
 	}
 	if err := b.writeBytes(last, "backup_label", []byte(label)); err != nil {
 		return err
@@ -413,7 +442,7 @@ func (b *localBackup) archive(ctx context.Context, name, manifestPrefix string, 
 	for _, l := range lanes {
 		g.Go(func() error {
 			for e := range work {
-				if err := b.copyFile(gctx, l, manifestPrefix, e); err != nil {
+				if err := b.copyRel(gctx, l, manifestPrefix, e); err != nil {
 					return err
 				}
 			}

@@ -197,7 +197,7 @@ func TestChooseMode(t *testing.T) {
 	for _, c := range []struct {
 		want, dataDir string
 		local         error
-		incremental   bool
+		native        bool
 		mode          string
 		fails         bool
 	}{
@@ -209,11 +209,11 @@ func TestChooseMode(t *testing.T) {
 		{"local", "/d", nil, false, ModeLocal, false},
 		{"local", "", notHere, false, "", true},
 		{"local", "/d", notHere, false, "", true},
-		{"local", "/d", nil, true, "", true},
+		{"local", "/d", nil, true, ModeLocal, false},
 	} {
-		mode, _, err := ChooseMode(c.want, c.dataDir, c.local, c.incremental)
+		mode, _, err := ChooseMode(c.want, c.dataDir, c.local, c.native)
 		if mode != c.mode || (err != nil) != c.fails {
-			t.Errorf("ChooseMode(%q, %q, %v, %v) = %q, %v; want %q (fails: %v)", c.want, c.dataDir, c.local, c.incremental, mode, err, c.mode, c.fails)
+			t.Errorf("ChooseMode(%q, %q, %v, %v) = %q, %v; want %q (fails: %v)", c.want, c.dataDir, c.local, c.native, mode, err, c.mode, c.fails)
 		}
 	}
 }

@@ -67,10 +67,12 @@ func sameDir(a, b string) bool {
 // ChooseMode decides how backup-push reads the data: want is the setting
 // ("auto", "local" or "remote"), dataDir the PGDATA given ("" for none),
 // local the verdict of ServerDataDir on it (nil: it is the server's, on this
-// host), incremental whether the backup is to be incremental (which local
-// mode does not take). It returns the mode and, for auto, why remote was
-// chosen; local asked for where it cannot run is an error.
-func ChooseMode(want, dataDir string, local error, incremental bool) (mode, why string, err error) {
+// host), native whether the backup is to be an incremental the server can
+// take itself (PostgreSQL 17+), which auto leaves to remote mode: local mode
+// takes incrementals too, by page LSN, and is auto's choice for them on
+// older servers. It returns the mode and, for auto, why remote was chosen;
+// local asked for where it cannot run is an error.
+func ChooseMode(want, dataDir string, local error, native bool) (mode, why string, err error) {
 	switch want {
 	case ModeRemote:
 		return ModeRemote, "", nil
@@ -80,8 +82,6 @@ func ChooseMode(want, dataDir string, local error, incremental bool) (mode, why 
 			return "", "", errors.New("--mode local reads the data directory's files, so it needs the data directory: give PGDATA (the argument or TUSK_PGDATA)")
 		case local != nil:
 			return "", "", fmt.Errorf("--mode local needs the server's own data directory on this host: %w", local)
-		case incremental:
-			return "", "", errors.New("--mode local takes full backups only; take incrementals (PostgreSQL 17+) with --mode remote")
 		}
 		return ModeLocal, "", nil
 	}
@@ -90,8 +90,8 @@ func ChooseMode(want, dataDir string, local error, incremental bool) (mode, why 
 		return ModeRemote, "no PGDATA given", nil
 	case local != nil:
 		return ModeRemote, local.Error(), nil
-	case incremental:
-		return ModeRemote, "an incremental backup is taken over the replication protocol", nil
+	case native:
+		return ModeRemote, "an incremental backup of PostgreSQL 17 or later is taken over the replication protocol, from the server's WAL summaries", nil
 	}
 	return ModeLocal, "", nil
 }

@@ -40,7 +40,8 @@ type PushOptions struct {
 	Spread      bool  // spread checkpoint
 	Permanent   bool
 	// Parent, if set, makes this an incremental backup against it
-	// (PostgreSQL 17+, summarize_wal = on; see ChooseParent). When the
+	// (Push: PostgreSQL 17+, summarize_wal = on; PushLocal: any version;
+	// see ChooseParent). When the
 	// server or the parent's manifest cannot serve one, Push fails with
 	// ErrNoIncremental before anything is stored, and the connection is
 	// ready for a full backup.
@@ -80,10 +81,7 @@ func Push(ctx context.Context, conn *pgconn.PgConn, sys System, opts PushOptions
 	u, g, gctx := newUploader(ctx, sys, &opts)
 	u.meta.Mode = ModeRemote
 	if p := opts.Parent; p != nil {
-		u.meta.Parent, u.meta.ChainFull, u.meta.ChainDepth = p.Name, p.ChainFull, p.ChainDepth+1
-		if !p.Incremental() {
-			u.meta.ChainFull = p.Name
-		}
+		u.setParent(p)
 		err := fetchPart(ctx, opts.Store, p.Manifest, func(r io.Reader) error { return UploadManifest(ctx, conn, r) })
 		if err != nil {
 			var refused *RefusedError
@@ -337,6 +335,14 @@ type uploader struct {
 	started  time.Time
 	sent     int64 // what the server last said it had sent
 	manifest *partWriter
+}
+
+// setParent makes the backup incremental on p.
+func (u *uploader) setParent(p *Meta) {
+	u.meta.Parent, u.meta.ChainFull, u.meta.ChainDepth = p.Name, p.ChainFull, p.ChainDepth+1
+	if !p.Incremental() {
+		u.meta.ChainFull = p.Name
+	}
 }
 
 func (u *uploader) Begin(start wal.LSN, tli uint32, spaces []Tablespace) error {

@@ -53,21 +53,25 @@ out), pg_control last, then stores the backup_label pg_backup_stop returns and
 a backup_manifest it writes itself; data page checksums are checked as pages
 are read (bad pages are logged and recorded; --fail-on-bad-page fails the
 backup instead). The default, auto, is local when PGDATA is the running
-server's data directory on this host and the backup is full, else remote.
+server's data directory on this host, unless the backup is an incremental
+of PostgreSQL 17 or later (which the server takes), else remote.
 The summary line says which mode was used.
 
 The server waits until the WAL the backup needs is archived (archive_command =
 'tusk wal-push %p' must be working), so a finished backup is restorable.
 
-Incremental backups (PostgreSQL 17 and later, with summarize_wal = on): with
-TUSK_DELTA_MAX_STEPS (wal-g's WALG_DELTA_MAX_STEPS) N > 0, backup-push sends the
-newest backup's manifest (TUSK_DELTA_ORIGIN LATEST, or the newest full backup's
-with LATEST_FULL) and the server sends only the blocks changed since, until
+Incremental backups: with TUSK_DELTA_MAX_STEPS (wal-g's WALG_DELTA_MAX_STEPS)
+N > 0, backup-push takes each backup against the newest one
+(TUSK_DELTA_ORIGIN LATEST, or the newest full backup with LATEST_FULL) until
 that backup's chain holds N incrementals; then it takes a full backup.
---delta-from-name NAME takes one against NAME. Where an incremental cannot be
-taken (an older server, summarize_wal off, WAL summaries gone, another
-timeline), backup-push says why and takes a full backup; with
---delta-from-name it fails instead. --full always takes a full backup.`,
+--delta-from-name NAME takes one against NAME. In remote mode (PostgreSQL 17
+and later, summarize_wal = on) the server sends only the blocks its WAL
+summaries name; in local mode (any version; auto picks it for incrementals
+of PostgreSQL 14 to 16) tusk stores the pages whose LSN is at or after the
+parent's start. Where an incremental cannot be taken (PostgreSQL 16 or older
+in remote mode, summarize_wal off, WAL summaries gone, another timeline),
+backup-push says why and takes a full backup; with --delta-from-name it
+fails instead. --full always takes a full backup.`,
 		Example: "  tusk backup-push /var/lib/postgresql/15/main",
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) > 1 {
@@ -166,20 +170,18 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 	if dataDir != "" && cfg.BackupMode != basebackup.ModeRemote {
 		local = basebackup.ServerDataDir(ctx, conn, dataDir)
 	}
-	// Incrementals are remote; where local mode is asked for, a full
-	// backup is taken rather than looking for a parent.
-	mode, why, err := basebackup.ChooseMode(cfg.BackupMode, dataDir, local, delta.FromName != "" && !delta.Full || cfg.BackupMode != basebackup.ModeLocal && delta.Wanted())
+	// Auto leaves incrementals of PostgreSQL 17+ to the server (remote
+	// mode, from its WAL summaries); local mode takes incrementals of any
+	// version by page LSN.
+	native := delta.Wanted() && sys.Version >= basebackup.MinIncrementalVersion
+	mode, why, err := basebackup.ChooseMode(cfg.BackupMode, dataDir, local, native)
 	if err != nil {
 		return err
 	}
-	if mode == basebackup.ModeLocal && delta.Wanted() {
-		log.Info("taking a full backup", "reason", "--mode local takes full backups only, so TUSK_DELTA_MAX_STEPS is not followed; incrementals (PostgreSQL 17+) are taken with --mode remote")
-	}
-	var parent *basebackup.Meta
-	if mode == basebackup.ModeRemote {
-		if parent, err = chooseParent(ctx, conn, st, sys, delta, log); err != nil {
-			return describeStorageErr(err, cfg)
-		}
+	delta.Local = mode == basebackup.ModeLocal
+	parent, err := chooseParent(ctx, conn, st, sys, delta, log)
+	if err != nil {
+		return describeStorageErr(err, cfg)
 	}
 	if why != "" {
 		log.Debug("backing up in remote mode", "reason", why)
@@ -224,17 +226,18 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 		},
 		Parent: parent,
 	}
-	var m basebackup.Meta
-	if mode == basebackup.ModeLocal {
-		m, err = basebackup.PushLocal(ctx, sqlConn, sys, opts, basebackup.LocalOptions{DataDir: dataDir, Readers: cfg.UploadConcurrency, FailOnBadPage: o.failBad})
-	} else {
-		m, err = basebackup.Push(ctx, conn, sys, opts)
+	push := func() (basebackup.Meta, error) {
+		if mode == basebackup.ModeLocal {
+			return basebackup.PushLocal(ctx, sqlConn, sys, opts, basebackup.LocalOptions{DataDir: dataDir, Readers: cfg.UploadConcurrency, FailOnBadPage: o.failBad})
+		}
+		return basebackup.Push(ctx, conn, sys, opts)
 	}
+	m, err := push()
 	if errors.Is(err, basebackup.ErrNoIncremental) && delta.FromName == "" {
 		line.done()
 		log.Info("taking a full backup", "reason", err.Error())
 		opts.Parent = nil
-		m, err = basebackup.Push(ctx, conn, sys, opts)
+		m, err = push()
 	}
 	line.done()
 	if err != nil {
@@ -274,7 +277,7 @@ func chooseParent(ctx context.Context, conn *pgconn.PgConn, st storage.Storage, 
 	if err != nil {
 		return nil, err
 	}
-	if parent != nil {
+	if parent != nil && !o.Local {
 		set, _, err := basebackup.Settings(ctx, conn, "summarize_wal")
 		if err != nil {
 			return nil, err

@@ -107,15 +107,16 @@ func TestIntegrationIncrementalBackups(t *testing.T) {
 	}
 }
 
-// TestIntegrationIncrementalNeedsPostgreSQL17: on PostgreSQL 15,
-// TUSK_DELTA_MAX_STEPS takes full backups and says why.
+// TestIntegrationIncrementalNeedsPostgreSQL17: on PostgreSQL 15 in remote
+// mode, TUSK_DELTA_MAX_STEPS takes full backups and says why (local mode
+// takes incrementals there: TestIntegrationLocalIncremental).
 func TestIntegrationIncrementalNeedsPostgreSQL17(t *testing.T) {
 	t.Parallel()
 	bin := testenv.BuildTusk(t)
 	c := startCluster(t, folderRepo(t), testenv.PostgresOptions{})
 	archiveWAL(t, c.pg) // the server's archiver (as the server's user) makes the repository
 	for i := range 2 {
-		r := run(t, bin, append(c.env, "WALG_DELTA_MAX_STEPS=3"), "backup-push", c.pg.DataDir)
+		r := run(t, bin, append(c.env, "WALG_DELTA_MAX_STEPS=3"), "backup-push", "--mode", "remote", c.pg.DataDir)
 		wantExit(t, r, 0)
 		if !strings.Contains(r.stdout, "(full)") {
 			t.Fatalf("backup-push %d on PostgreSQL 15 is not full:\n%s", i, r.stdout)
@@ -263,12 +264,28 @@ func testIncrementalWeek(t *testing.T, bin string, v int, repo repository) {
 // TestIntegrationIncrementalStandbyAndPromotion: an incremental backup of a
 // standby, on a full backup of its primary; the standby promoted, and an
 // incremental of it whose parent is on the old timeline; the chain across
-// the timeline switch restores the promoted server's data exactly.
+// the timeline switch restores the promoted server's data exactly. On
+// PostgreSQL 17 in remote mode (the server's WAL summaries), and on 15 in
+// local mode (page LSNs; the parent checked against the promoted server's
+// timeline history).
 func TestIntegrationIncrementalStandbyAndPromotion(t *testing.T) {
-	t.Parallel()
 	bin := testenv.BuildTusk(t)
+	for _, v := range []int{17, 15} {
+		t.Run(strconv.Itoa(v), func(t *testing.T) {
+			t.Parallel()
+			testIncrementalStandbyAndPromotion(t, bin, v)
+		})
+	}
+}
+
+func testIncrementalStandbyAndPromotion(t *testing.T, bin string, v int) {
 	repo := folderRepo(t)
-	c := startCluster(t, repo, testenv.PostgresOptions{Version: 17, Conf: map[string]string{"summarize_wal": "on"}})
+	opts := testenv.PostgresOptions{Version: 17, Conf: map[string]string{"summarize_wal": "on"}}
+	mode := "remote mode"
+	if v < 17 {
+		opts, mode = testenv.PostgresOptions{}, "local mode"
+	}
+	c := startCluster(t, repo, opts)
 	pg, env := c.pg, c.env
 	pgbench(t, pg, "-i", "-s", "2", "-q")
 	pg.SQL(t, "CREATE TABLE marks (n int); INSERT INTO marks VALUES (1)")
@@ -312,7 +329,7 @@ func TestIntegrationIncrementalStandbyAndPromotion(t *testing.T) {
 	waitFor(t, time.Minute, func() bool { return onStandby("SELECT count(*) FROM marks WHERE n = 30") == "1" })
 	r := pushFromStandby(t, bin, standbyEnv, pg)
 	wantExit(t, r, 0)
-	if !strings.Contains(r.stdout, "incremental on base_") {
+	if !strings.Contains(r.stdout, "incremental on base_") || !strings.Contains(r.stdout, mode) {
 		t.Fatalf("backup-push from the standby is not incremental:\n%s%s", r.stdout, r.stderr)
 	}
 
@@ -327,7 +344,7 @@ func TestIntegrationIncrementalStandbyAndPromotion(t *testing.T) {
 	onStandby("INSERT INTO marks VALUES (5); UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= 2000")
 	r = run(t, bin, standbyEnv, "backup-push")
 	wantExit(t, r, 0)
-	if !strings.Contains(r.stdout, "incremental on base_") {
+	if !strings.Contains(r.stdout, "incremental on base_") || !strings.Contains(r.stdout, mode) {
 		t.Fatalf("backup-push after the promotion is not incremental:\n%s%s", r.stdout, r.stderr)
 	}
 	bs := listChain(t, bin, env)

@@ -13,7 +13,9 @@ import (
 // visibility map too, but names only the heap page: the VM page is changed
 // without a block reference of its own, so the WAL summarizer does not see
 // it, and an incremental backup sends the VM fork without that page
-// (PostgreSQL 17.10 and 18.4 do, as the protocol spike shows). Composed as
+// (PostgreSQL 17.10 and 18.4 do, as the protocol spike shows). tusk's local
+// mode, which picks pages by their LSN, misses the page in the same way:
+// clearing the bit leaves the VM page's LSN as it was. Composed as
 // pg_combinebackup composes it, the VM page then comes from an older backup
 // with the bit still set, and an index-only scan on the restored cluster
 // returns tuples that are dead. Setting a bit is always WAL-logged with the
