@@ -360,3 +360,26 @@ func pushFromStandby(t *testing.T, bin string, env []string, primary *testenv.Po
 		}
 	}
 }
+
+// damageWALObject flips a bit in every 16th byte of a stored WAL object
+// after its first 64 (the header stays readable). One flipped bit is not
+// enough: a mostly empty segment compresses to a few hundred bytes, many of
+// them s2's per-chunk checksums and its index, which wal-fetch and
+// wal-verify skip because they check the whole content's checksum instead,
+// so a single flip could land where it changes nothing that is restored.
+func damageWALObject(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) <= 64 {
+		t.Fatalf("WAL object %s holds only %d bytes", path, len(b))
+	}
+	for i := 64; i < len(b); i += 16 {
+		b[i] ^= 0x04
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -394,11 +394,7 @@ func TestIntegrationRetentionPermanentGaps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad := slices.Clone(data)
-	bad[len(bad)/2] ^= 0x04
-	if err := os.WriteFile(flipped, bad, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	damageWALObject(t, flipped)
 	if r, _, code := walVerify(t, bin, env); code != 0 || r.Check != "presence" {
 		t.Fatalf("wal-verify (presence) with a bit flipped: exit %d, %+v", code, r)
 	}

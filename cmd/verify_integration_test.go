@@ -65,9 +65,8 @@ func TestIntegrationVerify(t *testing.T) {
 				{"missing part", func() { os.Remove(part) }, b.Parts[len(b.Parts)/2].Key},
 				{"missing WAL segment", func() { os.Remove(seg) }, "wal/" + b.StartWAL[:16] + "/" + b.StartWAL},
 				{"corrupt WAL segment", func() {
-					bad := append([]byte{}, origSeg...)
-					bad[len(bad)/2] ^= 1
-					os.WriteFile(seg, bad, 0o600)
+					os.WriteFile(seg, origSeg, 0o600)
+					damageWALObject(t, seg)
 				}, "wal/" + b.StartWAL[:16] + "/" + b.StartWAL},
 			} {
 				c.damage()
