@@ -507,6 +507,28 @@ func (l *lane) header(e localEntry) error {
 	return l.tw.WriteHeader(h)
 }
 
+// open opens e's file for reading and takes its size at open. A file gone
+// before it is opened is left out, as BASE_BACKUP leaves it: nil, no error.
+func (b *localBackup) open(e localEntry) (*os.File, fs.FileInfo, error) {
+	f, err := os.Open(e.abs)
+	if errors.Is(err, fs.ErrNotExist) {
+		b.u.opts.Log.Debug("file vanished before it was read", "file", e.abs)
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", e.abs, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("read %s: %w", e.abs, err)
+	}
+	if b.opened != nil {
+		b.opened(e.abs)
+	}
+	return f, fi, nil
+}
+
 // readChunk is how much of a file a reader reads at once: a whole number
 // of pages.
 const readChunk = 32 * pageSize
@@ -516,23 +538,12 @@ const readChunk = 32 * pageSize
 // shrinks meanwhile the rest is zeros (WAL replay from the backup's start
 // makes it right, as it does for a file BASE_BACKUP reads mid-write).
 func (b *localBackup) copyFile(ctx context.Context, l *lane, manifestPrefix string, e localEntry) error {
-	f, err := os.Open(e.abs)
-	if errors.Is(err, fs.ErrNotExist) {
-		b.u.opts.Log.Debug("file vanished before it was read", "file", e.abs)
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("read %s: %w", e.abs, err)
+	f, fi, err := b.open(e)
+	if f == nil || err != nil {
+		return err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("read %s: %w", e.abs, err)
-	}
 	size := fi.Size()
-	if b.opened != nil {
-		b.opened(e.abs)
-	}
 	h := &tar.Header{Typeflag: tar.TypeReg, Name: e.name, Size: size, Mode: int64(e.mode), ModTime: fi.ModTime().Truncate(time.Second), Uid: e.uid, Gid: e.gid}
 	if err := l.tw.WriteHeader(h); err != nil {
 		return err

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -150,19 +149,11 @@ func (b *localBackup) copyRel(ctx context.Context, l *lane, manifestPrefix strin
 	if storeWhole(r.fork, inParent, pageSize, 0) {
 		return b.copyFile(ctx, l, manifestPrefix, e)
 	}
-	f, err := os.Open(e.abs)
-	if errors.Is(err, fs.ErrNotExist) {
-		b.u.opts.Log.Debug("file vanished before it was read", "file", e.abs)
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("read %s: %w", e.abs, err)
+	f, fi, err := b.open(e)
+	if f == nil || err != nil {
+		return err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("read %s: %w", e.abs, err)
-	}
 	size := fi.Size()
 	if storeWhole(r.fork, inParent, size, 0) {
 		return b.copyFile(ctx, l, manifestPrefix, e)
