@@ -325,35 +325,14 @@ func TestIntegrationStandbyFromBackup(t *testing.T) {
 	pg.SQL(t, "INSERT INTO marks VALUES (2)")
 	archiveWAL(t, pg)
 
-	dir := testenv.ServerTempDir(t)
-	dest := filepath.Join(dir, "standby")
-	conninfo := "host=" + pg.SocketDir + " port=" + strconv.Itoa(pg.Port) + " user=postgres"
-	wantExit(t, run(t, bin, env, "backup-fetch", dest, "LATEST", "--standby", "--primary-conninfo", conninfo), 0)
-	if _, err := os.Stat(filepath.Join(dest, "standby.signal")); err != nil {
-		t.Fatal("no standby.signal")
-	}
-	pgCtl := filepath.Join(pg.BinDir, "pg_ctl")
-	port := pg.Port + 1
-	start := pg.RunAsOwner(t.Context(), pgCtl, "start", "-w", "-D", dest, "-l", filepath.Join(dir, "standby.log"),
-		"-o", "-p "+strconv.Itoa(port)+" -k "+dir+" -c archive_mode=always")
-	t.Cleanup(func() { stopServer(t, pg, dest) })
-	if out, err := start.CombinedOutput(); err != nil {
-		log, _ := os.ReadFile(filepath.Join(dir, "standby.log"))
-		t.Fatalf("start the standby: %v\n%s\n%s", err, out, log)
-	}
+	sb := startStandby(t, bin, repo, pg)
 	// Written now: reaches the standby only by streaming.
 	pg.SQL(t, "INSERT INTO marks VALUES (3)")
-	waitFor(t, time.Minute, func() bool {
-		cmd := pg.RunAsOwner(t.Context(), filepath.Join(pg.BinDir, "psql"), "-XAtq", "-h", dir, "-p", strconv.Itoa(port), "-U", "postgres", "-d", "postgres",
-			"-c", "SELECT (SELECT string_agg(n::text, ',' ORDER BY n) FROM marks) || ' ' || coalesce((SELECT status FROM pg_stat_wal_receiver), 'none')")
-		out, err := cmd.Output()
-		return err == nil && strings.TrimSpace(string(out)) == "1,2,3 streaming"
-	})
+	waitFor(t, time.Minute, func() bool { return sb.sql(t, pg, "SELECT string_agg(n::text, ',' ORDER BY n) FROM marks") == "1,2,3" })
 
 	// A backup of the standby (archive_mode = always): the standby cannot
 	// switch WAL itself, so the primary does, as archive_timeout would.
-	standbyEnv := append(append([]string{}, repo.env...), "PGHOST="+dir, "PGPORT="+strconv.Itoa(port), "PGUSER=postgres", "PGDATA="+dest)
-	wantExit(t, pushFromStandby(t, bin, standbyEnv, pg), 0)
+	wantExit(t, pushFromStandby(t, bin, sb.env, pg), 0)
 	list := run(t, bin, env, "backup-list", "--json")
 	metas := decode[[]basebackup.Meta](t, list)
 	if len(metas) != 2 || !metas[1].FromStandby {

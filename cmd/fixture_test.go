@@ -383,3 +383,44 @@ func damageWALObject(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 }
+
+// standby is a hot standby that backup-fetch --standby made of primary's
+// newest backup, streaming from primary and archiving (archive_mode =
+// always) into the repository.
+type standby struct {
+	dir, dest string // its socket folder, and its data directory under it
+	port      int
+	env       []string // the repository's settings and its libpq settings, for tusk commands against it
+}
+
+// startStandby restores the repository's newest backup as a standby of
+// pg, starts it with the server programs of pg's version and waits until
+// it streams.
+func startStandby(t *testing.T, bin string, repo repository, pg *testenv.Postgres) standby {
+	t.Helper()
+	s := standby{dir: testenv.ServerTempDir(t), port: pg.Port + 1}
+	s.dest = filepath.Join(s.dir, "standby")
+	conninfo := "host=" + pg.SocketDir + " port=" + strconv.Itoa(pg.Port) + " user=postgres"
+	wantExit(t, run(t, bin, slices.Concat(repo.env, pg.Env()), "backup-fetch", s.dest, "LATEST", "--standby", "--primary-conninfo", conninfo), 0)
+	if _, err := os.Stat(filepath.Join(s.dest, "standby.signal")); err != nil {
+		t.Fatal("backup-fetch --standby wrote no standby.signal")
+	}
+	start := pg.RunAsOwner(t.Context(), filepath.Join(pg.ServerBinDir, "pg_ctl"), "start", "-w", "-D", s.dest, "-l", filepath.Join(s.dir, "standby.log"),
+		"-o", "-p "+strconv.Itoa(s.port)+" -k "+s.dir+" -c archive_mode=always")
+	t.Cleanup(func() { stopServer(t, pg, s.dest) })
+	if out, err := start.CombinedOutput(); err != nil {
+		log, _ := os.ReadFile(filepath.Join(s.dir, "standby.log"))
+		t.Fatalf("start the standby: %v\n%s\n%s", err, out, log)
+	}
+	waitFor(t, time.Minute, func() bool {
+		return s.sql(t, pg, "SELECT coalesce((SELECT status FROM pg_stat_wal_receiver), 'none')") == "streaming"
+	})
+	s.env = slices.Concat(repo.env, []string{"PGHOST=" + s.dir, "PGPORT=" + strconv.Itoa(s.port), "PGUSER=postgres", "PGDATA=" + s.dest})
+	return s
+}
+
+// sql runs one query on the standby.
+func (s standby) sql(t *testing.T, pg *testenv.Postgres, query string) string {
+	t.Helper()
+	return psql(t, pg, s.dir, s.port, query)
+}

@@ -217,20 +217,7 @@ func testIncrementalWeek(t *testing.T, bin string, v int, repo repository) {
 
 	recover := func(name, want string, args ...string) {
 		t.Helper()
-		dest := filepath.Join(testenv.ServerTempDir(t), "pgdata")
-		// Each restored server promotes and archives its new timeline
-		// into the same repository, so stay on the backup's timeline.
-		r := run(t, bin, env, append([]string{"backup-fetch", dest, name, "--recover", "--json", "--target-timeline", "current", "--pg-bin", pg.ServerBinDir}, args...)...)
-		t.Cleanup(func() { stopServer(t, pg, dest) })
-		wantExit(t, r, 0)
-		sock, port := recovered(t, r)
-		if got := psql(t, pg, sock, port, chainSum); got != want {
-			t.Fatalf("restore of %s %v: checksum %s, want %s", name, args, got, want)
-		}
-		if n := psql(t, pg, sock, port, "SET enable_seqscan = off; SELECT count(*) FROM pgbench_accounts WHERE aid > 0"); n != "200000" {
-			t.Fatalf("restore of %s: an index scan counts %s accounts, want 200000", name, n)
-		}
-		stopServer(t, pg, dest)
+		recoverExactly(t, bin, env, pg, name, chainSum, want, args...)
 	}
 	recover("LATEST", atThird.sum, "--target-time", atThird.time, "--target-action", "promote")
 	recover("LATEST", newest)
@@ -293,34 +280,19 @@ func testIncrementalStandbyAndPromotion(t *testing.T, bin string, v int) {
 	pg.SQL(t, "INSERT INTO marks VALUES (2)")
 	archiveWAL(t, pg)
 
-	dir := testenv.ServerTempDir(t)
-	dest := filepath.Join(dir, "standby")
-	conninfo := "host=" + pg.SocketDir + " port=" + strconv.Itoa(pg.Port) + " user=postgres"
-	wantExit(t, run(t, bin, env, "backup-fetch", dest, "LATEST", "--standby", "--primary-conninfo", conninfo), 0)
+	sb := startStandby(t, bin, repo, pg)
+	dest := sb.dest
 	pgCtl := filepath.Join(pg.ServerBinDir, "pg_ctl")
-	port := pg.Port + 1
-	start := pg.RunAsOwner(t.Context(), pgCtl, "start", "-w", "-D", dest, "-l", filepath.Join(dir, "standby.log"),
-		"-o", "-p "+strconv.Itoa(port)+" -k "+dir+" -c archive_mode=always")
-	t.Cleanup(func() { stopServer(t, pg, dest) })
-	if out, err := start.CombinedOutput(); err != nil {
-		log, _ := os.ReadFile(filepath.Join(dir, "standby.log"))
-		t.Fatalf("start the standby: %v\n%s\n%s", err, out, log)
-	}
 	onStandby := func(query string) string {
 		t.Helper()
-		return psql(t, pg, dir, port, query)
+		return sb.sql(t, pg, query)
 	}
 	pg.SQL(t, "INSERT INTO marks VALUES (3)")
-	waitFor(t, time.Minute, func() bool {
-		cmd := pg.RunAsOwner(t.Context(), filepath.Join(pg.BinDir, "psql"), "-XAtq", "-h", dir, "-p", strconv.Itoa(port), "-U", "postgres", "-d", "postgres",
-			"-c", "SELECT (SELECT string_agg(n::text, ',' ORDER BY n) FROM marks) || ' ' || coalesce((SELECT status FROM pg_stat_wal_receiver), 'none')")
-		out, err := cmd.Output()
-		return err == nil && strings.TrimSpace(string(out)) == "1,2,3 streaming"
-	})
+	waitFor(t, time.Minute, func() bool { return onStandby("SELECT string_agg(n::text, ',' ORDER BY n) FROM marks") == "1,2,3" })
 
 	// An incremental of the standby: the primary switches WAL while it
 	// waits for its last segment, as archive_timeout would.
-	standbyEnv := append(append([]string{}, repo.env...), "PGHOST="+dir, "PGPORT="+strconv.Itoa(port), "PGUSER=postgres", "PGDATA="+dest, "TUSK_DELTA_MAX_STEPS=3")
+	standbyEnv := append(slices.Clone(sb.env), "TUSK_DELTA_MAX_STEPS=3")
 	pg.SQL(t, "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid <= 2000")
 	// A backup of a standby starts at its last restartpoint, which must be
 	// past the parent's end (the server refuses otherwise, and backup-push
@@ -442,4 +414,25 @@ func TestIntegrationIncrementalDamage(t *testing.T) {
 	if r.code == 0 {
 		t.Errorf("backup-fetch LATEST restored a chain without its full backup:\n%s", r.stdout)
 	}
+}
+
+// recoverExactly restores backup name with backup-fetch --recover (and
+// args) on the backup's timeline (each restored server promotes and
+// archives a new timeline into the same repository), and checks that
+// sumQuery answers want and that an index scan counts the 200,000 accounts
+// of pgbench scale 2 (stale visibility-map pages would count more).
+func recoverExactly(t *testing.T, bin string, env []string, pg *testenv.Postgres, name, sumQuery, want string, args ...string) {
+	t.Helper()
+	dest := filepath.Join(testenv.ServerTempDir(t), "pgdata")
+	r := run(t, bin, env, append([]string{"backup-fetch", dest, name, "--recover", "--json", "--target-timeline", "current", "--pg-bin", pg.ServerBinDir}, args...)...)
+	t.Cleanup(func() { stopServer(t, pg, dest) })
+	wantExit(t, r, 0)
+	sock, port := recovered(t, r)
+	if got := psql(t, pg, sock, port, sumQuery); got != want {
+		t.Fatalf("restore of %s %v: checksum %s, want %s", name, args, got, want)
+	}
+	if n := psql(t, pg, sock, port, "SET enable_seqscan = off; SELECT count(*) FROM pgbench_accounts WHERE aid > 0"); n != "200000" {
+		t.Fatalf("restore of %s: an index scan counts %s accounts, want 200000", name, n)
+	}
+	stopServer(t, pg, dest)
 }

@@ -122,19 +122,7 @@ func testLocalIncremental(t *testing.T, bin string, v int) {
 
 	recover := func(name, want string, args ...string) {
 		t.Helper()
-		dest := filepath.Join(testenv.ServerTempDir(t), "pgdata")
-		r := run(t, bin, env, append([]string{"backup-fetch", dest, name, "--recover", "--json", "--target-timeline", "current", "--pg-bin", pg.ServerBinDir,
-			"--tablespace-mapping", tsDir + "=" + filepath.Join(testenv.ServerTempDir(t), "ts")}, args...)...)
-		t.Cleanup(func() { stopServer(t, pg, dest) })
-		wantExit(t, r, 0)
-		sock, port := recovered(t, r)
-		if got := psql(t, pg, sock, port, localChainSum); got != want {
-			t.Fatalf("restore of %s %v: checksum %s, want %s", name, args, got, want)
-		}
-		if n := psql(t, pg, sock, port, "SET enable_seqscan = off; SELECT count(*) FROM pgbench_accounts WHERE aid > 0"); n != "200000" {
-			t.Fatalf("restore of %s: an index scan counts %s accounts, want 200000", name, n)
-		}
-		stopServer(t, pg, dest)
+		recoverExactly(t, bin, env, pg, name, localChainSum, want, append([]string{"--tablespace-mapping", tsDir + "=" + filepath.Join(testenv.ServerTempDir(t), "ts")}, args...)...)
 	}
 	// Inside the second incremental's window, from the chain up to it; then
 	// the newest point from the chain's last incremental.
