@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -79,11 +80,13 @@ func TestStalledTransfersFail(t *testing.T) {
 
 // TestSlowDownloadSurvives: the stall timeout is no deadline on a transfer;
 // a body that keeps arriving, slowly, for many times the timeout is read
-// whole.
+// whole. The server pauses a tenth of the timeout between chunks, so a
+// loaded machine that wakes it late does not trip the timeout; the server
+// ignores Range, so a resume (the timeout tripped) fails the test too.
 func TestSlowDownloadSurvives(t *testing.T) {
 	t.Parallel()
-	const stall = 200 * time.Millisecond
-	body := bytes.Repeat([]byte("x"), 16<<10)
+	const stall = time.Second
+	body := bytes.Repeat([]byte("x"), 48<<10)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		w.Header().Set("ETag", `"e"`)
@@ -91,7 +94,7 @@ func TestSlowDownloadSurvives(t *testing.T) {
 		for i := 0; i < len(body); i += 1 << 10 {
 			w.Write(body[i : i+1<<10])
 			w.(http.Flusher).Flush()
-			time.Sleep(stall / 2)
+			time.Sleep(stall / 10)
 		}
 	}))
 	t.Cleanup(srv.Close)
@@ -111,5 +114,46 @@ func TestSlowDownloadSurvives(t *testing.T) {
 	}
 	if d := time.Since(start); d < 4*stall {
 		t.Fatalf("the download took %v, not the several stall timeouts the test needs", d)
+	}
+}
+
+// TestResumeIgnoredRange: a server that answers a resumed download with the
+// whole object (it ignored Range) fails the Get in one sentence; before,
+// the object's start was appended to what had been read, and the caller
+// got more bytes than the object holds.
+func TestResumeIgnoredRange(t *testing.T) {
+	t.Parallel()
+	body := bytes.Repeat([]byte("0123456789abcdef"), 4<<10)
+	var gets atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Header().Set("ETag", `"e"`)
+		w.Header().Set("x-amz-request-id", "test")
+		if gets.Add(1) == 1 {
+			w.Write(body[:len(body)/2])
+			w.(http.Flusher).Flush()
+			panic(http.ErrAbortHandler)
+		}
+		w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	s, err := New(t.Context(), stallConfig(srv.URL, time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := s.Get(t.Context(), "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	got, err := io.ReadAll(rc)
+	if err == nil || !strings.Contains(err.Error(), "does not honour Range requests") {
+		t.Fatalf("read %d bytes of %d, err = %v; want an error saying the server ignored Range", len(got), len(body), err)
+	}
+	if !bytes.Equal(got, body[:len(got)]) {
+		t.Errorf("the %d bytes read are not the object's start", len(got))
+	}
+	if n := gets.Load(); n != 2 {
+		t.Errorf("%d GET requests, want 2 (one resume)", n)
 	}
 }

@@ -67,6 +67,14 @@ func (r *objectReader) open() error {
 		}
 		return r.s.classify(r.ctx, err)
 	}
+	if r.off > 0 {
+		// A server or proxy that ignores Range sends the object from its
+		// start: appending that would corrupt the stream silently.
+		if err := checkResumed(out, r.off, r.size); err != nil {
+			out.Body.Close()
+			return err
+		}
+	}
 	r.body = out.Body
 	if r.off == 0 {
 		r.etag = aws.ToString(out.ETag)
@@ -115,6 +123,17 @@ func (r *objectReader) Read(p []byte) (int, error) {
 		return n, fmt.Errorf("get %s: resume at offset %d: %w", r.key, r.off, storage.Final(oerr))
 	}
 	return n, nil
+}
+
+// checkResumed reports whether a resumed GetObject answered with the bytes
+// from off to the end of an object of size bytes, as Content-Range says.
+func checkResumed(out *s3.GetObjectOutput, off, size int64) error {
+	want := fmt.Sprintf("bytes %d-%d/%d", off, size-1, size)
+	got := aws.ToString(out.ContentRange)
+	if got != want || aws.ToInt64(out.ContentLength) != size-off {
+		return fmt.Errorf("the server answered the resumed download with Content-Range %q and %d bytes, not %q: it does not honour Range requests", got, aws.ToInt64(out.ContentLength), want)
+	}
+	return nil
 }
 
 func resumable(err error) bool {
