@@ -1,0 +1,251 @@
+package crypt
+
+import (
+	"errors"
+	"fmt"
+	"io"
+)
+
+// An encrypted object is one secretstream, exactly as wal-g writes one with
+// WALG_LIBSODIUM_KEY: the 24-byte header, then the plaintext in messages of
+// chunkSize bytes, each sealed with tag MESSAGE (chunkSize+17 bytes), and
+// last a message of 0 to chunkSize-1 bytes with tag FINAL. A stream whose
+// length is a multiple of chunkSize ends with an empty FINAL message, never
+// a full one (wal-g's reader would take a full FINAL for a premature end).
+//
+// What tusk adds, and wal-g does not: the first message carries the
+// object's key in the repository as additional data, so an object renamed
+// to another key (one WAL segment's object stored under another segment's
+// name) fails authentication instead of restoring the wrong data; and the
+// reader requires the FINAL message and nothing after it, so a stream cut
+// at a message boundary is an error, not a shorter object.
+const chunkSize = 8192
+
+// sealedChunk is a full message's size in the stream.
+const sealedChunk = chunkSize + ssABytes
+
+// SealedSize is the size of the stream that encrypts n bytes.
+func SealedSize(n int64) int64 {
+	return n + ssHeaderBytes + ssABytes*(n/chunkSize+1)
+}
+
+// PlainSize is the number of bytes a stream of c bytes decrypts to; ok is
+// false for a length no stream of this format has.
+func PlainSize(c int64) (n int64, ok bool) {
+	c -= ssHeaderBytes
+	if c < ssABytes {
+		return 0, false
+	}
+	q := c / sealedChunk
+	r := c - q*sealedChunk - ssABytes
+	if r < 0 {
+		return 0, false
+	}
+	return q*chunkSize + r, true
+}
+
+// sealer is an io.Reader of the stream that encrypts src: what Put sends.
+type sealer struct {
+	src  io.Reader
+	push *ssPush
+	ad   []byte // the first message's additional data
+	in   []byte // chunkSize+1: a full message, and one byte to know it is not the last
+	nin  int
+	out  []byte // sealed bytes not yet read
+	off  int
+	done bool
+	err  error
+}
+
+func newSealer(src io.Reader, key *[32]byte, ad []byte) *sealer {
+	hdr, push := newSSPush(key)
+	s := &sealer{src: src, push: push, ad: ad, in: make([]byte, chunkSize+1), out: make([]byte, 0, 2*sealedChunk)}
+	s.out = append(s.out, hdr[:]...)
+	return s
+}
+
+func (s *sealer) Read(p []byte) (int, error) {
+	for s.off == len(s.out) {
+		if s.done {
+			return 0, io.EOF
+		}
+		if s.err != nil {
+			return 0, s.err
+		}
+		s.out, s.off = s.out[:0], 0
+		s.err = s.next()
+	}
+	n := copy(p, s.out[s.off:])
+	s.off += n
+	return n, nil
+}
+
+// next seals the next message (or the last two) into out.
+func (s *sealer) next() error {
+	n, err := io.ReadFull(s.src, s.in[s.nin:])
+	s.nin += n
+	switch {
+	case err == nil:
+		s.seal(s.in[:chunkSize], ssTagMessage)
+		s.in[0] = s.in[chunkSize]
+		s.nin = 1
+		return nil
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		if s.nin == chunkSize {
+			s.seal(s.in[:chunkSize], ssTagMessage)
+			s.nin = 0
+		}
+		s.seal(s.in[:s.nin], ssTagFinal)
+		s.done = true
+		return nil
+	default:
+		return err
+	}
+}
+
+func (s *sealer) seal(m []byte, tag byte) {
+	s.out = s.push.seal(s.out, m, s.ad, tag)
+	s.ad = nil
+}
+
+// ErrDecrypt is returned (wrapped) for an object that none of the keys
+// given decrypts: another key encrypted it, it was stored under another
+// name, or it is not encrypted at all.
+var ErrDecrypt = errors.New("cannot be decrypted")
+
+// ErrDamaged is returned (wrapped) for an encrypted object whose first
+// message authenticates but whose stream is then cut short, changed or
+// followed by other bytes.
+var ErrDamaged = errors.New("encrypted object is damaged")
+
+// opener is an io.Reader of src's decryption: what Get returns.
+type opener struct {
+	src   io.Reader
+	name  string // the object's key: additional data, and for errors
+	keys  []Key
+	hint  string
+	pull  *ssPull
+	msg   int // messages opened
+	in    []byte
+	out   []byte
+	off   int
+	final bool
+	err   error
+}
+
+func newOpener(src io.Reader, name string, keys []Key, hint string) *opener {
+	return &opener{src: src, name: name, keys: keys, hint: hint, in: make([]byte, sealedChunk)}
+}
+
+func (o *opener) Read(p []byte) (int, error) {
+	for o.off == len(o.out) {
+		if o.err != nil {
+			return 0, o.err
+		}
+		if o.final {
+			o.err = o.end()
+			continue
+		}
+		o.out, o.off = o.out[:0], 0
+		if err := o.next(); err != nil {
+			o.err = err
+		}
+	}
+	n := copy(p, o.out[o.off:])
+	o.off += n
+	return n, nil
+}
+
+// end checks that nothing follows the FINAL message.
+func (o *opener) end() error {
+	var b [1]byte
+	n, err := io.ReadFull(o.src, b[:])
+	switch {
+	case n > 0:
+		return o.damaged("bytes follow the end of its encrypted stream")
+	case errors.Is(err, io.EOF):
+		return io.EOF
+	default:
+		return err
+	}
+}
+
+func (o *opener) next() error {
+	if o.pull == nil {
+		var hdr [ssHeaderBytes]byte
+		n, err := io.ReadFull(o.src, hdr[:])
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return fmt.Errorf("%s %w: it holds %d bytes, fewer than an encrypted object's header%s", o.name, ErrDecrypt, n, o.hint)
+			}
+			return err
+		}
+		return o.first(hdr[:])
+	}
+	c, err := o.read()
+	if err != nil {
+		return err
+	}
+	m, tag, err := o.pull.open(o.out[:0], c, nil)
+	if err != nil {
+		return o.damaged(fmt.Sprintf("its encrypted message %d fails authentication", o.msg+1))
+	}
+	return o.took(m, tag, len(c))
+}
+
+// first opens the first message with each key until one authenticates it.
+func (o *opener) first(hdr []byte) error {
+	c, err := o.read()
+	if errors.Is(err, ErrDamaged) {
+		return fmt.Errorf("%s %w: it ends right after its header%s", o.name, ErrDecrypt, o.hint)
+	}
+	if err != nil {
+		return err
+	}
+	for i := range o.keys {
+		pull, err := newSSPull(&o.keys[i].key, hdr)
+		if err != nil {
+			return err
+		}
+		m, tag, err := pull.open(o.out[:0], c, []byte(o.name))
+		if err == nil {
+			o.pull = pull
+			return o.took(m, tag, len(c))
+		}
+	}
+	what := "the key given"
+	if len(o.keys) > 1 {
+		what = fmt.Sprintf("any of the %d keys given", len(o.keys))
+	}
+	return fmt.Errorf("%s %w with %s: another key encrypted it, it was stored under another name, or it is not encrypted%s", o.name, ErrDecrypt, what, o.hint)
+}
+
+// read reads one message: a full one, or a shorter last one.
+func (o *opener) read() ([]byte, error) {
+	n, err := io.ReadFull(o.src, o.in)
+	switch {
+	case err == nil:
+	case errors.Is(err, io.ErrUnexpectedEOF) && n >= ssABytes:
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return nil, o.damaged("its encrypted stream is cut short")
+	default:
+		return nil, err
+	}
+	return o.in[:n], nil
+}
+
+func (o *opener) took(m []byte, tag byte, n int) error {
+	o.msg++
+	o.out = m
+	switch {
+	case tag == ssTagFinal:
+		o.final = true
+	case n < sealedChunk:
+		return o.damaged("its encrypted stream is cut short")
+	}
+	return nil
+}
+
+func (o *opener) damaged(why string) error {
+	return fmt.Errorf("%s: %w: %s", o.name, ErrDamaged, why)
+}
