@@ -187,6 +187,11 @@ func RestoreChain(ctx context.Context, chain []Meta, dest string, opts FetchOpti
 	if len(chain) == 0 {
 		return errors.New("no backup to restore")
 	}
+	for _, m := range chain {
+		if err := m.NeedsKey(); err != nil {
+			return err
+		}
+	}
 	newest := chain[len(chain)-1]
 	if !newest.Incremental() {
 		return Restore(ctx, newest, dest, opts)
@@ -477,6 +482,9 @@ func readManifest(ctx context.Context, st storage.Storage, m Meta) (*incremental
 // verifying every part, and writes PostgreSQL's backup manifest into dest.
 // On failure it removes what it created.
 func Restore(ctx context.Context, m Meta, dest string, opts FetchOptions) (err error) {
+	if err := m.NeedsKey(); err != nil {
+		return err
+	}
 	if m.Incremental() {
 		return fmt.Errorf("backup %s is incremental (on %s): restore it with its chain (RestoreChain)", m.Name, m.Parent)
 	}

@@ -45,6 +45,32 @@ func MetaKey(name string) string { return backupsPrefix + name + ".json" }
 // DataPrefix is the prefix of backup name's parts.
 func DataPrefix(name string) string { return backupsPrefix + name + "/" }
 
+// IsMetaKey reports whether key is a backup's metadata object.
+func IsMetaKey(key string) bool {
+	rest, ok := strings.CutPrefix(key, backupsPrefix)
+	return ok && strings.HasSuffix(rest, ".json") && !strings.Contains(rest, "/")
+}
+
+// IsTombstoneKey reports whether key is a delete's tombstone.
+func IsTombstoneKey(key string) bool {
+	rest, ok := strings.CutPrefix(key, backupsPrefix)
+	return ok && strings.HasSuffix(rest, ".deleting") && !strings.Contains(rest, "/")
+}
+
+// IsStartedKey reports whether key is a running backup's claim on its name.
+func IsStartedKey(key string) bool {
+	rest, ok := strings.CutPrefix(key, backupsPrefix)
+	name, ok2 := strings.CutSuffix(rest, "/backup_started.json")
+	return ok && ok2 && !strings.Contains(name, "/")
+}
+
+// SealedFields are the metadata fields an encrypted repository keeps only
+// in the metadata's encrypted copy (package crypt's Seal class): they name
+// files, folders and stored objects, or checksum the rest. The fields left
+// plain are what listing and retention need without a key: name, system,
+// times, LSNs, WAL segments, sizes, chain, permanence, label.
+var SealedFields = []string{"tablespaces", "parts", "manifest", "bad_pages", "checksum"}
+
 // metaFormat is the version of Meta's layout.
 const metaFormat = 1
 
@@ -89,6 +115,24 @@ type Meta struct {
 	// BadPages are the data pages whose checksum failed as a local-mode
 	// backup read them (PostgreSQL's data checksums), by file.
 	BadPages []BadPages `json:"bad_pages,omitempty"`
+	// Sealed is set when the metadata was read from an encrypted
+	// repository without its key: only the plain fields are there (see
+	// SealedFields), enough to list and retain the backup, not to restore,
+	// verify or rewrite it (ErrEncrypted).
+	Sealed string `json:"tusk_sealed,omitempty"`
+}
+
+// ErrEncrypted is returned (wrapped) for a backup of an encrypted
+// repository read without the repository's key.
+var ErrEncrypted = errors.New("is encrypted, and no key to it was given")
+
+// NeedsKey says whether m is only the plain view of an encrypted backup's
+// metadata.
+func (m Meta) NeedsKey() error {
+	if m.Sealed != "" {
+		return fmt.Errorf("backup %s %w", m.Name, ErrEncrypted)
+	}
+	return nil
 }
 
 // Backup modes (Meta.Mode).
@@ -185,6 +229,14 @@ func ReadMeta(ctx context.Context, st storage.Storage, name string) (Meta, error
 	if m.Format != metaFormat {
 		return m, fmt.Errorf("backup %s: %w: format %d is not supported by this tusk (upgrade tusk)", name, ErrBadMeta, m.Format)
 	}
+	if m.Sealed != "" {
+		// The plain view of an encrypted repository's metadata, read
+		// without the key: what it holds is checked by whoever has one.
+		if err := m.checkPlainView(name); err != nil {
+			return m, fmt.Errorf("backup %s: %w: %s %v", name, ErrBadMeta, MetaKey(name), err)
+		}
+		return m, nil
+	}
 	if err := checkMetaSum(b); err != nil {
 		return m, fmt.Errorf("backup %s: %w: %s %v; it was changed after tusk wrote it, so its parts and checksums cannot be trusted (tusk delete target %s removes it)", name, ErrBadMeta, MetaKey(name), err, name)
 	}
@@ -231,6 +283,14 @@ func sumString(b []byte) string {
 	return "xxh3-128:" + hex.EncodeToString(sum[:])
 }
 
+// checkPlainView refuses a plain view that cannot describe a backup.
+func (m Meta) checkPlainView(name string) error {
+	if m.Name != name {
+		return fmt.Errorf("names backup %q, not %q", m.Name, name)
+	}
+	return m.checkChain()
+}
+
 // check refuses metadata that cannot describe a restorable backup, whatever
 // its checksum says: a restore needs at least the data directory's archive
 // (which holds pg_control and backup_label) and the manifest, each archive's
@@ -268,6 +328,11 @@ func (m Meta) check(name string) error {
 	if m.Manifest.Key == "" {
 		return errors.New("lists no backup manifest")
 	}
+	return m.checkChain()
+}
+
+// checkChain refuses chain fields that cannot describe a backup.
+func (m Meta) checkChain() error {
 	switch {
 	case m.Parent == "" && (m.ChainFull != "" || m.ChainDepth != 0):
 		return errors.New("names a chain but no parent backup")
@@ -282,6 +347,10 @@ func (m Meta) check(name string) error {
 // WriteMeta stores m's metadata object, ending with its own checksum; the
 // backup exists once it returns.
 func WriteMeta(ctx context.Context, st storage.Storage, m Meta) error {
+	if err := m.NeedsKey(); err != nil {
+		// Written back, the plain view would lose the parts it does not show.
+		return err
+	}
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err

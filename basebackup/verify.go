@@ -46,6 +46,9 @@ type Problem struct {
 // It returns every problem found (storage failures other than a missing
 // object stop it with an error).
 func Verify(ctx context.Context, m Meta, opts VerifyOptions) ([]Problem, error) {
+	if err := m.NeedsKey(); err != nil {
+		return nil, err
+	}
 	var mu sync.Mutex
 	var problems []Problem
 	report := func(object string, err error) {

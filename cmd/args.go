@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tusk-backup/tusk/basebackup"
 	"github.com/tusk-backup/tusk/config"
 	"github.com/tusk-backup/tusk/storage"
 	"github.com/tusk-backup/tusk/storage/s3"
@@ -47,8 +48,10 @@ func describeStorageErr(err error, cfg config.Config) error {
 	}
 	switch {
 	case errors.Is(err, s3.ErrAccessDenied), errors.Is(err, s3.ErrNoSuchBucket), errors.Is(err, s3.ErrUnreachable), errors.Is(err, s3.ErrNotS3),
-		errors.Is(err, storage.ErrNoRepository):
+		errors.Is(err, storage.ErrNoRepository), errors.Is(err, storage.ErrEncryption):
 		return fmt.Errorf("repository %s: %w", cfg.Repo, err)
+	case errors.Is(err, basebackup.ErrEncrypted):
+		return fmt.Errorf("%w: set %s", err, keyHint(config.Encryption{}))
 	}
 	return err
 }

@@ -511,5 +511,15 @@ func restoreCommand(cfg config.Config) (cmd, note string, err error) {
 			note = "note: restore_command does not carry the S3 secret key; the server's environment must provide AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile or an instance role), or restore with --config FILE"
 		}
 	}
+	if e := cfg.Encryption; e.Enabled() {
+		if e.KeyFile != "" {
+			env = append(env, "TUSK_ENCRYPTION_KEY_FILE="+q(e.KeyFile))
+		}
+		env = append(env, "TUSK_ENCRYPTION_KEY_TRANSFORM="+q(e.Transform))
+		if e.Key != "" {
+			keyNote := "note: restore_command does not carry the encryption key given in " + e.KeyFrom + "; the server's environment must provide it, or restore with TUSK_ENCRYPTION_KEY_FILE or --config FILE"
+			note = strings.TrimPrefix(strings.Join([]string{note, keyNote}, "\n"), "\n")
+		}
+	}
 	return "env " + strings.Join(env, " ") + " " + q(exe) + " wal-fetch %f %p", note, nil
 }

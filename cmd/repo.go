@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-backup/tusk/basebackup"
 	"github.com/tusk-backup/tusk/config"
+	"github.com/tusk-backup/tusk/crypt"
 	"github.com/tusk-backup/tusk/storage"
 	"github.com/tusk-backup/tusk/storage/local"
 	"github.com/tusk-backup/tusk/storage/s3"
@@ -33,6 +35,10 @@ const (
 	// terminal (or a cron job that runs again): at most interactiveRetries,
 	// so a wrong or dead endpoint is one sentence in seconds, after a Check.
 	forInteractive
+	// forListing: an interactive command that reads only what an
+	// encrypted repository keeps plain (backup-list, wal-show, delete),
+	// so that it also runs where the key is not.
+	forListing
 )
 
 // interactiveRetries caps the retries of an interactive command's requests:
@@ -42,7 +48,7 @@ const interactiveRetries = 2
 
 // maxRetries is the retry budget of use.
 func (use storeUse) maxRetries(cfg config.Config) int {
-	if use == forInteractive {
+	if use == forInteractive || use == forListing {
 		return min(cfg.S3.MaxRetries, interactiveRetries)
 	}
 	return cfg.S3.MaxRetries
@@ -96,7 +102,74 @@ func openStorage(ctx context.Context, cfg config.Config, log *slog.Logger, use s
 			return nil, err
 		}
 	}
-	return storage.NewGuard(storage.NewRetry(st, storage.DefaultRetry, log)), nil
+	var inner storage.Storage = storage.NewRetry(st, storage.DefaultRetry, log)
+	gopts := storage.GuardOptions{KeyHint: keyHint(cfg.Encryption)}
+	if cfg.Encryption.Enabled() {
+		cs, err := encrypted(inner, cfg.Encryption, log)
+		if err != nil {
+			return nil, usagef(err)
+		}
+		inner = cs
+		gopts.Encryption = &storage.Encryption{Kind: storage.EncryptionSecretstream, KeyIDs: cs.KeyIDs()}
+	}
+	g := storage.NewGuardWith(inner, gopts)
+	// A missing or wrong key, or a key for a plain repository, is one
+	// sentence before any work. Without a key, listing stays possible
+	// (forListing). The archiver makes no extra round trip: wal-push's
+	// Init reads the marker anyway, and wal-fetch reads it only to
+	// explain a failure.
+	if use != forArchiver && (use != forListing || cfg.Encryption.Enabled()) {
+		if err := g.CheckEncryption(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return g, nil
+}
+
+// encrypted puts package crypt's decorator around st, with the keys the
+// settings give.
+func encrypted(st storage.Storage, e config.Encryption, log *slog.Logger) (*crypt.Store, error) {
+	keys, err := crypt.LoadKeys(crypt.KeySource{Inline: e.Key, InlineName: e.KeyFrom, File: e.KeyFile, FileName: e.FileFrom, Transform: e.Transform},
+		func(setting string, line, unused int) {
+			log.Warn("only the first 32 bytes of an encryption key are used, as wal-g does with transform none; a key of 32 random bytes in hex (TUSK_ENCRYPTION_KEY_TRANSFORM=hex) is better",
+				"setting", setting, "line", line, "unused_bytes", unused)
+		})
+	if err != nil {
+		return nil, err
+	}
+	return crypt.New(st, crypt.Options{Keys: keys, Classify: objectClass, Hidden: basebackup.SealedFields,
+		Hint: " (" + keyHint(e) + ")"})
+}
+
+// keyHint names the settings that gave the keys, or that would.
+func keyHint(e config.Encryption) string {
+	var from []string
+	if e.Key != "" {
+		from = append(from, e.KeyFrom)
+	}
+	if e.KeyFile != "" {
+		from = append(from, e.FileFrom+" "+e.KeyFile)
+	}
+	if len(from) == 0 {
+		return "TUSK_ENCRYPTION_KEY or TUSK_ENCRYPTION_KEY_FILE (wal-g's WALG_LIBSODIUM_KEY, WALG_LIBSODIUM_KEY_PATH)"
+	}
+	return "keys from " + strings.Join(from, " and ")
+}
+
+// objectClass is how an encrypted repository stores the object under key
+// (package crypt): the marker, a delete's tombstone and a running backup's
+// claim in plain text, a backup's metadata sealed (listed without a key,
+// authenticated with one), everything else encrypted.
+func objectClass(key string) crypt.Class {
+	switch {
+	case key == storage.MarkerKey:
+		return crypt.Plain
+	case basebackup.IsMetaKey(key):
+		return crypt.Seal
+	case basebackup.IsTombstoneKey(key), basebackup.IsStartedKey(key):
+		return crypt.Plain
+	}
+	return crypt.Encrypt
 }
 
 // loadRepo resolves the settings and opens (and checks) the repository: the
@@ -106,11 +179,25 @@ func (o *rootOpts) loadRepo(c *cobra.Command) (config.Config, *slog.Logger, stor
 	if err != nil {
 		return cfg, log, nil, err
 	}
-	st, err := openStorage(c.Context(), cfg, log, forInteractive)
+	use := forInteractive
+	if listingOnly(c) {
+		use = forListing
+	}
+	st, err := openStorage(c.Context(), cfg, log, use)
 	if err != nil {
 		return cfg, log, nil, describeStorageErr(err, cfg)
 	}
 	return cfg, log, st, nil
+}
+
+// listingOnly reports whether c reads only what an encrypted repository
+// keeps plain: backup metadata's plain fields and object listings.
+func listingOnly(c *cobra.Command) bool {
+	switch c.Name() {
+	case "backup-list", "wal-show":
+		return true
+	}
+	return c.HasParent() && c.Parent().Name() == "delete"
 }
 
 // listBackups lists the finished backups, warning about unreadable metadata.

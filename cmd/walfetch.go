@@ -15,6 +15,7 @@ import (
 
 	"github.com/tusk-backup/tusk/archive"
 	"github.com/tusk-backup/tusk/config"
+	"github.com/tusk-backup/tusk/crypt"
 	"github.com/tusk-backup/tusk/storage"
 	"github.com/tusk-backup/tusk/wal"
 )
@@ -126,7 +127,13 @@ func runWALFetch(c *cobra.Command, root *rootOpts, name, dest string) error {
 	a := &archive.Archive{Store: st, Log: log}
 	res, err := a.Fetch(ctx, name, dest)
 	if err != nil {
-		if !errors.Is(err, archive.ErrCorrupt) {
+		if errors.Is(err, archive.ErrCorrupt) || errors.Is(err, crypt.ErrDecrypt) || errors.Is(err, crypt.ErrDamaged) {
+			// An object that does not read may be one of an encrypted
+			// repository read without its key, or the other way round.
+			if cerr := st.CheckEncryption(ctx); cerr != nil {
+				err = cerr
+			}
+		} else {
 			err = diagnose(ctx, st, err)
 		}
 		return fail(err)

@@ -37,6 +37,7 @@ type Config struct {
 	BackupMode          string // "auto", "local" or "remote"
 	PG                  PGSettings
 	Delta               Delta
+	Encryption          Encryption
 	LogLevel            slog.Level
 	LogFormat           string
 	ConfigFile          string // the --config file used, if any (restore_command repeats it)
@@ -95,6 +96,23 @@ type Delta struct {
 	MaxSteps int    // incrementals in a chain before the next full backup; 0: full backups only
 	Origin   string // "LATEST" or "LATEST_FULL"
 	FromName string // take an incremental against this backup
+}
+
+// Encryption is where the encryption keys come from; cmd loads them
+// (package crypt). Each From names the setting that gave the value, as the
+// operator spelled it, for error sentences.
+type Encryption struct {
+	Key, KeyFrom      string
+	KeyFile, FileFrom string
+	Transform         string
+}
+
+// Enabled reports whether a key was given.
+func (e Encryption) Enabled() bool { return e.Key != "" || e.KeyFile != "" }
+
+// LogValue keeps the key out of logs.
+func (e Encryption) LogValue() slog.Value {
+	return slog.GroupValue(slog.Bool("key", e.Key != ""), slog.String("key_file", e.KeyFile), slog.String("transform", e.Transform))
 }
 
 // PGSettings are the libpq connection settings.
@@ -218,6 +236,19 @@ func Build(v Values) (Config, error) {
 		return c, bad("TUSK_DELTA_ORIGIN", fmt.Errorf("%q is not LATEST or LATEST_FULL", v.Get("TUSK_DELTA_ORIGIN")))
 	}
 	c.Delta.FromName = v.Get("TUSK_DELTA_FROM_NAME")
+	c.Encryption = Encryption{
+		Key: v.Get("TUSK_ENCRYPTION_KEY"), KeyFrom: settingName(v.From("TUSK_ENCRYPTION_KEY"), "TUSK_ENCRYPTION_KEY"),
+		KeyFile: v.Get("TUSK_ENCRYPTION_KEY_FILE"), FileFrom: settingName(v.From("TUSK_ENCRYPTION_KEY_FILE"), "TUSK_ENCRYPTION_KEY_FILE"),
+		Transform: strings.ToLower(v.Get("TUSK_ENCRYPTION_KEY_TRANSFORM")),
+	}
+	switch c.Encryption.Transform {
+	case "none", "hex", "base64":
+	default:
+		return c, bad("TUSK_ENCRYPTION_KEY_TRANSFORM", fmt.Errorf("%q is not hex, base64 or none", v.Get("TUSK_ENCRYPTION_KEY_TRANSFORM")))
+	}
+	if c.Encryption.KeyFile != "" && !filepath.IsAbs(c.Encryption.KeyFile) {
+		return c, bad("TUSK_ENCRYPTION_KEY_FILE", fmt.Errorf("%q is not an absolute path (wal-fetch runs in the data directory)", c.Encryption.KeyFile))
+	}
 	c.PG = PGSettings{
 		Host: v.Get("TUSK_PGHOST"), Port: v.Get("TUSK_PGPORT"), User: v.Get("TUSK_PGUSER"),
 		Database: v.Get("TUSK_PGDATABASE"), Password: v.Get("TUSK_PGPASSWORD"), DataDir: v.Get("TUSK_PGDATA"),
@@ -321,4 +352,17 @@ func parseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("%q is not a size like 16MiB", s)
 	}
 	return n * mult, nil
+}
+
+// settingName is the name a value was given under, from Values.From's
+// "environment WALG_LIBSODIUM_KEY" or "config file /x (KEY)"; key when it
+// was not given.
+func settingName(from, key string) string {
+	if name, ok := strings.CutPrefix(from, "environment "); ok {
+		return name
+	}
+	if i := strings.LastIndex(from, " ("); i >= 0 && strings.HasSuffix(from, ")") {
+		return from[i+2:len(from)-1] + " in " + strings.TrimPrefix(from[:i], "config file ")
+	}
+	return key
 }

@@ -254,12 +254,12 @@ func TestWALGNames(t *testing.T) {
 		refused string // the usage error's text, "" for none
 		note    string // a note's text, "" for none
 	}{
-		{"libsodium key", []string{"WALG_LIBSODIUM_KEY=secret"}, "", "WALG_LIBSODIUM_KEY (in the environment) is refused: it turns on wal-g's client-side encryption", ""},
-		{"pgp key path", []string{"WALG_PGP_KEY_PATH=/etc/key"}, "", "WALG_PGP_KEY_PATH (in the environment) is refused", ""},
+		{"libsodium key", []string{"WALG_LIBSODIUM_KEY=secret"}, "", "", ""},
+		{"pgp key path", []string{"WALG_PGP_KEY_PATH=/etc/key"}, "", "WALG_PGP_KEY_PATH (in the environment) is refused: it turns on a kind of wal-g client-side encryption that tusk does not read or write", ""},
 		{"cse kms", []string{"WALG_CSE_KMS_ID=arn:aws:kms:x"}, "", "WALG_CSE_KMS_ID (in the environment) is refused", ""},
 		{"gpg key id", []string{"WALG_GPG_KEY_ID=ABCD"}, "", "WALG_GPG_KEY_ID (in the environment) is refused", ""},
 		{"wal-e gpg", []string{"WALE_GPG_KEY_ID=ABCD"}, "", "WALE_GPG_KEY_ID (in the environment) is refused", ""},
-		{"key in a config file", nil, "TUSK_REPO: file:///x\nWALG_LIBSODIUM_KEY_PATH: /k\n", "WALG_LIBSODIUM_KEY_PATH (in config file", ""},
+		{"key in a config file", nil, "TUSK_REPO: file:///x\nWALG_PGP_KEY_PATH: /k\n", "WALG_PGP_KEY_PATH (in config file", ""},
 		{"other storage", []string{"WALG_GS_PREFIX=gs://b/p"}, "", "names a kind of storage tusk does not support", ""},
 		{"unknown, by its name a key", []string{"WALG_FANCY_NEW_KEY=x"}, "", "by its name it may change how or where data is stored", ""},
 		{"empty value is unset", []string{"WALG_LIBSODIUM_KEY="}, "", "", ""},

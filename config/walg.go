@@ -31,9 +31,10 @@ type walgName struct {
 }
 
 const (
-	whyEncryption = "it turns on wal-g's client-side encryption, which tusk does not have yet; " +
-		"tusk would store the WAL and backups unencrypted. Unset it and protect the bucket with server-side " +
-		"encryption (TUSK_S3_SSE / S3_SSE) meanwhile, or keep using wal-g for this repository"
+	whyEncryption = "it turns on a kind of wal-g client-side encryption that tusk does not read or write " +
+		"(tusk encrypts in wal-g's libsodium format: WALG_LIBSODIUM_KEY or TUSK_ENCRYPTION_KEY, and " +
+		"TUSK_ENCRYPTION_KEY_FILE); tusk would store the WAL and backups unencrypted. Unset it and use a " +
+		"libsodium key for a new repository, or keep using wal-g for this one"
 	whyStorage = "it names a kind of storage tusk does not support; tusk stores into a folder (file://) or " +
 		"an S3-compatible bucket (s3://): set TUSK_REPO"
 	whyLock = "it asks for S3 Object Lock retention on what is stored, which tusk does not set; " +
@@ -43,9 +44,6 @@ const (
 
 var walgNames = map[string]walgName{
 	// Client-side encryption.
-	"WALG_LIBSODIUM_KEY":                            {walgRefused, whyEncryption},
-	"WALG_LIBSODIUM_KEY_PATH":                       {walgRefused, whyEncryption},
-	"WALG_LIBSODIUM_KEY_TRANSFORM":                  {walgRefused, whyEncryption},
 	"WALG_PGP_KEY":                                  {walgRefused, whyEncryption},
 	"WALG_PGP_KEY_PATH":                             {walgRefused, whyEncryption},
 	"WALG_PGP_KEY_PASSPHRASE":                       {walgRefused, whyEncryption},

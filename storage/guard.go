@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -25,8 +27,40 @@ var ErrNoRepository = errors.New("no tusk repository there")
 
 // Marker is the content of MarkerKey.
 type Marker struct {
-	Format    int       `json:"tusk_repository"` // 1
-	CreatedAt time.Time `json:"created_at"`
+	Format     int         `json:"tusk_repository"` // 1
+	CreatedAt  time.Time   `json:"created_at"`
+	Encryption *Encryption `json:"encryption,omitempty"` // nil: objects are stored as they are
+}
+
+// Encryption is what a repository's marker says about its encryption, or
+// what a tusk process is configured with; never a key.
+type Encryption struct {
+	// Kind is EncryptionSecretstream.
+	Kind string `json:"kind"`
+	// KeyIDs name keys without revealing them (package crypt): in a
+	// marker, every key that has written into the repository, in the
+	// order they first did; in a process's configuration, its keys, the
+	// one it writes with first.
+	KeyIDs []string `json:"key_ids"`
+}
+
+// EncryptionSecretstream is package crypt's format: libsodium's
+// crypto_secretstream_xchacha20poly1305 as wal-g frames it, each object
+// bound to its key.
+const EncryptionSecretstream = "secretstream-xchacha20poly1305"
+
+// ErrEncryption is returned (wrapped) when a repository's encryption and
+// the keys a process was given do not fit: a key for a plain repository,
+// none for an encrypted one, or keys it was not written with.
+var ErrEncryption = errors.New("encryption settings do not fit the repository")
+
+// GuardOptions configure a Guard.
+type GuardOptions struct {
+	// Encryption is what the process was configured with; nil for none.
+	Encryption *Encryption
+	// KeyHint names the settings that give keys, for error sentences:
+	// "TUSK_ENCRYPTION_KEY or TUSK_ENCRYPTION_KEY_FILE".
+	KeyHint string
 }
 
 // Guard wraps a Storage so that "not found" is only ever said about a
@@ -36,36 +70,139 @@ type Marker struct {
 // instead.
 type Guard struct {
 	inner Storage
+	o     GuardOptions
 
 	mu      sync.Mutex
 	present bool // the repository was seen to exist; it is not checked again
+	fits    bool // the marker was read and fits o.Encryption
+	written bool // Init made sure the marker names the key that writes
 }
 
 // NewGuard wraps st.
 func NewGuard(st Storage) *Guard { return &Guard{inner: st} }
 
+// NewGuardWith wraps st with options.
+func NewGuardWith(st Storage, o GuardOptions) *Guard { return &Guard{inner: st, o: o} }
+
 // Unwrap implements Unwrapper.
 func (g *Guard) Unwrap() Storage { return g.inner }
 
-// Init makes sure the marker exists, writing it if it does not: the
-// commands that create a repository by writing into it (wal-push,
-// backup-push) call it before their first lookup.
+// Init makes sure the marker exists, writing it if it does not, and that
+// it fits the process's encryption (adding the writing key's id to it
+// after a key rotation): the commands that create a repository by writing
+// into it (wal-push, backup-push) call it before their first lookup.
 func (g *Guard) Init(ctx context.Context) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.present {
+	if g.written {
 		return nil
 	}
-	_, err := g.inner.Stat(ctx, MarkerKey)
-	if errors.Is(err, ErrNotFound) {
-		b, _ := json.Marshal(Marker{Format: 1, CreatedAt: time.Now().UTC()})
-		err = g.inner.Put(ctx, MarkerKey, bytes.NewReader(append(b, '\n')))
+	m, err := g.readMarker(ctx)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		if g.o.Encryption != nil {
+			// A repository from before markers holds plain objects.
+			err = g.inner.List(ctx, "", func(Object) error { return errFoundOne })
+			if errors.Is(err, errFoundOne) {
+				return fmt.Errorf("%w: this repository holds objects but no %s, so they were written without encryption by an older tusk; start encrypted backups in a new repository (another prefix or folder)", ErrEncryption, MarkerKey)
+			}
+			if err != nil {
+				return fmt.Errorf("repository marker %s: %w", MarkerKey, err)
+			}
+		}
+		m = &Marker{Format: 1, CreatedAt: time.Now().UTC()}
+		if e := g.o.Encryption; e != nil {
+			m.Encryption = &Encryption{Kind: e.Kind, KeyIDs: e.KeyIDs[:1]}
+		}
+		err = g.writeMarker(ctx, m)
+	case err != nil:
+	default:
+		if err = g.fit(m); err == nil {
+			if e := g.o.Encryption; e != nil && !slices.Contains(m.Encryption.KeyIDs, e.KeyIDs[0]) {
+				m.Encryption.KeyIDs = append(m.Encryption.KeyIDs, e.KeyIDs[0])
+				err = g.writeMarker(ctx, m)
+			}
+		}
 	}
 	if err != nil {
+		if errors.Is(err, ErrEncryption) {
+			return err
+		}
 		return fmt.Errorf("repository marker %s: %w", MarkerKey, err)
 	}
-	g.present = true
+	g.present, g.fits, g.written = true, true, true
 	return nil
+}
+
+// CheckEncryption reads the marker (once per Guard) and says whether the
+// repository's encryption fits the process's: commands call it before
+// they read, so that a missing or wrong key is one sentence before any
+// work. A repository without a marker (an empty one, one from before
+// markers) passes; what it holds decides.
+func (g *Guard) CheckEncryption(ctx context.Context) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.fits {
+		return nil
+	}
+	m, err := g.readMarker(ctx)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("repository marker %s: %w", MarkerKey, err)
+	}
+	if err := g.fit(m); err != nil {
+		return err
+	}
+	g.present, g.fits = true, true
+	return nil
+}
+
+func (g *Guard) readMarker(ctx context.Context) (*Marker, error) {
+	rc, err := g.inner.Get(ctx, MarkerKey)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	var m Marker
+	if err := json.Unmarshal(b, &m); err != nil || m.Format < 1 {
+		return nil, fmt.Errorf("%s is not a tusk repository marker; is this prefix or folder another program's?", MarkerKey)
+	}
+	if m.Encryption != nil && (m.Encryption.Kind == "" || len(m.Encryption.KeyIDs) == 0) {
+		return nil, fmt.Errorf("%s names an encryption without its kind or keys", MarkerKey)
+	}
+	return &m, nil
+}
+
+func (g *Guard) writeMarker(ctx context.Context, m *Marker) error {
+	b, _ := json.Marshal(m)
+	return g.inner.Put(ctx, MarkerKey, bytes.NewReader(append(b, '\n')))
+}
+
+// fit says whether marker m fits the process's encryption.
+func (g *Guard) fit(m *Marker) error {
+	have, want := m.Encryption, g.o.Encryption
+	switch {
+	case have == nil && want == nil:
+		return nil
+	case have == nil:
+		return fmt.Errorf("%w: this repository is not encrypted, but an encryption key is set (%s): unset it to use this repository, or start encrypted backups in a new one (another prefix or folder)", ErrEncryption, g.o.KeyHint)
+	case want == nil:
+		return fmt.Errorf("%w: this repository is encrypted (%s, key ids %s): set its key in %s", ErrEncryption, have.Kind, strings.Join(have.KeyIDs, ", "), g.o.KeyHint)
+	case have.Kind != want.Kind:
+		return fmt.Errorf("%w: this repository is encrypted with %s, not %s", ErrEncryption, have.Kind, want.Kind)
+	}
+	for _, id := range want.KeyIDs {
+		if slices.Contains(have.KeyIDs, id) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: none of the keys given (%s: key ids %s) is one this repository was written with (key ids %s); to rotate keys, give the new key first and the old ones after it", ErrEncryption, g.o.KeyHint, strings.Join(want.KeyIDs, ", "), strings.Join(have.KeyIDs, ", "))
 }
 
 // confirm returns nil if the repository is there, ErrNoRepository if it is

@@ -117,3 +117,56 @@ func TestAs(t *testing.T) {
 		t.Fatal("As found a capability nobody has")
 	}
 }
+
+// TestGuardEncryption: the marker records the encryption and the keys
+// that wrote; a process whose keys do not fit is refused in one sentence,
+// and a rotated key is added.
+func TestGuardEncryption(t *testing.T) {
+	ctx := t.Context()
+	enc := func(ids ...string) storage.GuardOptions {
+		return storage.GuardOptions{Encryption: &storage.Encryption{Kind: storage.EncryptionSecretstream, KeyIDs: ids}, KeyHint: "TUSK_ENCRYPTION_KEY"}
+	}
+	plain := storage.GuardOptions{KeyHint: "TUSK_ENCRYPTION_KEY"}
+	newRepo := func() (storage.Storage, string) {
+		dir := filepath.Join(t.TempDir(), "repo")
+		st, _ := local.New(dir)
+		return st, dir
+	}
+	refused := func(err error, want string) {
+		t.Helper()
+		if !errors.Is(err, storage.ErrEncryption) || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v; want ErrEncryption saying %q", err, want)
+		}
+	}
+
+	st, dir := newRepo()
+	if err := storage.NewGuardWith(st, enc("aaaa")).Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, storage.MarkerKey)); !strings.Contains(string(b), `"key_ids":["aaaa"]`) {
+		t.Fatalf("marker %s", b)
+	}
+	refused(storage.NewGuardWith(st, plain).Init(ctx), "this repository is encrypted (secretstream-xchacha20poly1305, key ids aaaa): set its key in TUSK_ENCRYPTION_KEY")
+	refused(storage.NewGuardWith(st, plain).CheckEncryption(ctx), "is encrypted")
+	refused(storage.NewGuardWith(st, enc("bbbb")).CheckEncryption(ctx), "none of the keys given (TUSK_ENCRYPTION_KEY: key ids bbbb)")
+	refused(storage.NewGuardWith(st, enc("bbbb")).Init(ctx), "give the new key first and the old ones after it")
+	if err := storage.NewGuardWith(st, enc("bbbb", "aaaa")).Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, storage.MarkerKey)); !strings.Contains(string(b), `"key_ids":["aaaa","bbbb"]`) {
+		t.Fatalf("after a rotation the marker is %s", b)
+	}
+	if err := storage.NewGuardWith(st, enc("bbbb")).CheckEncryption(ctx); err != nil {
+		t.Errorf("the rotated key alone: %v", err)
+	}
+
+	st, _ = newRepo()
+	if err := storage.NewGuardWith(st, plain).Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	refused(storage.NewGuardWith(st, enc("aaaa")).Init(ctx), "this repository is not encrypted, but an encryption key is set (TUSK_ENCRYPTION_KEY)")
+
+	st, _ = newRepo()
+	st.Put(ctx, "wal/old", strings.NewReader("x"))
+	refused(storage.NewGuardWith(st, enc("aaaa")).Init(ctx), "written without encryption by an older tusk")
+}

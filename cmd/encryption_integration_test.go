@@ -1,0 +1,229 @@
+package cmd_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/tusk-backup/tusk/internal/testenv"
+)
+
+// secretMarker is written into a table; with compression none, an object
+// that holds it was stored unencrypted.
+const secretMarker = "tusk-secret-marker-7f3a9c"
+
+// keyFile writes a random hex key into a file the server's user can read
+// and returns its path.
+func keyFile(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 32)
+	rand.Read(b)
+	p := filepath.Join(testenv.ServerTempDir(t), "tusk.key")
+	if err := os.WriteFile(p, []byte(hex.EncodeToString(b)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// without returns env without the settings named by prefixes.
+func without(env []string, prefixes ...string) []string {
+	return slices.DeleteFunc(slices.Clone(env), func(kv string) bool {
+		for _, p := range prefixes {
+			if strings.HasPrefix(kv, p) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// objectBytes reads every object of repo as stored.
+func objectBytes(t *testing.T, repo repository, key string) []byte {
+	t.Helper()
+	if repo.dir != "" {
+		b, err := os.ReadFile(filepath.Join(repo.dir, filepath.FromSlash(key)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	out, err := repo.minio.Client().GetObject(t.Context(), &s3.GetObjectInput{Bucket: aws.String(repo.minio.Bucket), Key: aws.String("repo/" + key)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Body.Close()
+	b, err := io.ReadAll(out.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestIntegrationEncryptionCycle: with a key, the whole cycle (archiving
+// under load, a backup, a restore to a moment) is exact, on a folder and on
+// MinIO, and no stored object holds a table's plaintext (compression none)
+// or a file's name; without the key, backups still list.
+func TestIntegrationEncryptionCycle(t *testing.T) {
+	bin := testenv.BuildTusk(t)
+	for kind, repo := range repos(t) {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			key := keyFile(t)
+			c := startCluster(t, repo, testenv.PostgresOptions{Env: []string{
+				"TUSK_ENCRYPTION_KEY_FILE=" + key, "TUSK_ENCRYPTION_KEY_TRANSFORM=hex", "TUSK_COMPRESSION=none", "TUSK_BACKUP_PART_SIZE=4MiB"}})
+			pg, env := c.pg, c.env
+			pg.SQL(t, "CREATE TABLE secrets AS SELECT g, '"+secretMarker+"' AS s FROM generate_series(1, 20000) g")
+			pgbench(t, pg, "-i", "-s", "2", "-q")
+			load := pg.RunAsOwner(t.Context(), filepath.Join(pg.BinDir, "pgbench"), "-T", "3", "-c", "2", "-n")
+			if err := load.Start(); err != nil {
+				t.Fatal(err)
+			}
+			r := run(t, bin, env, "backup-push", pg.DataDir)
+			load.Wait()
+			wantExit(t, r, 0)
+			pgbench(t, pg, "-t", "300", "-c", "2", "-n")
+			pg.SQL(t, "INSERT INTO secrets VALUES (0, '"+secretMarker+" late')")
+			sum := pg.SQL(t, "SELECT md5(string_agg(aid::text || ':' || abalance::text, ',' ORDER BY aid)) FROM pgbench_accounts")
+			lsn := pg.SQL(t, "SELECT pg_current_wal_insert_lsn()")
+			pgbench(t, pg, "-t", "300", "-c", "2", "-n")
+			archiveWAL(t, pg)
+
+			keys := repo.keys(t)
+			for _, k := range keys {
+				b := objectBytes(t, repo, k)
+				if bytes.Contains(b, []byte(secretMarker)) {
+					t.Errorf("object %s holds the table's plaintext", k)
+				}
+				if bytes.Contains(b, []byte("pg_control")) || bytes.Contains(b, []byte("PG_VERSION")) {
+					t.Errorf("object %s holds a data directory's file name", k)
+				}
+			}
+			if t.Failed() {
+				t.Fatalf("objects: %v", keys)
+			}
+
+			// Listing needs no key; restoring does.
+			keyless := without(env, "TUSK_ENCRYPTION_KEY")
+			bs := listBackups(t, bin, keyless)
+			if len(bs) != 1 || bs[0].Sealed == "" || len(bs[0].Parts) != 0 {
+				t.Fatalf("backup-list without the key: %+v", bs)
+			}
+			if got := listBackups(t, bin, env); len(got) != 1 || got[0].Sealed != "" || len(got[0].Parts) == 0 {
+				t.Fatalf("backup-list with the key: %+v", got)
+			}
+			recoverExactly(t, bin, env, pg, "LATEST",
+				"SELECT md5(string_agg(aid::text || ':' || abalance::text, ',' ORDER BY aid)) FROM pgbench_accounts", sum,
+				"--target-lsn", lsn)
+		})
+	}
+}
+
+// TestIntegrationEncryptionRefusals: a missing key, a wrong key, a damaged,
+// cut or swapped object, a plaintext push into an encrypted repository and
+// an encrypted push into a plain one are each one clear sentence and a
+// non-zero exit (200 from wal-fetch during archive recovery), with nothing
+// restored or written.
+func TestIntegrationEncryptionRefusals(t *testing.T) {
+	bin := testenv.BuildTusk(t)
+	repo := folderRepo(t)
+	key := keyFile(t)
+	c := startCluster(t, repo, testenv.PostgresOptions{Env: []string{"TUSK_ENCRYPTION_KEY_FILE=" + key, "TUSK_ENCRYPTION_KEY_TRANSFORM=hex"}})
+	pg, env := c.pg, c.env
+	pgbench(t, pg, "-i", "-s", "1", "-q")
+	wantExit(t, run(t, bin, env, "backup-push", pg.DataDir), 0)
+	first := archiveWAL(t, pg)
+	pg.SQL(t, "CREATE TABLE t AS SELECT 1")
+	second := archiveWAL(t, pg)
+
+	keyless := without(env, "TUSK_ENCRYPTION_KEY")
+	wrongKey := append(without(env, "TUSK_ENCRYPTION_KEY_FILE"), "TUSK_ENCRYPTION_KEY_FILE="+keyFile(t))
+	// A data directory in archive recovery, for wal-fetch's exit code.
+	recovering := testenv.ServerTempDir(t)
+	os.WriteFile(filepath.Join(recovering, "recovery.signal"), nil, 0o600)
+	inRecovery := func(env []string) []string {
+		return append(without(env, "PGDATA", "TUSK_PGDATA"), "PGDATA="+recovering)
+	}
+	dest := filepath.Join(t.TempDir(), "seg")
+
+	wantRefused := func(what string, r result, code int, says string) {
+		t.Helper()
+		// says may give alternatives, "a|b": an object of one message
+		// fails its first message, which reads as "cannot be decrypted".
+		said := false
+		for _, alt := range strings.Split(says, "|") {
+			said = said || strings.Contains(r.stderr, alt)
+		}
+		if r.code != code || !said {
+			t.Errorf("%s: exit %d, want %d saying %q\n%s", what, r.code, code, says, r.stderr)
+		}
+		if _, err := os.Stat(dest); err == nil {
+			t.Errorf("%s: wal-fetch wrote %s", what, dest)
+		}
+	}
+	wantRefused("wal-fetch without the key", run(t, bin, inRecovery(keyless), "wal-fetch", first, dest), 200, "this repository is encrypted")
+	wantRefused("wal-fetch with a wrong key", run(t, bin, inRecovery(wrongKey), "wal-fetch", first, dest), 200, "none of the keys given")
+	restored := filepath.Join(testenv.ServerTempDir(t), "pgdata")
+	wantRefused("backup-fetch without the key", run(t, bin, keyless, "backup-fetch", restored, "LATEST"), 1, "is encrypted, and no key to it was given")
+	wantRefused("backup-fetch with a wrong key", run(t, bin, wrongKey, "backup-fetch", restored, "LATEST"), 1, "none of the keys given")
+	if _, err := os.Stat(restored); err == nil {
+		t.Errorf("a refused backup-fetch created %s", restored)
+	}
+
+	// The objects of two segments.
+	object := func(seg string) string {
+		for _, k := range repo.keys(t) {
+			if strings.Contains(k, "/"+seg) {
+				return filepath.Join(repo.dir, filepath.FromSlash(k))
+			}
+		}
+		t.Fatalf("no object for %s in %v", seg, repo.keys(t))
+		return ""
+	}
+	a, b := object(first), object(second)
+	orig, _ := os.ReadFile(b)
+	swapped, _ := os.ReadFile(a)
+	os.WriteFile(b, swapped, 0o600)
+	wantRefused("a segment's object under another's name", run(t, bin, inRecovery(env), "wal-fetch", second, dest), 200, "stored under another name")
+	damaged := append([]byte{}, orig...)
+	damaged[len(damaged)/2] ^= 1
+	os.WriteFile(b, damaged, 0o600)
+	wantRefused("a flipped bit", run(t, bin, inRecovery(env), "wal-fetch", second, dest), 200, "encrypted object is damaged|cannot be decrypted")
+	os.WriteFile(b, orig[:len(orig)-100], 0o600)
+	wantRefused("a cut object", run(t, bin, inRecovery(env), "wal-fetch", second, dest), 200, "encrypted object is damaged|cannot be decrypted")
+	os.WriteFile(b, orig, 0o600)
+	wantExit(t, run(t, bin, inRecovery(env), "wal-fetch", second, dest), 0)
+
+	// A plaintext push into the encrypted repository, and an encrypted one
+	// into a plain repository.
+	segFile := filepath.Join(testenv.ServerTempDir(t), second)
+	if err := os.Rename(dest, segFile); err != nil {
+		t.Fatal(err)
+	}
+	before := repo.keys(t)
+	r := run(t, bin, keyless, "wal-push", segFile)
+	if r.code == 0 || !strings.Contains(r.stderr, "this repository is encrypted") {
+		t.Errorf("wal-push without the key: exit %d\n%s", r.code, r.stderr)
+	}
+	if after := repo.keys(t); !slices.Equal(before, after) {
+		t.Errorf("a refused wal-push changed the repository: %v", after)
+	}
+	plain := folderRepo(t)
+	wantExit(t, run(t, bin, plain.env, "wal-push", segFile), 0)
+	before = plain.keys(t)
+	r = run(t, bin, append(slices.Clone(plain.env), "TUSK_ENCRYPTION_KEY_FILE="+key, "TUSK_ENCRYPTION_KEY_TRANSFORM=hex"), "wal-push", segFile)
+	if r.code == 0 || !strings.Contains(r.stderr, "this repository is not encrypted, but an encryption key is set") {
+		t.Errorf("wal-push with a key into a plain repository: exit %d\n%s", r.code, r.stderr)
+	}
+	if after := plain.keys(t); !slices.Equal(before, after) {
+		t.Errorf("a refused wal-push changed the plain repository: %v", after)
+	}
+}
