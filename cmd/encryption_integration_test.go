@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/tusk-backup/tusk/crypt"
 	"github.com/tusk-backup/tusk/internal/testenv"
 )
 
@@ -172,7 +173,7 @@ func TestIntegrationEncryptionRefusals(t *testing.T) {
 	wantRefused("wal-fetch without the key", run(t, bin, inRecovery(keyless), "wal-fetch", first, dest), 200, "this repository is encrypted")
 	wantRefused("wal-fetch with a wrong key", run(t, bin, inRecovery(wrongKey), "wal-fetch", first, dest), 200, "none of the keys given")
 	restored := filepath.Join(testenv.ServerTempDir(t), "pgdata")
-	wantRefused("backup-fetch without the key", run(t, bin, keyless, "backup-fetch", restored, "LATEST"), 1, "is encrypted, and no key to it was given")
+	wantRefused("backup-fetch without the key", run(t, bin, keyless, "backup-fetch", restored, "LATEST"), 1, "this repository is encrypted")
 	wantRefused("backup-fetch with a wrong key", run(t, bin, wrongKey, "backup-fetch", restored, "LATEST"), 1, "none of the keys given")
 	if _, err := os.Stat(restored); err == nil {
 		t.Errorf("a refused backup-fetch created %s", restored)
@@ -226,4 +227,38 @@ func TestIntegrationEncryptionRefusals(t *testing.T) {
 	if after := plain.keys(t); !slices.Equal(before, after) {
 		t.Errorf("a refused wal-push changed the plain repository: %v", after)
 	}
+
+	// A rotation: the new key first, the old one after it. The new key
+	// writes (and the marker records it), both read.
+	oldKey, _ := os.ReadFile(key)
+	newKey := keyFile(t)
+	newOnly, _ := os.ReadFile(newKey)
+	os.WriteFile(newKey, append(append([]byte{}, newOnly...), oldKey...), 0o644)
+	rotated := append(without(env, "TUSK_ENCRYPTION_KEY_FILE"), "TUSK_ENCRYPTION_KEY_FILE="+newKey)
+	pg.SQL(t, "CREATE TABLE after_rotation AS SELECT 1")
+	third := pg.SQL(t, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+	pg.SQL(t, "SELECT pg_switch_wal()")
+	waitArchived(t, pg, third)
+	thirdFile := filepath.Join(testenv.ServerTempDir(t), third)
+	wantExit(t, run(t, bin, env, "wal-fetch", third, thirdFile), 0)
+	wantExit(t, run(t, bin, rotated, "wal-push", thirdFile), 0) // already archived; the marker now names the new key
+	os.Remove(thirdFile)
+	oldID, newID := keyID(t, oldKey), keyID(t, newOnly)
+	if marker, _ := os.ReadFile(filepath.Join(repo.dir, "tusk-repository.json")); !strings.Contains(string(marker), `"key_ids":["`+oldID+`","`+newID+`"]`) {
+		t.Errorf("after a push with the rotated keys the marker is %s, want key ids %s then %s", marker, oldID, newID)
+	}
+	wantExit(t, run(t, bin, rotated, "wal-fetch", first, dest), 0)
+	os.Remove(dest)
+	os.WriteFile(newKey, newOnly, 0o644)
+	wantRefused("an old object with only the new key", run(t, bin, inRecovery(rotated), "wal-fetch", first, dest), 200, "cannot be decrypted with the key given")
+}
+
+// keyID is the id tusk gives the hex key in b.
+func keyID(t *testing.T, b []byte) string {
+	t.Helper()
+	k, _, err := crypt.NewKey(strings.TrimSpace(string(b)), crypt.TransformHex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.ID
 }
