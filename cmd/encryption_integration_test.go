@@ -169,6 +169,7 @@ func TestIntegrationEncryptionRefusals(t *testing.T) {
 		if _, err := os.Stat(dest); err == nil {
 			t.Errorf("%s: wal-fetch wrote %s", what, dest)
 		}
+		t.Logf("%s: exit %d: %s", what, r.code, errorLine(t, r.stderr))
 	}
 	wantRefused("wal-fetch without the key", run(t, bin, inRecovery(keyless), "wal-fetch", first, dest), 200, "this repository is encrypted")
 	wantRefused("wal-fetch with a wrong key", run(t, bin, inRecovery(wrongKey), "wal-fetch", first, dest), 200, "none of the keys given")

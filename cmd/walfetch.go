@@ -3,6 +3,7 @@ package cmd
 import (
 	"cmp"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -131,7 +132,7 @@ func runWALFetch(c *cobra.Command, root *rootOpts, name, dest string) error {
 			// An object that does not read may be one of an encrypted
 			// repository read without its key, or the other way round.
 			if cerr := st.CheckEncryption(ctx); cerr != nil {
-				err = cerr
+				err = fmt.Errorf("fetch %s: %w", name, cerr)
 			}
 		} else {
 			err = diagnose(ctx, st, err)
