@@ -70,7 +70,8 @@ func objectBytes(t *testing.T, repo repository, key string) []byte {
 }
 
 // TestIntegrationEncryptionCycle: with a key, the whole cycle (archiving
-// under load, a backup, a restore to a moment) is exact, on a folder and on
+// under load, a backup and an incremental on it, a restore to a moment) is
+// exact, on a folder and on
 // MinIO, and no stored object holds a table's plaintext (compression none)
 // or a file's name; without the key, backups still list.
 func TestIntegrationEncryptionCycle(t *testing.T) {
@@ -80,7 +81,8 @@ func TestIntegrationEncryptionCycle(t *testing.T) {
 			t.Parallel()
 			key := keyFile(t)
 			c := startCluster(t, repo, testenv.PostgresOptions{Env: []string{
-				"TUSK_ENCRYPTION_KEY_FILE=" + key, "TUSK_ENCRYPTION_KEY_TRANSFORM=hex", "TUSK_COMPRESSION=none", "TUSK_BACKUP_PART_SIZE=4MiB"}})
+				"TUSK_ENCRYPTION_KEY_FILE=" + key, "TUSK_ENCRYPTION_KEY_TRANSFORM=hex", "TUSK_COMPRESSION=none", "TUSK_BACKUP_PART_SIZE=4MiB",
+				"TUSK_DELTA_MAX_STEPS=1"}})
 			pg, env := c.pg, c.env
 			pg.SQL(t, "CREATE TABLE secrets AS SELECT g, '"+secretMarker+"' AS s FROM generate_series(1, 20000) g")
 			pgbench(t, pg, "-i", "-s", "2", "-q")
@@ -91,6 +93,10 @@ func TestIntegrationEncryptionCycle(t *testing.T) {
 			r := run(t, bin, env, "backup-push", pg.DataDir)
 			load.Wait()
 			wantExit(t, r, 0)
+			// An incremental on it: its parent's manifest is read back
+			// through the encryption, and the restore composes the chain.
+			pgbench(t, pg, "-t", "300", "-c", "2", "-n")
+			wantExit(t, run(t, bin, env, "backup-push", pg.DataDir), 0)
 			pgbench(t, pg, "-t", "300", "-c", "2", "-n")
 			pg.SQL(t, "INSERT INTO secrets VALUES (0, '"+secretMarker+" late')")
 			sum := pg.SQL(t, "SELECT md5(string_agg(aid::text || ':' || abalance::text, ',' ORDER BY aid)) FROM pgbench_accounts")
@@ -115,10 +121,10 @@ func TestIntegrationEncryptionCycle(t *testing.T) {
 			// Listing needs no key; restoring does.
 			keyless := without(env, "TUSK_ENCRYPTION_KEY")
 			bs := listBackups(t, bin, keyless)
-			if len(bs) != 1 || bs[0].Sealed == "" || len(bs[0].Parts) != 0 {
+			if len(bs) != 2 || bs[0].Sealed == "" || len(bs[0].Parts) != 0 || bs[1].Parent != bs[0].Name {
 				t.Fatalf("backup-list without the key: %+v", bs)
 			}
-			if got := listBackups(t, bin, env); len(got) != 1 || got[0].Sealed != "" || len(got[0].Parts) == 0 {
+			if got := listBackups(t, bin, env); len(got) != 2 || got[1].Sealed != "" || len(got[1].Parts) == 0 || got[1].Parent != got[0].Name {
 				t.Fatalf("backup-list with the key: %+v", got)
 			}
 			recoverExactly(t, bin, env, pg, "LATEST",
