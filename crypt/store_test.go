@@ -3,6 +3,7 @@ package crypt
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -17,7 +18,7 @@ import (
 	"github.com/tusk-backup/tusk/storage/storagetest"
 )
 
-func testKey(t *testing.T, text string) Key {
+func storeKey(t *testing.T, text string) Key {
 	t.Helper()
 	k, _, err := NewKey(text, TransformNone)
 	if err != nil {
@@ -68,7 +69,7 @@ func get(st storage.Storage, key string) ([]byte, error) {
 func TestContract(t *testing.T) {
 	t.Parallel()
 	storagetest.Run(t, func(t *testing.T) storage.Storage {
-		s, _ := newStores(t, testKey(t, "0123456789abcdef0123456789abcdef"))
+		s, _ := newStores(t, storeKey(t, "0123456789abcdef0123456789abcdef"))
 		return s
 	}, storagetest.Options{Short: true})
 }
@@ -91,7 +92,7 @@ func TestSizes(t *testing.T) {
 // stored object has the size SealedSize says, and no plaintext is in it.
 func TestRoundTrip(t *testing.T) {
 	t.Parallel()
-	s, inner := newStores(t, testKey(t, "0123456789abcdef0123456789abcdef"))
+	s, inner := newStores(t, storeKey(t, "0123456789abcdef0123456789abcdef"))
 	for _, n := range []int{0, 1, 16, chunkSize - 1, chunkSize, chunkSize + 1, 3 * chunkSize, 100_000} {
 		data := bytes.Repeat([]byte("marker!"), n/7+1)[:n]
 		put(t, s, "obj", data)
@@ -118,7 +119,7 @@ func TestRoundTrip(t *testing.T) {
 // opens and ErrDamaged for the rest.
 func TestRefused(t *testing.T) {
 	t.Parallel()
-	k := testKey(t, "0123456789abcdef0123456789abcdef")
+	k := storeKey(t, "0123456789abcdef0123456789abcdef")
 	s, inner := newStores(t, k)
 	data := make([]byte, 2*chunkSize+100)
 	for i := range data {
@@ -127,7 +128,7 @@ func TestRefused(t *testing.T) {
 	put(t, s, "a", data)
 	raw, _ := get(inner, "a")
 
-	other, _ := New(inner, Options{Keys: []Key{testKey(t, "another key, twenty-five bytes or more")}})
+	other, _ := New(inner, Options{Keys: []Key{storeKey(t, "another key, twenty-five bytes or more")}})
 	if _, err := get(other, "a"); !errors.Is(err, ErrDecrypt) || !strings.Contains(err.Error(), "a cannot be decrypted with the key given") {
 		t.Errorf("wrong key: %v", err)
 	}
@@ -164,7 +165,7 @@ func TestRefused(t *testing.T) {
 // TestRotation: the first key writes, every key reads.
 func TestRotation(t *testing.T) {
 	t.Parallel()
-	oldKey, newKey := testKey(t, "the old key, 25 bytes or more"), testKey(t, "the new key, 25 bytes or more")
+	oldKey, newKey := storeKey(t, "the old key, 25 bytes or more"), storeKey(t, "the new key, 25 bytes or more")
 	s, inner := newStores(t, oldKey)
 	put(t, s, "old", []byte("written with the old key"))
 	both, _ := New(inner, Options{Keys: []Key{newKey, oldKey}})
@@ -183,7 +184,7 @@ func TestRotation(t *testing.T) {
 // plain fields without one, and refuses a changed plain byte.
 func TestSealed(t *testing.T) {
 	t.Parallel()
-	s, inner := newStores(t, testKey(t, "0123456789abcdef0123456789abcdef"))
+	s, inner := newStores(t, storeKey(t, "0123456789abcdef0123456789abcdef"))
 	orig := []byte("{\n  \"name\": \"b1\",\n  \"secret\": [\"base/1/1259\"],\n  \"size\": 42\n}\n")
 	put(t, s, "m.json", orig)
 	got, err := get(s, "m.json")
@@ -273,3 +274,60 @@ func TestLoadKeys(t *testing.T) {
 }
 
 func contextBG() context.Context { return context.Background() }
+
+// TestIntegrationObjectsLibsodium: an object as the store writes it is a
+// libsodium secretstream: libsodium itself opens it, message by message,
+// with the object's key as the first message's additional data, and gives
+// back the plaintext byte for byte, FINAL last.
+func TestIntegrationObjectsLibsodium(t *testing.T) {
+	t.Parallel()
+	k := storeKey(t, "0123456789abcdef0123456789abcdef")
+	s, inner := newStores(t, k)
+	sizes := []int{0, 1, chunkSize - 1, chunkSize, chunkSize + 1, 100_000}
+	var jobs []refJob
+	var want [][]byte
+	for i, n := range sizes {
+		data := pattern(n, byte(i))
+		name := "wal/0000000100000000/00000001000000000000000" + string(rune('A'+i))
+		put(t, s, name, data)
+		raw, err := get(inner, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		job := refJob{Op: "pull", Key: hex.EncodeToString(k.key[:]), Header: hex.EncodeToString(raw[:ssHeaderBytes])}
+		for rest, first := raw[ssHeaderBytes:], true; len(rest) > 0; first = false {
+			m := rest[:min(len(rest), sealedChunk)]
+			rest = rest[len(m):]
+			msg := refMsg{C: hex.EncodeToString(m)}
+			if first {
+				msg.AD = hex.EncodeToString([]byte(name))
+			}
+			job.Messages = append(job.Messages, msg)
+		}
+		jobs = append(jobs, job)
+		want = append(want, data)
+	}
+	for i, r := range libsodium(t, jobs) {
+		if r.Failed != -1 {
+			t.Fatalf("%d bytes: libsodium refused message %d", sizes[i], r.Failed)
+		}
+		var msgs []refMsg
+		if err := json.Unmarshal(r.Out, &msgs); err != nil {
+			t.Fatal(err)
+		}
+		var got []byte
+		for j, m := range msgs {
+			wantTag := byte(ssTagMessage)
+			if j == len(msgs)-1 {
+				wantTag = ssTagFinal
+			}
+			if m.Tag != wantTag {
+				t.Errorf("%d bytes: message %d has tag %d, want %d", sizes[i], j, m.Tag, wantTag)
+			}
+			got = append(got, mustHex(t, m.M)...)
+		}
+		if !bytes.Equal(got, want[i]) {
+			t.Errorf("%d bytes: libsodium opened %d different bytes", sizes[i], len(got))
+		}
+	}
+}
