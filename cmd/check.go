@@ -12,6 +12,7 @@ import (
 
 	"github.com/tusk-backup/tusk/check"
 	"github.com/tusk-backup/tusk/config"
+	"github.com/tusk-backup/tusk/crypt"
 	"github.com/tusk-backup/tusk/storage"
 )
 
@@ -71,6 +72,11 @@ finding is one line saying what to change; the exit code is 1 on any failure
 			} else {
 				usable = st
 				add("repository", "ok", "%s is reachable and writable (a probe object was written, read back and removed)", cfg.Repo)
+				if cs, ok := storage.As[*crypt.Store](st); ok {
+					add("encryption", "ok", "objects are encrypted before they leave this host (libsodium secretstream), with key id %s; %d key(s) given to read", cs.WriteKeyID(), len(cs.KeyIDs()))
+				} else {
+					add("encryption", "ok", "objects are stored as they are, unencrypted by tusk (TUSK_ENCRYPTION_KEY_FILE turns client-side encryption on, for a new repository)")
+				}
 			}
 			if !noServer {
 				checkServer(ctx, cfg, pgConn, usable, timeout, add)

@@ -152,6 +152,12 @@ func TestIntegrationEncryptionRefusals(t *testing.T) {
 	second := archiveWAL(t, pg)
 
 	keyless := without(env, "TUSK_ENCRYPTION_KEY")
+	if r := run(t, bin, env, "check", "--no-server"); r.code != 0 || !strings.Contains(r.stdout, "objects are encrypted before they leave this host") {
+		t.Errorf("check --no-server with the key: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := run(t, bin, keyless, "check", "--no-server"); r.code != 1 || !strings.Contains(r.stdout, "this repository is encrypted") {
+		t.Errorf("check --no-server without the key: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	wrongKey := append(without(env, "TUSK_ENCRYPTION_KEY_FILE"), "TUSK_ENCRYPTION_KEY_FILE="+keyFile(t))
 	// A data directory in archive recovery, for wal-fetch's exit code.
 	recovering := testenv.ServerTempDir(t)
