@@ -90,6 +90,21 @@ func (h Header) marshal() []byte {
 	return append(b, h.Sum[:]...)
 }
 
+// HeaderLen is the length of the object header b starts with, 0 if b does
+// not start with a whole one. In an age-mode repository (package crypt)
+// the header is what a WAL object shows without its identity, so that
+// wal-push's overwrite check works on a host that only writes.
+func HeaderLen(b []byte) int {
+	if len(b) < len(magic)+1 || !bytes.Equal(b[:len(magic)], []byte(magic)) {
+		return 0
+	}
+	n := len(magic) + 1 + int(b[len(magic)]) + 8 + 1 + 32
+	if len(b) < n {
+		return 0
+	}
+	return n
+}
+
 // readHeader decodes the header at the start of r.
 func readHeader(r *bufio.Reader) (Header, error) {
 	var h Header

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tusk-backup/tusk/basebackup"
+	"github.com/tusk-backup/tusk/crypt"
 	"github.com/tusk-backup/tusk/storage"
 	"github.com/tusk-backup/tusk/wal"
 )
@@ -49,10 +50,13 @@ func Probe(ctx context.Context, st storage.Storage) error {
 	}
 	got, err := io.ReadAll(rc)
 	rc.Close()
-	if err != nil {
+	switch {
+	case errors.Is(err, crypt.ErrNoIdentity):
+		// An age-mode host that only writes cannot read it back: the
+		// write is what it needs.
+	case err != nil:
 		return fmt.Errorf("read the probe object back: %w", err)
-	}
-	if !bytes.Equal(got, b) {
+	case !bytes.Equal(got, b):
 		return errors.New("the probe object read back differs from what was written")
 	}
 	if err := st.Delete(ctx, key); err != nil {

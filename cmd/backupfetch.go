@@ -511,7 +511,16 @@ func restoreCommand(cfg config.Config) (cmd, note string, err error) {
 			note = "note: restore_command does not carry the S3 secret key; the server's environment must provide AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile or an instance role), or restore with --config FILE"
 		}
 	}
-	if e := cfg.Encryption; e.Enabled() {
+	if e := cfg.Encryption; e.Age() {
+		// The restored server archives its new timeline too, which
+		// needs the recipients.
+		if e.AgeRecipients != "" {
+			env = append(env, "TUSK_AGE_RECIPIENTS="+q(e.AgeRecipients))
+		}
+		if e.AgeIdentities != "" {
+			env = append(env, "TUSK_AGE_IDENTITY_FILE="+q(e.AgeIdentities))
+		}
+	} else if e.Enabled() {
 		if e.KeyFile != "" {
 			env = append(env, "TUSK_ENCRYPTION_KEY_FILE="+q(e.KeyFile))
 		}

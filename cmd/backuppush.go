@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-backup/tusk/basebackup"
+	"github.com/tusk-backup/tusk/crypt"
 	"github.com/tusk-backup/tusk/storage"
 	"github.com/tusk-backup/tusk/wal"
 )
@@ -267,6 +268,16 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 // were asked for. Only --delta-from-name that cannot serve is an error.
 func chooseParent(ctx context.Context, conn *pgconn.PgConn, st storage.Storage, sys basebackup.System, o basebackup.DeltaOptions, log *slog.Logger) (*basebackup.Meta, error) {
 	if !o.Wanted() {
+		return nil, nil
+	}
+	if cs, ok := storage.As[*crypt.Store](st); ok && !cs.CanRead() {
+		// An incremental compares with its parent's manifest, which is
+		// encrypted to the recipients.
+		why := "this host has only age recipients, and an incremental backup needs its parent's manifest, which only an identity can read (set TUSK_AGE_IDENTITY_FILE too, or take full backups here)"
+		if o.FromName != "" {
+			return nil, fmt.Errorf("--delta-from-name %s: %s", o.FromName, why)
+		}
+		log.Info("taking a full backup", "reason", why)
 		return nil, nil
 	}
 	ms, err := basebackup.List(ctx, st, nil)

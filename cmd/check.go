@@ -73,7 +73,14 @@ finding is one line saying what to change; the exit code is 1 on any failure
 				usable = st
 				add("repository", "ok", "%s is reachable and writable (a probe object was written, read back and removed)", cfg.Repo)
 				if cs, ok := storage.As[*crypt.Store](st); ok {
-					add("encryption", "ok", "objects are encrypted before they leave this host (libsodium secretstream), with key id %s; %d key(s) given to read", cs.WriteKeyID(), len(cs.KeyIDs()))
+					switch {
+					case cs.Kind() == storage.EncryptionSecretstream:
+						add("encryption", "ok", "objects are encrypted before they leave this host (libsodium secretstream), with key id %s; %d key(s) given to read", cs.WriteIDs()[0], len(cs.KeyIDs()))
+					case !cs.CanRead():
+						add("encryption", "ok", "objects are encrypted before they leave this host, to %d age recipient(s); this host has no identity, so it cannot read them back (restores need TUSK_AGE_IDENTITY_FILE)", len(cs.WriteIDs()))
+					default:
+						add("encryption", "ok", "objects are encrypted before they leave this host, to %d age recipient(s); this host holds %d identity(ies) to read them", len(cs.WriteIDs()), len(cs.KeyIDs())-len(cs.WriteIDs()))
+					}
 				} else {
 					add("encryption", "ok", "objects are stored as they are, unencrypted by tusk (TUSK_ENCRYPTION_KEY_FILE turns client-side encryption on, for a new repository)")
 				}

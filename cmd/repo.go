@@ -8,12 +8,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tusk-backup/tusk/archive"
 	"github.com/tusk-backup/tusk/basebackup"
 	"github.com/tusk-backup/tusk/config"
 	"github.com/tusk-backup/tusk/crypt"
 	"github.com/tusk-backup/tusk/storage"
 	"github.com/tusk-backup/tusk/storage/local"
 	"github.com/tusk-backup/tusk/storage/s3"
+	"github.com/tusk-backup/tusk/wal"
 )
 
 // storeUse is who a command serves, which decides its S3 retry budget (the
@@ -110,7 +112,7 @@ func openStorage(ctx context.Context, cfg config.Config, log *slog.Logger, use s
 			return nil, usagef(err)
 		}
 		inner = cs
-		gopts.Encryption = &storage.Encryption{Kind: storage.EncryptionSecretstream, KeyIDs: cs.KeyIDs()}
+		gopts.Encryption = &storage.Encryption{Kind: cs.Kind(), KeyIDs: cs.KeyIDs(), WriteIDs: cs.WriteIDs()}
 	}
 	g := storage.NewGuardWith(inner, gopts)
 	// A missing or wrong key, or a key for a plain repository, is one
@@ -129,6 +131,14 @@ func openStorage(ctx context.Context, cfg config.Config, log *slog.Logger, use s
 // encrypted puts package crypt's decorator around st, with the keys the
 // settings give.
 func encrypted(st storage.Storage, e config.Encryption, log *slog.Logger) (*crypt.Store, error) {
+	if e.Age() {
+		ak, err := crypt.LoadAge(e.AgeRecipients, "TUSK_AGE_RECIPIENTS", e.AgeIdentities, "TUSK_AGE_IDENTITY_FILE")
+		if err != nil {
+			return nil, err
+		}
+		return crypt.New(st, crypt.Options{Age: ak, Classify: objectClass, Hidden: basebackup.SealedFields,
+			PlainHeader: walPlainHeader, Hint: " (" + keyHint(e) + ")"})
+	}
 	keys, err := crypt.LoadKeys(crypt.KeySource{Inline: e.Key, InlineName: e.KeyFrom, File: e.KeyFile, FileName: e.FileFrom, Transform: e.Transform},
 		func(setting string, line, unused int) {
 			log.Warn("only the first 32 bytes of an encryption key are used, as wal-g does with transform none; a key of 32 random bytes in hex (TUSK_ENCRYPTION_KEY_TRANSFORM=hex) is better",
@@ -141,8 +151,29 @@ func encrypted(st storage.Storage, e config.Encryption, log *slog.Logger) (*cryp
 		Hint: " (" + keyHint(e) + ")"})
 }
 
+// walPlainHeader is what a WAL object shows without its age identity:
+// tusk's object header (codec, size, checksum), so that wal-push can tell
+// a segment already archived from a different one on a host that only
+// writes. Other objects show nothing.
+func walPlainHeader(key string, first []byte) int {
+	if !strings.HasPrefix(key, wal.Prefix) {
+		return 0
+	}
+	return archive.HeaderLen(first)
+}
+
 // keyHint names the settings that gave the keys, or that would.
 func keyHint(e config.Encryption) string {
+	if e.Age() {
+		var from []string
+		if e.AgeRecipients != "" {
+			from = append(from, "recipients from TUSK_AGE_RECIPIENTS "+e.AgeRecipients)
+		}
+		if e.AgeIdentities != "" {
+			from = append(from, "identities from TUSK_AGE_IDENTITY_FILE "+e.AgeIdentities)
+		}
+		return strings.Join(from, " and ")
+	}
 	var from []string
 	if e.Key != "" {
 		from = append(from, e.KeyFrom)
@@ -151,7 +182,7 @@ func keyHint(e config.Encryption) string {
 		from = append(from, e.FileFrom+" "+e.KeyFile)
 	}
 	if len(from) == 0 {
-		return "TUSK_ENCRYPTION_KEY or TUSK_ENCRYPTION_KEY_FILE (wal-g's WALG_LIBSODIUM_KEY, WALG_LIBSODIUM_KEY_PATH)"
+		return "TUSK_ENCRYPTION_KEY or TUSK_ENCRYPTION_KEY_FILE (wal-g's WALG_LIBSODIUM_KEY, WALG_LIBSODIUM_KEY_PATH), or for an age-encrypted repository TUSK_AGE_IDENTITY_FILE"
 	}
 	return "keys from " + strings.Join(from, " and ")
 }

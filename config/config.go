@@ -105,10 +105,19 @@ type Encryption struct {
 	Key, KeyFrom      string
 	KeyFile, FileFrom string
 	Transform         string
+	// Age mode (instead of the keys above): files of recipients and of
+	// identities.
+	AgeRecipients, AgeIdentities string
 }
 
 // Enabled reports whether a key was given.
-func (e Encryption) Enabled() bool { return e.Key != "" || e.KeyFile != "" }
+func (e Encryption) Enabled() bool { return e.Symmetric() || e.Age() }
+
+// Symmetric reports whether a symmetric key was given.
+func (e Encryption) Symmetric() bool { return e.Key != "" || e.KeyFile != "" }
+
+// Age reports whether age recipients or identities were given.
+func (e Encryption) Age() bool { return e.AgeRecipients != "" || e.AgeIdentities != "" }
 
 // LogValue keeps the key out of logs.
 func (e Encryption) LogValue() slog.Value {
@@ -246,8 +255,26 @@ func Build(v Values) (Config, error) {
 	default:
 		return c, bad("TUSK_ENCRYPTION_KEY_TRANSFORM", fmt.Errorf("%q is not hex, base64 or none", v.Get("TUSK_ENCRYPTION_KEY_TRANSFORM")))
 	}
-	if c.Encryption.KeyFile != "" && !filepath.IsAbs(c.Encryption.KeyFile) {
-		return c, bad("TUSK_ENCRYPTION_KEY_FILE", fmt.Errorf("%q is not an absolute path (wal-fetch runs in the data directory)", c.Encryption.KeyFile))
+	c.Encryption.AgeRecipients, c.Encryption.AgeIdentities = v.Get("TUSK_AGE_RECIPIENTS"), v.Get("TUSK_AGE_IDENTITY_FILE")
+	for _, f := range []struct{ key, path string }{
+		{"TUSK_ENCRYPTION_KEY_FILE", c.Encryption.KeyFile},
+		{"TUSK_AGE_RECIPIENTS", c.Encryption.AgeRecipients},
+		{"TUSK_AGE_IDENTITY_FILE", c.Encryption.AgeIdentities},
+	} {
+		if f.path == "" || filepath.IsAbs(f.path) {
+			continue
+		}
+		if strings.HasPrefix(f.path, "age1") || strings.HasPrefix(f.path, "AGE-SECRET-KEY-") {
+			return c, bad(f.key, errors.New("is a key, not a file: write it into a file (one per line) and name that file here"))
+		}
+		return c, bad(f.key, fmt.Errorf("%q is not an absolute path (wal-fetch runs in the data directory)", f.path))
+	}
+	if c.Encryption.Symmetric() && c.Encryption.Age() {
+		given := c.Encryption.KeyFrom
+		if c.Encryption.Key == "" {
+			given = c.Encryption.FileFrom
+		}
+		return c, fmt.Errorf("both a symmetric key (%s) and age keys (TUSK_AGE_RECIPIENTS, TUSK_AGE_IDENTITY_FILE) are set: a repository is encrypted one way, so unset one of them", given)
 	}
 	c.PG = PGSettings{
 		Host: v.Get("TUSK_PGHOST"), Port: v.Get("TUSK_PGPORT"), User: v.Get("TUSK_PGUSER"),

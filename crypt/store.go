@@ -50,8 +50,15 @@ const (
 
 // Options configure a Store.
 type Options struct {
-	// Keys decrypt; the first encrypts. At least one.
+	// Keys decrypt; the first encrypts (the symmetric mode). Either Keys
+	// or Age.
 	Keys []Key
+	// Age holds age mode's recipients and identities (age.go).
+	Age *AgeKeys
+	// PlainHeader, in age mode, says how many of an object's first bytes
+	// (at most 127; first holds up to its first 8 KiB) its envelope shows
+	// in plain text, so that a host without an identity can read them.
+	PlainHeader func(key string, first []byte) int
 	// Classify says how the object under a key is stored.
 	Classify func(key string) Class
 	// Hidden are the top-level fields of a Seal object kept only in its
@@ -70,8 +77,8 @@ type Store struct {
 
 // New wraps inner.
 func New(inner storage.Storage, o Options) (*Store, error) {
-	if len(o.Keys) == 0 {
-		return nil, errors.New("crypt: no key")
+	if (len(o.Keys) == 0) == (o.Age == nil) {
+		return nil, errors.New("crypt: give either keys or age keys")
 	}
 	if o.Classify == nil {
 		o.Classify = func(string) Class { return Encrypt }
@@ -82,16 +89,85 @@ func New(inner storage.Storage, o Options) (*Store, error) {
 // Unwrap implements storage.Unwrapper.
 func (s *Store) Unwrap() storage.Storage { return s.inner }
 
-// WriteKeyID is the id of the key that encrypts.
-func (s *Store) WriteKeyID() string { return s.o.Keys[0].ID }
+// Kind is the kind of encryption, as the repository marker names it.
+func (s *Store) Kind() string {
+	if s.o.Age != nil {
+		return storage.EncryptionAge
+	}
+	return storage.EncryptionSecretstream
+}
 
-// KeyIDs are the ids of every key given, the writing one first.
+// WriteIDs name what encrypts: the id of the key that writes, or the age
+// recipients; none for a host with only age identities.
+func (s *Store) WriteIDs() []string {
+	if a := s.o.Age; a != nil {
+		return a.RecipientIDs
+	}
+	return []string{s.o.Keys[0].ID}
+}
+
+// KeyIDs name every key given: the ids of the symmetric keys, the writing
+// one first; in age mode the recipients, then the recipients of the
+// identities.
 func (s *Store) KeyIDs() []string {
+	if a := s.o.Age; a != nil {
+		return append(append([]string{}, a.RecipientIDs...), a.IdentityIDs...)
+	}
 	ids := make([]string, len(s.o.Keys))
 	for i, k := range s.o.Keys {
 		ids[i] = k.ID
 	}
 	return ids
+}
+
+// CanRead reports whether the store can decrypt.
+func (s *Store) CanRead() bool { return s.o.Age == nil || s.o.Age.CanRead() }
+
+// sealStream is the stored form of r, the object under name.
+func (s *Store) sealStream(r io.Reader, name string) (io.Reader, error) {
+	a := s.o.Age
+	if a == nil {
+		return newSealer(r, &s.o.Keys[0].key, []byte(name)), nil
+	}
+	if !a.CanWrite() {
+		return nil, fmt.Errorf("write %s: this host has only age identities, and writing needs the recipients%s", name, s.o.Hint)
+	}
+	sl := newSealer(r, &a.dataKey, []byte(name))
+	sl.pre = func(first []byte) []byte {
+		n := 0
+		if s.o.PlainHeader != nil {
+			n = s.o.PlainHeader(name, first)
+		}
+		if n < 0 || n > len(first) || n > plainSlot-1 {
+			n = 0
+		}
+		return a.prefix(first[:n])
+	}
+	return sl, nil
+}
+
+// openStream is the plaintext of r, the stored object under name.
+func (s *Store) openStream(r io.Reader, name string) (io.Reader, error) {
+	a := s.o.Age
+	if a == nil {
+		return newOpener(r, name, s.o.Keys, s.o.Hint), nil
+	}
+	e, err := readEnvelope(r, name)
+	if err != nil {
+		return nil, err
+	}
+	if !a.CanRead() {
+		return &plainHeaderReader{plain: e.plain, name: name, hint: s.o.Hint}, nil
+	}
+	dk, err := a.unwrap(e, name, s.o.Hint)
+	if err != nil {
+		return nil, err
+	}
+	o := newOpener(r, name, []Key{{key: dk}}, s.o.Hint)
+	if len(e.plain) > 0 {
+		o.expect = e.plain
+	}
+	return o, nil
 }
 
 // maxSealed bounds a Seal object held in memory (backup metadata is
@@ -111,13 +187,17 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) error {
 		if len(b) > maxSealed {
 			return fmt.Errorf("%s is over %d bytes, too large to seal", key, maxSealed)
 		}
-		out, err := sealJSON(b, key, &s.o.Keys[0].key, s.o.Hidden)
+		out, err := s.sealJSON(b, key)
 		if err != nil {
 			return err
 		}
 		return s.inner.Put(ctx, key, bytes.NewReader(out))
 	default:
-		return s.inner.Put(ctx, key, newSealer(r, &s.o.Keys[0].key, []byte(key)))
+		sr, err := s.sealStream(r, key)
+		if err != nil {
+			return err
+		}
+		return s.inner.Put(ctx, key, sr)
 	}
 }
 
@@ -136,18 +216,28 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 		if err != nil {
 			return nil, err
 		}
-		orig, err := openJSON(b, key, s.o.Keys, s.o.Hidden, s.o.Hint)
+		if !s.CanRead() {
+			// A host with only recipients reads the plain fields, as
+			// one without a key does.
+			return io.NopCloser(bytes.NewReader(b)), nil
+		}
+		orig, err := s.openJSON(b, key)
 		if err != nil {
 			return nil, err
 		}
 		return io.NopCloser(bytes.NewReader(orig)), nil
 	default:
-		return &openedObject{opener: newOpener(rc, key, s.o.Keys, s.o.Hint), body: rc}, nil
+		pr, err := s.openStream(rc, key)
+		if err != nil {
+			rc.Close()
+			return nil, err
+		}
+		return &openedObject{Reader: pr, body: rc}, nil
 	}
 }
 
 type openedObject struct {
-	*opener
+	io.Reader
 	body io.Closer
 }
 
@@ -168,11 +258,22 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(storage.Object)
 	return s.inner.List(ctx, prefix, func(o storage.Object) error { return fn(s.plain(o)) })
 }
 
+// plain converts a stored size to the plaintext's. In age mode that is
+// exact for objects written to the same recipients as this host's; a host
+// with only identities shows stored sizes.
 func (s *Store) plain(o storage.Object) storage.Object {
-	if s.o.Classify(o.Key) == Encrypt {
-		if n, ok := PlainSize(o.Size); ok {
-			o.Size = n
+	if s.o.Classify(o.Key) != Encrypt {
+		return o
+	}
+	c := o.Size
+	if a := s.o.Age; a != nil {
+		if !a.CanWrite() {
+			return o
 		}
+		c -= a.overhead()
+	}
+	if n, ok := PlainSize(c); ok {
+		o.Size = n
 	}
 	return o
 }
@@ -188,20 +289,25 @@ const SealedField = "tusk_sealed"
 
 // sealJSON stores the JSON object b as its plain projection plus its
 // sealed original.
-func sealJSON(b []byte, name string, key *[32]byte, hidden []string) ([]byte, error) {
-	proj, err := project(b, hidden)
+func (s *Store) sealJSON(b []byte, name string) ([]byte, error) {
+	proj, err := project(b, s.o.Hidden)
 	if err != nil {
 		return nil, fmt.Errorf("seal %s: %w", name, err)
 	}
+	sr, err := s.sealStream(bytes.NewReader(b), name)
+	if err != nil {
+		return nil, err
+	}
 	var ct bytes.Buffer
-	if _, err := io.Copy(&ct, newSealer(bytes.NewReader(b), key, []byte(name))); err != nil {
+	if _, err := io.Copy(&ct, sr); err != nil {
 		return nil, err
 	}
 	return withSealed(proj, base64.StdEncoding.EncodeToString(ct.Bytes())), nil
 }
 
 // openJSON checks a stored Seal object and returns its original.
-func openJSON(stored []byte, name string, keys []Key, hidden []string, hint string) ([]byte, error) {
+func (s *Store) openJSON(stored []byte, name string) ([]byte, error) {
+	hidden, hint := s.o.Hidden, s.o.Hint
 	fields, err := topFields(stored)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w: it is not a JSON object (%v)", name, ErrDamaged, err)
@@ -217,7 +323,11 @@ func openJSON(stored []byte, name string, keys []Key, hidden []string, hint stri
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w: its %s field is not base64", name, ErrDamaged, SealedField)
 	}
-	orig, err := io.ReadAll(newOpener(bytes.NewReader(ct), name, keys, hint))
+	pr, err := s.openStream(bytes.NewReader(ct), name)
+	if err != nil {
+		return nil, err
+	}
+	orig, err := io.ReadAll(pr)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package crypt
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -48,20 +49,23 @@ func PlainSize(c int64) (n int64, ok bool) {
 type sealer struct {
 	src  io.Reader
 	push *ssPush
+	hdr  [ssHeaderBytes]byte
 	ad   []byte // the first message's additional data
-	in   []byte // chunkSize+1: a full message, and one byte to know it is not the last
-	nin  int
-	out  []byte // sealed bytes not yet read
-	off  int
-	done bool
-	err  error
+	// pre, if set, returns what goes before the stream's header, given
+	// the first message's plaintext (age mode's envelope).
+	pre   func(first []byte) []byte
+	begun bool
+	in    []byte // chunkSize+1: a full message, and one byte to know it is not the last
+	nin   int
+	out   []byte // sealed bytes not yet read
+	off   int
+	done  bool
+	err   error
 }
 
 func newSealer(src io.Reader, key *[32]byte, ad []byte) *sealer {
 	hdr, push := newSSPush(key)
-	s := &sealer{src: src, push: push, ad: ad, in: make([]byte, chunkSize+1), out: make([]byte, 0, 2*sealedChunk)}
-	s.out = append(s.out, hdr[:]...)
-	return s
+	return &sealer{src: src, push: push, hdr: hdr, ad: ad, in: make([]byte, chunkSize+1), out: make([]byte, 0, 2*sealedChunk+512)}
 }
 
 func (s *sealer) Read(p []byte) (int, error) {
@@ -104,6 +108,13 @@ func (s *sealer) next() error {
 }
 
 func (s *sealer) seal(m []byte, tag byte) {
+	if !s.begun {
+		s.begun = true
+		if s.pre != nil {
+			s.out = append(s.out, s.pre(m)...)
+		}
+		s.out = append(s.out, s.hdr[:]...)
+	}
 	s.out = s.push.seal(s.out, m, s.ad, tag)
 	s.ad = nil
 }
@@ -120,17 +131,20 @@ var ErrDamaged = errors.New("encrypted object is damaged")
 
 // opener is an io.Reader of src's decryption: what Get returns.
 type opener struct {
-	src   io.Reader
-	name  string // the object's key: additional data, and for errors
-	keys  []Key
-	hint  string
-	pull  *ssPull
-	msg   int // messages opened
-	in    []byte
-	out   []byte
-	off   int
-	final bool
-	err   error
+	src  io.Reader
+	name string // the object's key: additional data, and for errors
+	keys []Key
+	hint string
+	pull *ssPull
+	// expect, if set, is what the plaintext starts with (age mode's plain
+	// header, which the envelope also carries).
+	expect []byte
+	msg    int // messages opened
+	in     []byte
+	out    []byte
+	off    int
+	final  bool
+	err    error
 }
 
 func newOpener(src io.Reader, name string, keys []Key, hint string) *opener {
@@ -237,6 +251,9 @@ func (o *opener) read() ([]byte, error) {
 func (o *opener) took(m []byte, tag byte, n int) error {
 	o.msg++
 	o.out = m
+	if o.msg == 1 && o.expect != nil && !bytes.HasPrefix(m, o.expect) {
+		return o.damaged("the plain header of its envelope differs from the encrypted one")
+	}
 	switch {
 	case tag == ssTagFinal:
 		o.final = true

@@ -42,12 +42,20 @@ type Encryption struct {
 	// order they first did; in a process's configuration, its keys, the
 	// one it writes with first.
 	KeyIDs []string `json:"key_ids"`
+	// WriteIDs, in a process's configuration, name what it writes with
+	// (the symmetric key's id, or the age recipients): Init adds them to
+	// the marker. Never stored.
+	WriteIDs []string `json:"-"`
 }
 
-// EncryptionSecretstream is package crypt's format: libsodium's
-// crypto_secretstream_xchacha20poly1305 as wal-g frames it, each object
-// bound to its key.
-const EncryptionSecretstream = "secretstream-xchacha20poly1305"
+// The kinds of encryption (package crypt): EncryptionSecretstream is
+// libsodium's crypto_secretstream_xchacha20poly1305 as wal-g frames it,
+// each object bound to its key, under a symmetric key; EncryptionAge is the
+// same stream under a data key that an age envelope wraps for recipients.
+const (
+	EncryptionSecretstream = "secretstream-xchacha20poly1305"
+	EncryptionAge          = "age+secretstream-xchacha20poly1305"
+)
 
 // ErrEncryption is returned (wrapped) when a repository's encryption and
 // the keys a process was given do not fit: a key for a plain repository,
@@ -112,14 +120,23 @@ func (g *Guard) Init(ctx context.Context) error {
 		}
 		m = &Marker{Format: 1, CreatedAt: time.Now().UTC()}
 		if e := g.o.Encryption; e != nil {
-			m.Encryption = &Encryption{Kind: e.Kind, KeyIDs: e.KeyIDs[:1]}
+			if len(e.WriteIDs) == 0 {
+				return fmt.Errorf("%w: this host has keys to read (%s) but none to write with", ErrEncryption, g.o.KeyHint)
+			}
+			m.Encryption = &Encryption{Kind: e.Kind, KeyIDs: slices.Clone(e.WriteIDs)}
 		}
 		err = g.writeMarker(ctx, m)
 	case err != nil:
 	default:
-		if err = g.fit(m); err == nil {
-			if e := g.o.Encryption; e != nil && !slices.Contains(m.Encryption.KeyIDs, e.KeyIDs[0]) {
-				m.Encryption.KeyIDs = append(m.Encryption.KeyIDs, e.KeyIDs[0])
+		if err = g.fit(m); err == nil && g.o.Encryption != nil {
+			added := false
+			for _, id := range g.o.Encryption.WriteIDs {
+				if !slices.Contains(m.Encryption.KeyIDs, id) {
+					m.Encryption.KeyIDs = append(m.Encryption.KeyIDs, id)
+					added = true
+				}
+			}
+			if added {
 				err = g.writeMarker(ctx, m)
 			}
 		}

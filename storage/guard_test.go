@@ -124,7 +124,7 @@ func TestAs(t *testing.T) {
 func TestGuardEncryption(t *testing.T) {
 	ctx := t.Context()
 	enc := func(ids ...string) storage.GuardOptions {
-		return storage.GuardOptions{Encryption: &storage.Encryption{Kind: storage.EncryptionSecretstream, KeyIDs: ids}, KeyHint: "TUSK_ENCRYPTION_KEY"}
+		return storage.GuardOptions{Encryption: &storage.Encryption{Kind: storage.EncryptionSecretstream, KeyIDs: ids, WriteIDs: ids[:1]}, KeyHint: "TUSK_ENCRYPTION_KEY"}
 	}
 	plain := storage.GuardOptions{KeyHint: "TUSK_ENCRYPTION_KEY"}
 	newRepo := func() (storage.Storage, string) {
