@@ -50,6 +50,8 @@ func describeStorageErr(err error, cfg config.Config) error {
 	case errors.Is(err, s3.ErrAccessDenied), errors.Is(err, s3.ErrNoSuchBucket), errors.Is(err, s3.ErrUnreachable), errors.Is(err, s3.ErrNotS3),
 		errors.Is(err, storage.ErrNoRepository), errors.Is(err, storage.ErrEncryption):
 		return fmt.Errorf("repository %s: %w", cfg.Repo, err)
+	case errors.Is(err, basebackup.ErrEncrypted) && cfg.Encryption.Age():
+		return fmt.Errorf("%w: this host has only age recipients (TUSK_AGE_RECIPIENTS), and reading needs an identity: set TUSK_AGE_IDENTITY_FILE", err)
 	case errors.Is(err, basebackup.ErrEncrypted):
 		return fmt.Errorf("%w: set %s", err, keyHint(config.Encryption{}))
 	}

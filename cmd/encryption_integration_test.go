@@ -11,9 +11,11 @@ import (
 	"strings"
 	"testing"
 
+	"filippo.io/age"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/tusk-backup/tusk/basebackup"
 	"github.com/tusk-backup/tusk/crypt"
 	"github.com/tusk-backup/tusk/internal/testenv"
 )
@@ -69,68 +71,122 @@ func objectBytes(t *testing.T, repo repository, key string) []byte {
 	return b
 }
 
-// TestIntegrationEncryptionCycle: with a key, the whole cycle (archiving
-// under load, a backup and an incremental on it, a restore to a moment) is
-// exact, on a folder and on
-// MinIO, and no stored object holds a table's plaintext (compression none)
-// or a file's name; without the key, backups still list.
+// ageKeyFiles writes an age identity file and its recipients file where
+// the server's user can read them.
+func ageKeyFiles(t *testing.T) (recipients, identity string) {
+	t.Helper()
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := testenv.ServerTempDir(t)
+	recipients, identity = filepath.Join(dir, "recipients.txt"), filepath.Join(dir, "identity.txt")
+	os.WriteFile(recipients, []byte(id.Recipient().String()+"\n"), 0o644)
+	os.WriteFile(identity, []byte(id.String()+"\n"), 0o644)
+	return recipients, identity
+}
+
+// TestIntegrationEncryptionCycle: with a symmetric key, and in age mode
+// with only the recipients on the database host and the identity where
+// the restore runs, the whole cycle (archiving under load, a backup and a
+// second one, incremental where the host can read its parent's manifest, a
+// restore to a moment) is exact, on a folder and on MinIO, and no stored
+// object holds a table's plaintext (compression none) or a file's name;
+// without a key, backups still list.
 func TestIntegrationEncryptionCycle(t *testing.T) {
 	bin := testenv.BuildTusk(t)
-	for kind, repo := range repos(t) {
-		t.Run(kind, func(t *testing.T) {
-			t.Parallel()
-			key := keyFile(t)
-			c := startCluster(t, repo, testenv.PostgresOptions{Env: []string{
-				"TUSK_ENCRYPTION_KEY_FILE=" + key, "TUSK_ENCRYPTION_KEY_TRANSFORM=hex", "TUSK_COMPRESSION=none", "TUSK_BACKUP_PART_SIZE=4MiB",
-				"TUSK_DELTA_MAX_STEPS=1"}})
-			pg, env := c.pg, c.env
-			pg.SQL(t, "CREATE TABLE secrets AS SELECT g, '"+secretMarker+"' AS s FROM generate_series(1, 20000) g")
-			pgbench(t, pg, "-i", "-s", "2", "-q")
-			load := pg.RunAsOwner(t.Context(), filepath.Join(pg.BinDir, "pgbench"), "-T", "3", "-c", "2", "-n")
-			if err := load.Start(); err != nil {
-				t.Fatal(err)
-			}
-			r := run(t, bin, env, "backup-push", pg.DataDir)
-			load.Wait()
-			wantExit(t, r, 0)
-			// An incremental on it: its parent's manifest is read back
-			// through the encryption, and the restore composes the chain.
-			pgbench(t, pg, "-t", "300", "-c", "2", "-n")
-			wantExit(t, run(t, bin, env, "backup-push", pg.DataDir), 0)
-			pgbench(t, pg, "-t", "300", "-c", "2", "-n")
-			pg.SQL(t, "INSERT INTO secrets VALUES (0, '"+secretMarker+" late')")
-			sum := pg.SQL(t, "SELECT md5(string_agg(aid::text || ':' || abalance::text, ',' ORDER BY aid)) FROM pgbench_accounts")
-			lsn := pg.SQL(t, "SELECT pg_current_wal_insert_lsn()")
-			pgbench(t, pg, "-t", "300", "-c", "2", "-n")
-			archiveWAL(t, pg)
-
-			keys := repo.keys(t)
-			for _, k := range keys {
-				b := objectBytes(t, repo, k)
-				if bytes.Contains(b, []byte(secretMarker)) {
-					t.Errorf("object %s holds the table's plaintext", k)
+	for _, mode := range []string{"key", "age"} {
+		for kind, repo := range repos(t) {
+			t.Run(mode+"/"+kind, func(t *testing.T) {
+				t.Parallel()
+				// writer: the database host's settings; reader: the
+				// restore host's.
+				var writer, reader []string
+				if mode == "key" {
+					key := keyFile(t)
+					writer = []string{"TUSK_ENCRYPTION_KEY_FILE=" + key, "TUSK_ENCRYPTION_KEY_TRANSFORM=hex"}
+					reader = writer
+				} else {
+					recipients, identity := ageKeyFiles(t)
+					writer = []string{"TUSK_AGE_RECIPIENTS=" + recipients}
+					reader = append(slices.Clone(writer), "TUSK_AGE_IDENTITY_FILE="+identity)
 				}
-				if bytes.Contains(b, []byte("pg_control")) || bytes.Contains(b, []byte("PG_VERSION")) {
-					t.Errorf("object %s holds a data directory's file name", k)
+				c := startCluster(t, repo, testenv.PostgresOptions{Env: append(slices.Clone(writer),
+					"TUSK_COMPRESSION=none", "TUSK_BACKUP_PART_SIZE=4MiB", "TUSK_DELTA_MAX_STEPS=1")})
+				pg, env := c.pg, c.env
+				restoreEnv := append(without(env, "TUSK_AGE_", "TUSK_ENCRYPTION_"), reader...)
+				pg.SQL(t, "CREATE TABLE secrets AS SELECT g, '"+secretMarker+"' AS s FROM generate_series(1, 20000) g")
+				pgbench(t, pg, "-i", "-s", "2", "-q")
+				load := pg.RunAsOwner(t.Context(), filepath.Join(pg.BinDir, "pgbench"), "-T", "3", "-c", "2", "-n")
+				if err := load.Start(); err != nil {
+					t.Fatal(err)
 				}
-			}
-			if t.Failed() {
-				t.Fatalf("objects: %v", keys)
-			}
+				r := run(t, bin, env, "backup-push", pg.DataDir)
+				load.Wait()
+				wantExit(t, r, 0)
+				// A second backup: an incremental, whose parent's manifest
+				// is read back through the encryption and whose chain the
+				// restore composes; in age mode the database host cannot
+				// read that manifest, and says so.
+				pgbench(t, pg, "-t", "300", "-c", "2", "-n")
+				r = run(t, bin, env, "backup-push", pg.DataDir)
+				wantExit(t, r, 0)
+				if mode == "age" && !strings.Contains(r.stderr, "this host has only age recipients") {
+					t.Errorf("backup-push with only recipients did not say why it took a full backup:\n%s", r.stderr)
+				}
+				pgbench(t, pg, "-t", "300", "-c", "2", "-n")
+				pg.SQL(t, "INSERT INTO secrets VALUES (0, '"+secretMarker+" late')")
+				sum := pg.SQL(t, "SELECT md5(string_agg(aid::text || ':' || abalance::text, ',' ORDER BY aid)) FROM pgbench_accounts")
+				lsn := pg.SQL(t, "SELECT pg_current_wal_insert_lsn()")
+				pgbench(t, pg, "-t", "300", "-c", "2", "-n")
+				last := archiveWAL(t, pg)
 
-			// Listing needs no key; restoring does.
-			keyless := without(env, "TUSK_ENCRYPTION_KEY")
-			bs := listBackups(t, bin, keyless)
-			if len(bs) != 2 || bs[0].Sealed == "" || len(bs[0].Parts) != 0 || bs[1].Parent != bs[0].Name {
-				t.Fatalf("backup-list without the key: %+v", bs)
-			}
-			if got := listBackups(t, bin, env); len(got) != 2 || got[1].Sealed != "" || len(got[1].Parts) == 0 || got[1].Parent != got[0].Name {
-				t.Fatalf("backup-list with the key: %+v", got)
-			}
-			recoverExactly(t, bin, env, pg, "LATEST",
-				"SELECT md5(string_agg(aid::text || ':' || abalance::text, ',' ORDER BY aid)) FROM pgbench_accounts", sum,
-				"--target-lsn", lsn)
-		})
+				keys := repo.keys(t)
+				for _, k := range keys {
+					b := objectBytes(t, repo, k)
+					if bytes.Contains(b, []byte(secretMarker)) {
+						t.Errorf("object %s holds the table's plaintext", k)
+					}
+					if bytes.Contains(b, []byte("pg_control")) || bytes.Contains(b, []byte("PG_VERSION")) {
+						t.Errorf("object %s holds a data directory's file name", k)
+					}
+				}
+				if t.Failed() {
+					t.Fatalf("objects: %v", keys)
+				}
+
+				// Listing needs no key; restoring does.
+				wantParent := func(bs []basebackup.Meta) string {
+					if mode == "age" {
+						return ""
+					}
+					return bs[0].Name
+				}
+				bs := listBackups(t, bin, without(env, "TUSK_AGE_", "TUSK_ENCRYPTION_"))
+				if len(bs) != 2 || bs[0].Sealed == "" || len(bs[0].Parts) != 0 || bs[1].Parent != wantParent(bs) {
+					t.Fatalf("backup-list without a key: %+v", bs)
+				}
+				if got := listBackups(t, bin, restoreEnv); len(got) != 2 || got[1].Sealed != "" || len(got[1].Parts) == 0 || got[1].Parent != wantParent(got) {
+					t.Fatalf("backup-list with the key: %+v", got)
+				}
+				if mode == "age" {
+					// The database host tells a segment it already
+					// archived by the plain header, and cannot restore.
+					seg := filepath.Join(testenv.ServerTempDir(t), last)
+					wantExit(t, run(t, bin, restoreEnv, "wal-fetch", last, seg), 0)
+					if r := run(t, bin, env, "wal-push", seg); r.code != 0 || !strings.Contains(r.stderr, "already archived") {
+						t.Errorf("wal-push of an archived segment with only the recipients: exit %d\n%s", r.code, r.stderr)
+					}
+					dest := filepath.Join(testenv.ServerTempDir(t), "pgdata")
+					if r := run(t, bin, env, "backup-fetch", dest, "LATEST"); r.code == 0 || !strings.Contains(r.stderr, "reading needs an identity: set TUSK_AGE_IDENTITY_FILE") {
+						t.Errorf("backup-fetch with only the recipients: exit %d\n%s", r.code, r.stderr)
+					}
+				}
+				recoverExactly(t, bin, restoreEnv, pg, "LATEST",
+					"SELECT md5(string_agg(aid::text || ':' || abalance::text, ',' ORDER BY aid)) FROM pgbench_accounts", sum,
+					"--target-lsn", lsn)
+			})
+		}
 	}
 }
 
