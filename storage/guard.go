@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"slices"
 	"strings"
 	"sync"
@@ -178,6 +179,15 @@ func (g *Guard) CheckEncryption(ctx context.Context) error {
 
 func (g *Guard) readMarker(ctx context.Context) (*Marker, error) {
 	rc, err := g.inner.Get(ctx, MarkerKey)
+	if errors.Is(err, fs.ErrPermission) && g.o.Encryption == nil {
+		// A marker another user wrote with a mode this one cannot
+		// read (a folder repository's marker before it was made
+		// readable to all): it exists, which is what a process without
+		// keys needed to know before markers said more.
+		if _, serr := g.inner.Stat(ctx, MarkerKey); serr == nil {
+			return &Marker{Format: 1}, nil
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -125,6 +125,14 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (err error) {
 	if _, err := io.Copy(f, ctxReader{ctx, r}); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
+	if key == storage.MarkerKey {
+		// The marker holds nothing secret, and every user of the
+		// repository reads it (the archiver, and backup-push run as root
+		// before the first segment was archived).
+		if err := f.Chmod(0o644); err != nil {
+			return fmt.Errorf("put %s: %w", key, unwrapPath(err))
+		}
+	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("put %s: sync: %w", key, err)
 	}

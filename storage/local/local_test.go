@@ -46,6 +46,14 @@ func TestPermissions(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("object has mode %v, want 0600", fi.Mode().Perm())
 	}
+	// The marker is every user's to read: backup-push run as root may
+	// write it before the archiver, running as postgres, needs it.
+	if err := st.Put(t.Context(), storage.MarkerKey, strings.NewReader("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(root, storage.MarkerKey)); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("the marker: %v, %v; want mode 0644", fi.Mode().Perm(), err)
+	}
 }
 
 func TestLeftoverTempFilesAreNotListed(t *testing.T) {
