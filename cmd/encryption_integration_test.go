@@ -215,6 +215,10 @@ func TestIntegrationEncryptionRefusals(t *testing.T) {
 		t.Errorf("check --no-server without the key: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	wrongKey := append(without(env, "TUSK_ENCRYPTION_KEY_FILE"), "TUSK_ENCRYPTION_KEY_FILE="+keyFile(t))
+	// A key wal-g would refuse is refused the same way: a usage error.
+	if r := run(t, bin, append(slices.Clone(keyless), "WALG_LIBSODIUM_KEY=too short"), "backup-list"); r.code != 2 || !strings.Contains(r.stderr, "the encryption key in WALG_LIBSODIUM_KEY is 9 bytes") {
+		t.Errorf("a short key: exit %d\n%s", r.code, r.stderr)
+	}
 	// A data directory in archive recovery, for wal-fetch's exit code.
 	recovering := testenv.ServerTempDir(t)
 	os.WriteFile(filepath.Join(recovering, "recovery.signal"), nil, 0o600)

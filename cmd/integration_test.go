@@ -58,7 +58,7 @@ func TestIntegrationRepositoryErrors(t *testing.T) {
 		{"missing bucket", base("WALG_S3_PREFIX=s3://no-such-bucket/pg"), "no-such-bucket", 1},
 		{"wrong secret key", append(base("TUSK_REPO="+m.URL("pg")), "AWS_SECRET_ACCESS_KEY=wrong-secret-key"), "AWS_SECRET_ACCESS_KEY", 1},
 		{"unknown access key", append(base("TUSK_REPO="+m.URL("pg")), "AWS_ACCESS_KEY_ID=nobody"), "AWS_ACCESS_KEY_ID", 1},
-		{"encryption key set", base("TUSK_REPO="+m.URL("pg"), "WALG_LIBSODIUM_KEY=0123456789abcdef0123456789abcdef"), "WALG_LIBSODIUM_KEY (in the environment) is refused", 2},
+		{"PGP encryption set", base("TUSK_REPO="+m.URL("pg"), "WALG_PGP_KEY_PATH=/etc/wal-g/key.asc"), "WALG_PGP_KEY_PATH (in the environment) is refused", 2},
 		{"unreachable endpoint", append(base("TUSK_REPO="+m.URL("pg")), "AWS_ENDPOINT=http://127.0.0.1:1", "TUSK_S3_MAX_RETRIES=2"), "127.0.0.1:1", 1},
 	}
 	for _, c := range cases {
@@ -111,7 +111,7 @@ func TestIntegrationMissingRepositoryStopsRecovery(t *testing.T) {
 		{"empty folder (unmounted)", empty, 200, "is the folder mounted", nil},
 		{"segment missing from a real repository", repo, 1, "", nil},
 		// Settings that cannot be read are no answer about the archive.
-		{"a refused setting", repo, 200, "WALG_LIBSODIUM_KEY (in the environment) is refused", []string{"WALG_LIBSODIUM_KEY=00112233445566778899aabbccddeeff"}},
+		{"a refused setting", repo, 200, "WALG_PGP_KEY (in the environment) is refused", []string{"WALG_PGP_KEY=-----BEGIN PGP PRIVATE KEY BLOCK-----"}},
 		{"a config file that is not there", repo, 200, "cannot be read", []string{"TUSK_CONFIG=/nonexistent/tusk.yaml"}},
 	}
 	// The real repository: wal-push writes its marker.

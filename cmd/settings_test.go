@@ -46,7 +46,7 @@ func TestSettingFlags(t *testing.T) {
 // TestSettingErrorsAreUsageErrors: a bad setting exits 2 before any work.
 func TestSettingErrorsAreUsageErrors(t *testing.T) {
 	t.Parallel()
-	for _, env := range [][]string{{"TUSK_UPLAOD_CONCURRENCY=8"}, {"TUSK_UPLOAD_CONCURRENCY=0"}, {"WALG_LIBSODIUM_KEY=k"}} {
+	for _, env := range [][]string{{"TUSK_UPLAOD_CONCURRENCY=8"}, {"TUSK_UPLOAD_CONCURRENCY=0"}, {"WALG_PGP_KEY=k"}} {
 		o := &rootOpts{stdout: os.Stdout, stderr: os.Stderr, env: env}
 		c := newRootCmd(o)
 		_, _, err := o.load(c)
