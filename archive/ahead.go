@@ -124,11 +124,11 @@ func (a *Archive) fromRecord(dir, path string, name wal.Name) (PushResult, bool)
 		return PushResult{}, false
 	}
 	defer f.Close()
-	n, h, err := sumFile(f, SumXXH3)
+	n, h, err := sumFile(f, a.sumKind())
 	if err != nil {
 		return PushResult{}, false
 	}
-	mine := Header{Size: n, SumKind: SumXXH3, Sum: h}
+	mine := Header{Size: n, SumKind: a.sumKind(), Sum: h}
 	if n != size || mine.SumString() != sum {
 		a.log().Warn("record of a push-ahead does not match the file; pushing it again", "wal", name.File)
 		return PushResult{}, false

@@ -210,6 +210,11 @@ func (a *Archive) Prefetch(ctx context.Context, after string, opts PrefetchOptio
 		if opts.Follow {
 			a.log().Info("prefetch ended", "reason", reason, "at", pos.File, "ran", time.Since(started).Round(time.Millisecond))
 		}
+		if opts.Done != nil && opts.Done() {
+			// Recovery is over: what is still spooled is past its end,
+			// and would stay (up to Count segments per restore).
+			dropSegments(opts.SpoolDir)
+		}
 		return nil
 	}
 	cleanSpool(opts.SpoolDir, pos, true)
@@ -335,6 +340,21 @@ func cleanSpool(dir string, current wal.Name, tmps bool) {
 		tmp := tmps && strings.HasPrefix(n, spoolTmp) && !strings.HasPrefix(n, spoolTmp+spoolPosition)
 		passed := len(n) == 24 && n[:8] == current.File[:8] && n < current.File
 		if old || tmp || passed {
+			os.Remove(filepath.Join(dir, n))
+		}
+	}
+}
+
+// dropSegments removes the spooled segments and unfinished downloads of
+// dir, once recovery no longer needs them.
+func dropSegments(dir string) {
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, de := range des {
+		n := de.Name()
+		if _, err := wal.ParseSegment(n); err == nil || (strings.HasPrefix(n, spoolTmp) && !strings.HasPrefix(n, spoolTmp+spoolPosition)) {
 			os.Remove(filepath.Join(dir, n))
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tusk-backup/tusk/storage/faulty"
+	"github.com/tusk-backup/tusk/wal"
 )
 
 func spoolNames(t *testing.T, dir string) []string {
@@ -278,5 +279,37 @@ func waitSpool(t *testing.T, spool string, exact bool, want ...string) {
 			t.Fatalf("spool holds %q, want %q (exactly: %v)", got, want, exact)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestPrefetchEndDropsSpool: once recovery has ended, the segments the
+// prefetcher spooled past its end are removed, not left behind (every
+// restore left up to TUSK_WAL_PREFETCH segments in the spool folder).
+func TestPrefetchEndDropsSpool(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "s2")
+	walDir, names := e.pgWAL(t, 6)
+	for _, n := range names {
+		if _, err := e.a.Push(t.Context(), filepath.Join(walDir, n), PushOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spool := filepath.Join(t.TempDir(), "spool")
+	f := startFollower(t, e, spool, names[0], 3)
+	waitSpool(t, spool, true, names[1], names[2], names[3])
+	f.ended.Store(true)
+	select {
+	case err := <-f.errc:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the prefetcher did not end once recovery had")
+	}
+	des, _ := os.ReadDir(spool)
+	for _, de := range des {
+		if _, err := wal.ParseSegment(de.Name()); err == nil {
+			t.Errorf("segment %s is still in the spool after recovery ended", de.Name())
+		}
 	}
 }

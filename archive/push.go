@@ -23,6 +23,19 @@ type Archive struct {
 	Store storage.Storage
 	Codec compress.Codec // for new objects; reading follows each object's header
 	Log   *slog.Logger   // nil discards; methods log through a.log()
+	// SumKind is the content checksum of new objects: SumXXH3 (also
+	// what zero means), or SumSHA256 where the header is shown without
+	// encryption (an age-mode repository's envelope, package crypt), so
+	// that it reveals no more than a cryptographic hash does.
+	SumKind SumKind
+}
+
+// sumKind is a.SumKind, SumXXH3 when unset.
+func (a *Archive) sumKind() SumKind {
+	if a.SumKind == 0 {
+		return SumXXH3
+	}
+	return a.SumKind
 }
 
 var discard = slog.New(slog.DiscardHandler)
@@ -100,11 +113,11 @@ func (a *Archive) Push(ctx context.Context, path string, opts PushOptions) (Push
 			return res, err
 		}
 	}
-	size, sum, err := sumFile(f, SumXXH3)
+	size, sum, err := sumFile(f, a.sumKind())
 	if err != nil {
 		return res, fmt.Errorf("read WAL file %s: %w", path, err)
 	}
-	hdr := Header{Codec: a.Codec, Size: size, SumKind: SumXXH3, Sum: sum}
+	hdr := Header{Codec: a.Codec, Size: size, SumKind: a.sumKind(), Sum: sum}
 	res.Size, res.Sum = size, hdr.SumString()
 
 	existing, err := a.head(ctx, res.Key)

@@ -497,6 +497,10 @@ type partWriter struct {
 	stored int64        // the compressing goroutine's
 	final  chan Part    // finish's result, for the uploading goroutine
 	done   chan error
+	// aborted is closed by abort: an uploading goroutine whose Put ended
+	// without error (a store that took the broken stream's end for the
+	// object's) must not wait for a finish that never comes.
+	aborted chan struct{}
 
 	cur    []byte      // the chunk Write is filling
 	chunks chan []byte // full chunks, for the compressing goroutine
@@ -516,7 +520,7 @@ const (
 func (u *uploader) newPart(archive string, seq int, key string) (*partWriter, error) {
 	pr, pw := io.Pipe()
 	p := &partWriter{u: u, part: Part{Key: key, Archive: archive, Seq: seq}, pw: pw, hash: xxh3.New(),
-		final: make(chan Part, 1), done: make(chan error, 1),
+		final: make(chan Part, 1), done: make(chan error, 1), aborted: make(chan struct{}),
 		chunks: make(chan []byte, chunksInFlight), free: make(chan []byte, chunksInFlight+1)}
 	zw, err := u.opts.Codec.NewWriter(writerFunc(p.writeStored))
 	if err != nil {
@@ -529,9 +533,15 @@ func (u *uploader) newPart(archive string, seq int, key string) (*partWriter, er
 		err := u.opts.Store.Put(u.ctx, key, pr)
 		pr.CloseWithError(err)
 		if err == nil {
-			// Put saw the end of the stream, so finish has sent the part.
-			if part := <-p.final; part.Archive != "manifest" {
-				u.addPart(part)
+			// Put saw the end of the stream, so finish has sent the part
+			// (or the part was aborted, and the backup fails).
+			select {
+			case part := <-p.final:
+				if part.Archive != "manifest" {
+					u.addPart(part)
+				}
+			case <-p.aborted:
+				err = fmt.Errorf("part %s: aborted, though the store took it as whole", key)
 			}
 		}
 		p.done <- err
@@ -642,6 +652,11 @@ func (p *partWriter) finish() (Part, error) {
 func (p *partWriter) abort(err error) {
 	p.pw.CloseWithError(err) // unblocks a compressing goroutine writing into the pipe
 	p.stop()
+	select {
+	case <-p.aborted: // aborted before
+	default:
+		close(p.aborted)
+	}
 }
 
 // checksumString is how parts record their checksum: "xxh3-128:<hex>".

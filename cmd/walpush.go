@@ -61,7 +61,7 @@ func runWALPush(c *cobra.Command, root *rootOpts, path string) error {
 		}
 		// A file a push-ahead has stored is answered before any storage
 		// client is made: this call is one of many that PostgreSQL makes.
-		if _, ok := (&archive.Archive{Log: log}).FromRecord(records, path); ok {
+		if _, ok := (&archive.Archive{Log: log, SumKind: walSumKind(cfg)}).FromRecord(records, path); ok {
 			return nil
 		}
 	}
@@ -72,7 +72,7 @@ func runWALPush(c *cobra.Command, root *rootOpts, path string) error {
 	if err := st.Init(ctx); err != nil {
 		return describeStorageErr(diagnose(ctx, st, err), cfg)
 	}
-	a := &archive.Archive{Store: st, Codec: cfg.Compression, Log: log}
+	a := &archive.Archive{Store: st, Codec: cfg.Compression, Log: log, SumKind: walSumKind(cfg)}
 	ahead := archive.AheadOptions{Max: cfg.WALPushAhead, Concurrency: cfg.UploadConcurrency, Rename: cfg.PGReadyRename, RecordDir: records}
 	_, err = a.PushAhead(ctx, path, archive.PushOptions{PreventOverwrite: cfg.PreventWALOverwrite, SystemID: walSystemID(path, cfg, log)}, ahead)
 	var ow *archive.OverwriteError
@@ -103,4 +103,14 @@ func walSystemID(path string, cfg config.Config, log *slog.Logger) uint64 {
 	}
 	n, _ := strconv.ParseUint(id, 10, 64)
 	return n
+}
+
+// walSumKind is the checksum of new WAL objects: SHA-256 in age mode,
+// whose envelopes show a WAL object's header in plain text (package crypt),
+// else the faster XXH3-128.
+func walSumKind(cfg config.Config) archive.SumKind {
+	if cfg.Encryption.Age() {
+		return archive.SumSHA256
+	}
+	return archive.SumXXH3
 }

@@ -160,24 +160,22 @@ type envelope struct {
 func readEnvelope(r io.Reader, name string) (envelope, error) {
 	var e envelope
 	head := make([]byte, len(ageMagic)+2)
-	if _, err := io.ReadFull(r, head); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return e, fmt.Errorf("%s %w: it is shorter than an age-mode object's envelope", name, ErrDecrypt)
-		}
+	if n, err := fill(r, head); err != nil {
 		return e, err
+	} else if n < len(head) {
+		return e, fmt.Errorf("%s %w: it is shorter than an age-mode object's envelope", name, ErrDecrypt)
 	}
 	if string(head[:len(ageMagic)]) != ageMagic {
 		return e, fmt.Errorf("%s %w: it is not an age-mode object (no %s envelope)", name, ErrDecrypt, ageMagic)
 	}
 	e.wrapped = make([]byte, binary.BigEndian.Uint16(head[len(ageMagic):]))
 	slot := make([]byte, plainSlot)
-	if _, err := io.ReadFull(r, e.wrapped); err == nil {
-		_, err = io.ReadFull(r, slot)
-		if err != nil {
+	for _, b := range [][]byte{e.wrapped, slot} {
+		if n, err := fill(r, b); err != nil {
+			return e, err
+		} else if n < len(b) {
 			return e, fmt.Errorf("%s: %w: its envelope is cut short", name, ErrDamaged)
 		}
-	} else {
-		return e, fmt.Errorf("%s: %w: its envelope is cut short", name, ErrDamaged)
 	}
 	if int(slot[0]) > plainSlot-1 {
 		return e, fmt.Errorf("%s: %w: its envelope's plain header is %d bytes, over %d", name, ErrDamaged, slot[0], plainSlot-1)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -328,6 +329,54 @@ func TestIntegrationObjectsLibsodium(t *testing.T) {
 		}
 		if !bytes.Equal(got, want[i]) {
 			t.Errorf("%d bytes: libsodium opened %d different bytes", sizes[i], len(got))
+		}
+	}
+}
+
+// brokenReader yields n bytes of data, then err.
+type brokenReader struct {
+	data []byte
+	err  error
+}
+
+func (b *brokenReader) Read(p []byte) (int, error) {
+	if len(b.data) == 0 {
+		return 0, b.err
+	}
+	n := copy(p, b.data)
+	b.data = b.data[n:]
+	return n, nil
+}
+
+// TestBrokenTransfers: a source that fails with an error that wraps
+// io.ErrUnexpectedEOF (a connection that broke) fails the Put, never
+// seals what came as a whole object; and a stored object whose download
+// breaks so is reported as the download's failure, not as a damaged or
+// wrongly keyed object.
+func TestBrokenTransfers(t *testing.T) {
+	t.Parallel()
+	s, inner := newStores(t, storeKey(t, "0123456789abcdef0123456789abcdef"))
+	broke := fmt.Errorf("receive base backup: %w", io.ErrUnexpectedEOF)
+	for _, n := range []int{0, 10, chunkSize, 10000} {
+		err := s.Put(t.Context(), "part", &brokenReader{data: make([]byte, n), err: broke})
+		if !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Errorf("%d bytes, then a broken source: Put says %v", n, err)
+		}
+		if _, err := inner.Stat(t.Context(), "part"); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("%d bytes, then a broken source: an object was stored (%v)", n, err)
+		}
+	}
+	put(t, s, "whole", make([]byte, 3*chunkSize))
+	raw, _ := get(inner, "whole")
+	for _, n := range []int{10, 10000, len(raw) - 5} {
+		sealed := &openedObject{body: io.NopCloser(nil)}
+		pr, err := s.openStream(&brokenReader{data: raw[:n], err: broke}, "whole")
+		if err == nil {
+			sealed.Reader = pr
+			_, err = io.ReadAll(sealed)
+		}
+		if !errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, ErrDamaged) || errors.Is(err, ErrDecrypt) {
+			t.Errorf("a download that broke after %d bytes: %v", n, err)
 		}
 	}
 }

@@ -84,27 +84,36 @@ func (s *sealer) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// next seals the next message (or the last two) into out.
+// next seals the next message (or the last ones) into out. Only io.EOF
+// itself ends the stream: any other error of src, even one that wraps
+// io.EOF or io.ErrUnexpectedEOF (a connection that broke), fails the Put
+// instead of sealing what came so far as a whole object.
 func (s *sealer) next() error {
-	n, err := io.ReadFull(s.src, s.in[s.nin:])
-	s.nin += n
-	switch {
-	case err == nil:
-		s.seal(s.in[:chunkSize], ssTagMessage)
-		s.in[0] = s.in[chunkSize]
-		s.nin = 1
-		return nil
-	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-		if s.nin == chunkSize {
-			s.seal(s.in[:chunkSize], ssTagMessage)
-			s.nin = 0
+	for s.nin < len(s.in) {
+		n, err := s.src.Read(s.in[s.nin:])
+		s.nin += n
+		if err == io.EOF {
+			if s.nin > chunkSize {
+				s.seal(s.in[:chunkSize], ssTagMessage)
+				s.in[0] = s.in[chunkSize]
+				s.nin = 1
+			}
+			if s.nin == chunkSize {
+				s.seal(s.in[:chunkSize], ssTagMessage)
+				s.nin = 0
+			}
+			s.seal(s.in[:s.nin], ssTagFinal)
+			s.done = true
+			return nil
 		}
-		s.seal(s.in[:s.nin], ssTagFinal)
-		s.done = true
-		return nil
-	default:
-		return err
+		if err != nil {
+			return err
+		}
 	}
+	s.seal(s.in[:chunkSize], ssTagMessage)
+	s.in[0] = s.in[chunkSize]
+	s.nin = 1
+	return nil
 }
 
 func (s *sealer) seal(m []byte, tag byte) {
@@ -173,26 +182,43 @@ func (o *opener) Read(p []byte) (int, error) {
 // end checks that nothing follows the FINAL message.
 func (o *opener) end() error {
 	var b [1]byte
-	n, err := io.ReadFull(o.src, b[:])
+	n, err := fill(o.src, b[:])
 	switch {
 	case n > 0:
 		return o.damaged("bytes follow the end of its encrypted stream")
-	case errors.Is(err, io.EOF):
-		return io.EOF
-	default:
+	case err != nil:
 		return err
 	}
+	return io.EOF
+}
+
+// fill reads into b until it is full or src ends. Only io.EOF itself is
+// the end (and not returned); any other error is returned as it is, so
+// that a transfer that broke is never taken for an object that ends there.
+func fill(src io.Reader, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := src.Read(b[n:])
+		n += m
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 func (o *opener) next() error {
 	if o.pull == nil {
 		var hdr [ssHeaderBytes]byte
-		n, err := io.ReadFull(o.src, hdr[:])
+		n, err := fill(o.src, hdr[:])
 		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return fmt.Errorf("%s %w: it holds %d bytes, fewer than an encrypted object's header%s", o.name, ErrDecrypt, n, o.hint)
-			}
 			return err
+		}
+		if n < ssHeaderBytes {
+			return fmt.Errorf("%s %w: it holds %d bytes, fewer than an encrypted object's header%s", o.name, ErrDecrypt, n, o.hint)
 		}
 		return o.first(hdr[:])
 	}
@@ -236,14 +262,12 @@ func (o *opener) first(hdr []byte) error {
 
 // read reads one message: a full one, or a shorter last one.
 func (o *opener) read() ([]byte, error) {
-	n, err := io.ReadFull(o.src, o.in)
+	n, err := fill(o.src, o.in)
 	switch {
-	case err == nil:
-	case errors.Is(err, io.ErrUnexpectedEOF) && n >= ssABytes:
-	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
-		return nil, o.damaged("its encrypted stream is cut short")
-	default:
+	case err != nil:
 		return nil, err
+	case n < ssABytes:
+		return nil, o.damaged("its encrypted stream is cut short")
 	}
 	return o.in[:n], nil
 }

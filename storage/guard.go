@@ -113,7 +113,11 @@ func (g *Guard) Init(ctx context.Context) error {
 			// A repository from before markers holds plain objects.
 			err = g.inner.List(ctx, "", func(Object) error { return errFoundOne })
 			if errors.Is(err, errFoundOne) {
-				return fmt.Errorf("%w: this repository holds objects but no %s, so they were written without encryption by an older tusk; start encrypted backups in a new repository (another prefix or folder)", ErrEncryption, MarkerKey)
+				// Or another process wrote the marker just now.
+				if m, rerr := g.readMarker(ctx); rerr == nil {
+					return g.initWith(ctx, m)
+				}
+				return fmt.Errorf("%w: this repository holds objects but no %s: an older tusk wrote them without encryption, or the marker was removed; start encrypted backups in a new repository (another prefix or folder)", ErrEncryption, MarkerKey)
 			}
 			if err != nil {
 				return fmt.Errorf("repository marker %s: %w", MarkerKey, err)
@@ -129,19 +133,31 @@ func (g *Guard) Init(ctx context.Context) error {
 		err = g.writeMarker(ctx, m)
 	case err != nil:
 	default:
-		if err = g.fit(m); err == nil && g.o.Encryption != nil {
-			added := false
-			for _, id := range g.o.Encryption.WriteIDs {
-				if !slices.Contains(m.Encryption.KeyIDs, id) {
-					m.Encryption.KeyIDs = append(m.Encryption.KeyIDs, id)
-					added = true
-				}
-			}
-			if added {
-				err = g.writeMarker(ctx, m)
+		return g.initWith(ctx, m)
+	}
+	return g.initDone(err)
+}
+
+// initWith finishes Init with the marker m found: it must fit, and the
+// keys that write are added to it.
+func (g *Guard) initWith(ctx context.Context, m *Marker) error {
+	err := g.fit(m)
+	if err == nil && g.o.Encryption != nil {
+		added := false
+		for _, id := range g.o.Encryption.WriteIDs {
+			if !slices.Contains(m.Encryption.KeyIDs, id) {
+				m.Encryption.KeyIDs = append(m.Encryption.KeyIDs, id)
+				added = true
 			}
 		}
+		if added {
+			err = g.writeMarker(ctx, m)
+		}
 	}
+	return g.initDone(err)
+}
+
+func (g *Guard) initDone(err error) error {
 	if err != nil {
 		if errors.Is(err, ErrEncryption) {
 			return err

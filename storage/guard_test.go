@@ -168,5 +168,5 @@ func TestGuardEncryption(t *testing.T) {
 
 	st, _ = newRepo()
 	st.Put(ctx, "wal/old", strings.NewReader("x"))
-	refused(storage.NewGuardWith(st, enc("aaaa")).Init(ctx), "written without encryption by an older tusk")
+	refused(storage.NewGuardWith(st, enc("aaaa")).Init(ctx), "an older tusk wrote them without encryption, or the marker was removed")
 }

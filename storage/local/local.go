@@ -129,9 +129,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (err error) {
 		// The marker holds nothing secret, and every user of the
 		// repository reads it (the archiver, and backup-push run as root
 		// before the first segment was archived).
-		if err := f.Chmod(0o644); err != nil {
-			return fmt.Errorf("put %s: %w", key, unwrapPath(err))
-		}
+		f.Chmod(0o644) // best effort: some mounts refuse modes
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("put %s: sync: %w", key, err)
