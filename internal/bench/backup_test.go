@@ -416,11 +416,14 @@ func (p backupReport) render() string {
 	fmt.Fprintf(&out, "- Every backup and restore runs %d times at each scale, the order rotated each round; the tables show each one's median run and every run's time, fastest first, and the ratios are of medians. Peak RSS is the largest of the runs.\n\n", backupRounds)
 	for _, s := range p.Scales {
 		fmt.Fprintf(&out, "### Scale %d (%s)\n\n", s.Scale, formatBytes(s.DBBytes))
-		out.WriteString("| run | seconds (median) | every run, seconds | peak RSS | repository | command |\n| --- | ---: | --- | ---: | ---: | --- |\n")
+		out.WriteString("| run | seconds (median) | every run, seconds | CPU seconds (median run) | peak RSS | repository | command |\n| --- | ---: | --- | ---: | ---: | ---: | --- |\n")
 		for _, r := range s.Runs {
-			rss, stored := "–", "–"
+			rss, stored, cpu := "–", "–", "–"
 			if r.MaxRSS > 0 {
 				rss = formatBytes(r.MaxRSS)
+			}
+			if r.CPU > 0 {
+				cpu = fmt.Sprintf("%.2f", r.CPU.Seconds())
 			}
 			if r.Stored > 0 {
 				stored = formatBytes(r.Stored)
@@ -429,7 +432,7 @@ func (p backupReport) render() string {
 			for _, d := range r.All {
 				every = append(every, fmt.Sprintf("%.2f", d.Seconds()))
 			}
-			fmt.Fprintf(&out, "| %s | %.2f | %s | %s | %s | `%s` |\n", r.Label, r.Elapsed.Seconds(), strings.Join(every, ", "), rss, stored, r.Command)
+			fmt.Fprintf(&out, "| %s | %.2f | %s | %s | %s | %s | `%s` |\n", r.Label, r.Elapsed.Seconds(), strings.Join(every, ", "), cpu, rss, stored, r.Command)
 		}
 		out.WriteString("\n")
 		writeRatios(&out, fmt.Sprintf("Ratios at scale %d", s.Scale), s.Ratios)
@@ -481,7 +484,7 @@ func (p backupReport) growth() []ratio {
 func backupNotes(walg bool) []string {
 	notes := []string{
 		"tusk: default codec and concurrency, `TUSK_BACKUP_PART_SIZE` at its default; backup-push and backup-fetch run as root against the server's unix socket, with PGDATA set on the database host. Local mode (`--mode local`, which `--mode auto` picks here) reads the data directory itself while holding `pg_backup_start` on a plain session; remote mode (`--mode remote`) takes BASE_BACKUP over the replication protocol and the walsender reads and tars the files. Both store to the same MinIO repository; the MinIO restore fetches the newest local-mode backup by name. Every backup-push runs with `--json` (to learn that name). Peak RSS is the tusk process's (getrusage).",
-		"Peak RSS for pgBackRest and pg_basebackup is not shown: they run through `sh`/`runuser`, whose rusage is not theirs alone.",
+		"Peak RSS and CPU seconds (user + system, of the median run) for pgBackRest and pg_basebackup are not shown: they run through `sh`/`runuser`, whose rusage is not theirs alone. The server's own CPU is not counted for anyone: in remote mode, and for pg_basebackup, the walsender reads and tars the files, which in local mode (and for wal-g and pgBackRest) the tool does itself, so tusk's CPU seconds are not comparable across its two modes.",
 		"pgBackRest 2.45 speaks S3 only over HTTPS, so it is measured against a posix repository only.",
 		"Every tusk run and pg_basebackup includes waiting for the backup's last WAL segment to be archived. pg_basebackup asks the server to wait (`BASE_BACKUP ... WAIT true`), and PostgreSQL 15 checks once and then sleeps a whole second between checks, so about a second of its time is that sleep; tusk asks for `WAIT false` (or `pg_backup_stop(false)` in local mode) and polls its own repository for every segment from the backup's start to its end, from 20 ms apart. So the ratio to pg_basebackup is of whole backups as an operator times them, not of streaming pace.",
 		"The server archives to both tusk repositories (`archive_command` runs `tusk wal-push %p` for the folder, then for MinIO), because backup-push waits for the backup's WAL in the repository it writes to; the repository column counts the median run's backup objects only.",
@@ -542,9 +545,10 @@ func timed(b *testing.B, cmd *exec.Cmd, label, metric, shown string) backupRun {
 	r := backupRun{Label: label, Metric: metric, Command: shown, Elapsed: time.Since(start)}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.MaxRSS = ru.Maxrss * 1024
+		r.CPU = time.Duration(syscall.TimevalToNsec(ru.Utime) + syscall.TimevalToNsec(ru.Stime))
 	}
 	if strings.HasPrefix(metric, "pg") {
-		r.MaxRSS = 0
+		r.MaxRSS, r.CPU = 0, 0
 	}
 	return r
 }
