@@ -3,11 +3,13 @@ package bench
 import (
 	"bytes"
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -31,21 +33,123 @@ type backupRun struct {
 
 // backupRounds is how many times each backup and restore runs. One run
 // each swung the ratios by half (tusk backup-push to MinIO ÷ pg_basebackup
-// 0.73 in one run, 1.34 in the next), so the median of rotated rounds counts.
-const backupRounds = 3
+// 0.73 in one run, 1.34 in the next), so the median of rotated rounds
+// counts; with 3 rounds a scale-400 restore still ranged from 4.0 to 13.6 s
+// in one run on this shared machine, hence 5.
+const backupRounds = 5
 
-// BenchmarkBackup takes base backups of one pgbench scale-100 cluster with
-// pg_basebackup, tusk (MinIO and folder) and pgBackRest, then restores them
-// with tusk (folder and MinIO) and pgBackRest, and reports the times, tusk's
-// peak memory, and tusk's ratios to the peers. b.N is ignored: run it with
+// defaultBackupScales are the pgbench scales BenchmarkBackup measures when
+// TUSK_BENCH_SCALES is unset: two sizes, 4× apart, so that the growth of
+// each tool's time with the data's size shows.
+const defaultBackupScales = "100,400"
+
+// backupScales parses TUSK_BENCH_SCALES: comma-separated pgbench scales,
+// each measured in turn on a cluster of its own.
+func backupScales(s string) ([]int, error) {
+	if strings.TrimSpace(s) == "" {
+		s = defaultBackupScales
+	}
+	var scales []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("TUSK_BENCH_SCALES=%q: %q is not a pgbench scale (a positive integer)", s, f)
+		}
+		if slices.Contains(scales, n) {
+			return nil, fmt.Errorf("TUSK_BENCH_SCALES=%q: scale %d twice", s, n)
+		}
+		scales = append(scales, n)
+	}
+	return scales, nil
+}
+
+// walgPeer is the wal-g binary named by TUSK_BENCH_WALG, if any.
+type walgPeer struct {
+	path, version string
+}
+
+// backupPeers are the programs BenchmarkBackup compares, found once.
+type backupPeers struct {
+	tusk, pgbackrest, pgbackrestVersion string
+	walg                                *walgPeer // nil without TUSK_BENCH_WALG
+}
+
+// scaleResult is what one scale's cluster measured.
+type scaleResult struct {
+	Scale   int
+	DBBytes int64
+	Init    time.Duration // pgbench -i
+	Runs    []backupRun   // medians
+	Ratios  []ratio
+}
+
+// BenchmarkBackup takes base backups of a pgbench cluster at each scale in
+// TUSK_BENCH_SCALES (default 100 and 400, each on a cluster and repositories
+// of its own, dropped before the next) with pg_basebackup, tusk (local mode
+// to MinIO and to a folder, remote mode to MinIO), pgBackRest and, when
+// TUSK_BENCH_WALG names a wal-g binary, wal-g; then restores them with tusk
+// (folder and MinIO), pgBackRest and wal-g, and reports the times, peak
+// memory, the ratios to the peers at each scale and the growth of each one's
+// time from the smallest scale to the largest. b.N is ignored: run it with
 // -benchtime 1x.
 func BenchmarkBackup(b *testing.B) {
-	pgbackrest, pgbackrestVersion := requirePgBackRest(b)
-	tusk := buildTusk(b)
+	scales, err := backupScales(os.Getenv("TUSK_BENCH_SCALES"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var peers backupPeers
+	peers.pgbackrest, peers.pgbackrestVersion = requirePgBackRest(b)
+	peers.walg = requireWalG(b)
+	peers.tusk = buildTusk(b)
+	var results []scaleResult
+	for _, scale := range scales {
+		ok := b.Run(fmt.Sprintf("scale=%d", scale), func(b *testing.B) {
+			results = append(results, backupScale(b, scale, peers))
+		})
+		if !ok {
+			return
+		}
+	}
+	rep := backupReport{Machine: machineFacts(b, peers.pgbackrestVersion), Scales: results}
+	if peers.walg != nil {
+		rep.WalG = peers.walg.version
+	}
+	publish(b, "backup", rep.render())
+}
+
+// requireWalG returns the wal-g binary TUSK_BENCH_WALG names, or nil when
+// it is unset. The benchmark never downloads or builds wal-g.
+func requireWalG(b *testing.B) *walgPeer {
+	b.Helper()
+	path := os.Getenv("TUSK_BENCH_WALG")
+	if path == "" {
+		return nil
+	}
+	out, err := exec.Command(path, "--version").Output()
+	if err != nil {
+		b.Fatalf("TUSK_BENCH_WALG=%s: %s --version: %v", path, path, err)
+	}
+	// "wal-g version v3.0.9	43fb039f...	devel	PostgreSQL"
+	f := strings.Fields(string(out))
+	v := strings.TrimSpace(string(out))
+	if len(f) >= 4 && f[1] == "version" {
+		v = f[2]
+		if len(f[3]) >= 12 {
+			v += " (" + f[3][:12] + ")"
+		}
+	}
+	return &walgPeer{path: path, version: "wal-g " + v}
+}
+
+// backupScale measures one scale: a fresh cluster, MinIO and repositories,
+// removed by b's cleanup when it returns.
+func backupScale(b *testing.B, scale int, peers backupPeers) scaleResult {
+	tusk := peers.tusk
 	minio := testenv.StartMinIO(b)
 	// backup-push waits until the backup's WAL is in the repository it
 	// writes to, so the server archives to both repositories, as a server
-	// backed up to two places would.
+	// backed up to two places would. Local and remote mode share the MinIO
+	// repository (each restore names the backup it restores).
 	folder := newTuskFolderRepo(b)
 	s3 := newTuskMinIORepo(b, minio, "backup/")
 	push := func(r *tuskRepo) string {
@@ -55,15 +159,35 @@ func BenchmarkBackup(b *testing.B) {
 		}
 		return "env " + strings.Join(env, " ") + " " + tusk + " wal-push %p"
 	}
+	// The WAL pgbench -i writes (about the database's size) is not archived:
+	// while the marker exists the archive_command marks segments done
+	// without storing them, which saves the repositories gigabytes at scale
+	// 400 that no backup needs.
+	skip := filepath.Join(testenv.ServerTempDir(b), "skip-archiving")
+	if err := os.WriteFile(skip, nil, 0o644); err != nil {
+		b.Fatal(err)
+	}
 	pg := testenv.StartPostgres(b, testenv.PostgresOptions{
-		ArchiveCommand: push(folder) + " && " + push(s3),
-		Conf:           map[string]string{"max_wal_size": "4GB", "checkpoint_timeout": "30min"},
+		ArchiveCommand: "test -e " + skip + " || { " + push(folder) + " && " + push(s3) + "; }",
+		Conf:           map[string]string{"max_wal_size": "1GB", "checkpoint_timeout": "30min"},
 	})
+	res := scaleResult{Scale: scale}
 	start := time.Now()
-	runOwner(b, pg.RunAsOwner(b.Context(), filepath.Join(pg.BinDir, "pgbench"), "-i", "-s", "100", "-q"))
+	runOwner(b, pg.RunAsOwner(b.Context(), filepath.Join(pg.BinDir, "pgbench"), "-i", "-s", strconv.Itoa(scale), "-q"))
+	res.Init = time.Since(start)
 	pg.SQL(b, "CHECKPOINT")
-	size := pg.SQL(b, "SELECT pg_database_size('postgres')")
-	b.Logf("pgbench -i -s 100 in %.0f s; database %s bytes", time.Since(start).Seconds(), size)
+	last := pg.SQL(b, "SELECT pg_walfile_name(pg_switch_wal())")
+	for deadline := time.Now().Add(5 * time.Minute); pg.SQL(b, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < last; {
+		if time.Now().After(deadline) {
+			b.Fatalf("the archiver has not passed %s after 5 minutes", last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := os.Remove(skip); err != nil {
+		b.Fatal(err)
+	}
+	res.DBBytes, _ = strconv.ParseInt(pg.SQL(b, "SELECT pg_database_size('postgres')"), 10, 64)
+	b.Logf("pgbench -i -s %d in %.0f s; database %d bytes", scale, res.Init.Seconds(), res.DBBytes)
 
 	all := map[string][]backupRun{}
 	var order []string
@@ -72,7 +196,7 @@ func BenchmarkBackup(b *testing.B) {
 			order = append(order, r.Metric)
 		}
 		all[r.Metric] = append(all[r.Metric], r)
-		b.Logf("%-48s %6.2f s  rss %s", r.Label, r.Elapsed.Seconds(), formatBytes(r.MaxRSS))
+		b.Logf("scale %d: %-48s %6.2f s  rss %s", scale, r.Label, r.Elapsed.Seconds(), formatBytes(r.MaxRSS))
 		syscall.Sync()
 	}
 	basebackup := func() backupRun {
@@ -98,10 +222,17 @@ func BenchmarkBackup(b *testing.B) {
 		b.Fatal(err)
 	}
 	br := func(args ...string) *exec.Cmd {
-		return pg.RunAsOwner(b.Context(), pgbackrest, append([]string{"--config=" + brConf, "--stanza=" + pgbackrestStanza}, args...)...)
+		return pg.RunAsOwner(b.Context(), peers.pgbackrest, append([]string{"--config=" + brConf, "--stanza=" + pgbackrestStanza}, args...)...)
 	}
 	if out, err := br("stanza-create").CombinedOutput(); err != nil {
 		b.Fatalf("pgbackrest stanza-create: %v\n%s", err, out)
+	}
+
+	// wal-g: its defaults (lz4, 16 uploads, one disk reader), configured
+	// through the environment, to a prefix of its own in the same bucket.
+	var walgEnv []string
+	if peers.walg != nil {
+		walgEnv = append(append(minio.Env(), "WALG_S3_PREFIX="+minio.URL("walg")), pg.Env()...)
 	}
 
 	type step struct {
@@ -109,19 +240,43 @@ func BenchmarkBackup(b *testing.B) {
 		run    func()
 	}
 	backups := []step{{"pg_basebackup", func() { record(basebackup()) }}}
+	// newestLocal is the name of the newest local-mode backup in the MinIO
+	// repository, which its restore fetches (remote-mode backups share it).
+	var newestLocal string
 	for _, v := range []struct {
-		label, metric, shown string
-		repo                 *tuskRepo
+		label, metric, shown, mode string
+		repo                       *tuskRepo
 	}{
-		{"tusk backup-push (MinIO)", "tusk-push-minio", "TUSK_REPO=s3://BUCKET/backup AWS_ENDPOINT=... tusk backup-push", s3},
-		{"tusk backup-push (folder)", "tusk-push-folder", "TUSK_REPO=file://$REPO tusk backup-push", folder},
+		{"tusk backup-push, local mode (MinIO)", "tusk-push-minio", "TUSK_REPO=s3://BUCKET/backup AWS_ENDPOINT=... tusk backup-push --mode local", "local", s3},
+		{"tusk backup-push, local mode (folder)", "tusk-push-folder", "TUSK_REPO=file://$REPO tusk backup-push --mode local", "local", folder},
+		{"tusk backup-push, remote mode (MinIO)", "tusk-push-remote", "TUSK_REPO=s3://BUCKET/backup AWS_ENDPOINT=... tusk backup-push --mode remote", "remote", s3},
 	} {
 		backups = append(backups, step{v.metric, func() {
-			cmd := exec.CommandContext(b.Context(), tusk, "backup-push")
+			cmd := exec.CommandContext(b.Context(), tusk, "backup-push", "--mode", v.mode, "--json")
 			cmd.Env = append(hermetic(os.Environ()), tuskEnv(v.repo)...)
+			var stdout bytes.Buffer
+			cmd.Stdout = &stdout
 			before := v.repo.backupsSize(b)
 			r := timed(b, cmd, v.label, v.metric, v.shown)
 			r.Stored = v.repo.backupsSize(b) - before
+			var m pushedBackup
+			if err := json.Unmarshal(stdout.Bytes(), &m); err != nil || m.Name == "" {
+				b.Fatalf("%s: backup-push --json printed no metadata (%v):\n%s", v.label, err, stdout.Bytes())
+			}
+			if v.metric == "tusk-push-minio" {
+				newestLocal = m.Name
+			}
+			record(r)
+		}})
+	}
+	if peers.walg != nil {
+		backups = append(backups, step{"walg-push-minio", func() {
+			cmd := exec.CommandContext(b.Context(), peers.walg.path, "backup-push", pg.DataDir)
+			cmd.Env = append(hermetic(os.Environ()), walgEnv...)
+			_, before := minioObjects(b, minio, "walg/basebackups_005/")
+			r := timed(b, cmd, "wal-g backup-push (MinIO)", "walg-push-minio", "WALG_S3_PREFIX=s3://BUCKET/walg AWS_ENDPOINT=... wal-g backup-push $PGDATA")
+			_, after := minioObjects(b, minio, "walg/basebackups_005/")
+			r.Stored = after - before
 			record(r)
 		}})
 	}
@@ -139,15 +294,25 @@ func BenchmarkBackup(b *testing.B) {
 	for _, v := range []struct {
 		label, metric, shown string
 		repo                 *tuskRepo
+		name                 func() string
 	}{
-		{"tusk backup-fetch (MinIO)", "tusk-fetch-minio", "TUSK_REPO=s3://BUCKET/backup ... tusk backup-fetch $DEST LATEST", s3},
-		{"tusk backup-fetch (folder)", "tusk-fetch-folder", "TUSK_REPO=file://$REPO tusk backup-fetch $DEST LATEST", folder},
+		{"tusk backup-fetch (MinIO)", "tusk-fetch-minio", "TUSK_REPO=s3://BUCKET/backup ... tusk backup-fetch $DEST $NEWEST_LOCAL_MODE_BACKUP", s3, func() string { return newestLocal }},
+		{"tusk backup-fetch (folder)", "tusk-fetch-folder", "TUSK_REPO=file://$REPO tusk backup-fetch $DEST LATEST", folder, func() string { return "LATEST" }},
 	} {
 		restores = append(restores, step{v.metric, func() {
 			dest := filepath.Join(testenv.ServerTempDir(b), "pgdata")
-			cmd := exec.CommandContext(b.Context(), tusk, "backup-fetch", dest, "LATEST")
+			cmd := exec.CommandContext(b.Context(), tusk, "backup-fetch", dest, v.name())
 			cmd.Env = append(hermetic(os.Environ()), v.repo.env...)
 			record(timed(b, cmd, v.label, v.metric, v.shown))
+			os.RemoveAll(dest)
+		}})
+	}
+	if peers.walg != nil {
+		restores = append(restores, step{"walg-fetch-minio", func() {
+			dest := filepath.Join(testenv.ServerTempDir(b), "pgdata")
+			cmd := exec.CommandContext(b.Context(), peers.walg.path, "backup-fetch", dest, "LATEST")
+			cmd.Env = append(hermetic(os.Environ()), walgEnv...)
+			record(timed(b, cmd, "wal-g backup-fetch (MinIO)", "walg-fetch-minio", "WALG_S3_PREFIX=s3://BUCKET/walg ... wal-g backup-fetch $DEST LATEST"))
 			os.RemoveAll(dest)
 		}})
 	}
@@ -159,17 +324,39 @@ func BenchmarkBackup(b *testing.B) {
 		os.RemoveAll(dest)
 	}})
 	wanted := func(m string) bool {
-		switch m {
-		case "pgbackrest-backup":
-			return selected(m) || selected("pgbackrest-restore")
-		case "tusk-push-folder":
-			return selected(m) || selected("tusk-fetch-folder")
-		case "tusk-push-minio":
-			return selected(m) || selected("tusk-fetch-minio")
+		for _, r := range []string{"tusk-fetch-minio", "tusk-fetch-folder", "walg-fetch-minio", "pgbackrest-restore"} {
+			if pushOf(r) == m && selected(r) {
+				return true
+			}
 		}
 		return selected(m)
 	}
 
+	// prune deletes every backup but the newest from each repository, untimed,
+	// between rounds (each round restores its own backups), so that a
+	// scale-400 run keeps at most two rounds' backups on disk.
+	prune := func() {
+		for _, repo := range []*tuskRepo{folder, s3} {
+			cmd := exec.CommandContext(b.Context(), tusk, "delete", "retain", "FULL", "1", "--confirm")
+			cmd.Env = append(hermetic(os.Environ()), repo.env...)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("tusk delete retain FULL 1 in %s: %v\n%s", repo.url, err, out)
+			}
+		}
+		if len(all["walg-push-minio"]) > 0 {
+			cmd := exec.CommandContext(b.Context(), peers.walg.path, "delete", "retain", "FULL", "1", "--confirm")
+			cmd.Env = append(hermetic(os.Environ()), walgEnv...)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("wal-g delete retain FULL 1: %v\n%s", err, out)
+			}
+		}
+		if len(all["pgbackrest-backup"]) > 0 {
+			if out, err := br("expire", "--repo1-retention-full=1").CombinedOutput(); err != nil {
+				b.Fatalf("pgbackrest expire: %v\n%s", err, out)
+			}
+		}
+		syscall.Sync()
+	}
 	for round := range backupRounds {
 		for i := range backups {
 			if st := backups[(i+round)%len(backups)]; wanted(st.metric) {
@@ -196,15 +383,33 @@ func BenchmarkBackup(b *testing.B) {
 				st.run()
 			}
 		}
+		if round < backupRounds-1 {
+			prune()
+		}
 	}
-	var runs []backupRun
 	for _, m := range order {
 		if selected(m) {
-			runs = append(runs, medianRun(all[m]))
+			res.Runs = append(res.Runs, medianRun(all[m]))
 		}
 	}
 	b.StopTimer()
+	res.Ratios = backupRatios(res.Runs)
+	for _, r := range res.Runs {
+		b.ReportMetric(r.Elapsed.Seconds(), r.Metric+"-s")
+	}
+	for _, r := range res.Ratios {
+		b.ReportMetric(r.Value, r.Metric)
+	}
+	return res
+}
 
+// remoteBefore is tusk backup-push to MinIO ÷ pg_basebackup in the last
+// make bench before local mode, when every backup-push was remote mode
+// (BENCHMARKS.md at bd0a916, scale 100): remote mode is to be no slower.
+const remoteBefore = "≤ 0.94, remote mode's ratio in make bench before local mode (scale 100)"
+
+// backupRatios compares the median runs of one scale.
+func backupRatios(runs []backupRun) []ratio {
 	var ratios []ratio
 	add := func(label, num, den, target string) {
 		n, ok1 := findRun(runs, num)
@@ -214,52 +419,136 @@ func BenchmarkBackup(b *testing.B) {
 		}
 		ratios = append(ratios, ratio{Label: label, Metric: "x-" + num + "/" + den, Value: n.Elapsed.Seconds() / d.Elapsed.Seconds(), Target: target})
 	}
-	add("tusk backup-push to MinIO ÷ pg_basebackup to /dev/null, seconds", "tusk-push-minio", "pg_basebackup", "≤ 1.15")
-	add("tusk backup-push to a folder ÷ pg_basebackup to /dev/null, seconds", "tusk-push-folder", "pg_basebackup", "")
-	add("tusk backup-push to MinIO ÷ pgBackRest backup, seconds", "tusk-push-minio", "pgbackrest-backup", "")
-	add("tusk backup-fetch from a folder ÷ pgBackRest restore, seconds", "tusk-fetch-folder", "pgbackrest-restore", "≤ 0.6")
+	add("tusk backup-push (local) to MinIO ÷ wal-g backup-push to MinIO, seconds", "tusk-push-minio", "walg-push-minio", "≤ 0.6")
+	add("tusk backup-push (local) to MinIO ÷ pg_basebackup to /dev/null, seconds", "tusk-push-minio", "pg_basebackup", "≤ 1.0")
+	add("tusk backup-push (remote) to MinIO ÷ pg_basebackup to /dev/null, seconds", "tusk-push-remote", "pg_basebackup", remoteBefore)
+	add("tusk backup-push (remote) to MinIO ÷ tusk backup-push (local) to MinIO, seconds", "tusk-push-remote", "tusk-push-minio", "")
+	add("tusk backup-push (local) to a folder ÷ pg_basebackup to /dev/null, seconds", "tusk-push-folder", "pg_basebackup", "")
+	add("tusk backup-push (local) to MinIO ÷ pgBackRest backup, seconds", "tusk-push-minio", "pgbackrest-backup", "")
+	add("tusk backup-fetch from MinIO ÷ wal-g backup-fetch from MinIO, seconds", "tusk-fetch-minio", "walg-fetch-minio", "≤ 0.7")
+	add("tusk backup-fetch from a folder ÷ pgBackRest restore, seconds", "tusk-fetch-folder", "pgbackrest-restore", "≤ 0.5")
 	add("tusk backup-fetch from MinIO ÷ tusk backup-fetch from a folder, seconds", "tusk-fetch-minio", "tusk-fetch-folder", "≤ 1.3")
+	return ratios
+}
 
+// backupReport is what BenchmarkBackup writes into BENCHMARKS.md.
+type backupReport struct {
+	Machine machine
+	WalG    string // "wal-g v3.0.9 (43fb039f6ed2)", "" when not measured
+	Scales  []scaleResult
+}
+
+// peakRSSTarget is the most memory tusk may take, in both modes at every
+// scale.
+const peakRSSTarget = 100_000_000
+
+// render returns the backup section's body (without its markers).
+func (p backupReport) render() string {
 	var out strings.Builder
 	out.WriteString("## Base backups and restores: BenchmarkBackup\n\n")
-	out.WriteString("Command: `make bench` (`go test -run '^$' -bench . -benchtime 1x ./internal/bench/`), BenchmarkBackup.\n\n")
-	fmt.Fprintf(&out, "- Machine: %s\n", machineFacts(b, pgbackrestVersion))
-	fmt.Fprintf(&out, "- Cluster: `pgbench -i -s 100` (database %s bytes), checkpointed; page cache warmed by one pg_basebackup first\n", size)
+	out.WriteString("Command: `make bench` (`go test -run '^$' -bench . -benchtime 1x ./internal/bench/`), BenchmarkBackup; " +
+		"`TUSK_BENCH_SCALES` (default `" + defaultBackupScales + "`) sets the pgbench scales, `TUSK_BENCH_WALG=/path/to/wal-g` adds wal-g.\n\n")
+	fmt.Fprintf(&out, "- Date: %s\n", p.Machine.Date.UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&out, "- Machine: %s\n", p.Machine)
+	if p.WalG != "" {
+		fmt.Fprintf(&out, "- Peer: %s, built from its source outside this repository (see the notes)\n", p.WalG)
+	} else {
+		out.WriteString("- wal-g: not measured in this run; `TUSK_BENCH_WALG=/path/to/wal-g make bench` adds its backup-push and backup-fetch rows and tusk's ratios to them (the benchmark never downloads or builds wal-g)\n")
+	}
+	var clusters []string
+	for _, s := range p.Scales {
+		clusters = append(clusters, fmt.Sprintf("scale %d (database %s, %d bytes; `pgbench -i` took %.0f s)", s.Scale, formatBytes(s.DBBytes), s.DBBytes, s.Init.Seconds()))
+	}
+	fmt.Fprintf(&out, "- Clusters: `pgbench -i -s N`, checkpointed, one per scale, each with its own MinIO and repositories, all dropped before the next scale: %s; page cache warmed by one pg_basebackup first\n", strings.Join(clusters, "; "))
 	out.WriteString("- The machine is shared and noisy: compare the ratios, which are measured in the same run, more than the absolute figures.\n")
-	fmt.Fprintf(&out, "- Every backup and restore runs %d times, the order rotated each round; the table shows each one's median run and every run's time, fastest first, and the ratios are of medians. Peak RSS is the largest of the runs.\n\n", backupRounds)
-	out.WriteString("| run | seconds (median) | every run, seconds | peak RSS | repository | command |\n| --- | ---: | --- | ---: | ---: | --- |\n")
-	for _, r := range runs {
-		rss, stored := "–", "–"
-		if r.MaxRSS > 0 {
-			rss = formatBytes(r.MaxRSS)
+	fmt.Fprintf(&out, "- Every backup and restore runs %d times at each scale, the order rotated each round; the tables show each one's median run and every run's time, fastest first, and the ratios are of medians. Peak RSS is the largest of the runs.\n\n", backupRounds)
+	for _, s := range p.Scales {
+		fmt.Fprintf(&out, "### Scale %d (%s)\n\n", s.Scale, formatBytes(s.DBBytes))
+		out.WriteString("| run | seconds (median) | every run, seconds | CPU seconds (median run) | peak RSS | repository | command |\n| --- | ---: | --- | ---: | ---: | ---: | --- |\n")
+		for _, r := range s.Runs {
+			rss, stored, cpu := "–", "–", "–"
+			if r.MaxRSS > 0 {
+				rss = formatBytes(r.MaxRSS)
+			}
+			if r.CPU > 0 {
+				cpu = fmt.Sprintf("%.2f", r.CPU.Seconds())
+			}
+			if r.Stored > 0 {
+				stored = formatBytes(r.Stored)
+			}
+			var every []string
+			for _, d := range r.All {
+				every = append(every, fmt.Sprintf("%.2f", d.Seconds()))
+			}
+			fmt.Fprintf(&out, "| %s | %.2f | %s | %s | %s | %s | `%s` |\n", r.Label, r.Elapsed.Seconds(), strings.Join(every, ", "), cpu, rss, stored, r.Command)
 		}
-		if r.Stored > 0 {
-			stored = formatBytes(r.Stored)
+		out.WriteString("\n")
+		writeRatios(&out, fmt.Sprintf("Ratios at scale %d", s.Scale), s.Ratios)
+		var mem []string
+		for _, r := range s.Runs {
+			if strings.HasPrefix(r.Metric, "tusk-") && r.MaxRSS > 0 {
+				mem = append(mem, fmt.Sprintf("- **%s, tusk's peak RSS: %s** (target < 100 MB)\n", r.Label, formatBytes(r.MaxRSS)))
+			}
 		}
-		var every []string
-		for _, d := range r.All {
-			every = append(every, fmt.Sprintf("%.2f", d.Seconds()))
+		if len(mem) > 0 {
+			fmt.Fprintf(&out, "Memory at scale %d:\n\n%s\n", s.Scale, strings.Join(mem, ""))
 		}
-		fmt.Fprintf(&out, "| %s | %.2f | %s | %s | %s | `%s` |\n", r.Label, r.Elapsed.Seconds(), strings.Join(every, ", "), rss, stored, r.Command)
 	}
-	out.WriteString("\n")
-	writeRatios(&out, "Ratios", ratios)
-	writeNotes(&out, []string{
-		"tusk: default codec and concurrency, `TUSK_BACKUP_PART_SIZE` at its default; backup-push and backup-fetch run as root against the server's unix socket, with PGDATA set on the database host, so backup-push takes local mode (`--mode auto`: it reads the data directory itself; until 2 December 2026 every run here was BASE_BACKUP over the replication protocol); peak RSS is the tusk process's (getrusage).",
-		"Peak RSS for pgBackRest and pg_basebackup is not shown: they run through `sh`/`runuser`, whose rusage is not theirs alone.",
+	if g := p.growth(); len(g) > 0 {
+		first, last := p.Scales[0], p.Scales[len(p.Scales)-1]
+		fmt.Fprintf(&out, "### Growth: scale %d ÷ scale %d\n\n", last.Scale, first.Scale)
+		fmt.Fprintf(&out, "The database grew %.2f× (%s to %s); each figure is the median time at scale %d ÷ the median time at scale %d, "+
+			"and tusk's target is at most 1.05× the growth of the scale (4× the data, at most 4.2× the time). "+
+			"A run's fixed costs (starting, the checkpoint, waiting for the backup's WAL, which for pg_basebackup and wal-g includes PostgreSQL's one-second sleep) weigh more at the smaller scale, so a growth well under 4× means those fixed costs, not a pace that improves with size.\n\n",
+			float64(last.DBBytes)/float64(first.DBBytes), formatBytes(first.DBBytes), formatBytes(last.DBBytes), last.Scale, first.Scale)
+		writeRatios(&out, "Time growth", g)
+	}
+	writeNotes(&out, backupNotes(p.WalG != ""))
+	return out.String()
+}
+
+// growth is each run's median time at the largest scale ÷ at the smallest,
+// for the runs measured at both.
+func (p backupReport) growth() []ratio {
+	if len(p.Scales) < 2 {
+		return nil
+	}
+	first, last := p.Scales[0], p.Scales[len(p.Scales)-1]
+	target := fmt.Sprintf("≤ %.2f", 1.05*float64(last.Scale)/float64(first.Scale))
+	var g []ratio
+	for _, r := range last.Runs {
+		f, ok := findRun(first.Runs, r.Metric)
+		if !ok || f.Elapsed <= 0 {
+			continue
+		}
+		t := ""
+		if strings.HasPrefix(r.Metric, "tusk-") {
+			t = target
+		}
+		g = append(g, ratio{Label: r.Label, Metric: "growth-" + r.Metric, Value: r.Elapsed.Seconds() / f.Elapsed.Seconds(), Target: t})
+	}
+	return g
+}
+
+func backupNotes(walg bool) []string {
+	notes := []string{
+		"tusk: default codec and concurrency, `TUSK_BACKUP_PART_SIZE` at its default; backup-push and backup-fetch run as root against the server's unix socket, with PGDATA set on the database host. Local mode (`--mode local`, which `--mode auto` picks here) reads the data directory itself while holding `pg_backup_start` on a plain session; remote mode (`--mode remote`) takes BASE_BACKUP over the replication protocol and the walsender reads and tars the files. Both store to the same MinIO repository; the MinIO restore fetches the newest local-mode backup by name. Every backup-push runs with `--json` (to learn that name). Peak RSS is the tusk process's (getrusage).",
+		"Peak RSS and CPU seconds (user + system, of the median run) for pgBackRest and pg_basebackup are not shown: they run through `sh`/`runuser`, whose rusage is not theirs alone. The server's own CPU is not counted for anyone: in remote mode, and for pg_basebackup, the walsender reads and tars the files, which in local mode (and for wal-g and pgBackRest) the tool does itself, so tusk's CPU seconds are not comparable across its two modes.",
 		"pgBackRest 2.45 speaks S3 only over HTTPS, so it is measured against a posix repository only.",
-		"Every run includes waiting for the backup's last WAL segment to be archived. pg_basebackup asks the server to wait (`BASE_BACKUP ... WAIT true`), and PostgreSQL 15 checks once and then sleeps a whole second between checks, so about a second of its time is that sleep; tusk asks for `WAIT false` and polls its own repository for every segment from the backup's start to its end, from 20 ms apart. So the ratio to pg_basebackup is of whole backups as an operator times them, not of streaming pace: take that second away from pg_basebackup and tusk's streaming (compressing and storing as it goes) takes about 1.7–2× as long as pg_basebackup writing to /dev/null, which leaves one of this machine's two cores nearly idle while tusk needs both (measured with `perf sched`, which shows the walsender's one-second sleep, and `TUSK_LOG_LEVEL=debug`, which times tusk's phases).",
+		"Every tusk run and pg_basebackup includes waiting for the backup's last WAL segment to be archived. pg_basebackup asks the server to wait (`BASE_BACKUP ... WAIT true`), and PostgreSQL 15 checks once and then sleeps a whole second between checks, so about a second of its time is that sleep; tusk asks for `WAIT false` (or `pg_backup_stop(false)` in local mode) and polls its own repository for every segment from the backup's start to its end, from 20 ms apart. So the ratio to pg_basebackup is of whole backups as an operator times them, not of streaming pace.",
 		"The server archives to both tusk repositories (`archive_command` runs `tusk wal-push %p` for the folder, then for MinIO), because backup-push waits for the backup's WAL in the repository it writes to; the repository column counts the median run's backup objects only.",
-		"Restores write into a fresh folder and are not followed by WAL replay (BenchmarkWALReplay measures that).",
-		"Restores include durability: tusk backup-fetch (without `--no-sync`) exits only once every restored file and folder is on disk (writeback started as it writes, then one syncfs of the file system), and pgBackRest's restore fsyncs what it writes; the `sync` after every run keeps one run's dirty pages out of the next run's time. Until 2 December 2026 tusk did not sync, and its restores looked faster than they were by what PostgreSQL's start-up sync later paid.",
-	})
-	for _, r := range runs {
-		b.ReportMetric(r.Elapsed.Seconds(), r.Metric+"-s")
+		"Restores write into a fresh folder, removed right after, and are not followed by WAL replay (BenchmarkWALReplay measures that).",
+		"Disk: between rounds (untimed) every repository keeps only its newest backup (`tusk delete retain FULL 1 --confirm`, `wal-g delete retain FULL 1 --confirm`, `pgbackrest expire --repo1-retention-full=1`), and the WAL `pgbench -i` writes is not archived (the `archive_command` skips segments while a marker file exists, removed once the archiver has passed the segment of a `pg_switch_wal()` after the load), so the repositories hold the backups and their WAL only; the server runs with `max_wal_size = 1GB` and `checkpoint_timeout = 30min`.",
+		"Restores include durability: tusk backup-fetch (without `--no-sync`) exits only once every restored file and folder is on disk (writeback started as it writes, then one syncfs of the file system), and pgBackRest's restore fsyncs what it writes; the `sync` after every run (outside its time) keeps one run's dirty pages out of the next run's time.",
 	}
-	for _, r := range ratios {
-		b.ReportMetric(r.Value, r.Metric)
+	if walg {
+		notes = append(notes,
+			"wal-g: built from wal-g/wal-g at 43fb039f (v3.0.9-4, 21 August 2026) outside this repository with `CGO_ENABLED=1 GOEXPERIMENT=jsonv2 go build -mod=mod ./main/pg` (Go 1.26; the go directive lowered from 1.27 to 1.26, and the Yandex Cloud KMS client module, which the Go module proxy does not serve, replaced by a stub that fails: these runs use no KMS). It runs as root with its defaults (lz4, `WALG_UPLOAD_CONCURRENCY` 16, `WALG_UPLOAD_DISK_CONCURRENCY` 1, `WALG_DOWNLOAD_CONCURRENCY` 10), configured through the environment only: `WALG_S3_PREFIX=s3://BUCKET/walg`, `AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_S3_FORCE_PATH_STYLE=true`, `PGHOST` (the socket folder), `PGPORT`, `PGUSER=postgres`, `PGDATA`; its peak RSS is the wal-g process's (getrusage). Its repository column counts its `basebackups_005/` objects.",
+			"wal-g backup-push reads PGDATA itself (like tusk's local mode) between `pg_backup_start` and `pg_backup_stop()`, which it calls with PostgreSQL's default `wait_for_archive => true`: so PostgreSQL makes it wait, as it makes pg_basebackup wait (one check, then one each second), until the server's archiver has archived the backup's last segment (to the tusk repositories; wal-g's own prefix holds no WAL, which its restore does not need to be timed). Its time, like tusk's, includes that wait.",
+			"wal-g backup-fetch fsyncs every file it writes (`WALG_TAR_DISABLE_FSYNC` is false by default; it does not fsync folders), so its time includes the files' durability as tusk's and pgBackRest's do; the same `sync` follows it.",
+		)
 	}
-	publish(b, "backup", out.String())
+	return notes
 }
 
 func (r backupRun) metric() string { return r.Metric }
@@ -271,6 +560,8 @@ func pushOf(restore string) string {
 		return "tusk-push-minio"
 	case "tusk-fetch-folder":
 		return "tusk-push-folder"
+	case "walg-fetch-minio":
+		return "walg-push-minio"
 	}
 	return "pgbackrest-backup"
 }
@@ -288,11 +579,15 @@ func medianRun(rs []backupRun) backupRun {
 	return m
 }
 
-// timed runs cmd to completion and measures it.
+// timed runs cmd to completion and measures it. Its output goes into the
+// error message; stdout only when cmd.Stdout is not already set.
 func timed(b *testing.B, cmd *exec.Cmd, label, metric, shown string) backupRun {
 	b.Helper()
 	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	if cmd.Stdout == nil {
+		cmd.Stdout = &out
+	}
+	cmd.Stderr = &out
 	start := time.Now()
 	if err := cmd.Run(); err != nil {
 		b.Fatalf("%s: %v\n%s", label, err, out.String())
@@ -300,9 +595,10 @@ func timed(b *testing.B, cmd *exec.Cmd, label, metric, shown string) backupRun {
 	r := backupRun{Label: label, Metric: metric, Command: shown, Elapsed: time.Since(start)}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.MaxRSS = ru.Maxrss * 1024
+		r.CPU = time.Duration(syscall.TimevalToNsec(ru.Utime) + syscall.TimevalToNsec(ru.Stime))
 	}
 	if strings.HasPrefix(metric, "pg") {
-		r.MaxRSS = 0
+		r.MaxRSS, r.CPU = 0, 0
 	}
 	return r
 }

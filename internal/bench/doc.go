@@ -2,8 +2,10 @@
 // clusters: how fast a simulated archiver gets through a gigabyte of segments
 // with each archive_command (BenchmarkWALPush), how long PostgreSQL takes to
 // replay the same WAL from a base backup with each restore_command
-// (BenchmarkWALReplay), base backups and restores of a pgbench scale-100
-// cluster against pg_basebackup and pgBackRest (BenchmarkBackup), and
+// (BenchmarkWALReplay), base backups and restores of pgbench clusters at
+// the scales of TUSK_BENCH_SCALES (default 100 and 400) against
+// pg_basebackup, pgBackRest and, when TUSK_BENCH_WALG names a wal-g binary,
+// wal-g (BenchmarkBackup), and
 // PostgreSQL 17 incremental backups against full ones: stored bytes and time
 // after 1% of the rows changed, and restoring a chain of a full backup and 6
 // incrementals against restoring one full backup (BenchmarkIncremental).

@@ -3,6 +3,7 @@ package bench
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -103,5 +104,60 @@ func TestRenderReplayReport(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("report lacks %q:\n%s", want, got)
 		}
+	}
+}
+
+func TestBackupScales(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    []int
+		wantErr bool
+	}{
+		{in: "", want: []int{100, 400}},
+		{in: "10", want: []int{10}},
+		{in: " 100 , 400 ", want: []int{100, 400}},
+		{in: "100,x", wantErr: true},
+		{in: "0", wantErr: true},
+		{in: "100,100", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := backupScales(tt.in)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestBackupReportGrowth(t *testing.T) {
+	run := func(metric string, s float64) backupRun {
+		return backupRun{Label: metric, Metric: metric, Elapsed: time.Duration(s * float64(time.Second))}
+	}
+	rep := backupReport{Scales: []scaleResult{
+		{Scale: 100, DBBytes: 1000, Runs: []backupRun{run("tusk-push-minio", 2), run("walg-push-minio", 4), run("pg_basebackup", 1)}},
+		{Scale: 400, DBBytes: 4000, Runs: []backupRun{run("tusk-push-minio", 8.8), run("pg_basebackup", 3)}},
+	}}
+	g := rep.growth()
+	if len(g) != 2 {
+		t.Fatalf("growth = %+v, want the 2 runs measured at both scales", g)
+	}
+	if g[0].Metric != "growth-tusk-push-minio" || g[0].Value != 4.4 || g[0].Target != "≤ 4.20" {
+		t.Errorf("tusk's growth = %+v, want 4.4 against ≤ 4.20", g[0])
+	}
+	if g[1].Target != "" {
+		t.Errorf("a peer's growth has target %q, want none", g[1].Target)
+	}
+	body := rep.render()
+	for _, want := range []string{"### Scale 100", "### Scale 400", "### Growth: scale 400 ÷ scale 100", "`TUSK_BENCH_WALG=/path/to/wal-g make bench` adds"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "wal-g backup-fetch fsyncs") {
+		t.Error("report without wal-g has wal-g's notes")
 	}
 }
