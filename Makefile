@@ -37,8 +37,9 @@ lint: vet
 # (BenchmarkBackup: tusk local and remote mode against pg_basebackup and
 # pgBackRest; TUSK_BENCH_SCALES=100,400 sets the scales, and scale 400 needs
 # about 22 GB of free disk at its peak; TUSK_BENCH_WALG=/path/to/wal-g adds
-# wal-g, which is never downloaded or built here), and PostgreSQL 17
-# incremental backups and chain restores (BenchmarkIncremental); they rewrite
+# wal-g, which is never downloaded or built here), PostgreSQL 17
+# incremental backups and chain restores (BenchmarkIncremental), and what
+# client-side encryption costs (BenchmarkEncryption); they rewrite
 # their sections of BENCHMARKS.md, and the output is kept in bin/bench.txt.
 # The WAL corpus is built once (a few minutes) and cached under
 # ${XDG_CACHE_HOME:-$HOME/.cache}/tusk/bench.
