@@ -1,6 +1,7 @@
 package crypt
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -63,25 +64,42 @@ type sealer struct {
 	err   error
 }
 
+// bufSize is what the sealer and the opener read from their source at
+// once: a pipe hands over its data in reads, and 8 KiB ones would cost a
+// goroutine switch per message.
+const bufSize = 256 << 10
+
 func newSealer(src io.Reader, key *[32]byte, ad []byte) *sealer {
 	hdr, push := newSSPush(key)
-	return &sealer{src: src, push: push, hdr: hdr, ad: ad, in: make([]byte, chunkSize+1), out: make([]byte, 0, 2*sealedChunk+512)}
+	return &sealer{src: bufio.NewReaderSize(src, bufSize), push: push, hdr: hdr, ad: ad, in: make([]byte, chunkSize+1), out: make([]byte, 0, 2*sealedChunk+512)}
 }
 
+// Read fills p with as many sealed messages as it holds, so that a large
+// read is one call.
 func (s *sealer) Read(p []byte) (int, error) {
-	for s.off == len(s.out) {
-		if s.done {
-			return 0, io.EOF
+	n := 0
+	for n < len(p) {
+		if s.off == len(s.out) {
+			if s.done || s.err != nil {
+				break
+			}
+			s.out, s.off = s.out[:0], 0
+			s.err = s.next()
+			continue
 		}
-		if s.err != nil {
-			return 0, s.err
-		}
-		s.out, s.off = s.out[:0], 0
-		s.err = s.next()
+		m := copy(p[n:], s.out[s.off:])
+		s.off += m
+		n += m
 	}
-	n := copy(p, s.out[s.off:])
-	s.off += n
-	return n, nil
+	switch {
+	case n > 0:
+		return n, nil
+	case s.err != nil:
+		return 0, s.err
+	case s.done:
+		return 0, io.EOF
+	}
+	return 0, nil
 }
 
 // next seals the next message (or the last ones) into out. Only io.EOF
@@ -157,26 +175,34 @@ type opener struct {
 }
 
 func newOpener(src io.Reader, name string, keys []Key, hint string) *opener {
-	return &opener{src: src, name: name, keys: keys, hint: hint, in: make([]byte, sealedChunk)}
+	return &opener{src: bufio.NewReaderSize(src, bufSize), name: name, keys: keys, hint: hint, in: make([]byte, sealedChunk)}
 }
 
+// Read fills p with as many opened messages as it holds; what it returns
+// is authenticated, and an error comes after the bytes before it.
 func (o *opener) Read(p []byte) (int, error) {
-	for o.off == len(o.out) {
-		if o.err != nil {
-			return 0, o.err
-		}
-		if o.final {
-			o.err = o.end()
+	n := 0
+	for n < len(p) {
+		if o.off == len(o.out) {
+			if o.err != nil {
+				break
+			}
+			if o.final {
+				o.err = o.end()
+				continue
+			}
+			o.out, o.off = o.out[:0], 0
+			o.err = o.next()
 			continue
 		}
-		o.out, o.off = o.out[:0], 0
-		if err := o.next(); err != nil {
-			o.err = err
-		}
+		m := copy(p[n:], o.out[o.off:])
+		o.off += m
+		n += m
 	}
-	n := copy(p, o.out[o.off:])
-	o.off += n
-	return n, nil
+	if n > 0 {
+		return n, nil
+	}
+	return 0, o.err
 }
 
 // end checks that nothing follows the FINAL message.
