@@ -532,7 +532,7 @@ func (p backupReport) growth() []ratio {
 
 func backupNotes(walg bool) []string {
 	notes := []string{
-		"tusk: default codec and concurrency, `TUSK_BACKUP_PART_SIZE` at its default; backup-push and backup-fetch run as root against the server's unix socket, with PGDATA set on the database host. Local mode (`--mode local`, which `--mode auto` picks here) reads the data directory itself while holding `pg_backup_start` on a plain session; remote mode (`--mode remote`) takes BASE_BACKUP over the replication protocol and the walsender reads and tars the files. Both store to the same MinIO repository; the MinIO restore fetches the newest local-mode backup by name. Every backup-push runs with `--json` (to learn that name). Peak RSS is the tusk process's (getrusage).",
+		"tusk: default codec and concurrency, `TUSK_BACKUP_PART_SIZE` at its default; backup-push and backup-fetch run as root against the server's unix socket, with PGDATA set on the database host. Local mode (`--mode local`, which `--mode auto` picks here) reads the data directory itself while holding `pg_backup_start` on a plain session; remote mode (`--mode remote`) takes BASE_BACKUP over the replication protocol and the walsender reads and tars the files. Both store to the same MinIO repository; the MinIO restore fetches the newest local-mode backup by name. Every backup-push runs with `--json` (to learn that name). Peak RSS and CPU seconds are the tusk process's alone, as GNU time (`/usr/bin/time -f '%M %U %S'`) reports them for the child it forks; until 2 December 2026 they came from the child's own getrusage, whose peak counts from the fork and so was never below the benchmark process's size (the restores' 38-43 MiB then were mostly that floor).",
 		"Peak RSS and CPU seconds (user + system, of the median run) for pgBackRest and pg_basebackup are not shown: they run through `sh`/`runuser`, whose rusage is not theirs alone. The server's own CPU is not counted for anyone: in remote mode, and for pg_basebackup, the walsender reads and tars the files, which in local mode (and for wal-g and pgBackRest) the tool does itself, so tusk's CPU seconds are not comparable across its two modes.",
 		"pgBackRest 2.45 speaks S3 only over HTTPS, so it is measured against a posix repository only.",
 		"Every tusk run and pg_basebackup includes waiting for the backup's last WAL segment to be archived. pg_basebackup asks the server to wait (`BASE_BACKUP ... WAIT true`), and PostgreSQL 15 checks once and then sleeps a whole second between checks, so about a second of its time is that sleep; tusk asks for `WAIT false` (or `pg_backup_stop(false)` in local mode) and polls its own repository for every segment from the backup's start to its end, from 20 ms apart. So the ratio to pg_basebackup is of whole backups as an operator times them, not of streaming pace.",
@@ -543,7 +543,7 @@ func backupNotes(walg bool) []string {
 	}
 	if walg {
 		notes = append(notes,
-			"wal-g: built from wal-g/wal-g at 43fb039f (v3.0.9-4, 21 August 2026) outside this repository with `CGO_ENABLED=1 GOEXPERIMENT=jsonv2 go build -mod=mod ./main/pg` (Go 1.26; the go directive lowered from 1.27 to 1.26, and the Yandex Cloud KMS client module, which the Go module proxy does not serve, replaced by a stub that fails: these runs use no KMS). It runs as root with its defaults (lz4, `WALG_UPLOAD_CONCURRENCY` 16, `WALG_UPLOAD_DISK_CONCURRENCY` 1, `WALG_DOWNLOAD_CONCURRENCY` 10), configured through the environment only: `WALG_S3_PREFIX=s3://BUCKET/walg`, `AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_S3_FORCE_PATH_STYLE=true`, `PGHOST` (the socket folder), `PGPORT`, `PGUSER=postgres`, `PGDATA`; its peak RSS is the wal-g process's (getrusage). Its repository column counts its `basebackups_005/` objects.",
+			"wal-g: built from wal-g/wal-g at 43fb039f (v3.0.9-4, 21 August 2026) outside this repository with `CGO_ENABLED=1 GOEXPERIMENT=jsonv2 go build -mod=mod ./main/pg` (Go 1.26; the go directive lowered from 1.27 to 1.26, and the Yandex Cloud KMS client module, which the Go module proxy does not serve, replaced by a stub that fails: these runs use no KMS). It runs as root with its defaults (lz4, `WALG_UPLOAD_CONCURRENCY` 16, `WALG_UPLOAD_DISK_CONCURRENCY` 1, `WALG_DOWNLOAD_CONCURRENCY` 10), configured through the environment only: `WALG_S3_PREFIX=s3://BUCKET/walg`, `AWS_ENDPOINT`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_S3_FORCE_PATH_STYLE=true`, `PGHOST` (the socket folder), `PGPORT`, `PGUSER=postgres`, `PGDATA`; its peak RSS and CPU seconds are the wal-g process's, through GNU time as tusk's. Its repository column counts its `basebackups_005/` objects.",
 			"wal-g backup-push reads PGDATA itself (like tusk's local mode) between `pg_backup_start` and `pg_backup_stop()`, which it calls with PostgreSQL's default `wait_for_archive => true`: so PostgreSQL makes it wait, as it makes pg_basebackup wait (one check, then one each second), until the server's archiver has archived the backup's last segment (to the tusk repositories; wal-g's own prefix holds no WAL, which its restore does not need to be timed). Its time, like tusk's, includes that wait.",
 			"wal-g backup-fetch fsyncs every file it writes (`WALG_TAR_DISABLE_FSYNC` is false by default; it does not fsync folders), so its time includes the files' durability as tusk's and pgBackRest's do; the same `sync` follows it.",
 		)
@@ -588,17 +588,39 @@ func timed(b *testing.B, cmd *exec.Cmd, label, metric, shown string) backupRun {
 		cmd.Stdout = &out
 	}
 	cmd.Stderr = &out
+	// A child's own getrusage peak counts from the fork, while it still
+	// shares this process's memory, so it is never below this benchmark's
+	// size: GNU time forks the command from its own small process and
+	// reports the command's peak and CPU alone.
+	usage := ""
+	if _, err := os.Stat(gnuTime); err == nil && !strings.HasPrefix(metric, "pg") {
+		usage = filepath.Join(b.TempDir(), "usage")
+		cmd.Args = append([]string{gnuTime, "-f", "%M %U %S", "-o", usage}, cmd.Args...)
+		cmd.Path = gnuTime
+	}
 	start := time.Now()
 	if err := cmd.Run(); err != nil {
 		b.Fatalf("%s: %v\n%s", label, err, out.String())
 	}
 	r := backupRun{Label: label, Metric: metric, Command: shown, Elapsed: time.Since(start)}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		r.MaxRSS = ru.Maxrss * 1024
-		r.CPU = time.Duration(syscall.TimevalToNsec(ru.Utime) + syscall.TimevalToNsec(ru.Stime))
-	}
-	if strings.HasPrefix(metric, "pg") {
-		r.MaxRSS, r.CPU = 0, 0
+	switch {
+	case strings.HasPrefix(metric, "pg"):
+	case usage != "":
+		var kib int64
+		var user, sys float64
+		text, err := os.ReadFile(usage)
+		if _, serr := fmt.Sscanf(string(text), "%d %f %f", &kib, &user, &sys); err != nil || serr != nil {
+			b.Fatalf("%s: read GNU time's report %q: %v %v", label, text, err, serr)
+		}
+		r.MaxRSS, r.CPU = kib*1024, time.Duration((user+sys)*float64(time.Second))
+	default:
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			r.MaxRSS = ru.Maxrss * 1024
+			r.CPU = time.Duration(syscall.TimevalToNsec(ru.Utime) + syscall.TimevalToNsec(ru.Stime))
+		}
 	}
 	return r
 }
+
+// gnuTime is GNU time, which timed runs commands under to measure them.
+const gnuTime = "/usr/bin/time"

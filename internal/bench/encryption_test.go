@@ -187,7 +187,7 @@ func BenchmarkEncryption(b *testing.B) {
 		"Encryption is libsodium's secretstream (XChaCha20-Poly1305) in 8 KiB messages, in Go on golang.org/x/crypto (package crypt); every full message goes through x/crypto's assembly ChaCha20-Poly1305, so its cost is a few percent of one core per 100 MB/s.",
 		"The server archives every segment into all four backup repositories (plain and encrypted, folder and MinIO) in one archive_command, since backup-push waits for its WAL in the repository it writes to.",
 		"Restores include durability (writeback and one syncfs), as in BenchmarkBackup; the `sync` after every run keeps one run's dirty pages out of the next one's time.",
-		"Peak RSS is not shown: this benchmark's process has the WAL corpus loaded when it starts the runs, and a child's getrusage peak counts from the fork, so it would show the benchmark's size, not tusk's (BenchmarkBackup measures tusk's).",
+		"Peak RSS is not shown here; BenchmarkBackup measures tusk's.",
 	})
 	for _, r := range runs {
 		b.ReportMetric(r.Elapsed.Seconds(), r.Metric+"-s")
