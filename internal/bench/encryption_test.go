@@ -16,7 +16,7 @@ import (
 
 // encryptionRounds is how many times each run of BenchmarkEncryption
 // repeats, its order rotated each round.
-const encryptionRounds = 5
+const encryptionRounds = 7
 
 // BenchmarkEncryption measures what client-side encryption costs: tusk
 // wal-push of the WAL corpus into a folder, and backup-push and
