@@ -7,9 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tusk-backup/tusk/internal/testenv"
 )
@@ -160,11 +162,22 @@ func BenchmarkEncryption(b *testing.B) {
 			ratios = append(ratios, ratio{Label: label, Metric: "x-" + num + "/" + den, Value: n.Elapsed.Seconds() / d.Elapsed.Seconds(), Target: "≤ 1.10"})
 		}
 	}
+	addCPU := func(label, num, den string) {
+		n, d := medianCPU(all[num]), medianCPU(all[den])
+		if n > 0 && d > 0 {
+			ratios = append(ratios, ratio{Label: label, Metric: "x-cpu-" + num + "/" + den, Value: n.Seconds() / d.Seconds()})
+		}
+	}
 	add("wal-push of the corpus into a folder, encrypted ÷ plain, seconds", "enc-walpush-encrypted", "enc-walpush-plain")
 	for _, what := range []string{"push", "fetch"} {
 		verb := map[string]string{"push": "backup-push", "fetch": "backup-fetch"}[what]
 		add(verb+" (folder), encrypted ÷ plain, seconds", metric(what, "folder, encrypted"), metric(what, "folder"))
 		add(verb+" (MinIO), encrypted ÷ plain, seconds", metric(what, "MinIO, encrypted"), metric(what, "MinIO"))
+	}
+	for _, what := range []string{"push", "fetch"} {
+		verb := map[string]string{"push": "backup-push", "fetch": "backup-fetch"}[what]
+		addCPU(verb+" (folder), encrypted ÷ plain, tusk's CPU seconds", metric(what, "folder, encrypted"), metric(what, "folder"))
+		addCPU(verb+" (MinIO), encrypted ÷ plain, tusk's CPU seconds", metric(what, "MinIO, encrypted"), metric(what, "MinIO"))
 	}
 
 	var out strings.Builder
@@ -173,13 +186,17 @@ func BenchmarkEncryption(b *testing.B) {
 	fmt.Fprintf(&out, "- Machine: %s\n", machineFacts(b, ""))
 	fmt.Fprintf(&out, "- WAL: the corpus of BenchmarkWALPush (%d segments) archived by PostgreSQL's archiver with `tusk wal-push %%p` into a fresh folder repository per run; a backup: `pgbench -i -s 100` (database %s bytes), backed up and restored with tusk's defaults (local mode)\n", segments, size)
 	fmt.Fprintf(&out, "- Each run %d times, the order rotated each round; medians, and every run's time fastest first. Encrypted: `TUSK_ENCRYPTION_KEY_FILE` with a random 32-byte key (`TUSK_ENCRYPTION_KEY_TRANSFORM=hex`); everything else the same.\n\n", encryptionRounds)
-	out.WriteString("| run | seconds (median) | every run, seconds |\n| --- | ---: | --- |\n")
+	out.WriteString("| run | seconds (median) | every run, seconds | CPU seconds (median of runs) |\n| --- | ---: | --- | ---: |\n")
 	for _, r := range runs {
 		var every []string
 		for _, d := range r.All {
 			every = append(every, fmt.Sprintf("%.2f", d.Seconds()))
 		}
-		fmt.Fprintf(&out, "| %s | %.2f | %s |\n", r.Label, r.Elapsed.Seconds(), strings.Join(every, ", "))
+		cpu := "–"
+		if c := medianCPU(all[r.Metric]); c > 0 {
+			cpu = fmt.Sprintf("%.2f", c.Seconds())
+		}
+		fmt.Fprintf(&out, "| %s | %.2f | %s | %s |\n", r.Label, r.Elapsed.Seconds(), strings.Join(every, ", "), cpu)
 	}
 	out.WriteString("\n")
 	writeRatios(&out, "Ratios", ratios)
@@ -187,7 +204,7 @@ func BenchmarkEncryption(b *testing.B) {
 		"Encryption is libsodium's secretstream (XChaCha20-Poly1305) in 8 KiB messages, in Go on golang.org/x/crypto (package crypt); every full message goes through x/crypto's assembly ChaCha20-Poly1305, so its cost is a few percent of one core per 100 MB/s.",
 		"The server archives every segment into all four backup repositories (plain and encrypted, folder and MinIO) in one archive_command, since backup-push waits for its WAL in the repository it writes to.",
 		"Restores include durability (writeback and one syncfs), as in BenchmarkBackup; the `sync` after every run keeps one run's dirty pages out of the next one's time.",
-		"Peak RSS is not shown here; BenchmarkBackup measures tusk's.",
+		"Peak RSS is not shown here; BenchmarkBackup measures tusk's. CPU seconds are tusk's user and system time (GNU time), the median over the runs: they move much less than wall time with the neighbours' load, and show what encryption costs the host; wal-push's are not measured (PostgreSQL's archiver starts it).",
 	})
 	for _, r := range runs {
 		b.ReportMetric(r.Elapsed.Seconds(), r.Metric+"-s")
@@ -196,4 +213,19 @@ func BenchmarkEncryption(b *testing.B) {
 		b.ReportMetric(r.Value, r.Metric)
 	}
 	publish(b, "encryption", out.String())
+}
+
+// medianCPU is the median CPU time of rs, 0 if none was measured.
+func medianCPU(rs []backupRun) time.Duration {
+	var cpu []time.Duration
+	for _, r := range rs {
+		if r.CPU > 0 {
+			cpu = append(cpu, r.CPU)
+		}
+	}
+	if len(cpu) == 0 {
+		return 0
+	}
+	slices.Sort(cpu)
+	return cpu[len(cpu)/2]
 }
