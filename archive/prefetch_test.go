@@ -138,15 +138,7 @@ func TestPrefetchFollows(t *testing.T) {
 		t.Fatalf("the prefetcher ended (%v) while recovery went on", err)
 	default:
 	}
-	f.ended.Store(true)
-	select {
-	case err := <-f.errc:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the prefetcher did not end once recovery had")
-	}
+	f.endRecovery(t)
 	if Locked(spool) {
 		t.Fatal("the spool is still locked after the prefetcher ended")
 	}
@@ -254,6 +246,20 @@ type follower struct {
 	errc  chan error
 }
 
+// endRecovery ends the recovery f follows and waits for f to end with it.
+func (f *follower) endRecovery(t *testing.T) {
+	t.Helper()
+	f.ended.Store(true)
+	select {
+	case err := <-f.errc:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the prefetcher did not end once recovery had")
+	}
+}
+
 func startFollower(t *testing.T, e env, spool, after string, count int) *follower {
 	t.Helper()
 	f := &follower{errc: make(chan error, 1)}
@@ -297,15 +303,7 @@ func TestPrefetchEndDropsSpool(t *testing.T) {
 	spool := filepath.Join(t.TempDir(), "spool")
 	f := startFollower(t, e, spool, names[0], 3)
 	waitSpool(t, spool, true, names[1], names[2], names[3])
-	f.ended.Store(true)
-	select {
-	case err := <-f.errc:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the prefetcher did not end once recovery had")
-	}
+	f.endRecovery(t)
 	des, _ := os.ReadDir(spool)
 	for _, de := range des {
 		if _, err := wal.ParseSegment(de.Name()); err == nil {

@@ -189,13 +189,10 @@ func backupScale(b *testing.B, scale int, peers backupPeers) scaleResult {
 	res.DBBytes, _ = strconv.ParseInt(pg.SQL(b, "SELECT pg_database_size('postgres')"), 10, 64)
 	b.Logf("pgbench -i -s %d in %.0f s; database %d bytes", scale, res.Init.Seconds(), res.DBBytes)
 
-	all := map[string][]backupRun{}
-	var order []string
+	rs := newRunSet()
+	all := rs.byMetric
 	record := func(r backupRun) {
-		if len(all[r.Metric]) == 0 {
-			order = append(order, r.Metric)
-		}
-		all[r.Metric] = append(all[r.Metric], r)
+		rs.add(r)
 		b.Logf("scale %d: %-48s %6.2f s  rss %s", scale, r.Label, r.Elapsed.Seconds(), formatBytes(r.MaxRSS))
 		syscall.Sync()
 	}
@@ -387,7 +384,7 @@ func backupScale(b *testing.B, scale int, peers backupPeers) scaleResult {
 			prune()
 		}
 	}
-	for _, m := range order {
+	for _, m := range rs.order {
 		if selected(m) {
 			res.Runs = append(res.Runs, medianRun(all[m]))
 		}
@@ -564,6 +561,22 @@ func pushOf(restore string) string {
 		return "walg-push-minio"
 	}
 	return "pgbackrest-backup"
+}
+
+// runSet collects the runs of a benchmark by metric, in the order the
+// metrics first ran.
+type runSet struct {
+	byMetric map[string][]backupRun
+	order    []string
+}
+
+func newRunSet() *runSet { return &runSet{byMetric: map[string][]backupRun{}} }
+
+func (s *runSet) add(r backupRun) {
+	if len(s.byMetric[r.Metric]) == 0 {
+		s.order = append(s.order, r.Metric)
+	}
+	s.byMetric[r.Metric] = append(s.byMetric[r.Metric], r)
 }
 
 // medianRun returns the median of rs by time, with every run's time

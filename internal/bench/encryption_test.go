@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -41,13 +40,10 @@ func BenchmarkEncryption(b *testing.B) {
 		return r
 	}
 
-	all := map[string][]backupRun{}
-	var order []string
+	rs := newRunSet()
+	all := rs.byMetric
 	record := func(r backupRun) {
-		if len(all[r.Metric]) == 0 {
-			order = append(order, r.Metric)
-		}
-		all[r.Metric] = append(all[r.Metric], r)
+		rs.add(r)
 		b.Logf("%-44s %6.2f s", r.Label, r.Elapsed.Seconds())
 		syscall.Sync()
 	}
@@ -151,8 +147,15 @@ func BenchmarkEncryption(b *testing.B) {
 	b.StopTimer()
 
 	var runs []backupRun
-	for _, m := range order {
+	for _, m := range rs.order {
 		runs = append(runs, medianRun(all[m]))
+	}
+	// cpuOf is the median CPU time of metric m's runs, 0 if none ran.
+	cpuOf := func(m string) time.Duration {
+		if len(all[m]) == 0 {
+			return 0
+		}
+		return time.Duration(medianOf(all[m], func(r backupRun) int64 { return int64(r.CPU) }))
 	}
 	var ratios []ratio
 	add := func(label, num, den string) {
@@ -163,7 +166,7 @@ func BenchmarkEncryption(b *testing.B) {
 		}
 	}
 	addCPU := func(label, num, den string) {
-		n, d := medianCPU(all[num]), medianCPU(all[den])
+		n, d := cpuOf(num), cpuOf(den)
 		if n > 0 && d > 0 {
 			ratios = append(ratios, ratio{Label: label, Metric: "x-cpu-" + num + "/" + den, Value: n.Seconds() / d.Seconds()})
 		}
@@ -193,7 +196,7 @@ func BenchmarkEncryption(b *testing.B) {
 			every = append(every, fmt.Sprintf("%.2f", d.Seconds()))
 		}
 		cpu := "–"
-		if c := medianCPU(all[r.Metric]); c > 0 {
+		if c := cpuOf(r.Metric); c > 0 {
 			cpu = fmt.Sprintf("%.2f", c.Seconds())
 		}
 		fmt.Fprintf(&out, "| %s | %.2f | %s | %s |\n", r.Label, r.Elapsed.Seconds(), strings.Join(every, ", "), cpu)
@@ -213,19 +216,4 @@ func BenchmarkEncryption(b *testing.B) {
 		b.ReportMetric(r.Value, r.Metric)
 	}
 	publish(b, "encryption", out.String())
-}
-
-// medianCPU is the median CPU time of rs, 0 if none was measured.
-func medianCPU(rs []backupRun) time.Duration {
-	var cpu []time.Duration
-	for _, r := range rs {
-		if r.CPU > 0 {
-			cpu = append(cpu, r.CPU)
-		}
-	}
-	if len(cpu) == 0 {
-		return 0
-	}
-	slices.Sort(cpu)
-	return cpu[len(cpu)/2]
 }

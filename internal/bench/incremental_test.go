@@ -67,13 +67,10 @@ func BenchmarkIncremental(b *testing.B) {
 	serverVersion := pg.SQL(b, "SHOW server_version")
 	b.Logf("pgbench -i -s 100 in %.0f s; database %s bytes, %s accounts", time.Since(start).Seconds(), size, rows)
 
-	all := map[string][]backupRun{}
-	var order []string
+	rs := newRunSet()
+	all := rs.byMetric
 	record := func(r backupRun) {
-		if len(all[r.Metric]) == 0 {
-			order = append(order, r.Metric)
-		}
-		all[r.Metric] = append(all[r.Metric], r)
+		rs.add(r)
 		b.Logf("%-52s %6.2f s  stored %-10s rss %s", r.Label, r.Elapsed.Seconds(), formatBytes(r.Stored), formatBytes(r.MaxRSS))
 		syscall.Sync()
 	}
@@ -180,7 +177,7 @@ func BenchmarkIncremental(b *testing.B) {
 	var runs []backupRun
 	stored := map[string]int64{}
 	cpu := map[string]time.Duration{}
-	for _, m := range order {
+	for _, m := range rs.order {
 		runs = append(runs, medianRun(all[m]))
 		stored[m] = medianOf(all[m], func(r backupRun) int64 { return r.Stored })
 		cpu[m] = time.Duration(medianOf(all[m], func(r backupRun) int64 { return int64(r.CPU) }))
