@@ -3,7 +3,9 @@ package storage_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -169,4 +171,38 @@ func TestGuardEncryption(t *testing.T) {
 	st, _ = newRepo()
 	st.Put(ctx, "wal/old", strings.NewReader("x"))
 	refused(storage.NewGuardWith(st, enc("aaaa")).Init(ctx), "an older tusk wrote them without encryption, or the marker was removed")
+}
+
+// unreadableMarker is a store whose marker cannot be read, as a 0600
+// marker another user wrote.
+type unreadableMarker struct{ storage.Storage }
+
+func (u unreadableMarker) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	if key == storage.MarkerKey {
+		return nil, fmt.Errorf("get %s: %w", key, fs.ErrPermission)
+	}
+	return u.Storage.Get(ctx, key)
+}
+
+// TestGuardUnreadableMarker: a process without keys takes a marker it
+// cannot read as the plain repository it was before markers said more (the
+// archiver, after backup-push run as root wrote the marker 0600); one with
+// keys is refused, since it cannot tell.
+func TestGuardUnreadableMarker(t *testing.T) {
+	ctx := t.Context()
+	st, _ := local.New(filepath.Join(t.TempDir(), "repo"))
+	if err := storage.NewGuard(st).Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	u := unreadableMarker{st}
+	if err := storage.NewGuard(u).Init(ctx); err != nil {
+		t.Errorf("Init without keys: %v", err)
+	}
+	if err := storage.NewGuard(u).CheckEncryption(ctx); err != nil {
+		t.Errorf("CheckEncryption without keys: %v", err)
+	}
+	enc := storage.GuardOptions{Encryption: &storage.Encryption{Kind: storage.EncryptionSecretstream, KeyIDs: []string{"a"}, WriteIDs: []string{"a"}}}
+	if err := storage.NewGuardWith(u, enc).Init(ctx); !errors.Is(err, fs.ErrPermission) {
+		t.Errorf("Init with keys: %v; want the permission error", err)
+	}
 }
