@@ -93,6 +93,7 @@ type scaleResult struct {
 // time from the smallest scale to the largest. b.N is ignored: run it with
 // -benchtime 1x.
 func BenchmarkBackup(b *testing.B) {
+	checkFreshDisk(b)
 	scales, err := backupScales(os.Getenv("TUSK_BENCH_SCALES"))
 	if err != nil {
 		b.Fatal(err)
@@ -286,7 +287,7 @@ func backupScale(b *testing.B, scale int, peers backupPeers) scaleResult {
 		record(r)
 	}})
 
-	// Restores, each into a fresh folder.
+	// Restores, each onto a fresh file system (freshDisk).
 	restores := []step{}
 	for _, v := range []struct {
 		label, metric, shown string
@@ -297,28 +298,31 @@ func backupScale(b *testing.B, scale int, peers backupPeers) scaleResult {
 		{"tusk backup-fetch (folder)", "tusk-fetch-folder", "TUSK_REPO=file://$REPO tusk backup-fetch $DEST LATEST", folder, func() string { return "LATEST" }},
 	} {
 		restores = append(restores, step{v.metric, func() {
-			dest := filepath.Join(testenv.ServerTempDir(b), "pgdata")
+			disk, release := freshDisk(b, diskFor(res.DBBytes))
+			dest := filepath.Join(disk, "pgdata")
 			cmd := exec.CommandContext(b.Context(), tusk, "backup-fetch", dest, v.name())
 			cmd.Env = append(hermetic(os.Environ()), v.repo.env...)
 			record(timed(b, cmd, v.label, v.metric, v.shown))
-			os.RemoveAll(dest)
+			release()
 		}})
 	}
 	if peers.walg != nil {
 		restores = append(restores, step{"walg-fetch-minio", func() {
-			dest := filepath.Join(testenv.ServerTempDir(b), "pgdata")
+			disk, release := freshDisk(b, diskFor(res.DBBytes))
+			dest := filepath.Join(disk, "pgdata")
 			cmd := exec.CommandContext(b.Context(), peers.walg.path, "backup-fetch", dest, "LATEST")
 			cmd.Env = append(hermetic(os.Environ()), walgEnv...)
 			record(timed(b, cmd, "wal-g backup-fetch (MinIO)", "walg-fetch-minio", "WALG_S3_PREFIX=s3://BUCKET/walg ... wal-g backup-fetch $DEST LATEST"))
-			os.RemoveAll(dest)
+			release()
 		}})
 	}
 	restores = append(restores, step{"pgbackrest-restore", func() {
-		dest := filepath.Join(testenv.ServerTempDir(b), "pgdata")
+		disk, release := freshDisk(b, diskFor(res.DBBytes))
+		dest := filepath.Join(disk, "pgdata")
 		runOwner(b, pg.RunAsOwner(b.Context(), "mkdir", "-m", "0700", dest))
 		record(timed(b, br("restore", "--pg1-path="+dest), "pgBackRest restore (posix, lz4, process-max 2)", "pgbackrest-restore",
 			"pgbackrest restore --pg1-path=$DEST` with `process-max=2"))
-		os.RemoveAll(dest)
+		release()
 	}})
 	wanted := func(m string) bool {
 		for _, r := range []string{"tusk-fetch-minio", "tusk-fetch-folder", "walg-fetch-minio", "pgbackrest-restore"} {
@@ -366,14 +370,7 @@ func backupScale(b *testing.B, scale int, peers backupPeers) scaleResult {
 			// first of two identical restores 3.8 s, the second 1.1 s), so
 			// one untimed restore goes first and every timed one reuses
 			// freed pages.
-			dest := filepath.Join(testenv.ServerTempDir(b), "pgdata")
-			cmd := exec.CommandContext(b.Context(), tusk, "backup-fetch", dest, "LATEST")
-			cmd.Env = append(hermetic(os.Environ()), folder.env...)
-			if out, err := cmd.CombinedOutput(); err != nil {
-				b.Fatalf("warm-up restore: %v\n%s", err, out)
-			}
-			os.RemoveAll(dest)
-			syscall.Sync()
+			warmRestore(b, tusk, folder.env, res.DBBytes)
 		}
 		for i := range restores {
 			if st := restores[(i+round)%len(restores)]; wanted(st.metric) && (len(all[pushOf(st.metric)]) > 0) {
@@ -534,7 +531,7 @@ func backupNotes(walg bool) []string {
 		"pgBackRest 2.45 speaks S3 only over HTTPS, so it is measured against a posix repository only.",
 		"Every tusk run and pg_basebackup includes waiting for the backup's last WAL segment to be archived. pg_basebackup asks the server to wait (`BASE_BACKUP ... WAIT true`), and PostgreSQL 15 checks once and then sleeps a whole second between checks, so about a second of its time is that sleep; tusk asks for `WAIT false` (or `pg_backup_stop(false)` in local mode) and polls its own repository for every segment from the backup's start to its end, from 20 ms apart. So the ratio to pg_basebackup is of whole backups as an operator times them, not of streaming pace.",
 		"The server archives to both tusk repositories (`archive_command` runs `tusk wal-push %p` for the folder, then for MinIO), because backup-push waits for the backup's WAL in the repository it writes to; the repository column counts the median run's backup objects only.",
-		"Restores write into a fresh folder, removed right after, and are not followed by WAL replay (BenchmarkWALReplay measures that).",
+		"Restores, every tool's, each write onto a fresh ext4 file system of their own (a sparse image on the work area's disk, a loop device with direct I/O, `mkfs.ext4` with its inode tables written, all untimed), unmounted and deleted right after, and are not followed by WAL replay (BenchmarkWALReplay measures that). Until 2 December 2026 they wrote into a folder on the work area's own file system, which is mounted with online discard and holds what every test deletes: there a restore cost about 0.8 s more system time at scale 100 (measured by hand, tusk from MinIO: 1.3-1.5 s system time against 0.5-0.65 s on a fresh file system) and its time swung with where it fell after the last deletion.",
 		"Disk: between rounds (untimed) every repository keeps only its newest backup (`tusk delete retain FULL 1 --confirm`, `wal-g delete retain FULL 1 --confirm`, `pgbackrest expire --repo1-retention-full=1`), and the WAL `pgbench -i` writes is not archived (the `archive_command` skips segments while a marker file exists, removed once the archiver has passed the segment of a `pg_switch_wal()` after the load), so the repositories hold the backups and their WAL only; the server runs with `max_wal_size = 1GB` and `checkpoint_timeout = 30min`.",
 		"Restores include durability: tusk backup-fetch (without `--no-sync`) exits only once every restored file and folder is on disk (writeback started as it writes, then one syncfs of the file system), and pgBackRest's restore fsyncs what it writes; the `sync` after every run (outside its time) keeps one run's dirty pages out of the next run's time.",
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -26,6 +27,7 @@ const encryptionRounds = 7
 // reports encrypted ÷ plain for each. b.N is ignored: run it with
 // -benchtime 1x.
 func BenchmarkEncryption(b *testing.B) {
+	checkFreshDisk(b)
 	tusk := buildTusk(b)
 	keyDir := testenv.ServerTempDir(b)
 	key := filepath.Join(keyDir, "key")
@@ -110,6 +112,10 @@ func BenchmarkEncryption(b *testing.B) {
 	runOwner(b, pg.RunAsOwner(b.Context(), filepath.Join(pg.BinDir, "pgbench"), "-i", "-s", "100", "-q"))
 	pg.SQL(b, "CHECKPOINT")
 	size := pg.SQL(b, "SELECT pg_database_size('postgres')")
+	dbBytes, err := strconv.ParseInt(size, 10, 64)
+	if err != nil {
+		b.Fatalf("database size %q: %v", size, err)
+	}
 	b.ResetTimer()
 
 	metric := func(what, repo string) string {
@@ -128,21 +134,32 @@ func BenchmarkEncryption(b *testing.B) {
 			record(timed(b, cmd, "tusk backup-push ("+r.name+")", pm, "tusk backup-push"))
 		}})
 		restores = append(restores, step{fm, func() {
-			dest := filepath.Join(testenv.ServerTempDir(b), "pgdata")
+			disk, release := freshDisk(b, diskFor(dbBytes))
+			dest := filepath.Join(disk, "pgdata")
 			cmd := exec.CommandContext(b.Context(), tusk, "backup-fetch", dest, "LATEST")
 			cmd.Env = append(hermetic(os.Environ()), r.repo.env...)
 			record(timed(b, cmd, "tusk backup-fetch ("+r.name+")", fm, "tusk backup-fetch $DEST LATEST"))
-			os.RemoveAll(dest)
+			release()
 		}})
 	}
+	rotated := func(steps []step, round int) {
+		for i := range steps {
+			if st := steps[(i+round)%len(steps)]; selected(st.metric) {
+				st.run()
+			}
+		}
+	}
 	for round := range encryptionRounds {
-		for _, steps := range [][]step{backups, restores} {
-			for i := range steps {
-				if st := steps[(i+round)%len(steps)]; selected(st.metric) {
-					st.run()
+		rotated(backups, round)
+		if round == 0 {
+			for _, r := range repos {
+				if selected(metric("fetch", r.name)) {
+					warmRestore(b, tusk, r.repo.env, dbBytes)
+					break
 				}
 			}
 		}
+		rotated(restores, round)
 	}
 	b.StopTimer()
 
@@ -206,7 +223,7 @@ func BenchmarkEncryption(b *testing.B) {
 	writeNotes(&out, []string{
 		"Encryption is libsodium's secretstream (XChaCha20-Poly1305) in 8 KiB messages, in Go on golang.org/x/crypto (package crypt); every full message goes through x/crypto's assembly ChaCha20-Poly1305, so its cost is a few percent of one core per 100 MB/s.",
 		"The server archives every segment into all four backup repositories (plain and encrypted, folder and MinIO) in one archive_command, since backup-push waits for its WAL in the repository it writes to.",
-		"Restores include durability (writeback and one syncfs), as in BenchmarkBackup; the `sync` after every run keeps one run's dirty pages out of the next one's time.",
+		"Restores include durability (writeback and one syncfs), and each writes onto a fresh file system of its own, after one untimed restore, as in BenchmarkBackup; the `sync` after every run keeps one run's dirty pages out of the next one's time.",
 		"Peak RSS is not shown here; BenchmarkBackup measures tusk's. CPU seconds are tusk's user and system time (GNU time), the median over the runs: they move much less than wall time with the neighbours' load, and show what encryption costs the host; wal-push's are not measured (PostgreSQL's archiver starts it).",
 	})
 	for _, r := range runs {
