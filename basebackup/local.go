@@ -469,8 +469,9 @@ func (b *localBackup) archive(ctx context.Context, name, manifestPrefix string, 
 
 // lane is one reader's tar stream, cut into parts by an archiveWriter.
 type lane struct {
-	aw *archiveWriter
-	tw *tar.Writer
+	aw  *archiveWriter
+	tw  *tar.Writer
+	buf []byte // copyFile's read buffer, readChunk bytes, made once per lane
 }
 
 func (b *localBackup) newLane(archive string, next func() int) *lane {
@@ -549,7 +550,10 @@ func (b *localBackup) copyFile(ctx context.Context, l *lane, manifestPrefix stri
 		return err
 	}
 	crc := crc32.New(castagnoli)
-	buf := make([]byte, readChunk)
+	if l.buf == nil {
+		l.buf = make([]byte, readChunk)
+	}
+	buf := l.buf
 	check := b.checksums && e.checked
 	var off int64
 	for off < size {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"time"
 
@@ -229,7 +230,7 @@ func runBackupPush(c *cobra.Command, root *rootOpts, o *backupPushOpts, args []s
 	}
 	push := func() (basebackup.Meta, error) {
 		if mode == basebackup.ModeLocal {
-			return basebackup.PushLocal(ctx, sqlConn, sys, opts, basebackup.LocalOptions{DataDir: dataDir, Readers: cfg.UploadConcurrency, FailOnBadPage: o.failBad})
+			return basebackup.PushLocal(ctx, sqlConn, sys, opts, basebackup.LocalOptions{DataDir: dataDir, Readers: readersFor(cfg.UploadConcurrency), FailOnBadPage: o.failBad})
 		}
 		return basebackup.Push(ctx, conn, sys, opts)
 	}
@@ -322,4 +323,13 @@ func boundMemory() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(64 << 20)
 	}
+}
+
+// readersFor is how many readers a local-mode backup runs with
+// TUSK_UPLOAD_CONCURRENCY set to uploads: one per CPU, at least 2, and
+// never more than the uploads. Each reader fills and compresses a part of
+// its own, so more readers than CPUs compress no faster; they only hold
+// more parts in memory at once.
+func readersFor(uploads int) int {
+	return min(uploads, max(2, runtime.GOMAXPROCS(0)))
 }

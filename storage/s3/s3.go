@@ -39,8 +39,7 @@ type Store struct {
 	region    string // the region requests are signed for
 	client    *s3.Client
 	keyPrefix string     // cfg.Prefix + "/", or "" for the bucket's root
-	bufs      bufferList // of cfg.PartSize bytes
-	smallBufs bufferList // of smallSize bytes
+	chunks    bufferList // of chunkSize bytes, for Puts
 	maxParts  int        // maxParts; lower in tests
 	log       *slog.Logger
 }
@@ -100,11 +99,11 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Prefix != "" {
 		s.keyPrefix = cfg.Prefix + "/"
 	}
-	// Keep as many free buffers as one Put can hold: unlike a sync.Pool,
-	// which every GC cycle empties, a free list keeps its buffers, so a busy
-	// store does not allocate (and page-fault in) 16 MiB per object.
-	s.bufs = newBufferList(int(cfg.PartSize), cfg.UploadConcurrency+1)
-	s.smallBufs = newBufferList(smallSize, 8)
+	// Keep as many free chunks as one multipart Put can hold: unlike a
+	// sync.Pool, which every GC cycle empties, a free list keeps its
+	// buffers, so a busy store does not allocate (and page-fault in) each
+	// object's memory anew.
+	s.chunks = newBufferList(chunkSize, (cfg.UploadConcurrency+1)*int((cfg.PartSize+chunkSize-1)/chunkSize))
 	s.client = s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 		if cfg.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)

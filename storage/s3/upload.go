@@ -1,7 +1,6 @@
 package s3
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
@@ -25,17 +24,20 @@ import (
 // change). What we need is small: stream a reader of unknown length with
 // bounded memory, all or nothing.
 //
-//   - The first part is read into a pooled buffer (the first MiB into a small
-//     one, so that small objects cost no part buffer). A reader that ends
-//     within the first part (WAL segments, most objects) becomes one
-//     PutObject with a known Content-Length: S3 shows the object whole or
-//     not at all.
-//   - A longer reader becomes a multipart upload: parts are read in turn into
-//     pooled buffers and sent by an errgroup with SetLimit(UploadConcurrency),
-//     so at most UploadConcurrency+1 buffers exist per Put (one being filled).
+//   - The reader is read into 1 MiB chunks from the store's free list, a
+//     part's worth at most. A reader that ends within the first part (WAL
+//     segments, backup parts, most objects) becomes one PutObject with a
+//     known Content-Length: S3 shows the object whole or not at all. Memory
+//     follows what the object holds, not the part size: a 7 MiB backup part
+//     holds seven chunks, where a contiguous part buffer was 8 or 16 MiB
+//     (and 16 or 32 once the object passed one part, since telling whether
+//     it ends at the boundary took a second one; a chunk does now).
+//   - A longer reader becomes a multipart upload: parts are read in turn and
+//     sent by an errgroup with SetLimit(UploadConcurrency), so at most
+//     UploadConcurrency+1 parts' chunks exist per Put (one being filled).
 //   - Every part (and a single PutObject) carries a CRC32C checksum, which S3
 //     and MinIO verify before accepting it; S3 keeps it and GetObject checks
-//     it again. The SDK retries a part from its in-memory buffer.
+//     it again. The SDK retries a part from its chunks in memory.
 //   - Any failure, of the reader, a request or ctx, aborts the multipart
 //     upload (with a fresh, short context), so no object appears under the
 //     key and no parts linger.
@@ -53,13 +55,18 @@ const checksumAlgorithm = types.ChecksumAlgorithmCrc32c
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// checksumCRC32C returns the x-amz-checksum-crc32c value of data. We compute
-// it ourselves, from the buffer we hold anyway, so that the SDK sends it as a
-// plain header on HTTP and HTTPS alike; left to itself, the SDK sends it over
-// HTTPS as an aws-chunked trailer, which some S3-compatible servers reject.
-func checksumCRC32C(data []byte) *string {
+// checksumCRC32C returns the x-amz-checksum-crc32c value of p's bytes. We
+// compute it ourselves, from the chunks we hold anyway, so that the SDK sends
+// it as a plain header on HTTP and HTTPS alike; left to itself, the SDK sends
+// it over HTTPS as an aws-chunked trailer, which some S3-compatible servers
+// reject.
+func checksumCRC32C(p *part) *string {
+	var crc uint32
+	for _, c := range p.bytes() {
+		crc = crc32.Update(crc, castagnoli, c)
+	}
 	var sum [4]byte
-	binary.BigEndian.PutUint32(sum[:], crc32.Checksum(data, castagnoli))
+	binary.BigEndian.PutUint32(sum[:], crc)
 	return aws.String(base64.StdEncoding.EncodeToString(sum[:]))
 }
 
@@ -74,12 +81,8 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) error {
 	return nil
 }
 
-// smallSize is the size of the buffer a Put reads first: an object that fits
-// is sent from it, and a larger one is copied into a part buffer.
-const smallSize = 1 << 20
-
-func (s *Store) getBuf() *[]byte  { return s.bufs.get() }
-func (s *Store) putBuf(b *[]byte) { s.bufs.put(b) }
+// chunkSize is the size of the buffers a Put reads into.
+const chunkSize = 1 << 20
 
 // bufferList is a bounded free list of equal-sized buffers.
 type bufferList struct {
@@ -108,81 +111,142 @@ func (l bufferList) put(b *[]byte) {
 	}
 }
 
-func (s *Store) put(ctx context.Context, objKey string, r io.Reader) error {
-	// Small objects never touch a part buffer.
-	small := s.smallBufs.get()
-	n, err := readPart(ctx, r, *small)
-	switch {
-	case err == io.EOF:
-		defer s.smallBufs.put(small)
-		return s.putObject(ctx, objKey, (*small)[:n])
-	case err != nil:
-		s.smallBufs.put(small)
-		return err
-	}
-	first := s.getBuf()
-	copy(*first, *small)
-	s.smallBufs.put(small)
-	m, err := readPart(ctx, r, (*first)[n:])
-	n += m
-	switch {
-	case err == io.EOF:
-		defer s.putBuf(first)
-		return s.putObject(ctx, objKey, (*first)[:n])
-	case err != nil:
-		s.putBuf(first)
-		return err
-	}
-	// The first part is full; read the second to learn whether the reader
-	// ended exactly at the part boundary.
-	second := s.getBuf()
-	n2, err := readPart(ctx, r, *second)
-	switch {
-	case err != io.EOF && err != nil:
-		s.putBuf(first)
-		s.putBuf(second)
-		return err
-	case n2 == 0:
-		defer s.putBuf(first)
-		s.putBuf(second)
-		return s.putObject(ctx, objKey, *first)
-	}
-	return s.multipart(ctx, objKey, r, []part{{first, n}, {second, n2}}, err == io.EOF)
+// part is an object's or a multipart part's bytes: full chunks, and the last
+// one filled to n's remainder.
+type part struct {
+	chunks []*[]byte
+	n      int64
 }
 
-// readPart fills buf from r. It returns io.EOF, with n possibly > 0, when r
-// ended, nil when buf is full, or r's error or ctx's, checked between Reads.
-func readPart(ctx context.Context, r io.Reader, buf []byte) (int, error) {
-	n, empty := 0, 0
-	for n < len(buf) {
+// bytes returns p's bytes, chunk by chunk.
+func (p *part) bytes() [][]byte {
+	out := make([][]byte, 0, len(p.chunks))
+	left := p.n
+	for _, c := range p.chunks {
+		k := min(int64(len(*c)), left)
+		out = append(out, (*c)[:k])
+		left -= k
+	}
+	return out
+}
+
+// reader returns a reader of p's bytes that the SDK can rewind to retry.
+func (p *part) reader() *chunkReader {
+	return &chunkReader{chunks: p.bytes(), size: p.n}
+}
+
+func (s *Store) release(p *part) {
+	for _, c := range p.chunks {
+		s.chunks.put(c)
+	}
+	p.chunks, p.n = nil, 0
+}
+
+// fill reads r into p until p holds limit bytes. It returns io.EOF, with p
+// possibly holding some, when r ended, nil when p is full, or r's error or
+// ctx's, checked between Reads.
+func (s *Store) fill(ctx context.Context, r io.Reader, p *part, limit int64) error {
+	empty := 0
+	for p.n < limit {
 		if err := ctx.Err(); err != nil {
-			return n, err
+			return err
 		}
-		m, err := r.Read(buf[n:])
-		n += m
+		at := int(p.n % chunkSize)
+		if at == 0 && int64(len(p.chunks))*chunkSize == p.n {
+			p.chunks = append(p.chunks, s.chunks.get())
+		}
+		c := *p.chunks[len(p.chunks)-1]
+		m, err := r.Read(c[at:min(int64(len(c)), int64(at)+limit-p.n)])
+		p.n += int64(m)
 		if err == io.EOF {
-			return n, io.EOF
+			return io.EOF
 		}
 		if err != nil {
-			return n, fmt.Errorf("read: %w", err)
+			return fmt.Errorf("read: %w", err)
 		}
 		if empty = empty + 1; m > 0 {
 			empty = 0
 		} else if empty == 100 { // as bufio does, rather than spin forever
-			return n, fmt.Errorf("read: %w", io.ErrNoProgress)
+			return fmt.Errorf("read: %w", io.ErrNoProgress)
 		}
+	}
+	return nil
+}
+
+// chunkReader reads a part's chunks in order; Seek lets the SDK rewind it
+// to send a request again.
+type chunkReader struct {
+	chunks [][]byte
+	size   int64
+	off    int64
+}
+
+func (c *chunkReader) Read(b []byte) (int, error) {
+	if c.off >= c.size {
+		return 0, io.EOF
+	}
+	n := 0
+	for n < len(b) && c.off < c.size {
+		i, at := c.off/chunkSize, c.off%chunkSize
+		k := copy(b[n:], c.chunks[i][at:])
+		n += k
+		c.off += int64(k)
 	}
 	return n, nil
 }
 
-func (s *Store) putObject(ctx context.Context, objKey string, data []byte) error {
+func (c *chunkReader) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += c.off
+	case io.SeekEnd:
+		offset += c.size
+	default:
+		return 0, fmt.Errorf("chunk reader: bad whence %d", whence)
+	}
+	if offset < 0 {
+		return 0, fmt.Errorf("chunk reader: negative position %d", offset)
+	}
+	c.off = offset
+	return offset, nil
+}
+
+func (s *Store) put(ctx context.Context, objKey string, r io.Reader) error {
+	first := &part{}
+	switch err := s.fill(ctx, r, first, s.cfg.PartSize); {
+	case err == io.EOF:
+		defer s.release(first)
+		return s.putObject(ctx, objKey, first)
+	case err != nil:
+		s.release(first)
+		return err
+	}
+	// The first part is full; one more chunk's worth tells whether the
+	// reader ended exactly at the part boundary.
+	second := &part{}
+	err := s.fill(ctx, r, second, chunkSize)
+	switch {
+	case err != io.EOF && err != nil:
+		s.release(first)
+		s.release(second)
+		return err
+	case second.n == 0:
+		defer s.release(first)
+		s.release(second)
+		return s.putObject(ctx, objKey, first)
+	}
+	return s.multipart(ctx, objKey, r, first, second, err == io.EOF)
+}
+
+func (s *Store) putObject(ctx context.Context, objKey string, p *part) error {
 	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
 		Bucket:               aws.String(s.cfg.Bucket),
 		Key:                  aws.String(objKey),
-		Body:                 bytes.NewReader(data),
-		ContentLength:        aws.Int64(int64(len(data))),
+		Body:                 p.reader(),
+		ContentLength:        aws.Int64(p.n),
 		ChecksumAlgorithm:    checksumAlgorithm,
-		ChecksumCRC32C:       checksumCRC32C(data),
+		ChecksumCRC32C:       checksumCRC32C(p),
 		ServerSideEncryption: types.ServerSideEncryption(s.cfg.SSE),
 		SSEKMSKeyId:          s.kmsKeyID(),
 		StorageClass:         types.StorageClass(s.cfg.StorageClass),
@@ -197,15 +261,10 @@ func (s *Store) kmsKeyID() *string {
 	return aws.String(s.cfg.SSEKMSKeyID)
 }
 
-// part is a filled buffer waiting to be uploaded.
-type part struct {
-	buf *[]byte
-	n   int
-}
-
-// multipart uploads pending and then the rest of r as one multipart upload;
-// eof says r has already ended. It owns the buffers in pending.
-func (s *Store) multipart(ctx context.Context, objKey string, r io.Reader, pending []part, eof bool) (err error) {
+// multipart uploads first (a full part), then next (a part begun: filled up
+// from r before it is sent, unless eof says r has already ended) and the rest
+// of r, as one multipart upload. It owns both parts' chunks.
+func (s *Store) multipart(ctx context.Context, objKey string, r io.Reader, first, next *part, eof bool) (err error) {
 	created, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
 		Bucket:               aws.String(s.cfg.Bucket),
 		Key:                  aws.String(objKey),
@@ -215,9 +274,8 @@ func (s *Store) multipart(ctx context.Context, objKey string, r io.Reader, pendi
 		StorageClass:         types.StorageClass(s.cfg.StorageClass),
 	})
 	if err != nil {
-		for _, p := range pending {
-			s.putBuf(p.buf)
-		}
+		s.release(first)
+		s.release(next)
 		return s.classify(ctx, err)
 	}
 	uploadID := created.UploadId
@@ -236,20 +294,20 @@ func (s *Store) multipart(ctx context.Context, objKey string, r io.Reader, pendi
 	// Only this goroutine appends to done; each part's goroutine fills in
 	// its own element.
 	var done []*types.CompletedPart
-	send := func(p part) {
+	send := func(p *part) {
 		num := int32(len(done) + 1)
 		cp := &types.CompletedPart{PartNumber: aws.Int32(num)}
 		done = append(done, cp)
 		g.Go(func() error {
-			defer s.putBuf(p.buf)
-			sum := checksumCRC32C((*p.buf)[:p.n])
+			defer s.release(p)
+			sum := checksumCRC32C(p)
 			out, err := s.client.UploadPart(gctx, &s3.UploadPartInput{
 				Bucket:            aws.String(s.cfg.Bucket),
 				Key:               aws.String(objKey),
 				UploadId:          uploadID,
 				PartNumber:        aws.Int32(num),
-				Body:              bytes.NewReader((*p.buf)[:p.n]),
-				ContentLength:     aws.Int64(int64(p.n)),
+				Body:              p.reader(),
+				ContentLength:     aws.Int64(p.n),
 				ChecksumAlgorithm: checksumAlgorithm,
 				ChecksumCRC32C:    sum,
 			}, s.unsignedPayload)
@@ -262,30 +320,32 @@ func (s *Store) multipart(ctx context.Context, objKey string, r io.Reader, pendi
 			return nil
 		})
 	}
-	for _, p := range pending {
-		send(p)
-	}
+	send(first)
 
 	var readErr error
-	for !eof && gctx.Err() == nil {
-		buf := s.getBuf()
-		n, err := readPart(ctx, r, *buf)
-		if n > 0 && len(done) == s.maxParts {
-			s.putBuf(buf)
+	p := next
+	for p != nil && gctx.Err() == nil {
+		var err error
+		if !eof {
+			err = s.fill(ctx, r, p, s.cfg.PartSize)
+		}
+		if p.n > 0 && len(done) == s.maxParts {
+			s.release(p)
 			readErr = fmt.Errorf("object is larger than %d parts of %d MiB, S3's limit; raise the part size", s.maxParts, s.cfg.PartSize>>20)
 			break
 		}
-		if n > 0 {
-			send(part{buf, n})
+		if p.n > 0 {
+			send(p)
 		} else {
-			s.putBuf(buf)
+			s.release(p)
 		}
+		p = &part{}
 		if err == io.EOF {
 			eof = true
 		} else if err != nil {
 			readErr = err
 		}
-		if readErr != nil {
+		if eof || readErr != nil {
 			break
 		}
 	}
