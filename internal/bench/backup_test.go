@@ -598,38 +598,48 @@ func timed(b *testing.B, cmd *exec.Cmd, label, metric, shown string) backupRun {
 		cmd.Stdout = &out
 	}
 	cmd.Stderr = &out
-	// A child's own getrusage peak counts from the fork, while it still
-	// shares this process's memory, so it is never below this benchmark's
-	// size: GNU time forks the command from its own small process and
-	// reports the command's peak and CPU alone.
-	usage := ""
-	if _, err := os.Stat(gnuTime); err == nil && !strings.HasPrefix(metric, "pg") {
-		usage = filepath.Join(b.TempDir(), "usage")
-		cmd.Args = append([]string{gnuTime, "-f", "%M %U %S", "-o", usage}, cmd.Args...)
-		cmd.Path = gnuTime
-	}
+	usage := measureUsage(b, cmd, metric)
 	start := time.Now()
 	if err := cmd.Run(); err != nil {
 		b.Fatalf("%s: %v\n%s", label, err, out.String())
 	}
 	r := backupRun{Label: label, Metric: metric, Command: shown, Elapsed: time.Since(start)}
-	switch {
-	case strings.HasPrefix(metric, "pg"):
-	case usage != "":
+	usage(&r)
+	return r
+}
+
+// measureUsage makes cmd report its own peak RSS and CPU time, and returns
+// the function that records them in a run once cmd has run. A child's own
+// getrusage peak counts from the fork, while it still shares this
+// process's memory, so it is never below this benchmark's size: GNU time
+// forks the command from its own small process and reports the command's
+// peak and CPU alone. Metrics starting "pg" (pg_basebackup, pgBackRest,
+// run through sh and runuser) are not measured.
+func measureUsage(b *testing.B, cmd *exec.Cmd, metric string) func(*backupRun) {
+	b.Helper()
+	if strings.HasPrefix(metric, "pg") {
+		return func(*backupRun) {}
+	}
+	if _, err := os.Stat(gnuTime); err != nil {
+		return func(r *backupRun) {
+			if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+				r.MaxRSS = ru.Maxrss * 1024
+				r.CPU = time.Duration(syscall.TimevalToNsec(ru.Utime) + syscall.TimevalToNsec(ru.Stime))
+			}
+		}
+	}
+	usage := filepath.Join(b.TempDir(), "usage")
+	cmd.Args = append([]string{gnuTime, "-f", "%M %U %S", "-o", usage}, cmd.Args...)
+	cmd.Path = gnuTime
+	return func(r *backupRun) {
 		var kib int64
 		var user, sys float64
 		text, err := os.ReadFile(usage)
 		if _, serr := fmt.Sscanf(string(text), "%d %f %f", &kib, &user, &sys); err != nil || serr != nil {
-			b.Fatalf("%s: read GNU time's report %q: %v %v", label, text, err, serr)
+			b.Fatalf("%s: read GNU time's report %q: %v %v", r.Label, text, err, serr)
 		}
 		r.MaxRSS, r.CPU = kib*1024, time.Duration((user+sys)*float64(time.Second))
-	default:
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			r.MaxRSS = ru.Maxrss * 1024
-			r.CPU = time.Duration(syscall.TimevalToNsec(ru.Utime) + syscall.TimevalToNsec(ru.Stime))
-		}
 	}
-	return r
 }
 
 // gnuTime is GNU time, which timed runs commands under to measure them.

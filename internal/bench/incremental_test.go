@@ -262,7 +262,7 @@ func BenchmarkIncremental(b *testing.B) {
 		head = append(head, "Pages: an UPDATE of pgbench_accounts (fillfactor 100) is not HOT, so besides the pages holding the old rows it writes the new rows' versions at the table's end and an entry per row in its primary key; the page counts in these notes are of the heap pages holding the old rows, of the heap's pages at the time. Both the UPDATE and the count find the rows through the primary key (`aid = ANY (...)`), so they read no other page: a sequential scan would also set hint bits on (with data checksums, WAL-log) and prune every page an earlier change left dead rows in, and the next incremental would hold those pages as well (measured: with the UPDATE joined to its rows by a hash join over a sequential scan, a 1% contiguous change made after a random one cost its incremental 52 MiB stored instead of 4 MiB).")
 	}
 	head = append(head, "Before every timed backup the server is checkpointed and its archiver has no segment left to archive, so full and incremental backups alike start from a clean buffer pool and wait only for their own WAL; `backup-push --json` reports each backup's `stored_size` (stored, the size column) and `data_size` (the tar bytes the server sent), and every incremental is checked to name the previous backup as its `parent` (the benchmark fails otherwise).",
-		"tusk: default codec and concurrency, a folder repository, run as root against the server's unix socket; peak RSS and CPU seconds (user + system) are the tusk process's getrusage, whose peak counts from the fork and so is never below this benchmark process's size (BenchmarkBackup measures through GNU time instead); CPU seconds move much less than wall time with the neighbours' load.")
+		"tusk: default codec and concurrency, a folder repository, run as root against the server's unix socket; peak RSS and CPU seconds (user + system) are the tusk process's alone, through GNU time as in BenchmarkBackup (until 2 December 2026 they were the child's getrusage, whose peak counts from the fork and so was never below this benchmark process's size); CPU seconds move much less than wall time with the neighbours' load.")
 	if chainStored > 0 {
 		head = append(head, "Restores write into a fresh folder, removed after each, with `sync` between runs, and are not followed by WAL replay; the chain and the full backup are restored alternately (the chain first in the first and third rounds), after one untimed restore of each.")
 	}
@@ -533,15 +533,13 @@ func timedStdout(b *testing.B, cmd *exec.Cmd, label, metric, shown string) (back
 	b.Helper()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	usage := measureUsage(b, cmd, metric)
 	start := time.Now()
 	if err := cmd.Run(); err != nil {
 		b.Fatalf("%s: %v\n%s%s", label, err, stdout.String(), stderr.String())
 	}
 	r := backupRun{Label: label, Metric: metric, Command: shown, Elapsed: time.Since(start)}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		r.MaxRSS = ru.Maxrss * 1024
-		r.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
+	usage(&r)
 	if strings.Contains(stderr.String(), "taking a full backup") && metric != "" {
 		b.Logf("%s: %s", label, strings.TrimSpace(stderr.String()))
 	}
