@@ -81,9 +81,11 @@ func freshDisk(b *testing.B, size int64) (root string, release func()) {
 }
 
 // diskFor is the size of a fresh disk for a restore of n bytes: room for
-// the data twice over, and never under 4 GiB.
+// the data twice over and a GiB, never under 4 GiB, in whole MiB (a loop
+// device takes whole sectors only).
 func diskFor(n int64) int64 {
-	return max(2*n+1<<30, 4<<30)
+	const mib = 1 << 20
+	return (max(2*n+1<<30, 4<<30) + mib - 1) / mib * mib
 }
 
 func checkFreshDisk(b *testing.B) {
