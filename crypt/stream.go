@@ -169,13 +169,13 @@ type opener struct {
 	// walg reads wal-g's own objects (class WALG): no additional data, and
 	// the stream may end at a message boundary without a FINAL message.
 	walg  bool
-	msg   int // messages opened
+	msg   int  // messages opened
 	ended bool // the last message opened was a full MESSAGE one
-	in     []byte
-	out    []byte
-	off    int
-	final  bool
-	err    error
+	in    []byte
+	out   []byte
+	off   int
+	final bool
+	err   error
 }
 
 func newOpener(src io.Reader, name string, keys []Key, hint string) *opener {
