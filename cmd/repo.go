@@ -199,6 +199,8 @@ func objectClass(key string) crypt.Class {
 		return crypt.Seal
 	case basebackup.IsTombstoneKey(key), basebackup.IsStartedKey(key):
 		return crypt.Plain
+	case strings.HasPrefix(key, archive.WALGPrefix):
+		return crypt.WALG // wal-g's WAL: its libsodium framing, no additional data
 	}
 	return crypt.Encrypt
 }
