@@ -103,13 +103,14 @@ func WALGKeyOf(key string) (n wal.Name, known, ok bool) {
 	return n, false, true
 }
 
-// openWALG finds WAL file n in wal-g's layout and opens it. It returns
-// miss, as it is, when wal-g's layout has no object for n either.
-func (a *Archive) openWALG(ctx context.Context, n wal.Name, miss error) (*walgObject, error) {
+// findWALG lists wal-g's objects for WAL file n and picks the one wal-g's
+// wal-fetch would read. It returns miss, as it is, when there is none, and
+// ErrUnreadable when there is one only in a form tusk cannot read.
+func findWALG(ctx context.Context, st storage.Storage, n wal.Name, miss error) (storage.Object, error) {
 	prefix := WALGPrefix + n.File
-	found := map[string]bool{}
+	found := map[string]storage.Object{}
 	var unknown []string
-	err := a.Store.List(ctx, prefix, func(o storage.Object) error {
+	err := st.List(ctx, prefix, func(o storage.Object) error {
 		rest := o.Key[len(prefix):]
 		if rest != "" && (rest[0] != '.' || strings.Count(rest, ".") != 1 || rest == ".partial") {
 			return nil // another file: X.partial, X.00000028.backup, X_delta
@@ -117,34 +118,55 @@ func (a *Archive) openWALG(ctx context.Context, n wal.Name, miss error) (*walgOb
 		if rest == ".json" {
 			return nil // wal-g's WAL metadata
 		}
-		found[rest] = true
+		found[rest] = o
 		if !knownExt(rest) {
 			unknown = append(unknown, o.Key)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", prefix, err)
+		return storage.Object{}, fmt.Errorf("list %s: %w", prefix, err)
 	}
-	key, readable := "", false
 	for _, e := range walgExts {
-		if found[e.ext] {
-			key, readable = prefix+e.ext, e.ok
-			break
+		o, ok := found[e.ext]
+		switch {
+		case !ok:
+			continue
+		case !e.ok:
+			return o, fmt.Errorf("%s %s %w: %s is compressed with %s, which tusk does not decode (restore it with wal-g, or recompress it as .lz4)",
+				n.Kind, n.File, ErrUnreadable, o.Key, strings.TrimPrefix(e.ext, "."))
 		}
+		return o, nil
 	}
-	if key == "" && found[""] {
-		key, readable = prefix, true
+	if o, ok := found[""]; ok {
+		return o, nil
 	}
-	switch {
-	case key == "" && len(unknown) > 0:
-		return nil, fmt.Errorf("%s %s %w: %s has an extension tusk does not know", n.Kind, n.File, ErrUnreadable, unknown[0])
-	case key == "":
-		return nil, miss
-	case !readable:
-		return nil, fmt.Errorf("%s %s %w: %s is compressed with %s, which tusk does not decode (restore it with wal-g, or recompress it as .lz4)",
-			n.Kind, n.File, ErrUnreadable, key, strings.TrimPrefix(key[len(prefix):], "."))
+	if len(unknown) > 0 {
+		return storage.Object{}, fmt.Errorf("%s %s %w: %s has an extension tusk does not know", n.Kind, n.File, ErrUnreadable, unknown[0])
 	}
+	return storage.Object{}, miss
+}
+
+// Stat returns the object that holds WAL file n: tusk's own, or else the
+// one of wal-g's that wal-fetch would read. A file in neither layout is
+// storage.ErrNotFound; one that wal-g's layout holds only in a form tusk
+// cannot read is ErrUnreadable.
+func Stat(ctx context.Context, st storage.Storage, n wal.Name) (storage.Object, error) {
+	o, err := st.Stat(ctx, n.Key())
+	if !errors.Is(err, storage.ErrNotFound) {
+		return o, err
+	}
+	return findWALG(ctx, st, n, err)
+}
+
+// openWALG finds WAL file n in wal-g's layout and opens it. It returns
+// miss, as it is, when wal-g's layout has no object for n either.
+func (a *Archive) openWALG(ctx context.Context, n wal.Name, miss error) (*walgObject, error) {
+	obj, err := findWALG(ctx, a.Store, n, miss)
+	if err != nil {
+		return nil, err
+	}
+	key, prefix := obj.Key, WALGPrefix+n.File
 	rc, err := a.Store.Get(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("download %s: %w", key, err)

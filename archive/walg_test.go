@@ -289,3 +289,23 @@ func TestWALGKeyOf(t *testing.T) {
 		}
 	}
 }
+
+// TestStatWALG: Stat finds a file in either layout, as wal-fetch would.
+func TestStatWALG(t *testing.T) {
+	t.Parallel()
+	st, _ := newWALGRepo(t)
+	file := "00000001000000000000000A"
+	n, _ := wal.ParseName(file)
+	if _, err := archive.Stat(t.Context(), st, n); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("an empty repository: %v", err)
+	}
+	key := putWALG(t, st, file, segment(file, 10), walgtest.Options{Compression: "brotli"})
+	if o, err := archive.Stat(t.Context(), st, n); err != nil || o.Key != key {
+		t.Fatalf("Stat = %+v, %v; want %s", o, err, key)
+	}
+	lzo, _ := wal.ParseName("00000001000000000000000B")
+	put(t, st, "wal_005/00000001000000000000000B.lzo", []byte("x"))
+	if _, err := archive.Stat(t.Context(), st, lzo); !errors.Is(err, archive.ErrUnreadable) {
+		t.Fatalf("an .lzo only: %v, want ErrUnreadable", err)
+	}
+}
