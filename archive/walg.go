@@ -218,9 +218,12 @@ func (o *walgObject) copyTo(w io.Writer) (int64, error) {
 			}
 			return n, err
 		}
+		if o.raw.err != nil {
+			return n, o.raw.err // the storage's, or the decryption's, which names the object
+		}
 		if m, ok := magics[o.codec.Name()]; ok && !bytes.Equal(o.raw.head, m) {
 			// Not the codec's stream at all: encrypted, or another tool's.
-			return n, fmt.Errorf("%s (wal-g's) %w: it does not start as an %s stream does%s", o.key, ErrUnreadable, o.codec.Name(), o.hint)
+			return n, fmt.Errorf("%s (wal-g's) %w: it does not start as %s streams do%s", o.key, ErrUnreadable, o.codec.Name(), o.hint)
 		}
 		return n, fmt.Errorf("%s (wal-g's): %w: %v%s", o.key, ErrCorrupt, err, o.hint)
 	}
@@ -250,15 +253,19 @@ var magics = map[string][]byte{
 	"zstd": {0x28, 0xB5, 0x2F, 0xFD},
 }
 
-// rawHead keeps the first 4 bytes read through it: the stored stream's
-// magic number, if its codec has one.
+// rawHead keeps the first 4 bytes read through it, the stored stream's
+// magic number if its codec has one, and the source's error.
 type rawHead struct {
 	r    io.Reader
 	head []byte
+	err  error // the source's error, if it failed
 }
 
 func (h *rawHead) Read(p []byte) (int, error) {
 	n, err := h.r.Read(p)
+	if err != nil && err != io.EOF {
+		h.err = err
+	}
 	if len(h.head) < 4 {
 		h.head = append(h.head, p[:min(n, 4-len(h.head))]...)
 	}

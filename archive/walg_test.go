@@ -186,7 +186,7 @@ func TestFetchWALGUnreadable(t *testing.T) {
 		{"unknown extension", func(t *testing.T, st storage.Storage) { put(t, st, "wal_005/"+file+".xz", []byte("x")) }, archive.ErrUnreadable, "extension tusk does not know"},
 		{"encrypted lz4, no key", func(t *testing.T, st storage.Storage) {
 			putWALG(t, st, file, seg, walgtest.Options{LibsodiumKey: walgKey})
-		}, archive.ErrUnreadable, "does not start as an lz4 stream does (hint)"},
+		}, archive.ErrUnreadable, "does not start as lz4 streams do (hint)"},
 		{"encrypted none, no key", func(t *testing.T, st storage.Storage) {
 			putWALG(t, st, file, seg, walgtest.Options{Compression: "none", LibsodiumKey: walgKey})
 		}, archive.ErrUnreadable, "does not start with a WAL page header (hint)"},
@@ -307,5 +307,33 @@ func TestStatWALG(t *testing.T) {
 	put(t, st, "wal_005/00000001000000000000000B.lzo", []byte("x"))
 	if _, err := archive.Stat(t.Context(), st, lzo); !errors.Is(err, archive.ErrUnreadable) {
 		t.Fatalf("an .lzo only: %v, want ErrUnreadable", err)
+	}
+}
+
+// TestPrefetchWALG: the prefetcher spools wal-g's segments as wal-fetch
+// reads them, verified.
+func TestPrefetchWALG(t *testing.T) {
+	t.Parallel()
+	st, _ := newWALGRepo(t)
+	o := walgtest.Options{Compression: "zstd", LibsodiumKey: walgKey}
+	var want [][]byte
+	for pos := uint64(0x20); pos <= 0x23; pos++ {
+		file := wal.SegmentAt(1, pos, wal.DefaultSegSize).File
+		seg := segment(file, pos)
+		want = append(want, seg)
+		putWALG(t, st, file, seg, o)
+	}
+	spool := t.TempDir()
+	a := reader(t, st, o)
+	after := wal.SegmentAt(1, 0x1F, wal.DefaultSegSize).File
+	if err := a.Prefetch(t.Context(), after, archive.PrefetchOptions{SpoolDir: spool, Count: 5, Concurrency: 2}); err != nil {
+		t.Fatal(err)
+	}
+	for i, seg := range want {
+		file := wal.SegmentAt(1, 0x20+uint64(i), wal.DefaultSegSize).File
+		got, err := os.ReadFile(filepath.Join(spool, file))
+		if err != nil || !bytes.Equal(got, seg) {
+			t.Fatalf("spooled %s: %d bytes, %v", file, len(got), err)
+		}
 	}
 }

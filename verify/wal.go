@@ -87,7 +87,7 @@ func Read(ctx context.Context, st storage.Storage, segSize uint64, backups []bas
 		return t
 	}
 	var histories []wal.Name
-	seenHistory := map[string]bool{}
+	historyKeys := map[string]string{}
 	add := func(o storage.Object, n wal.Name) {
 		t := get(n.Timeline)
 		switch n.Kind {
@@ -100,8 +100,8 @@ func Read(ctx context.Context, st storage.Storage, segSize uint64, backups []bas
 			t.Bytes += o.Size
 		case wal.History:
 			t.HasHistory = true
-			if !seenHistory[n.File] {
-				seenHistory[n.File] = true
+			if historyKeys[n.File] == "" {
+				historyKeys[n.File] = o.Key // tusk's own, listed first, is the one read
 				histories = append(histories, n)
 			}
 		case wal.BackupHistory:
@@ -145,12 +145,12 @@ func Read(ctx context.Context, st storage.Storage, segSize uint64, backups []bas
 			if !errors.Is(err, archive.ErrCorrupt) && !errors.Is(err, archive.ErrUnreadable) && !errors.Is(err, storage.ErrNotFound) {
 				return nil, err
 			}
-			a.HistoryErrors = append(a.HistoryErrors, fmt.Sprintf("%s: %v", n.Key(), err))
+			a.HistoryErrors = append(a.HistoryErrors, fmt.Sprintf("%s: %v", historyKeys[n.File], err))
 			continue
 		}
 		h, err := wal.ParseHistory(&buf)
 		if err != nil {
-			a.HistoryErrors = append(a.HistoryErrors, fmt.Sprintf("%s: %v", n.Key(), err))
+			a.HistoryErrors = append(a.HistoryErrors, fmt.Sprintf("%s: %v", historyKeys[n.File], err))
 			continue
 		}
 		t := get(n.Timeline)
