@@ -412,8 +412,13 @@ func Content(ctx context.Context, r *Result, opts ContentOptions) error {
 			case err == nil:
 				return nil
 			case errors.Is(err, archive.ErrCorrupt), errors.Is(err, archive.ErrUnreadable):
+				key := n.Key()
+				if o, serr := archive.Stat(gctx, opts.Store, n); serr == nil {
+					key = o.Key // wal-g's, where tusk's layout lacks it
+				}
+				msg := strings.TrimPrefix(strings.TrimPrefix(err.Error(), key+": "), key+" (wal-g's): ")
 				mu.Lock()
-				r.Corrupt = append(r.Corrupt, basebackup.Problem{Object: n.Key(), Error: strings.TrimPrefix(err.Error(), n.Key()+": ")})
+				r.Corrupt = append(r.Corrupt, basebackup.Problem{Object: key, Error: msg})
 				mu.Unlock()
 				return nil
 			case errors.Is(err, storage.ErrNotFound) && gctx.Err() == nil:

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"bytes"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -77,6 +78,25 @@ func TestReadWALG(t *testing.T) {
 	}
 	if err := Content(t.Context(), &r, ContentOptions{Store: st, Concurrency: 2}); err != nil || !r.OK || r.Read != r.Checked {
 		t.Fatalf("content: %+v, %v", r, err)
+	}
+
+	// A damaged wal-g segment is named by its own key.
+	damaged := archive.WALGPrefix + wal.SegmentAt(1, 2, segSize).File + ".lz4"
+	rc, err := st.Get(t.Context(), damaged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(rc)
+	rc.Close()
+	if err := st.Put(t.Context(), damaged, bytes.NewReader(b[:len(b)-5])); err != nil {
+		t.Fatal(err)
+	}
+	r = ar.Check(nil, nil)
+	if err := Content(t.Context(), &r, ContentOptions{Store: st, Concurrency: 2}); err != nil || r.OK || len(r.Corrupt) != 1 || r.Corrupt[0].Object != damaged {
+		t.Fatalf("content with a cut wal-g segment: %+v, %v", r, err)
+	}
+	if err := st.Put(t.Context(), damaged, bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
 	}
 
 	// An object tusk cannot read is a problem, not a segment; wal-g's
