@@ -162,7 +162,8 @@ func switchWAL(t *testing.T, pg *testenv.Postgres, sock string, port int, st sto
 const walgDataSum = `SELECT md5(string_agg(g::text || ':' || v, ',' ORDER BY g)) || '/' || count(*) FROM data`
 
 // TestIntegrationWALGRestore: a PostgreSQL 15 cluster archives its WAL
-// through wal-g's wal-push (lz4 into a folder, brotli into MinIO), a tusk
+// through wal-g's wal-push (lz4 into a folder; brotli into MinIO, encrypted
+// with WALG_LIBSODIUM_KEY, and tusk's backup encrypted with the same key), a tusk
 // base backup is taken meanwhile, and tusk restores it to points in time
 // by replaying wal-g's WAL through tusk wal-fetch (and its prefetcher,
 // whose use depends on timing here; archive's TestPrefetchWALG checks it):
@@ -178,9 +179,14 @@ func TestIntegrationWALGRestore(t *testing.T) {
 			t.Parallel()
 			st := repoStore(t, repo)
 			o := walgtest.Options{Compression: codec}
+			serverEnv := repo.env
+			if kind == "s3" {
+				o.LibsodiumKey = walgLibsodiumKey
+				serverEnv = append([]string{"WALG_LIBSODIUM_KEY=" + walgLibsodiumKey}, repo.env...)
+			}
 			walg := startWALGArchiver(t, repo, st, o)
 			pg := testenv.StartPostgres(t, testenv.PostgresOptions{ArchiveCommand: walg.archiveCommand()})
-			env := append(append([]string{}, repo.env...), pg.Env()...)
+			env := append(append([]string{}, serverEnv...), pg.Env()...)
 
 			pg.SQL(t, "CREATE TABLE data AS SELECT g, md5(g::text) AS v FROM generate_series(1, 100000) g")
 			switchWAL(t, pg, "", 0, st)
@@ -214,7 +220,7 @@ func TestIntegrationWALGRestore(t *testing.T) {
 			// Restore 1: to walg_rp1, by hand, with wal-g archiving the
 			// new timeline.
 			walg2 := startWALGArchiver(t, repo, st, o)
-			restored := testenv.NewPostgres(t, testenv.PostgresOptions{Env: repo.env, ArchiveCommand: walg2.archiveCommand()})
+			restored := testenv.NewPostgres(t, testenv.PostgresOptions{Env: serverEnv, ArchiveCommand: walg2.archiveCommand()})
 			wantExit(t, run(t, bin, env, "backup-fetch", restored.DataDir, name, "--target-name", "walg_rp1", "--target-action", "promote"), 0)
 			restored.Configure(t, nil)
 			restored.Start(t)
