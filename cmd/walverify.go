@@ -183,6 +183,9 @@ lost or damaged or a needed history file is missing.`,
 				}
 			} else {
 				printWALVerify(root.stdout, r)
+				if deep && a.WALG > 0 {
+					fmt.Fprintf(root.stdout, "note: segments in wal-g's layout (%s) carry no checksum; of those, the codec's own checks, the size and the page header were verified\n", archive.WALGPrefix)
+				}
 			}
 			if !r.OK {
 				return &ExitError{Code: 1, Err: walVerifyErr(r)}
