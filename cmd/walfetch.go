@@ -206,6 +206,9 @@ func startPrefetch(c *cobra.Command, root *rootOpts, spool string, n wal.Name, c
 // walgHint is what to set for a wal-g object that does not decode, which
 // without a key is most likely one wal-g encrypted.
 func walgHint(cfg config.Config) string {
+	if cfg.Encryption.Age() {
+		return "; if wal-g encrypted it (WALG_LIBSODIUM_KEY), read it with that key (WALG_LIBSODIUM_KEY or TUSK_ENCRYPTION_KEY) instead of age's settings: age mode does not read wal-g's encryption"
+	}
 	if cfg.Encryption.Enabled() {
 		return ""
 	}
