@@ -24,15 +24,16 @@ type FetchResult struct {
 
 // Fetch downloads the WAL file name to dest. dest appears only whole and
 // verified: the content is written to a temporary file beside it, checked
-// against the header's size and checksum (XXH3-128), and renamed into place. A file
-// missing from the repository is an error wrapping storage.ErrNotFound;
-// a damaged object wraps ErrCorrupt.
+// against the header's size and checksum (XXH3-128), and renamed into place.
+// A file that tusk's layout lacks is read from wal-g's, checked as walg.go
+// says. A file missing from both is an error wrapping storage.ErrNotFound;
+// a damaged object wraps ErrCorrupt, one tusk cannot read ErrUnreadable.
 func (a *Archive) Fetch(ctx context.Context, file, dest string) (FetchResult, error) {
 	name, err := wal.ParseName(file)
 	if err != nil {
 		return FetchResult{}, err
 	}
-	res := FetchResult{Name: name, Key: name.Key()}
+	res := FetchResult{Name: name}
 	dir := filepath.Dir(dest)
 	if fi, err := os.Stat(dir); err != nil {
 		return res, fmt.Errorf("destination folder %s: %w", dir, unwrapPath(err))
@@ -44,20 +45,25 @@ func (a *Archive) Fetch(ctx context.Context, file, dest string) (FetchResult, er
 	}
 	// Retries are the store's (storage.Retry): opening the object, never a
 	// miss, a corrupt object or a failure to write dest.
-	res.Size, err = a.fetchOnce(ctx, res.Key, dest, ".tusk-fetch-"+filepath.Base(dest)+"-", false)
+	res.Key, res.Size, err = a.fetchOnce(ctx, name, dest, ".tusk-fetch-"+filepath.Base(dest)+"-", false)
 	return res, err
 }
 
-// fetchOnce downloads key into a temporary file named tmpPattern beside dest,
-// verifies it, and renames it to dest. With flush, the content is on disk
-// before the rename (see Prefetch).
-func (a *Archive) fetchOnce(ctx context.Context, key, dest, tmpPattern string, flush bool) (n int64, err error) {
-	v, err := a.open(ctx, key)
+// fetchOnce downloads WAL file name (from tusk's layout, or else wal-g's)
+// into a temporary file named tmpPattern beside dest, verifies it, and
+// renames it to dest. With flush, the content is on disk before the rename
+// (see Prefetch). key is the object read.
+func (a *Archive) fetchOnce(ctx context.Context, name wal.Name, dest, tmpPattern string, flush bool) (key string, n int64, err error) {
+	v, key, err := a.openFile(ctx, name)
 	if err != nil {
-		return 0, err
+		return key, 0, err
 	}
 	defer v.close()
+	n, err = a.writeFile(v, dest, tmpPattern, flush)
+	return key, n, err
+}
 
+func (a *Archive) writeFile(v object, dest, tmpPattern string, flush bool) (n int64, err error) {
 	tmp, err := os.CreateTemp(filepath.Dir(dest), tmpPattern)
 	if err != nil {
 		return 0, fmt.Errorf("write into %s: %w", filepath.Dir(dest), unwrapPath(err))
@@ -88,20 +94,46 @@ func (a *Archive) fetchOnce(ctx context.Context, key, dest, tmpPattern string, f
 	return n, nil
 }
 
-// Check downloads WAL file, verifies its checksum and size, and writes its
-// content to w (io.Discard to only verify). A missing object wraps
-// storage.ErrNotFound, a damaged one ErrCorrupt.
+// Check downloads WAL file (from tusk's layout, or else wal-g's), verifies
+// it as Fetch does, and writes its content to w (io.Discard to only
+// verify). A missing object wraps storage.ErrNotFound, a damaged one
+// ErrCorrupt, one tusk cannot read ErrUnreadable.
 func (a *Archive) Check(ctx context.Context, file string, w io.Writer) (int64, error) {
 	n, err := wal.ParseName(file)
 	if err != nil {
 		return 0, err
 	}
-	v, err := a.open(ctx, n.Key())
+	v, _, err := a.openFile(ctx, n)
 	if err != nil {
 		return 0, err
 	}
 	defer v.close()
 	return v.copyTo(w)
+}
+
+// object is a stored WAL file being read: tusk's (verified) or wal-g's
+// (walgObject). copyTo copies its content and checks it.
+type object interface {
+	copyTo(w io.Writer) (int64, error)
+	close()
+}
+
+// openFile opens WAL file n where tusk's layout has it, or else where
+// wal-g's has it; a file in neither is the miss of tusk's layout
+// (storage.ErrNotFound). key is the object opened.
+func (a *Archive) openFile(ctx context.Context, n wal.Name) (object, string, error) {
+	v, err := a.open(ctx, n.Key())
+	if err == nil {
+		return v, v.key, nil
+	}
+	if !errors.Is(err, storage.ErrNotFound) {
+		return nil, n.Key(), err
+	}
+	o, err := a.openWALG(ctx, n, err)
+	if err != nil {
+		return nil, n.Key(), err
+	}
+	return o, o.key, nil
 }
 
 // History reads timeline tli's history file from the archive. A missing
@@ -125,7 +157,8 @@ func (a *Archive) History(ctx context.Context, tli uint32) (wal.Ancestry, error)
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
 // SegmentSize returns wal_segment_size as the archive records it: the
-// content size of its first segment object, whose header alone is read.
+// content size of its first segment object, whose header alone is read, or
+// without one in tusk's layout, the page header of wal-g's first segment.
 // ok is false when the archive holds no segment.
 func (a *Archive) SegmentSize(ctx context.Context) (size uint64, ok bool, err error) {
 	errFound := errors.New("found")
@@ -141,7 +174,7 @@ func (a *Archive) SegmentSize(ctx context.Context) (size uint64, ok bool, err er
 		return 0, false, err
 	}
 	if key == "" {
-		return 0, false, nil
+		return a.walgSegmentSize(ctx)
 	}
 	v, err := a.open(ctx, key)
 	if err != nil {

@@ -281,7 +281,7 @@ func (a *Archive) Prefetch(ctx context.Context, after string, opts PrefetchOptio
 // anyway.
 func (a *Archive) prefetchOne(ctx context.Context, spoolDir, file string, flush bool) bool {
 	n, _ := wal.ParseName(file)
-	size, err := a.fetchOnce(ctx, n.Key(), filepath.Join(spoolDir, file), spoolTmp+file+"-", flush)
+	_, size, err := a.fetchOnce(ctx, n, filepath.Join(spoolDir, file), spoolTmp+file+"-", flush)
 	switch {
 	case err == nil:
 		a.log().Debug("wal prefetched", "wal", file, "bytes", size)

@@ -28,6 +28,10 @@ type Archive struct {
 	// encryption (an age-mode repository's envelope, package crypt), so
 	// that it reveals no more than a cryptographic hash does.
 	SumKind SumKind
+	// WALGHint ends the sentence for a wal-g object that does not decode
+	// (ErrUnreadable): what to set if wal-g encrypted it, when no key is
+	// given; "" otherwise.
+	WALGHint string
 }
 
 // sumKind is a.SumKind, SumXXH3 when unset.

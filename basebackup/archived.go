@@ -79,7 +79,7 @@ func (p *archivePoll) wait(ctx context.Context, files []string) error {
 		if err != nil {
 			return err
 		}
-		_, err = p.st.Stat(ctx, n.Key())
+		_, err = archive.Stat(ctx, p.st, n) // tusk's layout, or else wal-g's
 		switch {
 		case err == nil:
 			files, serverSaid = files[1:], time.Time{}

@@ -105,7 +105,8 @@ func openStorage(ctx context.Context, cfg config.Config, log *slog.Logger, use s
 		}
 	}
 	var inner storage.Storage = storage.NewRetry(st, storage.DefaultRetry, log)
-	gopts := storage.GuardOptions{KeyHint: keyHint(cfg.Encryption)}
+	// wal-g's objects on the same prefix are no older tusk's.
+	gopts := storage.GuardOptions{KeyHint: keyHint(cfg.Encryption), Foreign: []string{archive.WALGPrefix, "basebackups_005/"}}
 	if cfg.Encryption.Enabled() {
 		cs, err := encrypted(inner, cfg.Encryption, log)
 		if err != nil {
@@ -199,6 +200,8 @@ func objectClass(key string) crypt.Class {
 		return crypt.Seal
 	case basebackup.IsTombstoneKey(key), basebackup.IsStartedKey(key):
 		return crypt.Plain
+	case strings.HasPrefix(key, archive.WALGPrefix):
+		return crypt.WALG // wal-g's WAL: its libsodium framing, no additional data
 	}
 	return crypt.Encrypt
 }

@@ -35,12 +35,17 @@ func newWALFetchCmd(root *rootOpts) *cobra.Command {
 to DEST_PATH through a temporary file, so PostgreSQL only ever sees a whole,
 verified file.
 
+A file missing from tusk's own layout is looked for in wal-g's (wal_005/, with
+every codec wal-g writes and its libsodium encryption under the same key
+settings), so that a repository wal-g archived into keeps serving recovery.
+
 Exit codes: 0 the file is at DEST_PATH; 1 the file is not in the archive (a
 normal answer: PostgreSQL asks for files that do not exist); 200 the archive
-could not be read (storage error after retries, or a corrupt object) while the
-server is in archive recovery (recovery.signal), which makes PostgreSQL stop
-recovery instead of promoting early. On a standby (standby.signal) such
-failures exit 1, and the standby asks again later.
+could not be read (storage error after retries, a corrupt object, or one tusk
+cannot read, such as wal-g's .lzo or an encrypted object without its key)
+while the server is in archive recovery (recovery.signal), which makes
+PostgreSQL stop recovery instead of promoting early. On a standby
+(standby.signal) such failures exit 1, and the standby asks again later.
 
 While PostgreSQL replays a segment, a background "tusk wal-prefetch" downloads,
 verifies and flushes to disk up to TUSK_WAL_PREFETCH following segments into
@@ -125,9 +130,14 @@ func runWALFetch(c *cobra.Command, root *rootOpts, name, dest string) error {
 	if err != nil {
 		return fail(err)
 	}
-	a := &archive.Archive{Store: st, Log: log}
+	a := &archive.Archive{Store: st, Log: log, WALGHint: walgHint(cfg)}
 	res, err := a.Fetch(ctx, name, dest)
 	if err != nil {
+		if errors.Is(err, archive.ErrUnreadable) {
+			// The file is there in a form tusk cannot read: the
+			// sentence says which and why; never "not found".
+			return fail(fmt.Errorf("fetch %s: %w", name, err))
+		}
 		if errors.Is(err, archive.ErrCorrupt) || errors.Is(err, crypt.ErrDecrypt) || errors.Is(err, crypt.ErrDamaged) {
 			// An object that does not read may be one of an encrypted
 			// repository read without its key, or the other way round.
@@ -193,6 +203,18 @@ func startPrefetch(c *cobra.Command, root *rootOpts, spool string, n wal.Name, c
 	p.Process.Release()
 }
 
+// walgHint is what to set for a wal-g object that does not decode, which
+// without a key is most likely one wal-g encrypted.
+func walgHint(cfg config.Config) string {
+	if cfg.Encryption.Age() {
+		return "; if wal-g encrypted it (WALG_LIBSODIUM_KEY), read it with that key (WALG_LIBSODIUM_KEY or TUSK_ENCRYPTION_KEY) instead of age's settings: age mode does not read wal-g's encryption"
+	}
+	if cfg.Encryption.Enabled() {
+		return ""
+	}
+	return "; if wal-g encrypted it (WALG_LIBSODIUM_KEY), give tusk the same key (WALG_LIBSODIUM_KEY or TUSK_ENCRYPTION_KEY, or their _PATH/_FILE forms)"
+}
+
 func dataDir(cfg config.Config) string {
 	if cfg.PG.DataDir != "" {
 		return cfg.PG.DataDir
@@ -222,7 +244,7 @@ func newWALPrefetchCmd(root *rootOpts) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			a := &archive.Archive{Store: st, Log: log}
+			a := &archive.Archive{Store: st, Log: log, WALGHint: walgHint(cfg)}
 			err = a.Prefetch(c.Context(), args[1], archive.PrefetchOptions{
 				SpoolDir: args[0], Count: cfg.WALPrefetch, Concurrency: cfg.DownloadConcurrency,
 				Follow: true, Poll: prefetchPoll, Idle: prefetchIdle, MaxLife: prefetchMaxLife,

@@ -54,7 +54,8 @@ func newWALShowCmd(root *rootOpts) *cobra.Command {
 		Short: "Show the timelines in the WAL archive, their segments, gaps and backups",
 		Long: `wal-show lists each timeline in the archive: where it branched off its parent
 (from its history file), its runs of consecutive segments and the gaps between
-them, its size, its .partial segments, and the backups that start on it.`,
+them, its size, its .partial segments, and the backups that start on it.
+WAL that wal-g archived on the same prefix (wal_005/) is part of the archive.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
 			_, _, _, a, err := readWAL(c, root)
@@ -104,6 +105,12 @@ func printWALShow(w io.Writer, a *verify.Archive) {
 	}
 	for _, e := range a.HistoryErrors {
 		fmt.Fprintf(w, "unreadable history file: %s\n", e)
+	}
+	if a.WALG > 0 {
+		fmt.Fprintf(w, "%d of these WAL files are in wal-g's layout (%s), read beside tusk's own\n", a.WALG, archive.WALGPrefix)
+	}
+	for _, key := range a.UnreadableWAL {
+		fmt.Fprintf(w, "unreadable: %s holds a WAL file in a form tusk cannot read\n", key)
 	}
 }
 
@@ -176,6 +183,9 @@ lost or damaged or a needed history file is missing.`,
 				}
 			} else {
 				printWALVerify(root.stdout, r)
+				if deep && a.WALG > 0 {
+					fmt.Fprintf(root.stdout, "note: segments in wal-g's layout (%s) carry no checksum; of those, the codec's own checks, the size and the page header were verified\n", archive.WALGPrefix)
+				}
 			}
 			if !r.OK {
 				return &ExitError{Code: 1, Err: walVerifyErr(r)}

@@ -19,8 +19,8 @@ import (
 )
 
 // ErrUnsupported is returned by Parse for a name that is not a codec tusk
-// writes, and by NewReader and NewWriter for a format tusk recognises by
-// extension but cannot decode (wal-g's brotli and lzma).
+// writes, and by NewWriter for a format tusk only reads (wal-g's brotli and
+// lzma).
 var ErrUnsupported = errors.New("unsupported compression")
 
 // ErrCorrupt is wrapped by read errors that the compressed bytes themselves
@@ -38,8 +38,8 @@ const (
 	methodS2
 	methodGzip
 	methodLZ4
-	methodBrotli // wal-g's; recognised by FromKey only so that reading fails loudly
-	methodLZMA   // wal-g's; likewise
+	methodBrotli // wal-g's; read (FromKey, NewReader), never written
+	methodLZMA   // wal-g's classic LZMA; likewise
 )
 
 var methods = [...]struct {
@@ -113,8 +113,9 @@ const validForms = "zstd, zstd:1..22, s2, s2:better, s2:best, gzip, gzip:1..9, l
 //   - "lz4": the LZ4 frame format, as wal-g writes it. It has no levels.
 //   - "none": bytes stored as they are.
 //
-// These cover wal-g's WALG_COMPRESSION_METHOD values lz4 and zstd; its brotli
-// and lzma are rejected with ErrUnsupported.
+// These cover wal-g's WALG_COMPRESSION_METHOD values lz4 and zstd. Its
+// brotli and lzma are rejected with ErrUnsupported: tusk reads objects wal-g
+// wrote with them (FromKey, NewReader) but does not write them.
 func Parse(s string) (Codec, error) {
 	name, level, hasLevel := strings.Cut(strings.ToLower(strings.TrimSpace(s)), ":")
 	unknown := func() (Codec, error) {
@@ -146,8 +147,8 @@ func Parse(s string) (Codec, error) {
 		}
 		return unknown()
 	case "brotli", "lzma":
-		return Codec{}, fmt.Errorf("parse compression %q: %s is not supported by tusk: %w (valid: %s)",
-			s, name, ErrUnsupported, validForms)
+		return Codec{}, fmt.Errorf("parse compression %q: tusk reads wal-g's %s objects but does not write %s: %w (valid: %s)",
+			s, name, name, ErrUnsupported, validForms)
 	}
 	return unknown()
 }
@@ -178,7 +179,8 @@ func (c Codec) String() string {
 }
 
 // Name returns the method: "zstd", "s2", "gzip", "lz4" or "none" (or "brotli"
-// or "lzma" for a codec FromKey recognised but tusk cannot decode).
+// or "lzma" for a codec of wal-g's that FromKey recognised, which tusk reads
+// only).
 func (c Codec) Name() string { return methods[c.method].name }
 
 // Ext returns the object name extension of the method, with its dot: ".zst",
@@ -190,8 +192,8 @@ func (c Codec) Ext() string { return methods[c.method].ext }
 // uncompressed: FromKey returns the none codec and the key unchanged.
 //
 // The codec comes at its method's default level, which matters only for
-// writing. wal-g's ".br" and ".lzma" are recognised so that reading them fails
-// with ErrUnsupported instead of handing compressed bytes on as raw ones.
+// writing. wal-g's ".br" and ".lzma" are recognised too: NewReader decodes
+// them, NewWriter refuses them.
 func FromKey(key string) (c Codec, base string) {
 	for m, info := range methods {
 		if info.ext != "" && strings.HasSuffix(key, info.ext) && len(key) > len(info.ext) {

@@ -6,10 +6,12 @@ import (
 	"io"
 	"sync"
 
+	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
+	"github.com/ulikunitz/xz/lzma"
 )
 
 // tuning holds the knobs the benchmarks compare. NewWriter and NewReader use
@@ -197,6 +199,11 @@ func newZstdWriter(w io.Writer, level zstd.EncoderLevel, pool bool) (io.WriteClo
 //     boundary would end silently. tusk's writer ends every stream with an s2
 //     index chunk holding the uncompressed length, and this reader requires it:
 //     an s2 stream without a final index (e.g. one from another tool) fails;
+//   - brotli (wal-g's .br): the last meta-block's ISLAST bit;
+//   - lzma (wal-g's .lzma, classic LZMA as github.com/ulikunitz/xz/lzma
+//     writes it): the end-of-stream marker, or the size in the header;
+//     LZMA has no checksum, so a flipped bit may decode to other bytes:
+//     wal-fetch checks a segment's length and page header;
 //   - every codec but none: an empty stream, as no writer produces one.
 //
 // A flipped bit is caught by the same checksums (s2 has one per chunk). The
@@ -249,6 +256,15 @@ func (c Codec) newReader(r io.Reader, t tuning) (io.ReadCloser, error) {
 		}
 	case methodLZ4:
 		rd.dec = lz4.NewReader(rd.src)
+	case methodBrotli:
+		rd.dec = brotli.NewReader(rd.src)
+	case methodLZMA:
+		rd.open = func() (io.Reader, error) {
+			// lzma reads the 13-byte header when made. wal-g's writer
+			// (lzma.NewWriter's defaults) ends the stream with an end
+			// marker, so a cut stream is an unexpected EOF.
+			return lzma.NewReader(rd.src)
+		}
 	default:
 		return nil, fmt.Errorf("new %s reader: %w", c.Name(), ErrUnsupported)
 	}

@@ -23,6 +23,15 @@
 //     plain fields.
 //   - Plain: stored as it is (the repository marker, which says that the
 //     repository is encrypted; tombstones; the claim of a running backup).
+//   - WALG: an object wal-g wrote with WALG_LIBSODIUM_KEY, under wal-g's
+//     own prefixes (wal_005/, basebackups_005/): the stream above with no
+//     additional data, which wal-g does not bind, and read as wal-g's
+//     reader reads it, which takes a stream that ends at a message
+//     boundary without its FINAL message as whole. Such a stream is what a
+//     cut one looks like, so its reader must check the length itself (a
+//     WAL segment is exactly the segment size). tusk writes these only in
+//     tests (package walgtest), to build wal-g repositories. In age mode,
+//     which wal-g does not have, they are stored and read as Plain.
 package crypt
 
 import (
@@ -46,6 +55,7 @@ const (
 	Encrypt Class = iota
 	Seal
 	Plain
+	WALG
 )
 
 // Options configure a Store.
@@ -126,6 +136,9 @@ func (s *Store) CanRead() bool { return s.o.Age == nil || s.o.Age.CanRead() }
 // sealStream is the stored form of r, the object under name.
 func (s *Store) sealStream(r io.Reader, name string) (io.Reader, error) {
 	a := s.o.Age
+	if a == nil && s.o.Classify(name) == WALG {
+		return newSealer(r, &s.o.Keys[0].key, nil), nil
+	}
 	if a == nil {
 		return newSealer(r, &s.o.Keys[0].key, []byte(name)), nil
 	}
@@ -149,6 +162,11 @@ func (s *Store) sealStream(r io.Reader, name string) (io.Reader, error) {
 // openStream is the plaintext of r, the stored object under name.
 func (s *Store) openStream(r io.Reader, name string) (io.Reader, error) {
 	a := s.o.Age
+	if a == nil && s.o.Classify(name) == WALG {
+		o := newOpener(r, name, s.o.Keys, s.o.Hint)
+		o.walg = true
+		return o, nil
+	}
 	if a == nil {
 		return newOpener(r, name, s.o.Keys, s.o.Hint), nil
 	}
@@ -174,9 +192,18 @@ func (s *Store) openStream(r io.Reader, name string) (io.Reader, error) {
 // kilobytes; a backup of a million files in 64 MiB parts is far below it).
 const maxSealed = 64 << 20
 
+// class is how the object under key is stored in this store's mode.
+func (s *Store) class(key string) Class {
+	c := s.o.Classify(key)
+	if c == WALG && s.o.Age != nil {
+		return Plain
+	}
+	return c
+}
+
 // Put implements storage.Storage.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader) error {
-	switch s.o.Classify(key) {
+	switch s.class(key) {
 	case Plain:
 		return s.inner.Put(ctx, key, r)
 	case Seal:
@@ -207,7 +234,7 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch s.o.Classify(key) {
+	switch s.class(key) {
 	case Plain:
 		return rc, nil
 	case Seal:
@@ -262,7 +289,7 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(storage.Object)
 // exact for objects written to the same recipients as this host's; a host
 // with only identities shows stored sizes.
 func (s *Store) plain(o storage.Object) storage.Object {
-	if s.o.Classify(o.Key) != Encrypt {
+	if c := s.class(o.Key); c != Encrypt && c != WALG {
 		return o
 	}
 	c := o.Size

@@ -158,7 +158,7 @@ var ErrDamaged = errors.New("encrypted object is damaged")
 
 // opener is an io.Reader of src's decryption: what Get returns.
 type opener struct {
-	src  io.Reader
+	src  *bufio.Reader
 	name string // the object's key: additional data, and for errors
 	keys []Key
 	hint string
@@ -166,12 +166,16 @@ type opener struct {
 	// expect, if set, is what the plaintext starts with (age mode's plain
 	// header, which the envelope also carries).
 	expect []byte
-	msg    int // messages opened
-	in     []byte
-	out    []byte
-	off    int
-	final  bool
-	err    error
+	// walg reads wal-g's own objects (class WALG): no additional data, and
+	// the stream may end at a message boundary without a FINAL message.
+	walg  bool
+	msg   int  // messages opened
+	ended bool // the last message opened was a full MESSAGE one
+	in    []byte
+	out   []byte
+	off   int
+	final bool
+	err   error
 }
 
 func newOpener(src io.Reader, name string, keys []Key, hint string) *opener {
@@ -248,6 +252,16 @@ func (o *opener) next() error {
 		}
 		return o.first(hdr[:])
 	}
+	if o.walg && o.ended {
+		// wal-g's reader takes the end of the object after a full
+		// message as the end of the stream.
+		switch _, err := o.src.Peek(1); {
+		case err == io.EOF:
+			return io.EOF
+		case err != nil:
+			return err
+		}
+	}
 	c, err := o.read()
 	if err != nil {
 		return err
@@ -273,7 +287,11 @@ func (o *opener) first(hdr []byte) error {
 		if err != nil {
 			return err
 		}
-		m, tag, err := pull.open(o.out[:0], c, []byte(o.name))
+		var ad []byte
+		if !o.walg {
+			ad = []byte(o.name)
+		}
+		m, tag, err := pull.open(o.out[:0], c, ad)
 		if err == nil {
 			o.pull = pull
 			return o.took(m, tag, len(c))
@@ -309,6 +327,8 @@ func (o *opener) took(m []byte, tag byte, n int) error {
 		o.final = true
 	case n < sealedChunk:
 		return o.damaged("its encrypted stream is cut short")
+	default:
+		o.ended = true
 	}
 	return nil
 }

@@ -70,6 +70,11 @@ type GuardOptions struct {
 	// KeyHint names the settings that give keys, for error sentences:
 	// "TUSK_ENCRYPTION_KEY or TUSK_ENCRYPTION_KEY_FILE".
 	KeyHint string
+	// Foreign are key prefixes of another tool's objects on the same
+	// prefix (wal-g's "wal_005/", "basebackups_005/"): they do not make
+	// the repository one that an older tusk wrote without encryption, so
+	// an encrypted Init writes its marker beside them.
+	Foreign []string
 }
 
 // Guard wraps a Storage so that "not found" is only ever said about a
@@ -111,7 +116,14 @@ func (g *Guard) Init(ctx context.Context) error {
 	case errors.Is(err, ErrNotFound):
 		if g.o.Encryption != nil {
 			// A repository from before markers holds plain objects.
-			err = g.inner.List(ctx, "", func(Object) error { return errFoundOne })
+			err = g.inner.List(ctx, "", func(o Object) error {
+				for _, p := range g.o.Foreign {
+					if strings.HasPrefix(o.Key, p) {
+						return nil
+					}
+				}
+				return errFoundOne
+			})
 			if errors.Is(err, errFoundOne) {
 				// Or another process wrote the marker just now.
 				if m, rerr := g.readMarker(ctx); rerr == nil {

@@ -171,6 +171,23 @@ func TestGuardEncryption(t *testing.T) {
 	st, _ = newRepo()
 	st.Put(ctx, "wal/old", strings.NewReader("x"))
 	refused(storage.NewGuardWith(st, enc("aaaa")).Init(ctx), "an older tusk wrote them without encryption, or the marker was removed")
+
+	// Another tool's objects (wal-g's) are not an older tusk's.
+	st, dir = newRepo()
+	st.Put(ctx, "basebackups_005/base_000000010000000000000002_backup_stop_sentinel.json", strings.NewReader("{}"))
+	st.Put(ctx, "wal_005/000000010000000000000002.lz4", strings.NewReader("x"))
+	foreign := enc("aaaa")
+	foreign.Foreign = []string{"wal_005/", "basebackups_005/"}
+	if err := storage.NewGuardWith(st, foreign).Init(ctx); err != nil {
+		t.Fatalf("encrypted Init beside wal-g's objects: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, storage.MarkerKey)); !strings.Contains(string(b), `"key_ids":["aaaa"]`) {
+		t.Fatalf("marker %s", b)
+	}
+	st, _ = newRepo()
+	st.Put(ctx, "wal_005/000000010000000000000002.lz4", strings.NewReader("x"))
+	st.Put(ctx, "wal/old", strings.NewReader("x"))
+	refused(storage.NewGuardWith(st, foreign).Init(ctx), "an older tusk wrote them without encryption")
 }
 
 // unreadableMarker is a store whose marker cannot be read, as a 0600

@@ -28,8 +28,16 @@ import (
 // Archive is what the repository's WAL archive holds.
 type Archive struct {
 	Timelines []*Timeline `json:"timelines"` // by ID
-	// Others counts objects under wal/ that are not WAL file names.
+	// Others counts objects under wal/ that are not WAL file names, and
+	// wal-g's objects under wal_005/ that are not WAL files (its .json
+	// metadata, delta maps).
 	Others int `json:"other_objects"`
+	// WALG counts the WAL files read from wal-g's layout (wal_005/), which
+	// the timelines include beside tusk's own.
+	WALG int `json:"walg_files"`
+	// UnreadableWAL are objects in wal-g's layout that hold a WAL file in
+	// a form tusk cannot read (wal-g's .lzo, an unknown extension).
+	UnreadableWAL []string `json:"unreadable_wal,omitempty"`
 	// HistoryErrors are history files that could not be read.
 	HistoryErrors []string `json:"history_errors"`
 	// UnreadableBackups are metadata objects of backups that could not be
@@ -61,8 +69,9 @@ type Timeline struct {
 	positions []uint64 // sorted segment numbers
 }
 
-// Read lists the WAL archive and reads every timeline history file.
-// segSize is the cluster's wal_segment_size (0 for 16 MiB).
+// Read lists the WAL archive, tusk's layout and wal-g's (wal_005/) as one,
+// and reads every timeline history file. segSize is the cluster's
+// wal_segment_size (0 for 16 MiB).
 func Read(ctx context.Context, st storage.Storage, segSize uint64, backups []basebackup.Meta) (*Archive, error) {
 	if segSize == 0 {
 		segSize = wal.DefaultSegSize
@@ -78,11 +87,8 @@ func Read(ctx context.Context, st storage.Storage, segSize uint64, backups []bas
 		return t
 	}
 	var histories []wal.Name
-	err := wal.List(ctx, st, wal.Prefix, func(o storage.Object, n wal.Name, ok bool) error {
-		if !ok {
-			a.Others++
-			return nil
-		}
+	historyKeys := map[string]string{}
+	add := func(o storage.Object, n wal.Name) {
 		t := get(n.Timeline)
 		switch n.Kind {
 		case wal.Segment:
@@ -94,14 +100,40 @@ func Read(ctx context.Context, st storage.Storage, segSize uint64, backups []bas
 			t.Bytes += o.Size
 		case wal.History:
 			t.HasHistory = true
-			histories = append(histories, n)
+			if historyKeys[n.File] == "" {
+				historyKeys[n.File] = o.Key // tusk's own, listed first, is the one read
+				histories = append(histories, n)
+			}
 		case wal.BackupHistory:
 			t.Bytes += o.Size
 		}
+	}
+	err := wal.List(ctx, st, wal.Prefix, func(o storage.Object, n wal.Name, ok bool) error {
+		if !ok {
+			a.Others++
+			return nil
+		}
+		add(o, n)
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list WAL: %w", err)
+	}
+	err = st.List(ctx, archive.WALGPrefix, func(o storage.Object) error {
+		n, known, ok := archive.WALGKeyOf(o.Key)
+		switch {
+		case !ok:
+			a.Others++
+		case !known:
+			a.UnreadableWAL = append(a.UnreadableWAL, o.Key)
+		default:
+			a.WALG++
+			add(o, n)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list wal-g's WAL: %w", err)
 	}
 	reader := &archive.Archive{Store: st}
 	for _, n := range histories {
@@ -110,15 +142,15 @@ func Read(ctx context.Context, st storage.Storage, segSize uint64, backups []bas
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			if !errors.Is(err, archive.ErrCorrupt) && !errors.Is(err, storage.ErrNotFound) {
+			if !errors.Is(err, archive.ErrCorrupt) && !errors.Is(err, archive.ErrUnreadable) && !errors.Is(err, storage.ErrNotFound) {
 				return nil, err
 			}
-			a.HistoryErrors = append(a.HistoryErrors, fmt.Sprintf("%s: %v", n.Key(), err))
+			a.HistoryErrors = append(a.HistoryErrors, fmt.Sprintf("%s: %v", historyKeys[n.File], err))
 			continue
 		}
 		h, err := wal.ParseHistory(&buf)
 		if err != nil {
-			a.HistoryErrors = append(a.HistoryErrors, fmt.Sprintf("%s: %v", n.Key(), err))
+			a.HistoryErrors = append(a.HistoryErrors, fmt.Sprintf("%s: %v", historyKeys[n.File], err))
 			continue
 		}
 		t := get(n.Timeline)
@@ -136,6 +168,9 @@ func Read(ctx context.Context, st storage.Storage, segSize uint64, backups []bas
 	for _, t := range byID {
 		slices.Sort(t.positions)
 		t.positions = slices.Compact(t.positions)
+		t.Segments = len(t.positions) // a segment in both layouts is one
+		slices.Sort(t.Partial)
+		t.Partial = slices.Compact(t.Partial)
 		t.Ranges, t.Gaps = wal.Runs(t.ID, t.positions, segSize)
 		a.Timelines = append(a.Timelines, t)
 	}
@@ -221,6 +256,9 @@ func (a *Archive) Check(backups []basebackup.Meta, srv *Server) Result {
 	r.Timeline = target.ID
 	for _, e := range a.HistoryErrors {
 		r.Problems = append(r.Problems, e)
+	}
+	for _, key := range a.UnreadableWAL {
+		r.Problems = append(r.Problems, fmt.Sprintf("%s holds a WAL file in a form tusk cannot read (wal-g's .lzo, or an extension tusk does not know)", key))
 	}
 	if target.ID > 1 && !target.HasHistory {
 		r.Problems = append(r.Problems, fmt.Sprintf("history file %s of timeline %d is not in the archive, so recovery cannot follow it", wal.HistoryFile(target.ID), target.ID))
@@ -373,9 +411,14 @@ func Content(ctx context.Context, r *Result, opts ContentOptions) error {
 			switch {
 			case err == nil:
 				return nil
-			case errors.Is(err, archive.ErrCorrupt):
+			case errors.Is(err, archive.ErrCorrupt), errors.Is(err, archive.ErrUnreadable):
+				key := n.Key()
+				if o, serr := archive.Stat(gctx, opts.Store, n); serr == nil {
+					key = o.Key // wal-g's, where tusk's layout lacks it
+				}
+				msg := strings.TrimPrefix(strings.TrimPrefix(err.Error(), key+": "), key+" (wal-g's): ")
 				mu.Lock()
-				r.Corrupt = append(r.Corrupt, basebackup.Problem{Object: n.Key(), Error: strings.TrimPrefix(err.Error(), n.Key()+": ")})
+				r.Corrupt = append(r.Corrupt, basebackup.Problem{Object: key, Error: msg})
 				mu.Unlock()
 				return nil
 			case errors.Is(err, storage.ErrNotFound) && gctx.Err() == nil:
