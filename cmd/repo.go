@@ -16,6 +16,7 @@ import (
 	"github.com/tusk-backup/tusk/storage/local"
 	"github.com/tusk-backup/tusk/storage/s3"
 	"github.com/tusk-backup/tusk/wal"
+	"github.com/tusk-backup/tusk/walg"
 )
 
 // storeUse is who a command serves, which decides its S3 retry budget (the
@@ -233,7 +234,7 @@ func listingOnly(c *cobra.Command) bool {
 
 // listBackups lists the finished backups, warning about unreadable metadata.
 func listBackups(ctx context.Context, st storage.Storage, log *slog.Logger) ([]basebackup.Meta, error) {
-	return basebackup.List(ctx, st, func(key string, err error) {
+	return walg.ListAll(ctx, st, func(key string, err error) {
 		log.Warn("skipping unreadable backup metadata", "key", key, "error", err)
 	})
 }

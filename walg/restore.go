@@ -1,0 +1,430 @@
+package walg
+
+import (
+	"archive/tar"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tusk-backup/tusk/basebackup"
+	"github.com/tusk-backup/tusk/compress"
+	"github.com/tusk-backup/tusk/storage"
+)
+
+// Files outside files_metadata.json that a restore unpacks
+// (UtilityFilePaths in backup.go), by tar entry name.
+const (
+	controlEntry       = "/global/pg_control"
+	labelEntry         = "backup_label"
+	tablespaceMapEntry = "tablespace_map"
+)
+
+// pageSize is PostgreSQL's block size, the unit of wal-g's increments
+// (DatabasePageSize).
+const pageSize = 8192
+
+// ReadChain reads the metadata of m's parents, up to its full backup, and
+// returns the chain the full backup first, m last (as basebackup.ReadChain
+// does for tusk's backups).
+func ReadChain(ctx context.Context, st storage.Storage, m basebackup.Meta) ([]basebackup.Meta, error) {
+	known := []basebackup.Meta{m}
+	for cur := m; cur.Incremental(); {
+		if len(known) > 1000 {
+			return nil, fmt.Errorf("wal-g backup %s's chain of parents is longer than 1000 backups", m.Name)
+		}
+		p, err := ReadMeta(ctx, st, cur.Parent)
+		if errors.Is(err, basebackup.ErrNoBackup) {
+			break // ChainOf says which one is missing
+		}
+		if err != nil {
+			return nil, fmt.Errorf("wal-g backup %s needs its parent %s: %w", m.Name, cur.Parent, err)
+		}
+		known = append(known, p)
+		cur = p
+	}
+	return basebackup.ChainOf(known, m)
+}
+
+// backupFiles is what restoring one backup of a chain needs to know.
+type backupFiles struct {
+	m     basebackup.Meta
+	files map[string]FileDescription // nil: the backup has no files metadata
+	want  map[string]bool            // tar entry names to unpack; nil: all
+}
+
+// RestoreChain restores the last backup of chain (as ReadChain returns it)
+// into dest, as wal-g's backup-fetch does (backup_fetch_handler.go,
+// deltaFetchRecursionOld; backup.go, unwrapOld): each backup from the full
+// one on unpacks the files the next needs from it (those the next skipped,
+// or holds as changed pages), the newest all of its own, a delta's paged
+// files applied as increments to its parent's copy; pg_control comes from
+// the newest backup's pg_control.tar, after the rest. With tablespaces
+// mapped elsewhere tablespace_map is left out, as wal-g does with a restore
+// spec; the links in pg_tblspc point to the mapped folders. The folder is
+// handled as a restore of tusk's own backups (basebackup.ForeignDest):
+// durable, sealed by pg_control last, removed on failure.
+func RestoreChain(ctx context.Context, chain []basebackup.Meta, dest string, opts basebackup.FetchOptions) (err error) {
+	if len(chain) == 0 {
+		return errors.New("no backup to restore")
+	}
+	newest := chain[len(chain)-1]
+	for i, m := range chain {
+		if !IsWALG(m) || (i == 0) == m.Incremental() || (i > 0 && m.Parent != chain[i-1].Name) {
+			return fmt.Errorf("wal-g backup %s: the chain given to restore is not a full wal-g backup followed by its deltas", newest.Name)
+		}
+	}
+	bs := make([]*backupFiles, len(chain))
+	for i, m := range chain {
+		s, files, err := readSentinel(ctx, opts.Store, m.Name)
+		if err != nil {
+			return err
+		}
+		if files == nil && !s.FilesMetadataDisabled {
+			if files, err = readFilesMetadata(ctx, opts.Store, m.Name); err != nil {
+				return err
+			}
+		}
+		bf := &backupFiles{m: m}
+		if files != nil && len(files.Files) > 0 {
+			bf.files = files.Files
+		}
+		if bf.files == nil && m.Incremental() {
+			return fmt.Errorf("wal-g backup %s is a delta without files metadata (taken with WALG_WITHOUT_FILES_METADATA), so which of its files are pages cannot be told: restore its full backup %s instead", m.Name, m.ChainFull)
+		}
+		bs[i] = bf
+	}
+	// What each backup unpacks (GetFilesToUnwrap, GetBaseFilesToUnwrap).
+	last := bs[len(bs)-1]
+	if last.files != nil {
+		last.want = map[string]bool{controlEntry: true, labelEntry: true, tablespaceMapEntry: true}
+		for f := range last.files {
+			last.want[f] = true
+		}
+	}
+	for k := len(bs) - 2; k >= 0; k-- {
+		next := bs[k+1]
+		bs[k].want = map[string]bool{}
+		for f := range next.want {
+			d, ok := next.files[f]
+			if !ok {
+				continue // a utility file: the newest backup's own
+			}
+			if d.IsSkipped || d.IsIncremented {
+				bs[k].want[f] = true
+			}
+		}
+	}
+
+	fd, err := basebackup.OpenForeignDest(newest, dest, opts)
+	if err != nil {
+		return err
+	}
+	defer func() { fd.Cleanup(err) }()
+	if err := fd.LinkTablespaces(); err != nil {
+		return err
+	}
+	mapped := false
+	for _, t := range newest.Tablespaces {
+		if filepath.Clean(fd.Tablespaces()[t.OID]) != filepath.Clean(t.Location) {
+			mapped = true
+		}
+	}
+	r := &restorer{fd: fd, opts: opts, mapped: mapped}
+	for _, m := range chain {
+		r.total += m.DataSize
+	}
+	for k, bf := range bs {
+		isNewest := k == len(bs)-1
+		var control []basebackup.Part
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(max(opts.Concurrency, 1))
+		for _, p := range bf.m.Parts {
+			switch {
+			case p.Archive == archiveControl:
+				control = append(control, p)
+				continue
+			case p.Archive == archiveLabel && !isNewest:
+				continue
+			}
+			g.Go(func() error { return r.part(gctx, bf, p) })
+		}
+		if err := g.Wait(); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		if isNewest {
+			if len(control) == 0 {
+				return fmt.Errorf("wal-g backup %s is incomplete: it has no %spg_control.tar, which a restore puts in place last", newest.Name, partsPrefix(newest.Name))
+			}
+			for _, p := range control {
+				if err := r.part(ctx, bf, p); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if opts.Log != nil {
+		opts.Log.Info("wal-g backup unpacked", "backup", newest.Name, "backups", len(chain), "files", r.files.Load(), "increments", r.increments.Load())
+	}
+	return fd.Finish(newest, opts)
+}
+
+// restorer unpacks a chain's parts into one destination.
+type restorer struct {
+	fd                *basebackup.ForeignDest
+	opts              basebackup.FetchOptions
+	mapped            bool // tablespaces go elsewhere than their locations
+	total             int64
+	done              atomic.Int64
+	files, increments atomic.Int64
+}
+
+// part downloads, decompresses (by the key's extension) and unpacks one
+// tar partition of bf.
+func (r *restorer) part(ctx context.Context, bf *backupFiles, p basebackup.Part) error {
+	rc, err := r.opts.Store.Get(ctx, p.Key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("wal-g backup %s: %s is missing from the repository: %w", bf.m.Name, p.Key, basebackup.ErrCorrupt)
+	}
+	if err != nil {
+		return fmt.Errorf("download %s: %w", p.Key, err)
+	}
+	defer rc.Close()
+	codec, _ := compress.FromKey(p.Key)
+	zr, err := codec.NewReader(rc)
+	if err != nil {
+		return fmt.Errorf("%s: %w: %v", p.Key, basebackup.ErrCorrupt, err)
+	}
+	defer zr.Close()
+	if err := r.unpack(zr, bf); err != nil {
+		var de *basebackup.DestError
+		if errors.As(err, &de) {
+			return err
+		}
+		return fmt.Errorf("%s: %w", p.Key, err)
+	}
+	// The rest: tar padding and the compressed stream's end.
+	if _, err := io.Copy(io.Discard, zr); err != nil {
+		return fmt.Errorf("%s: %w: %v", p.Key, basebackup.ErrCorrupt, err)
+	}
+	return nil
+}
+
+// unpack writes the entries of one tar partition of bf (FileTarInterpreter
+// in tar_interpreter.go).
+func (r *restorer) unpack(src io.Reader, bf *backupFiles) error {
+	tr := tar.NewReader(src)
+	lastReport := time.Now()
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %v", basebackup.ErrCorrupt, err)
+		}
+		rel := path.Clean(strings.TrimPrefix(hdr.Name, "/"))
+		if hdr.Name == "/" {
+			rel = "."
+		}
+		if oid, ok := strings.CutPrefix(rel, "pg_tblspc/"); ok && !strings.Contains(oid, "/") {
+			// A tablespace's link, made from the spec (LinkTablespaces).
+			continue
+		}
+		target, err := r.fd.Path(rel)
+		if err != nil {
+			return err
+		}
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(target, 0o700); err != nil {
+				return r.fd.WriteError(err)
+			}
+		case tar.TypeReg:
+			if bf.want != nil && !bf.want[hdr.Name] {
+				continue
+			}
+			if hdr.Name == tablespaceMapEntry && r.mapped {
+				continue
+			}
+			if err := os.MkdirAll(filepath.Dir(target), 0o700); err != nil {
+				return r.fd.WriteError(err)
+			}
+			if d, ok := bf.files[hdr.Name]; ok && bf.m.Incremental() && d.IsIncremented {
+				if err := r.applyIncrement(target, hdr.Name, tr); err != nil {
+					return err
+				}
+				r.increments.Add(1)
+			} else if err := r.writeFile(target, hdr, tr); err != nil {
+				return err
+			}
+			r.files.Add(1)
+			r.done.Add(hdr.Size)
+		default:
+			return fmt.Errorf("%w: entry %s has type %q, which wal-g never writes into a base backup", basebackup.ErrCorrupt, hdr.Name, hdr.Typeflag)
+		}
+		if r.opts.Progress != nil && time.Since(lastReport) > 200*time.Millisecond {
+			lastReport = time.Now()
+			r.opts.Progress(r.done.Load(), r.total)
+		}
+	}
+}
+
+// writeFile writes a whole file, replacing a parent's copy.
+func (r *restorer) writeFile(target string, hdr *tar.Header, data io.Reader) error {
+	f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return r.fd.WriteError(err)
+	}
+	if err := r.copy(f, data, hdr.Name); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return r.fd.WriteError(err)
+	}
+	if !hdr.ModTime.IsZero() {
+		os.Chtimes(target, hdr.ModTime, hdr.ModTime)
+	}
+	return nil
+}
+
+// copy copies a tar entry's data into w: a write error is the folder's, a
+// read error the part's.
+func (r *restorer) copy(w io.Writer, data io.Reader, name string) error {
+	ew := &errWriter{w: w}
+	if _, err := io.Copy(ew, data); err != nil {
+		if ew.err != nil {
+			return r.fd.WriteError(ew.err)
+		}
+		return fmt.Errorf("%w: %s: %v", basebackup.ErrCorrupt, name, err)
+	}
+	return nil
+}
+
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	n, err := e.w.Write(p)
+	if err != nil && e.err == nil {
+		e.err = err
+	}
+	return n, err
+}
+
+// maxIncrementBlocks bounds an increment's block count before its block
+// numbers are read: a 1 GiB relation segment has 131072 blocks, and a file
+// that grew while wal-g read it a few more.
+const maxIncrementBlocks = 1 << 20
+
+// applyIncrement applies a delta's pages to the parent's copy of a file, as
+// wal-g's ApplyFileIncrement (pagefile.go) does: the body is 'w' 'i' '1'
+// 0x55, the file's size (uint64, little-endian), the number N of pages
+// (uint32), N block numbers (uint32 each), then the N pages; the file is
+// cut or extended to its size and each page written at its block. The
+// parent's copy must exist.
+func (r *restorer) applyIncrement(target, name string, data io.Reader) error {
+	var head [16]byte
+	if _, err := io.ReadFull(data, head[:]); err != nil {
+		return fmt.Errorf("%w: %s: the increment's header is cut short", basebackup.ErrCorrupt, name)
+	}
+	if head[0] != 'w' || head[1] != 'i' || head[3] != 0x55 {
+		return fmt.Errorf("%w: %s is marked incremented in files_metadata.json but does not start with wal-g's increment header", basebackup.ErrCorrupt, name)
+	}
+	if head[2] != '1' {
+		return fmt.Errorf("%w: %s is an increment of version %q, and tusk reads wal-g's version 1", basebackup.ErrCorrupt, name, head[2])
+	}
+	size := binary.LittleEndian.Uint64(head[4:12])
+	n := binary.LittleEndian.Uint32(head[12:16])
+	if n > maxIncrementBlocks || size > 1<<40 {
+		return fmt.Errorf("%w: %s: the increment claims %d pages of a %d-byte file", basebackup.ErrCorrupt, name, n, size)
+	}
+	blocks := make([]byte, 4*int(n))
+	if _, err := io.ReadFull(data, blocks); err != nil {
+		return fmt.Errorf("%w: %s: the increment's block numbers are cut short", basebackup.ErrCorrupt, name)
+	}
+	f, err := os.OpenFile(target, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w: %s is an increment, and no backup before it in the chain holds the file", basebackup.ErrCorrupt, name)
+	}
+	if err != nil {
+		return r.fd.WriteError(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(int64(size)); err != nil {
+		return r.fd.WriteError(err)
+	}
+	page := make([]byte, pageSize)
+	for i := range int(n) {
+		blk := binary.LittleEndian.Uint32(blocks[4*i:])
+		if _, err := io.ReadFull(data, page); err != nil {
+			return fmt.Errorf("%w: %s: the increment's pages are cut short", basebackup.ErrCorrupt, name)
+		}
+		if _, err := f.WriteAt(page, int64(blk)*pageSize); err != nil {
+			return r.fd.WriteError(err)
+		}
+	}
+	if k, _ := data.Read(make([]byte, 1)); k > 0 {
+		return fmt.Errorf("%w: %s: the increment has data after its last page", basebackup.ErrCorrupt, name)
+	}
+	if err := f.Close(); err != nil {
+		return r.fd.WriteError(err)
+	}
+	return nil
+}
+
+// readSentinel reads and parses backup name's sentinel.
+func readSentinel(ctx context.Context, st storage.Storage, name string) (Sentinel, *FilesMetadata, error) {
+	b, err := readSmall(ctx, st, SentinelKey(name))
+	if errors.Is(err, storage.ErrNotFound) {
+		return Sentinel{}, nil, fmt.Errorf("backup %s: %w in the repository (see tusk backup-list)", name, basebackup.ErrNoBackup)
+	}
+	if err != nil {
+		return Sentinel{}, nil, fmt.Errorf("read wal-g backup %s: %w", name, err)
+	}
+	s, files, err := parseSentinel(name, b)
+	if err != nil {
+		return s, nil, fmt.Errorf("wal-g backup %s: %w", name, err)
+	}
+	return s, files, nil
+}
+
+// readFilesMetadata reads backup name's files_metadata.json; a backup
+// without one (older wal-g) has nil.
+func readFilesMetadata(ctx context.Context, st storage.Storage, name string) (*FilesMetadata, error) {
+	key := DataPrefix(name) + "files_metadata.json"
+	b, err := readLimited(ctx, st, key, 1<<30)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read wal-g backup %s: %w", name, err)
+	}
+	var fm FilesMetadata
+	if err := json.Unmarshal(b, &fm); err != nil {
+		return nil, fmt.Errorf("wal-g backup %s: %w: %s is not valid JSON (%v)", name, basebackup.ErrCorrupt, key, err)
+	}
+	return &fm, nil
+}
+
+// codecOf names the codec of a part by its key's extension.
+func codecOf(key string) string {
+	c, _ := compress.FromKey(key)
+	return c.Name()
+}
