@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -98,6 +99,16 @@ func RestoreChain(ctx context.Context, chain []basebackup.Meta, dest string, opt
 		bf := &backupFiles{m: m}
 		if files != nil && len(files.Files) > 0 {
 			bf.files = files.Files
+		}
+		if files != nil {
+			// wal-g restores what the listing shows; the files metadata
+			// says what there should be.
+			for tarName := range files.TarFileSets {
+				key := partsPrefix(m.Name) + tarName
+				if !slices.ContainsFunc(m.Parts, func(p basebackup.Part) bool { return p.Key == key }) {
+					return fmt.Errorf("wal-g backup %s: %s, which its files_metadata.json lists, is missing from the repository: %w", m.Name, key, basebackup.ErrCorrupt)
+				}
+			}
 		}
 		if bf.files == nil && m.Incremental() {
 			return fmt.Errorf("wal-g backup %s is a delta without files metadata (taken with WALG_WITHOUT_FILES_METADATA), so which of its files are pages cannot be told: restore its full backup %s instead", m.Name, m.ChainFull)
