@@ -83,8 +83,9 @@ func pushWALG(t *testing.T, pg *testenv.Postgres, st storage.Storage, codec, par
 // written in wal-g's format; tusk lists all three, says which is whose, and
 // restores each wal-g backup exactly to a moment after it (backup-fetch
 // --recover to a target LSN, by name and as LATEST), and each restored
-// cluster starts and promotes. The WAL stays in tusk's archive (the
-// cluster archives with tusk wal-push).
+// cluster starts and promotes; once two tusk backups are newer, delete
+// retain FULL 2 deletes the wal-g backups and all their objects. The WAL
+// stays in tusk's archive (the cluster archives with tusk wal-push).
 func TestIntegrationWALGBackups(t *testing.T) {
 	bin := testenv.BuildTusk(t)
 	for kind, repo := range repos(t) {
@@ -153,6 +154,22 @@ func TestIntegrationWALGBackups(t *testing.T) {
 					t.Fatalf("%s: tablespace at %s, want %s", c.name, got, ts)
 				}
 				stopServer(t, pg, dest)
+			}
+
+			// Once tusk's own backups are newer, retention ages the wal-g
+			// backups out with every object of theirs.
+			wantExit(t, run(t, bin, env, "backup-push", pg.DataDir), 0)
+			wantExit(t, run(t, bin, env, "backup-push", pg.DataDir), 0)
+			r = run(t, bin, env, "delete", "retain", "FULL", "2", "--confirm")
+			wantExit(t, r, 0)
+			left := listBackups(t, bin, env)
+			if len(left) != 2 || left[0].Origin != "" || left[1].Origin != "" {
+				t.Fatalf("after delete retain FULL 2: %v\n%s", names(left), r.stdout)
+			}
+			for _, k := range repo.keys(t) {
+				if strings.HasPrefix(k, "basebackups_005/") {
+					t.Fatalf("after delete retain FULL 2: %s left", k)
+				}
 			}
 		})
 	}

@@ -145,8 +145,8 @@ type FileDescription struct {
 	UpdatesCount  uint64          `json:"UpdatesCount"`
 }
 
-// ErrBadSentinel marks a sentinel or metadata object that is not what
-// wal-g writes.
+// ErrBadSentinel marks a sentinel or metadata.json that is not what wal-g
+// writes.
 var ErrBadSentinel = errors.New("is not a wal-g backup sentinel")
 
 // parseSentinel reads a sentinel and checks what a restore needs of it.
@@ -356,7 +356,7 @@ func readMeta(ctx context.Context, st storage.Storage, name string, parts []stor
 	default:
 		md = new(Metadata)
 		if err := json.Unmarshal(b, md); err != nil {
-			return basebackup.Meta{}, fmt.Errorf("wal-g backup %s: %s is not valid JSON (%v)", name, DataPrefix(name)+"metadata.json", err)
+			return basebackup.Meta{}, fmt.Errorf("wal-g backup %s: %w: its %s is not valid JSON (%v)", name, ErrBadSentinel, DataPrefix(name)+"metadata.json", err)
 		}
 	}
 	return toMeta(name, s, md, parts), nil
