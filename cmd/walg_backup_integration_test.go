@@ -156,6 +156,10 @@ func TestIntegrationWALGBackups(t *testing.T) {
 				stopServer(t, pg, dest)
 			}
 
+			// A drill of the delta: restored, replayed, checked.
+			r = run(t, bin, env, "restore-drill", delta, "--scratch", testenv.ServerTempDir(t), "--sql", "SELECT 1 FROM marks WHERE n = 2")
+			wantExit(t, r, 0)
+
 			// Once tusk's own backups are newer, retention ages the wal-g
 			// backups out with every object of theirs.
 			wantExit(t, run(t, bin, env, "backup-push", pg.DataDir), 0)

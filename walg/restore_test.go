@@ -134,6 +134,11 @@ func name(lsn uint64) string { return time.Unix(int64(lsn), 0).UTC().Format(time
 
 func restore(t *testing.T, st storage.Storage, backup string, mapping map[string]string) (string, error) {
 	t.Helper()
+	return restoreWith(t, st, backup, basebackup.FetchOptions{Store: st, Concurrency: 3, TablespaceMap: mapping})
+}
+
+func restoreWith(t *testing.T, st storage.Storage, backup string, opts basebackup.FetchOptions) (string, error) {
+	t.Helper()
 	m, err := walg.ReadMeta(t.Context(), st, backup)
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +148,7 @@ func restore(t *testing.T, st storage.Storage, backup string, mapping map[string
 		t.Fatal(err)
 	}
 	dest := filepath.Join(t.TempDir(), "restored")
-	return dest, walg.RestoreChain(t.Context(), chain, dest, basebackup.FetchOptions{Store: st, Concurrency: 3, TablespaceMap: mapping})
+	return dest, walg.RestoreChain(t.Context(), chain, dest, opts)
 }
 
 // TestRestoreChain restores a full backup and a delta on it, written by
@@ -222,6 +227,31 @@ func TestRestoreChain(t *testing.T) {
 		os.RemoveAll(mapped)
 	}
 
+	// Until the very end PostgreSQL could not start from the folder: no
+	// global/pg_control, and tusk's marker says the restore is unfinished.
+	var sealed bool
+	dest, err := restoreWith(t, st, delta, basebackup.FetchOptions{Store: st, TablespaceMap: map[string]string{f.space: mapped},
+		BeforeSeal: func(dest string) error {
+			if _, err := os.Stat(filepath.Join(dest, "global/pg_control")); err == nil {
+				t.Errorf("global/pg_control is in place before the restore is sealed")
+			}
+			if _, err := os.Stat(filepath.Join(dest, "tusk-restore-unfinished")); err != nil {
+				t.Errorf("no unfinished marker before the restore is sealed: %v", err)
+			}
+			sealed = true
+			return nil
+		}})
+	if err != nil || !sealed {
+		t.Fatalf("restore %s: %v (sealed %v)", delta, err, sealed)
+	}
+	if b, err := os.ReadFile(filepath.Join(dest, "global/pg_control")); err != nil || !bytes.Equal(b, bytes.Repeat([]byte{1}, 8192)) {
+		t.Errorf("global/pg_control after the seal: %v", err)
+	}
+	if err := basebackup.CheckDest(dest, "restore folder"); err == nil || strings.Contains(err.Error(), "unfinished") {
+		t.Errorf("a finished restore: CheckDest says %v, want not empty", err)
+	}
+	os.RemoveAll(mapped)
+
 	// A damaged part: the restore fails mid-way and removes what it wrote.
 	dm, err := walg.ReadMeta(t.Context(), st, delta)
 	if err != nil {
@@ -253,7 +283,7 @@ func TestRestoreChain(t *testing.T) {
 	if err := st.Delete(t.Context(), part); err != nil {
 		t.Fatal(err)
 	}
-	dest, err := restore(t, st, delta, map[string]string{f.space: mapped})
+	dest, err = restore(t, st, delta, map[string]string{f.space: mapped})
 	if !errors.Is(err, basebackup.ErrCorrupt) || !strings.Contains(err.Error(), part) {
 		t.Errorf("restore with %s missing: %v", part, err)
 	}
