@@ -3,6 +3,7 @@ package cmd_test
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -127,6 +128,13 @@ func TestIntegrationWALGBackups(t *testing.T) {
 			if len(lines) != 4 || !strings.HasSuffix(lines[0], "origin") || !strings.HasSuffix(lines[1], "tusk") ||
 				!strings.HasSuffix(lines[2], "wal-g") || !strings.HasSuffix(lines[3], "wal-g") {
 				t.Fatalf("backup-list:\n%s", r.stdout)
+			}
+
+			// verify reads all three, the delta with its chain, and their WAL.
+			r = run(t, bin, env, "verify", "--all", "--json")
+			wantExit(t, r, 0)
+			if vs := decode[[]tusk.VerifyResult](t, r); len(vs) != 3 || vs[2].Backup != delta || !slices.Equal(vs[2].Chain, []string{full}) || !vs[2].OK {
+				t.Fatalf("verify --all --json: %s", r.stdout)
 			}
 
 			for _, c := range []struct {

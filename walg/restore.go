@@ -345,12 +345,45 @@ func (e *errWriter) Write(p []byte) (int, error) {
 const maxIncrementBlocks = 1 << 20
 
 // applyIncrement applies a delta's pages to the parent's copy of a file, as
-// wal-g's ApplyFileIncrement (pagefile.go) does: the body is 'w' 'i' '1'
-// 0x55, the file's size (uint64, little-endian), the number N of pages
-// (uint32), N block numbers (uint32 each), then the N pages; the file is
-// cut or extended to its size and each page written at its block. The
-// parent's copy must exist.
+// wal-g's ApplyFileIncrement (pagefile.go) does (see readIncrement): the
+// file is cut or extended to its size and each page written at its block.
+// The parent's copy must exist.
 func (r *restorer) applyIncrement(target, name string, data io.Reader) error {
+	var f *os.File
+	err := readIncrement(data, name, func(size uint64) error {
+		var err error
+		f, err = os.OpenFile(target, os.O_RDWR, 0)
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w: %s is an increment, and no backup before it in the chain holds the file", basebackup.ErrCorrupt, name)
+		}
+		if err != nil {
+			return r.fd.WriteError(err)
+		}
+		if err := f.Truncate(int64(size)); err != nil {
+			return r.fd.WriteError(err)
+		}
+		return nil
+	}, func(blk uint32, page []byte) error {
+		if _, err := f.WriteAt(page, int64(blk)*pageSize); err != nil {
+			return r.fd.WriteError(err)
+		}
+		return nil
+	})
+	if f == nil {
+		return err
+	}
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = r.fd.WriteError(cerr)
+	}
+	return err
+}
+
+// readIncrement reads the body of a delta's paged file as wal-g's
+// ApplyFileIncrement does: 'w' 'i' '1' 0x55, the file's size (uint64,
+// little-endian), the number N of pages (uint32), N block numbers (uint32
+// each), then the N pages of 8192 bytes, and nothing after them. It calls
+// start with the size, then page for each page.
+func readIncrement(data io.Reader, name string, start func(size uint64) error, page func(blk uint32, b []byte) error) error {
 	var head [16]byte
 	if _, err := io.ReadFull(data, head[:]); err != nil {
 		return fmt.Errorf("%w: %s: the increment's header is cut short", basebackup.ErrCorrupt, name)
@@ -370,32 +403,20 @@ func (r *restorer) applyIncrement(target, name string, data io.Reader) error {
 	if _, err := io.ReadFull(data, blocks); err != nil {
 		return fmt.Errorf("%w: %s: the increment's block numbers are cut short", basebackup.ErrCorrupt, name)
 	}
-	f, err := os.OpenFile(target, os.O_RDWR, 0)
-	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("%w: %s is an increment, and no backup before it in the chain holds the file", basebackup.ErrCorrupt, name)
+	if err := start(size); err != nil {
+		return err
 	}
-	if err != nil {
-		return r.fd.WriteError(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(int64(size)); err != nil {
-		return r.fd.WriteError(err)
-	}
-	page := make([]byte, pageSize)
+	buf := make([]byte, pageSize)
 	for i := range int(n) {
-		blk := binary.LittleEndian.Uint32(blocks[4*i:])
-		if _, err := io.ReadFull(data, page); err != nil {
+		if _, err := io.ReadFull(data, buf); err != nil {
 			return fmt.Errorf("%w: %s: the increment's pages are cut short", basebackup.ErrCorrupt, name)
 		}
-		if _, err := f.WriteAt(page, int64(blk)*pageSize); err != nil {
-			return r.fd.WriteError(err)
+		if err := page(binary.LittleEndian.Uint32(blocks[4*i:]), buf); err != nil {
+			return err
 		}
 	}
 	if k, _ := data.Read(make([]byte, 1)); k > 0 {
 		return fmt.Errorf("%w: %s: the increment has data after its last page", basebackup.ErrCorrupt, name)
-	}
-	if err := f.Close(); err != nil {
-		return r.fd.WriteError(err)
 	}
 	return nil
 }

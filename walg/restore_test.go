@@ -227,6 +227,12 @@ func TestRestoreChain(t *testing.T) {
 		os.RemoveAll(mapped)
 	}
 
+	for _, b := range []string{full, delta} {
+		if problems := verifyProblems(t, st, b); len(problems) != 0 {
+			t.Errorf("verify %s: %v", b, problems)
+		}
+	}
+
 	// Until the very end PostgreSQL could not start from the folder: no
 	// global/pg_control, and tusk's marker says the restore is unfinished.
 	var sealed bool
@@ -269,6 +275,10 @@ func TestRestoreChain(t *testing.T) {
 		t.Errorf("a failed restore left the tablespace folder %s", mapped)
 	}
 
+	if problems := verifyProblems(t, st, delta); len(problems) != 1 || problems[0].Object != damaged {
+		t.Errorf("verify %s with %s damaged: %v", delta, damaged, problems)
+	}
+
 	// A part missing: the restore fails and leaves nothing behind.
 	m, err := walg.ReadMeta(t.Context(), st, full)
 	if err != nil {
@@ -290,6 +300,22 @@ func TestRestoreChain(t *testing.T) {
 	if _, serr := os.Stat(dest); serr == nil {
 		t.Errorf("a failed restore left %s", dest)
 	}
+	if problems := verifyProblems(t, st, full); len(problems) != 1 || problems[0].Object != part {
+		t.Errorf("verify %s with %s missing: %v", full, part, problems)
+	}
+}
+
+func verifyProblems(t *testing.T, st storage.Storage, backup string) []basebackup.Problem {
+	t.Helper()
+	m, err := walg.ReadMeta(t.Context(), st, backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, err := walg.Verify(t.Context(), m, basebackup.VerifyOptions{Store: st, Concurrency: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return problems
 }
 
 func slicesConcat(ps ...[]byte) []byte { return bytes.Join(ps, nil) }
