@@ -194,6 +194,8 @@ func keyHint(e config.Encryption) string {
 // authenticated with one), everything else encrypted.
 func objectClass(key string) crypt.Class {
 	switch {
+	case strings.HasPrefix(key, walg.Prefix) && !walg.IsPartKey(key):
+		return crypt.Plain // wal-g's sentinels and metadata: never encrypted by wal-g
 	case key == storage.MarkerKey:
 		return crypt.Plain
 	case basebackup.IsMetaKey(key):

@@ -90,3 +90,18 @@ func TestParseSentinelRefuses(t *testing.T) {
 		t.Errorf("old sentinel: %+v %+v %v", s, files, err)
 	}
 }
+
+func TestIsPartKey(t *testing.T) {
+	for key, want := range map[string]bool{
+		"basebackups_005/base_000000010000000000000002/tar_partitions/part_001.tar.lz4": true,
+		"basebackups_005/base_000000010000000000000002/tar_partitions/pg_control.tar":   true,
+		"basebackups_005/base_000000010000000000000002_backup_stop_sentinel.json":       false,
+		"basebackups_005/base_000000010000000000000002/metadata.json":                   false,
+		"basebackups_005/base_000000010000000000000002/tar_partitions/":                 false,
+		"wal_005/000000010000000000000002.lz4":                                          false,
+	} {
+		if got := IsPartKey(key); got != want {
+			t.Errorf("IsPartKey(%s) = %v, want %v", key, got, want)
+		}
+	}
+}

@@ -16,6 +16,19 @@ func SentinelKey(name string) string { return Prefix + name + sentinelSuffix }
 // DataPrefix is the prefix of backup name's objects besides its sentinel.
 func DataPrefix(name string) string { return Prefix + name + "/" }
 
+// IsPartKey reports whether key is a tar partition of a wal-g backup
+// (basebackups_005/NAME/tar_partitions/...): the only objects of a backup
+// that wal-g compresses and encrypts; its sentinel and metadata are always
+// stored as they are.
+func IsPartKey(key string) bool {
+	rest, ok := strings.CutPrefix(key, Prefix)
+	if !ok {
+		return false
+	}
+	name, file, ok := strings.Cut(rest, "/tar_partitions/")
+	return ok && file != "" && !strings.Contains(name, "/") && !strings.Contains(file, "/")
+}
+
 // partsPrefix is the prefix of backup name's tar partitions.
 func partsPrefix(name string) string { return DataPrefix(name) + "tar_partitions/" }
 
