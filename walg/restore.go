@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -62,6 +63,8 @@ type backupFiles struct {
 	m     basebackup.Meta
 	files map[string]FileDescription // nil: the backup has no files metadata
 	want  map[string]bool            // tar entry names to unpack; nil: all
+	mu    sync.Mutex
+	found map[string]bool // of want, the files unpacked
 }
 
 // RestoreChain restores the last backup of chain (as ReadChain returns it)
@@ -128,10 +131,13 @@ func RestoreChain(ctx context.Context, chain []basebackup.Meta, dest string, opt
 		bs[k].want = map[string]bool{}
 		for f := range next.want {
 			d, ok := next.files[f]
-			if !ok {
+			switch {
+			case !ok && (f == controlEntry || f == labelEntry || f == tablespaceMapEntry):
 				continue // a utility file: the newest backup's own
-			}
-			if d.IsSkipped || d.IsIncremented {
+			case !ok:
+				// wal-g panics here (GetBaseFilesToUnwrap).
+				return fmt.Errorf("wal-g backup %s: %w: its delta %s needs %s from it, and its files_metadata.json does not list the file", next.m.Name, basebackup.ErrCorrupt, bs[len(bs)-1].m.Name, f)
+			case d.IsSkipped || d.IsIncremented:
 				bs[k].want[f] = true
 			}
 		}
@@ -175,6 +181,15 @@ func RestoreChain(ctx context.Context, chain []basebackup.Meta, dest string, opt
 				return ctx.Err()
 			}
 			return err
+		}
+		if !isNewest {
+			// Each file a later delta skipped or holds as pages must come
+			// from here (wal-g would restore without it).
+			for f := range bf.want {
+				if !bf.found[f] {
+					return fmt.Errorf("wal-g backup %s: %w: its partitions lack %s, which its delta %s needs", bf.m.Name, basebackup.ErrCorrupt, f, bs[k+1].m.Name)
+				}
+			}
 		}
 		if isNewest {
 			if len(control) == 0 {
@@ -283,6 +298,14 @@ func (r *restorer) unpack(src io.Reader, bf *backupFiles) error {
 				return err
 			}
 			r.files.Add(1)
+			if bf.want != nil {
+				bf.mu.Lock()
+				if bf.found == nil {
+					bf.found = map[string]bool{}
+				}
+				bf.found[hdr.Name] = true
+				bf.mu.Unlock()
+			}
 			r.done.Add(hdr.Size)
 		default:
 			return fmt.Errorf("%w: entry %s has type %q, which wal-g never writes into a base backup", basebackup.ErrCorrupt, hdr.Name, hdr.Typeflag)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
@@ -319,3 +320,58 @@ func verifyProblems(t *testing.T, st storage.Storage, backup string) []basebacku
 }
 
 func slicesConcat(ps ...[]byte) []byte { return bytes.Join(ps, nil) }
+
+// editFiles rewrites backup name's files_metadata.json through edit.
+func editFiles(t *testing.T, st storage.Storage, name string, edit func(files map[string]any)) {
+	t.Helper()
+	key := walg.DataPrefix(name) + "files_metadata.json"
+	rc, err := st.Get(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fm map[string]any
+	err = json.NewDecoder(rc).Decode(&fm)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(fm["Files"].(map[string]any))
+	b, _ := json.Marshal(fm)
+	if err := st.Put(t.Context(), key, bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRestoreChainRefusesHoles: a file a delta skipped must come from its
+// parent; wal-g would restore without it.
+func TestRestoreChainRefusesHoles(t *testing.T) {
+	st, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := fixture{st: st, data: filepath.Join(t.TempDir(), "data"), space: filepath.Join(t.TempDir(), "space")}
+	write(t, filepath.Join(f.data, "global/pg_control"), bytes.Repeat([]byte{1}, 8192))
+	write(t, filepath.Join(f.data, "base/5/1000"), page(0x10, 3))
+	full := f.push(t, 0x1000000, "none", "")
+	delta := f.push(t, 0x2000000, "none", full)
+	if _, err := restore(t, st, delta, nil); err != nil {
+		t.Fatalf("restore %s: %v", delta, err)
+	}
+	skipped := map[string]any{"IsIncremented": false, "IsSkipped": true, "MTime": "2026-12-02T04:43:02Z", "UpdatesCount": 0}
+	editFiles(t, st, delta, func(files map[string]any) { files["/base/5/9999"] = skipped })
+	dest, err := restore(t, st, delta, nil)
+	if !errors.Is(err, basebackup.ErrCorrupt) || !strings.Contains(err.Error(), "lack /base/5/9999") {
+		t.Errorf("a skipped file its parent does not hold: %v", err)
+	}
+	if _, serr := os.Stat(dest); serr == nil {
+		t.Errorf("a failed restore left %s", dest)
+	}
+
+	// A middle delta must list what the delta on it skipped (where
+	// wal-g's GetBaseFilesToUnwrap panics).
+	top := f.push(t, 0x3000000, "none", delta)
+	editFiles(t, st, top, func(files map[string]any) { files["/base/5/8888"] = skipped })
+	if _, err := restore(t, st, top, nil); !errors.Is(err, basebackup.ErrCorrupt) || !strings.Contains(err.Error(), "does not list") {
+		t.Errorf("a skipped file the middle delta does not list: %v", err)
+	}
+}
