@@ -229,24 +229,47 @@ func (r *restorer) part(ctx context.Context, bf *backupFiles, p basebackup.Part)
 		return fmt.Errorf("download %s: %w", p.Key, err)
 	}
 	defer rc.Close()
-	codec, _ := compress.FromKey(p.Key)
-	zr, err := codec.NewReader(rc)
-	if err != nil {
-		return fmt.Errorf("%s: %w: %v", p.Key, basebackup.ErrCorrupt, err)
-	}
-	defer zr.Close()
-	if err := r.unpack(zr, bf); err != nil {
+	// A failed download is the transfer's fault, not the partition's.
+	download := &errReader{r: rc}
+	failed := func(err error) error {
 		var de *basebackup.DestError
-		if errors.As(err, &de) {
+		switch {
+		case errors.As(err, &de):
 			return err
+		case download.err != nil:
+			return fmt.Errorf("download %s: %w", p.Key, download.err)
 		}
 		return fmt.Errorf("%s: %w", p.Key, err)
 	}
+	codec, _ := compress.FromKey(p.Key)
+	zr, err := codec.NewReader(download)
+	if err != nil {
+		return failed(fmt.Errorf("%w: %v", basebackup.ErrCorrupt, err))
+	}
+	defer zr.Close()
+	if err := r.unpack(zr, bf); err != nil {
+		return failed(err)
+	}
 	// The rest: tar padding and the compressed stream's end.
 	if _, err := io.Copy(io.Discard, zr); err != nil {
-		return fmt.Errorf("%s: %w: %v", p.Key, basebackup.ErrCorrupt, err)
+		return failed(fmt.Errorf("%w: %v", basebackup.ErrCorrupt, err))
 	}
 	return nil
+}
+
+// errReader remembers the first error, other than io.EOF, of the reader it
+// wraps.
+type errReader struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF && e.err == nil {
+		e.err = err
+	}
+	return n, err
 }
 
 // unpack writes the entries of one tar partition of bf (FileTarInterpreter

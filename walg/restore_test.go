@@ -17,6 +17,7 @@ import (
 	"github.com/tusk-backup/tusk/compress"
 	"github.com/tusk-backup/tusk/internal/walgtest"
 	"github.com/tusk-backup/tusk/storage"
+	"github.com/tusk-backup/tusk/storage/faulty"
 	"github.com/tusk-backup/tusk/storage/local"
 	"github.com/tusk-backup/tusk/walg"
 )
@@ -373,5 +374,51 @@ func TestRestoreChainRefusesHoles(t *testing.T) {
 	editFiles(t, st, top, func(files map[string]any) { files["/base/5/8888"] = skipped })
 	if _, err := restore(t, st, top, nil); !errors.Is(err, basebackup.ErrCorrupt) || !strings.Contains(err.Error(), "does not list") {
 		t.Errorf("a skipped file the middle delta does not list: %v", err)
+	}
+}
+
+// TestRestoreDownloadFailure: a partition whose download breaks off is the
+// transfer's failure, not a corrupt partition; a cut or flipped one is
+// corrupt. Either way nothing is left behind.
+func TestRestoreDownloadFailure(t *testing.T) {
+	base, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := fixture{st: base, data: filepath.Join(t.TempDir(), "data")}
+	write(t, filepath.Join(f.data, "global/pg_control"), bytes.Repeat([]byte{1}, 8192))
+	write(t, filepath.Join(f.data, "base/5/1000"), slicesConcat(page(0x10, 3), page(0x20, 4), page(0x30, 5)))
+	full := f.push(t, 0x1000000, "zstd", "")
+	part := walg.DataPrefix(full) + "tar_partitions/part_001.tar.zst"
+	broken := errors.New("connection reset by peer")
+	for _, c := range []struct {
+		what    string
+		fault   faulty.Fault
+		corrupt bool
+	}{
+		{"broken off", faulty.Fault{Op: faulty.Get, Prefix: part, TruncateAt: 100, ReadErr: broken}, false},
+		{"cut", faulty.Fault{Op: faulty.Get, Prefix: part, TruncateAt: 100}, true},
+		{"flipped", faulty.Fault{Op: faulty.Get, Prefix: part, FlipAt: 60}, true},
+	} {
+		st := faulty.New(base)
+		st.Inject(c.fault)
+		dest, err := restore(t, st, full, nil)
+		if c.corrupt != errors.Is(err, basebackup.ErrCorrupt) || !strings.Contains(err.Error(), part) || (!c.corrupt && !errors.Is(err, broken)) {
+			t.Errorf("%s: %v", c.what, err)
+		}
+		if _, serr := os.Stat(dest); serr == nil {
+			t.Errorf("%s: a failed restore left %s", c.what, dest)
+		}
+		m, rerr := walg.ReadMeta(t.Context(), st, full)
+		if rerr != nil {
+			t.Fatal(rerr)
+		}
+		problems, verr := walg.Verify(t.Context(), m, basebackup.VerifyOptions{Store: st})
+		if c.corrupt && (verr != nil || len(problems) != 1 || problems[0].Object != part) {
+			t.Errorf("%s: verify: %v %v", c.what, problems, verr)
+		}
+		if !c.corrupt && !errors.Is(verr, broken) {
+			t.Errorf("%s: verify: %v %v, want the download's error", c.what, problems, verr)
+		}
 	}
 }

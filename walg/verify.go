@@ -121,8 +121,18 @@ func scanPart(ctx context.Context, st storage.Storage, m basebackup.Meta, p base
 		return nil, fmt.Errorf("download %s: %w", p.Key, err)
 	}
 	defer rc.Close()
-	codec, _ := compress.FromKey(p.Key)
-	zr, err := codec.NewReader(rc)
+	download := &errReader{r: rc}
+	seen, err := scanTar(download, p.Key, m, files, progress)
+	if err != nil && download.err != nil {
+		return nil, fmt.Errorf("download %s: %w", p.Key, download.err)
+	}
+	return seen, err
+}
+
+// scanTar reads a partition's compressed tar stream through.
+func scanTar(src io.Reader, key string, m basebackup.Meta, files map[string]FileDescription, progress func(int64)) (map[string]bool, error) {
+	codec, _ := compress.FromKey(key)
+	zr, err := codec.NewReader(src)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", basebackup.ErrCorrupt, err)
 	}
