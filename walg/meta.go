@@ -190,7 +190,7 @@ func toMeta(name string, s Sentinel, md *Metadata, parts []storage.Object) baseb
 		Name:       name,
 		Origin:     basebackup.OriginWALG,
 		PGVersion:  s.PgVersion,
-		SegSize:    wal.DefaultSegSize,
+		SegSize:    segSizeOf(seg, *s.LSN),
 		StartLSN:   wal.LSN(*s.LSN),
 		EndLSN:     wal.LSN(*s.FinishLSN),
 		StartTLI:   tli,
@@ -252,6 +252,35 @@ func toMeta(name string, s Sentinel, md *Metadata, parts []storage.Object) baseb
 		m.FinishTime = slices.MaxFunc(parts, func(a, b storage.Object) int { return a.ModTime.Compare(b.ModTime) }).ModTime
 	}
 	return m
+}
+
+// segSizeOf finds the WAL segment size a backup was taken with, which
+// wal-g does not record, from its name's start segment and its start LSN:
+// PostgreSQL's default if they agree on it, else the one size (a power of
+// two from 1 MiB to 1 GiB) they agree on, else the default.
+func segSizeOf(seg string, lsn uint64) uint64 {
+	log, _ := strconv.ParseUint(seg[8:16], 16, 32)
+	no, _ := strconv.ParseUint(seg[16:24], 16, 32)
+	fits := func(size uint64) bool {
+		perLog := (1 << 32) / size
+		return no < perLog && lsn/size == log*perLog+no
+	}
+	if fits(wal.DefaultSegSize) {
+		return wal.DefaultSegSize
+	}
+	var found uint64
+	for size := uint64(1 << 20); size <= 1<<30; size <<= 1 {
+		if fits(size) {
+			if found != 0 {
+				return wal.DefaultSegSize
+			}
+			found = size
+		}
+	}
+	if found == 0 {
+		return wal.DefaultSegSize
+	}
+	return found
 }
 
 // The archives of a wal-g backup's parts besides the data directory's.

@@ -105,3 +105,21 @@ func TestIsPartKey(t *testing.T) {
 		}
 	}
 }
+
+func TestSegSizeOf(t *testing.T) {
+	for _, c := range []struct {
+		seg  string
+		lsn  uint64
+		want uint64
+	}{
+		{"000000010000000000000002", 0x2000028, 16 << 20},
+		{"000000010000000000000002", 0x200028, 1 << 20},
+		{"00000001000000000000000A", 0xA0000028, 256 << 20},
+		{"000000010000000100000003", 0x1_0C000028, 64 << 20},
+		{"000000010000000000000001", 0, 16 << 20}, // agrees with no size: the default
+	} {
+		if got := segSizeOf(c.seg, c.lsn); got != c.want {
+			t.Errorf("segSizeOf(%s, %X) = %d, want %d", c.seg, c.lsn, got, c.want)
+		}
+	}
+}
