@@ -1,7 +1,11 @@
 package basebackup
 
 import (
+	"archive/tar"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -13,7 +17,10 @@ import (
 // and the folder gets what a restore of tusk's own backups gets (see
 // durable.go): the checks that it is empty, the unfinished marker, a
 // pg_control held under another name until the end, and the durable seal.
-type ForeignDest struct{ d *restoreDest }
+type ForeignDest struct {
+	d *restoreDest
+	w *fileWriter
+}
 
 // OpenForeignDest checks and makes dest and the folders of m's tablespaces
 // (mapped by opts.TablespaceMap), as a restore of m begins.
@@ -22,7 +29,7 @@ func OpenForeignDest(m Meta, dest string, opts FetchOptions) (*ForeignDest, erro
 	if err != nil {
 		return nil, err
 	}
-	return &ForeignDest{d: d}, nil
+	return &ForeignDest{d: d, w: &fileWriter{early: !opts.NoSync}}, nil
 }
 
 // Dest is the data directory.
@@ -67,6 +74,17 @@ func (f *ForeignDest) LinkTablespaces() error {
 		}
 	}
 	return nil
+}
+
+// WriteFile writes a regular file's data r, as tar entry hdr describes it,
+// at target (from Path), replacing what a parent of the backup wrote there:
+// through the same writer as tusk's own restores (large writes, writeback
+// started as it goes, the modification time kept).
+func (f *ForeignDest) WriteFile(target string, hdr *tar.Header, r io.Reader) error {
+	if err := os.Remove(target); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return destError(f.d.dest, err)
+	}
+	return f.w.writeEntry(f.d.dest, target, hdr, r)
 }
 
 // WriteError is err, of writing into the restore's folders, as the

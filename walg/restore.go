@@ -317,7 +317,7 @@ func (r *restorer) unpack(src io.Reader, bf *backupFiles) error {
 					return err
 				}
 				r.increments.Add(1)
-			} else if err := r.writeFile(target, hdr, tr); err != nil {
+			} else if err := r.fd.WriteFile(target, hdr, tr); err != nil {
 				return err
 			}
 			r.files.Add(1)
@@ -338,51 +338,6 @@ func (r *restorer) unpack(src io.Reader, bf *backupFiles) error {
 			r.opts.Progress(r.done.Load(), r.total)
 		}
 	}
-}
-
-// writeFile writes a whole file, replacing a parent's copy.
-func (r *restorer) writeFile(target string, hdr *tar.Header, data io.Reader) error {
-	f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return r.fd.WriteError(err)
-	}
-	if err := r.copy(f, data, hdr.Name); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return r.fd.WriteError(err)
-	}
-	if !hdr.ModTime.IsZero() {
-		os.Chtimes(target, hdr.ModTime, hdr.ModTime)
-	}
-	return nil
-}
-
-// copy copies a tar entry's data into w: a write error is the folder's, a
-// read error the part's.
-func (r *restorer) copy(w io.Writer, data io.Reader, name string) error {
-	ew := &errWriter{w: w}
-	if _, err := io.Copy(ew, data); err != nil {
-		if ew.err != nil {
-			return r.fd.WriteError(ew.err)
-		}
-		return fmt.Errorf("%w: %s: %v", basebackup.ErrCorrupt, name, err)
-	}
-	return nil
-}
-
-type errWriter struct {
-	w   io.Writer
-	err error
-}
-
-func (e *errWriter) Write(p []byte) (int, error) {
-	n, err := e.w.Write(p)
-	if err != nil && e.err == nil {
-		e.err = err
-	}
-	return n, err
 }
 
 // maxIncrementBlocks bounds an increment's block count before its block
