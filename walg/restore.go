@@ -121,7 +121,9 @@ func RestoreChain(ctx context.Context, chain []basebackup.Meta, dest string, opt
 	// What each backup unpacks (GetFilesToUnwrap, GetBaseFilesToUnwrap).
 	last := bs[len(bs)-1]
 	if last.files != nil {
-		last.want = map[string]bool{controlEntry: true, labelEntry: true, tablespaceMapEntry: true}
+		// A backup wal-g took over the replication protocol names its
+		// entries without the leading slash: global/pg_control.
+		last.want = map[string]bool{controlEntry: true, controlEntry[1:]: true, labelEntry: true, tablespaceMapEntry: true}
 		for f := range last.files {
 			last.want[f] = true
 		}
@@ -132,7 +134,7 @@ func RestoreChain(ctx context.Context, chain []basebackup.Meta, dest string, opt
 		for f := range next.want {
 			d, ok := next.files[f]
 			switch {
-			case !ok && (f == controlEntry || f == labelEntry || f == tablespaceMapEntry):
+			case !ok && (f == controlEntry || f == controlEntry[1:] || f == labelEntry || f == tablespaceMapEntry):
 				continue // a utility file: the newest backup's own
 			case !ok:
 				// wal-g panics here (GetBaseFilesToUnwrap).

@@ -24,7 +24,8 @@ import (
 // files_metadata.json lists must be there, decompress and hold every entry
 // it lists, only folders and regular files with names inside the data
 // directory, a delta's paged files as well-formed increments; pg_control.tar
-// must hold global/pg_control and backup_label.tar backup_label. wal-g
+// must hold global/pg_control, and a partition backup_label (backup_label.tar,
+// or in a backup wal-g took over the replication protocol, the first). wal-g
 // stores no checksums, so what a partition holds is checked only as far as
 // its compression and tar framing do. It returns every problem found
 // (storage failures other than a missing object stop it with an error).
@@ -66,12 +67,10 @@ func Verify(ctx context.Context, m basebackup.Meta, opts basebackup.VerifyOption
 			}
 		}
 	}
-	need := map[string]string{archiveControl: controlEntry, archiveLabel: labelEntry}
-	for archive, entry := range need {
-		if !slices.ContainsFunc(m.Parts, func(p basebackup.Part) bool { return p.Archive == archive }) {
-			report(partsPrefix(m.Name)+archive+".tar", fmt.Errorf("%w: the backup has no %s.tar, so it holds no %s and a restore could not start", basebackup.ErrCorrupt, archive, strings.TrimPrefix(entry, "/")))
-		}
+	if !slices.ContainsFunc(m.Parts, func(p basebackup.Part) bool { return p.Archive == archiveControl }) {
+		report(partsPrefix(m.Name)+"pg_control.tar", fmt.Errorf("%w: the backup has no pg_control.tar, so it holds no global/pg_control and a restore could not start", basebackup.ErrCorrupt))
 	}
+	var label atomic.Bool // backup_label.tar holds it, or (remote mode) a partition
 	var done atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(opts.Concurrency, 1))
@@ -97,14 +96,20 @@ func Verify(ctx context.Context, m basebackup.Meta, opts basebackup.VerifyOption
 					}
 				}
 			}
-			if entry, ok := need[p.Archive]; ok && !seen[entry] {
-				report(p.Key, fmt.Errorf("%w: it holds no %s", basebackup.ErrCorrupt, strings.TrimPrefix(entry, "/")))
+			if p.Archive == archiveControl && !seen[controlEntry] && !seen[strings.TrimPrefix(controlEntry, "/")] {
+				report(p.Key, fmt.Errorf("%w: it holds no global/pg_control", basebackup.ErrCorrupt))
+			}
+			if seen[labelEntry] {
+				label.Store(true)
 			}
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
+	}
+	if !label.Load() && !slices.ContainsFunc(problems, func(p basebackup.Problem) bool { return strings.HasPrefix(p.Object, partsPrefix(m.Name)) }) {
+		report(partsPrefix(m.Name)+"backup_label.tar", fmt.Errorf("%w: no partition of the backup holds backup_label, so a restore could not start", basebackup.ErrCorrupt))
 	}
 	slices.SortFunc(problems, func(a, b basebackup.Problem) int { return strings.Compare(a.Object+a.Error, b.Object+b.Error) })
 	return problems, nil
