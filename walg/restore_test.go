@@ -1,6 +1,7 @@
 package walg_test
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -420,5 +421,77 @@ func TestRestoreDownloadFailure(t *testing.T) {
 		if !c.corrupt && !errors.Is(verr, broken) {
 			t.Errorf("%s: verify: %v %v, want the download's error", c.what, problems, verr)
 		}
+	}
+}
+
+// TestRestoreRemoteMode: a backup as wal-g's backup-push without a data
+// directory (remote mode, streaming_base_backup.go) writes it, laid out as
+// wal-g 43fb039f wrote one on PostgreSQL 15: BASE_BACKUP's entry names (no
+// leading slash), the tablespace's archive first under pg_tblspc/OID/,
+// backup_label and tablespace_map in the data directory's partition,
+// pg_control.tar holding global/pg_control, files metadata without
+// TarFileSets and no backup_label.tar.
+func TestRestoreRemoteMode(t *testing.T) {
+	st, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const name = "base_000000010000000000000002"
+	mtime := time.Date(2026, 12, 2, 5, 23, 0, 0, time.UTC)
+	files := map[string]string{
+		"pg_tblspc/16400/PG_15_202209061/5/2000": string(page(0x10, 9)),
+		"backup_label":                           "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\n",
+		"tablespace_map":                         "16400 /tmp/old-space\n",
+		"PG_VERSION":                             "15\n",
+		"base/5/1000":                            string(slicesConcat(page(0x10, 3), page(0x20, 4))),
+		"global/pg_control":                      string(bytes.Repeat([]byte{1}, 8192)),
+	}
+	part := func(key string, entries ...string) {
+		var b bytes.Buffer
+		tw := tar.NewWriter(&b)
+		for _, e := range entries {
+			if strings.HasSuffix(e, "/") {
+				tw.WriteHeader(&tar.Header{Name: e, Typeflag: tar.TypeDir, Mode: 0o700, ModTime: mtime})
+				continue
+			}
+			tw.WriteHeader(&tar.Header{Name: e, Typeflag: tar.TypeReg, Mode: 0o600, Size: int64(len(files[e])), ModTime: mtime})
+			tw.Write([]byte(files[e]))
+		}
+		tw.Close()
+		if err := st.Put(t.Context(), walg.DataPrefix(name)+"tar_partitions/"+key, &b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	part("part_001.tar", "pg_tblspc/16400/PG_15_202209061/", "pg_tblspc/16400/PG_15_202209061/5/", "pg_tblspc/16400/PG_15_202209061/5/2000")
+	part("part_002.tar", "backup_label", "tablespace_map", "base/", "base/5/", "base/5/1000", "PG_VERSION", "global/")
+	part("pg_control.tar", "global/pg_control")
+	fm := map[string]any{"Files": map[string]any{}}
+	for f := range files {
+		fm["Files"].(map[string]any)[f] = map[string]any{"IsIncremented": false, "IsSkipped": false, "MTime": mtime, "UpdatesCount": 0}
+	}
+	b, _ := json.Marshal(fm)
+	for key, body := range map[string]string{
+		walg.DataPrefix(name) + "files_metadata.json": string(b),
+		walg.DataPrefix(name) + "metadata.json":       `{"start_time":"2026-12-02T05:23:15.225701Z","finish_time":"2026-12-02T05:23:16.514438Z","date_fmt":"%Y-%m-%dT%H:%M:%S.%fZ","hostname":"vm","data_dir":"/tmp/data","pg_version":150018,"start_lsn":33554472,"finish_lsn":33554688,"is_permanent":false,"system_identifier":7714562627524091016,"uncompressed_size":1,"compressed_size":1}`,
+		walg.SentinelKey(name):                        `{"LSN":33554472,"PgVersion":150018,"FinishLSN":33554688,"SystemIdentifier":7714562627524091016,"UncompressedSize":1,"CompressedSize":1,"Spec":{"16400":{"loc":"/tmp/old-space","link":"pg_tblspc/16400"},"base_prefix":"/tmp/data","tablespaces":["16400"]},"ChkpNum":null,"Version":2,"StartTime":"2026-12-02T05:23:15.225701Z","FinishTime":"2026-12-02T05:23:16.514438Z","DateFmt":"%Y-%m-%dT%H:%M:%S.%fZ","Hostname":"vm","DataDir":"/tmp/data","IsPermanent":false}`,
+	} {
+		if err := st.Put(t.Context(), key, strings.NewReader(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mapped := filepath.Join(t.TempDir(), "space")
+	dest, err := restore(t, st, name, map[string]string{"/tmp/old-space": mapped})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for f, body := range files {
+		if f != "tablespace_map" { // left out: the tablespace is mapped elsewhere
+			want[f] = body
+		}
+	}
+	same(t, name, tree(t, dest), want)
+	if problems := verifyProblems(t, st, name); len(problems) != 0 {
+		t.Errorf("verify: %v", problems)
 	}
 }
