@@ -228,10 +228,10 @@ func PushBackup(ctx context.Context, st storage.Storage, o BackupOptions) (strin
 		p.parentFiles, p.deltaLSN = pf.Files, parent.LSN
 		p.name += "_D_" + regexp.MustCompile(`[0-9A-F]{24}`).FindString(o.Parent)
 	}
-	if err := filepath.Walk(o.DataDir, p.walk); err != nil {
+	if err := filepath.Walk(o.DataDir, p.walker(ctx)); err != nil {
 		return "", err
 	}
-	if err := p.closePart(ctx); err != nil {
+	if err := p.closePart(); err != nil {
 		return "", err
 	}
 	if err := p.putControl(ctx); err != nil {
@@ -284,8 +284,15 @@ func PushBackup(ctx context.Context, st storage.Storage, o BackupOptions) (strin
 	return p.name, nil
 }
 
-// walk is HandleWalkedFSObject.
-func (p *pusher) walk(fpath string, info fs.FileInfo, err error) error {
+// walker is HandleWalkedFSObject.
+func (p *pusher) walker(ctx context.Context) filepath.WalkFunc {
+	return func(fpath string, info fs.FileInfo, err error) error { return p.walk(ctx, fpath, info, err) }
+}
+
+func (p *pusher) walk(ctx context.Context, fpath string, info fs.FileInfo, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
 	fpath = filepath.ToSlash(fpath)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -319,7 +326,7 @@ func (p *pusher) walk(fpath string, info fs.FileInfo, err error) error {
 			target = strings.TrimRight(target, "/")
 			p.spec.names = append(p.spec.names, de.Name())
 			p.spec.locations[de.Name()] = specLocation{Location: target, Symlink: "pg_tblspc/" + de.Name()}
-			if err := filepath.Walk(target, p.walk); err != nil {
+			if err := filepath.Walk(target, p.walker(ctx)); err != nil {
 				return err
 			}
 		}
@@ -328,7 +335,7 @@ func (p *pusher) walk(fpath string, info fs.FileInfo, err error) error {
 		p.control = fpath
 		return nil
 	}
-	return p.add(fpath, info)
+	return p.add(ctx, fpath, info)
 }
 
 // symlinkPath is makeTablespaceSymlinkPath: a path in a tablespace as if
@@ -354,7 +361,7 @@ func (p *pusher) relPath(fpath string) string {
 }
 
 // add is addToBundle.
-func (p *pusher) add(fpath string, info fs.FileInfo) error {
+func (p *pusher) add(ctx context.Context, fpath string, info fs.FileInfo) error {
 	excluded := excludedNames[info.Name()]
 	if excluded && !info.IsDir() {
 		return nil
@@ -371,9 +378,9 @@ func (p *pusher) add(fpath string, info fs.FileInfo) error {
 			return nil
 		}
 		incremented := p.deltaLSN != nil && inBase && pagedFile(info, fpath)
-		return p.addFile(fpath, info, hdr, incremented)
+		return p.addFile(ctx, fpath, info, hdr, incremented)
 	}
-	w, err := p.tar()
+	w, err := p.tar(ctx)
 	if err != nil {
 		return err
 	}
@@ -400,7 +407,7 @@ func pagedFile(info fs.FileInfo, fpath string) bool {
 }
 
 // addFile is PackFileIntoTar with the part's size check after it.
-func (p *pusher) addFile(fpath string, info fs.FileInfo, hdr *tar.Header, incremented bool) error {
+func (p *pusher) addFile(ctx context.Context, fpath string, info fs.FileInfo, hdr *tar.Header, incremented bool) error {
 	var body io.Reader
 	if incremented {
 		inc, ok, err := increment(fpath, info.Size(), *p.deltaLSN)
@@ -428,7 +435,7 @@ func (p *pusher) addFile(fpath string, info fs.FileInfo, hdr *tar.Header, increm
 		hdr.Size = info.Size()
 		body = io.LimitReader(io.MultiReader(f, zeros{}), hdr.Size)
 	}
-	w, err := p.tar()
+	w, err := p.tar(ctx)
 	if err != nil {
 		return err
 	}
@@ -443,7 +450,7 @@ func (p *pusher) addFile(fpath string, info fs.FileInfo, hdr *tar.Header, increm
 	w.size += hdr.Size
 	p.uncompressed += hdr.Size
 	if w.size > p.o.TarSizeThreshold {
-		return p.closePart(context.Background())
+		return p.closePart()
 	}
 	return nil
 }
@@ -530,10 +537,10 @@ func (c *counter) Read(b []byte) (int, error) {
 }
 
 // tar is the current part, started if there is none (TarBallQueue.Deque).
-func (p *pusher) tar() (*partWriter, error) {
+func (p *pusher) tar(ctx context.Context) (*partWriter, error) {
 	if p.part == nil {
 		p.parts++
-		w, err := p.open(context.Background(), fmt.Sprintf("part_%03d.tar", p.parts))
+		w, err := p.open(ctx, fmt.Sprintf("part_%03d.tar", p.parts))
 		if err != nil {
 			return nil, err
 		}
@@ -575,7 +582,7 @@ func (p *pusher) finish(w *partWriter) error {
 }
 
 // closePart uploads the current part, if any.
-func (p *pusher) closePart(context.Context) error {
+func (p *pusher) closePart() error {
 	if p.part == nil {
 		return nil
 	}
