@@ -145,6 +145,10 @@ func RestoreChain(ctx context.Context, chain []basebackup.Meta, dest string, opt
 		}
 	}
 
+	if !slices.ContainsFunc(newest.Parts, func(p basebackup.Part) bool { return p.Archive == archiveControl }) {
+		return fmt.Errorf("wal-g backup %s is incomplete: it has no %spg_control.tar, which a restore puts in place last: %w", newest.Name, partsPrefix(newest.Name), basebackup.ErrCorrupt)
+	}
+
 	fd, err := basebackup.OpenForeignDest(newest, dest, opts)
 	if err != nil {
 		return err
@@ -194,9 +198,6 @@ func RestoreChain(ctx context.Context, chain []basebackup.Meta, dest string, opt
 			}
 		}
 		if isNewest {
-			if len(control) == 0 {
-				return fmt.Errorf("wal-g backup %s is incomplete: it has no %spg_control.tar, which a restore puts in place last", newest.Name, partsPrefix(newest.Name))
-			}
 			for _, p := range control {
 				if err := r.part(ctx, bf, p); err != nil {
 					return err
