@@ -115,6 +115,10 @@ type Meta struct {
 	// BadPages are the data pages whose checksum failed as a local-mode
 	// backup read them (PostgreSQL's data checksums), by file.
 	BadPages []BadPages `json:"bad_pages,omitempty"`
+	// Origin is the tool whose layout the backup is stored in: empty for
+	// tusk's own, OriginWALG for a wal-g backup on the same prefix (read
+	// by package walg, never written into backups/).
+	Origin string `json:"origin,omitempty"`
 	// Sealed is set when the metadata was read from an encrypted
 	// repository without its key: only the plain fields are there (see
 	// SealedFields), enough to list and retain the backup, not to restore,
@@ -133,6 +137,18 @@ func (m Meta) NeedsKey() error {
 		return fmt.Errorf("backup %s %w", m.Name, ErrEncrypted)
 	}
 	return nil
+}
+
+// OriginWALG is Meta.Origin of a wal-g backup.
+const OriginWALG = "wal-g"
+
+// OriginName is the tool whose layout m is stored in, as backup-list
+// prints it: tusk or wal-g.
+func (m Meta) OriginName() string {
+	if m.Origin == "" {
+		return "tusk"
+	}
+	return m.Origin
 }
 
 // Backup modes (Meta.Mode).

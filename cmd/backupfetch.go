@@ -52,6 +52,10 @@ global/pg_control is put in place last, so a restore stopped mid-way (kill -9,
 a crash) leaves a folder PostgreSQL cannot start from, which a later
 backup-fetch into it recognizes as unfinished.
 
+wal-g's base backups on the same prefix (basebackups_005/, full and delta)
+are restored too, as wal-g's backup-fetch composes them; LATEST is the newest
+of tusk's and wal-g's backups alike.
+
 It then writes restore_command (this tusk binary with the same repository
 settings, or --config file) into DEST/postgresql.auto.conf and creates
 recovery.signal (standby.signal with --standby), with the recovery target

@@ -22,7 +22,9 @@ how long it took, whether it is permanent, whether it is a full or an
 incremental backup, the backup an incremental was taken against, and what its
 whole chain (the full backup and every incremental up to it, all of which a
 restore reads) stores. --detail adds LSNs, the PostgreSQL version and the
-system identifier; --json prints the whole metadata, with chain_stored_size.`,
+system identifier; --json prints the whole metadata, with chain_stored_size.
+The last column, origin, says whose layout a backup is in: tusk's own, or
+wal-g's (basebackups_005/ on the same prefix, restorable by backup-fetch).`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, args []string) error {
 			cfg, log, st, err := root.loadRepo(c)
@@ -49,6 +51,7 @@ system identifier; --json prints the whole metadata, with chain_stored_size.`,
 			if detail {
 				fmt.Fprint(tw, "\tstart LSN\tend LSN\tversion\tsystem id\tfrom standby")
 			}
+			fmt.Fprint(tw, "\torigin")
 			fmt.Fprintln(tw)
 			for _, e := range entries {
 				m := e.Meta
@@ -69,6 +72,7 @@ system identifier; --json prints the whole metadata, with chain_stored_size.`,
 				if detail {
 					fmt.Fprintf(tw, "\t%s\t%s\t%d\t%s\t%v", m.StartLSN, m.EndLSN, m.PGVersion, m.SystemID, m.FromStandby)
 				}
+				fmt.Fprintf(tw, "\t%s", m.OriginName())
 				fmt.Fprintln(tw)
 			}
 			return tw.Flush()

@@ -16,6 +16,7 @@ import (
 	"github.com/tusk-backup/tusk/storage/local"
 	"github.com/tusk-backup/tusk/storage/s3"
 	"github.com/tusk-backup/tusk/wal"
+	"github.com/tusk-backup/tusk/walg"
 )
 
 // storeUse is who a command serves, which decides its S3 retry budget (the
@@ -194,6 +195,10 @@ func keyHint(e config.Encryption) string {
 // authenticated with one), everything else encrypted.
 func objectClass(key string) crypt.Class {
 	switch {
+	case walg.IsPartKey(key):
+		return crypt.WALG // wal-g's partitions: its libsodium framing, no additional data
+	case strings.HasPrefix(key, walg.Prefix):
+		return crypt.Plain // wal-g's sentinels and metadata: never encrypted by wal-g
 	case key == storage.MarkerKey:
 		return crypt.Plain
 	case basebackup.IsMetaKey(key):
@@ -236,7 +241,7 @@ func listingOnly(c *cobra.Command) bool {
 
 // listBackups lists the finished backups, warning about unreadable metadata.
 func listBackups(ctx context.Context, st storage.Storage, log *slog.Logger) ([]basebackup.Meta, error) {
-	return basebackup.List(ctx, st, func(key string, err error) {
+	return walg.ListAll(ctx, st, func(key string, err error) {
 		log.Warn("skipping unreadable backup metadata", "key", key, "error", err)
 	})
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/tusk-backup/tusk/storage"
 	"github.com/tusk-backup/tusk/verify"
 	"github.com/tusk-backup/tusk/wal"
+	"github.com/tusk-backup/tusk/walg"
 )
 
 // verifyResult is one backup's verdict, as verify --json prints it.
@@ -56,6 +57,11 @@ present with their sizes and checksums), of the same cluster, and in order
 (each parent ends before the backup built on it starts). The WAL checked is the
 backup's own: restoring it needs its chain's data, not its chain's WAL.
 
+A wal-g backup on the same prefix is read as backup-fetch reads it: its
+sentinel and files metadata, every partition they list (wal-g records no
+checksums: each must decompress and hold the entries listed), pg_control and
+backup_label, a delta's page files, and its chain.
+
 Without a name it verifies the newest backup; --all verifies every backup.
 Each problem is reported with the object it concerns; the exit code is 1 if
 there is any. Parts are read TUSK_DOWNLOAD_CONCURRENCY at a time.`,
@@ -87,8 +93,8 @@ there is any. Parts are read TUSK_DOWNLOAD_CONCURRENCY at a time.`,
 			// chain needs that backup.
 			var unreadable []verifyResult
 			why := map[string]string{}
-			list, err := basebackup.List(ctx, st, func(key string, err error) {
-				name := strings.TrimSuffix(strings.TrimPrefix(key, "backups/"), ".json")
+			list, err := walg.ListAll(ctx, st, func(key string, err error) {
+				name := strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(key, "backups/"), walg.Prefix), ".json"), "_backup_stop_sentinel")
 				why[name] = err.Error()
 				unreadable = append(unreadable, verifyResult{Backup: name, Problems: []basebackup.Problem{{Object: key, Error: err.Error()}}})
 			})
@@ -99,6 +105,9 @@ there is any. Parts are read TUSK_DOWNLOAD_CONCURRENCY at a time.`,
 				i := slices.IndexFunc(list, func(m basebackup.Meta) bool { return m.Name == args[0] })
 				if i < 0 {
 					_, err := basebackup.ReadMeta(ctx, st, args[0]) // says why
+					if errors.Is(err, basebackup.ErrNoBackup) && walg.IsName(args[0]) {
+						_, err = walg.ReadMeta(ctx, st, args[0])
+					}
 					if err == nil {
 						err = fmt.Errorf("backup %s: %w in the repository (see tusk backup-list)", args[0], basebackup.ErrNoBackup)
 					}
@@ -129,7 +138,11 @@ there is any. Parts are read TUSK_DOWNLOAD_CONCURRENCY at a time.`,
 				if p, ok := partsOf[m.Name]; ok {
 					return p, nil
 				}
-				problems, err := basebackup.Verify(ctx, m, basebackup.VerifyOptions{
+				verifyBackup := basebackup.Verify
+				if walg.IsWALG(m) {
+					verifyBackup = walg.Verify
+				}
+				problems, err := verifyBackup(ctx, m, basebackup.VerifyOptions{
 					Store: st, Concurrency: cfg.DownloadConcurrency, Deep: deep,
 					Progress: func(done, total int64) {
 						line.show("verify %s: %s of %s", what, bytesString(done), bytesString(total))

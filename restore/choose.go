@@ -8,6 +8,7 @@ import (
 
 	"github.com/tusk-backup/tusk/basebackup"
 	"github.com/tusk-backup/tusk/storage"
+	"github.com/tusk-backup/tusk/walg"
 )
 
 // Latest names the newest backup that serves the target.
@@ -89,16 +90,20 @@ func ChoseForTarget(name string, t Target) bool {
 }
 
 // Find reads the backups Choose needs from st (only the named one's
-// metadata, or the whole list for Latest) and chooses.
+// metadata, or the whole list for Latest) and chooses. wal-g's backups on
+// the same prefix compete with tusk's (package walg).
 func Find(ctx context.Context, st storage.Storage, name string, t Target) (basebackup.Meta, error) {
 	if name != Latest {
 		m, err := basebackup.ReadMeta(ctx, st, name)
+		if errors.Is(err, basebackup.ErrNoBackup) && walg.IsName(name) {
+			m, err = walg.ReadMeta(ctx, st, name)
+		}
 		if err != nil {
 			return m, err
 		}
 		return Choose([]basebackup.Meta{m}, name, t)
 	}
-	ms, err := basebackup.List(ctx, st, nil)
+	ms, err := walg.ListAll(ctx, st, nil)
 	if err != nil {
 		return basebackup.Meta{}, err
 	}

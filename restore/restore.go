@@ -16,6 +16,7 @@ import (
 
 	"github.com/tusk-backup/tusk/basebackup"
 	"github.com/tusk-backup/tusk/storage"
+	"github.com/tusk-backup/tusk/walg"
 )
 
 // Options configure Run.
@@ -125,13 +126,17 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 	}
 
-	chain, err := basebackup.ReadChain(ctx, o.Store, m)
+	readChain, restoreChain := basebackup.ReadChain, basebackup.RestoreChain
+	if walg.IsWALG(m) {
+		readChain, restoreChain = walg.ReadChain, walg.RestoreChain
+	}
+	chain, err := readChain(ctx, o.Store, m)
 	if err != nil {
 		return res, err
 	}
 	start := time.Now()
 	rec := Recovery{RestoreCommand: o.RestoreCommand, Target: o.Target, Standby: o.Standby, PrimaryConninfo: o.PrimaryConninfo}
-	err = basebackup.RestoreChain(ctx, chain, o.Dest, basebackup.FetchOptions{
+	err = restoreChain(ctx, chain, o.Dest, basebackup.FetchOptions{
 		Store:         o.Store,
 		Concurrency:   o.Concurrency,
 		TablespaceMap: mapping,

@@ -277,7 +277,7 @@ func (d deleter) backups(ctx context.Context, names []string, forced map[string]
 	spare := map[string]bool{}
 	var read []basebackup.Meta // what the metadata says now, for the chains
 	for _, n := range names {
-		m, err := basebackup.ReadMeta(ctx, d.st, n)
+		m, err := readBackup(ctx, d.st, n)
 		switch {
 		case err == nil && m.Permanent && !forced[n]:
 			d.r.Skipped = append(d.r.Skipped, n)
@@ -385,12 +385,14 @@ func (d deleter) runningParents(ctx context.Context) ([]string, error) {
 // remove deletes whole backups whose tombstones are written: metadata,
 // parts, tombstones. It returns the names it deleted.
 func (d deleter) remove(ctx context.Context, names []string) ([]string, error) {
-	metas := make([]string, len(names))
+	var metas []string
 	var size int64
-	for i, n := range names {
-		metas[i] = basebackup.MetaKey(n)
-		if o, err := d.st.Stat(ctx, metas[i]); err == nil {
-			size += o.Size
+	for _, n := range names {
+		for _, k := range metaKeys(n) {
+			metas = append(metas, k)
+			if o, err := d.st.Stat(ctx, k); err == nil {
+				size += o.Size
+			}
 		}
 	}
 	for len(metas) > 0 {
@@ -402,8 +404,10 @@ func (d deleter) remove(ctx context.Context, names []string) ([]string, error) {
 	}
 	d.count(len(names), size)
 	for _, n := range names {
-		if err := d.prefix(ctx, basebackup.DataPrefix(n)); err != nil {
-			return nil, fmt.Errorf("delete backup %s: %w", n, err)
+		for _, p := range dataPrefixes(n) {
+			if err := d.prefix(ctx, p); err != nil {
+				return nil, fmt.Errorf("delete backup %s: %w", n, err)
+			}
 		}
 	}
 	tombs := make([]string, len(names))

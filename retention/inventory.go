@@ -147,6 +147,9 @@ func Read(ctx context.Context, st storage.Storage) (Inventory, error) {
 		}
 		inv.Backups = append(inv.Backups, m)
 	}
+	if err := readWALG(ctx, st, &inv, tombs); err != nil {
+		return inv, err
+	}
 	basebackup.SortBackups(inv.Backups)
 	for name := range tombs {
 		if basebackup.CheckName(name) == nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/tusk-backup/tusk/basebackup"
 	"github.com/tusk-backup/tusk/storage"
+	"github.com/tusk-backup/tusk/walg"
 )
 
 // ErrBeingDeleted is returned (wrapped) by Mark when a delete holds the
@@ -93,6 +94,11 @@ func Mark(ctx context.Context, st storage.Storage, name string, permanent bool, 
 		opts.Poll = DefaultMarkPoll
 	}
 	m, err := basebackup.ReadMeta(ctx, st, name)
+	if errors.Is(err, basebackup.ErrNoBackup) && walg.IsName(name) {
+		if _, werr := walg.ReadMeta(ctx, st, name); werr == nil {
+			return MarkResult{}, fmt.Errorf("backup %s is wal-g's, and tusk never writes into wal-g's layout: mark it with wal-g backup-mark, or mark a tusk backup instead", name)
+		}
+	}
 	if err != nil {
 		return MarkResult{}, err
 	}
