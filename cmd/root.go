@@ -72,6 +72,7 @@ them all.`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&opts.configPath, "config", "", "config file (JSON, YAML or TOML) with the same keys as the environment, e.g. TUSK_REPO or WALG_S3_PREFIX (default: TUSK_CONFIG, WALG_CONFIG_PATH, else ~/.walg.json as wal-g finds it)")
 	addSettingFlags(pf, "TUSK_REPO", "TUSK_LOG_LEVEL", "TUSK_LOG_FORMAT")
+	addWALGFlag(pf, walgFlag{"turbo", "", "tusk has no throttling to turn off"})
 
 	root.SetHelpCommand(newHelpCmd(root))
 	root.AddCommand(newSettingsHelp())
@@ -165,6 +166,9 @@ func (o *rootOpts) load(c *cobra.Command) (config.Config, *slog.Logger, error) {
 	}
 	for _, n := range v.Notes() {
 		log.Info("wal-g setting ignored", "note", n)
+	}
+	for _, n := range walgFlagNotes(c) {
+		log.Info("wal-g flag ignored", "note", n)
 	}
 	return cfg, log, nil
 }

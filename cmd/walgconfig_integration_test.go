@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tusk-backup/tusk/basebackup"
 	"github.com/tusk-backup/tusk/internal/testenv"
 )
 
@@ -46,7 +45,7 @@ func TestIntegrationWALGConfigFile(t *testing.T) {
 	if !strings.Contains(r.stderr, "WALG_UPLOAD_DISK_CONCURRENCY (in config file "+filepath.Join(home, ".walg.json")+") is ignored") {
 		t.Errorf("backup-push did not note the ignored tuning knob:\n%s", r.stderr)
 	}
-	metas := decode[[]basebackup.Meta](t, run(t, bin, env, "backup-list", "--json"))
+	metas := listedMetas(t, run(t, bin, env, "backup-list", "--json"))
 	if len(metas) != 1 || metas[0].Codec != "lz4" {
 		t.Fatalf("backup-list after backup-push with ~/.walg.json: %+v, want one lz4 backup", metas)
 	}
