@@ -9,7 +9,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -335,37 +334,8 @@ func printPrettyTable(w io.Writer, t listTable) error {
 	for i, r := range t.pretty {
 		rows[i] = append([]string{strconv.Itoa(i)}, r...)
 	}
-	widths := make([]int, len(headings))
-	for i, h := range headings {
-		widths[i] = utf8.RuneCountInString(h)
-	}
-	for _, r := range rows {
-		for i, c := range r {
-			widths[i] = max(widths[i], utf8.RuneCountInString(c))
-		}
-	}
-	var b strings.Builder
-	rule := func() {
-		for _, n := range widths {
-			b.WriteString("+" + strings.Repeat("-", n+2))
-		}
-		b.WriteString("+\n")
-	}
-	line := func(cells []string) {
-		for i, c := range cells {
-			b.WriteString("| " + c + strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c)) + " ")
-		}
-		b.WriteString("|\n")
-	}
-	rule()
-	line(headings)
-	rule()
-	for _, r := range rows {
-		line(r)
-	}
-	rule()
-	_, err := io.WriteString(w, b.String())
-	return err
+	writeASCIITable(w, headings, make([]bool, len(headings)), rows)
+	return nil
 }
 
 // UnmarshalJSON reads what MarshalJSON writes.
