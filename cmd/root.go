@@ -130,6 +130,8 @@ func commands(opts *rootOpts) []*cobra.Command {
 		newWALVerifyCmd(opts),
 		newCheckCmd(opts),
 		newRestoreDrillCmd(opts),
+		newStCmd(opts),
+		newWALRestoreCmd(opts),
 	}
 }
 
