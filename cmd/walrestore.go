@@ -156,7 +156,12 @@ func runWALRestore(c *cobra.Command, root *rootOpts, targetDir, sourceDir string
 	}
 	var failed []string
 	for _, f := range missing {
-		if _, err := a.Fetch(ctx, f, filepath.Join(source.walDir, f)); err != nil {
+		dest := filepath.Join(source.walDir, f)
+		_, err := a.Fetch(ctx, f, dest)
+		if err == nil {
+			err = ownLike(dest, source.walDir)
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
