@@ -151,7 +151,7 @@ func newStGetCmd(root *rootOpts) *cobra.Command {
 			}
 			f, err := os.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 			if err != nil {
-				return fmt.Errorf("st get: cannot create %s: %w (it must not exist yet)", dest, unwrapPath(err))
+				return fmt.Errorf("st get: cannot create %s: %w (it must not exist yet)", dest, unwrapPathErr(err))
 			}
 			err = stRead(c, root, key, f, !noDecompress && isWALKey(key))
 			if cerr := f.Close(); err == nil && cerr != nil {
@@ -252,7 +252,7 @@ func newStPutCmd(root *rootOpts) *cobra.Command {
 			case !stdin && len(args) == 2:
 				f, err := os.Open(args[0])
 				if err != nil {
-					return fmt.Errorf("st put: cannot read %s: %w", args[0], unwrapPath(err))
+					return fmt.Errorf("st put: cannot read %s: %w", args[0], unwrapPathErr(err))
 				}
 				defer f.Close()
 				src, key = f, stKey(args[1])
@@ -340,14 +340,4 @@ func rangeArgs(lo, hi int, what string) cobra.PositionalArgs {
 		}
 		return nil
 	}
-}
-
-// unwrapPath drops *PathError's operation and path when the sentence
-// already names the file.
-func unwrapPath(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }

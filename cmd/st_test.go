@@ -55,3 +55,13 @@ func TestStLsRows(t *testing.T) {
 		t.Fatalf("st ls -r: %+v", all)
 	}
 }
+
+func TestOtherFileName(t *testing.T) {
+	t.Parallel()
+	for name, ok := range map[string]bool{"test_file": true, "test_file.history": true, "1000000010000000000000003": true, "a-b.c": true,
+		"": false, ".hidden": false, "a b": false, "a/b": false, "x\n": false, strings.Repeat("a", 201): false} {
+		if otherFileName(name) != ok {
+			t.Errorf("otherFileName(%q) = %v", name, !ok)
+		}
+	}
+}

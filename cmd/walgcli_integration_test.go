@@ -136,6 +136,33 @@ func TestIntegrationWALGCommandLines(t *testing.T) {
 	}
 	wantExit(t, run(t, bin, env, "wal-verify", "integrity", "bogus"), 2)
 
+	// wal-push of files not named like WAL, as wal-g's test_wal_overwrites
+	// pushes them: stored as they are; a .history name is never
+	// overwritten, another only without overwrite protection.
+	dir := t.TempDir()
+	push := func(name, content string, extra ...string) result {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return run(t, bin, append(append([]string{}, env...), extra...), "wal-push", filepath.Join(dir, name))
+	}
+	noProtect := "TUSK_PREVENT_WAL_OVERWRITE=false"
+	wantExit(t, push("test_file.history", "test\n", noProtect), 0)
+	wantExit(t, push("test_file.history", "test\n", noProtect), 0)
+	wantExit(t, push("test_file.history", "test1\n", noProtect), 1)
+	wantExit(t, push("test_file", "test\n"), 0)
+	wantExit(t, push("test_file", "test\n"), 0)
+	if r := push("test_file", "test1\n"); r.code != 1 || !strings.Contains(r.stderr, "already archived with different content") {
+		t.Fatalf("wal-push of changed test_file with overwrite protection: exit %d\n%s", r.code, r.stderr)
+	}
+	wantExit(t, push("test_file", "test1\n", noProtect), 0)
+	wantExit(t, push("1"+seg, "copy\n"), 0)
+	if got, err := os.ReadFile(filepath.Join(repo.dir, "wal", "files", "test_file")); err != nil || string(got) != "test1\n" {
+		t.Fatalf("wal/files/test_file: %q, %v", got, err)
+	}
+	wantExit(t, run(t, bin, env, "wal-push", filepath.Join(dir, "bad name")), 2)
+	wantExit(t, run(t, bin, env, "wal-show"), 0)
+
 	// delete garbage names each object it deletes.
 	wantExit(t, run(t, bin, env, "delete", "before", list[1]["backup_name"].(string), "--confirm"), 0)
 	r = run(t, bin, env, "delete", "garbage", "--confirm", "--json")

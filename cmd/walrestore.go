@@ -57,7 +57,7 @@ func readRewindSide(role, dataDir string) (rewindSide, error) {
 		return s, usagef(fmt.Errorf("the %s: %w", role, err))
 	}
 	if s.walDir, err = filepath.EvalSymlinks(filepath.Join(dataDir, "pg_wal")); err != nil {
-		return s, usagef(fmt.Errorf("the %s's pg_wal: %w", role, unwrapPath(err)))
+		return s, usagef(fmt.Errorf("the %s's pg_wal: %w", role, unwrapPathErr(err)))
 	}
 	return s, nil
 }
@@ -117,7 +117,7 @@ func runWALRestore(c *cobra.Command, root *rootOpts, targetDir, sourceDir string
 	}
 	entries, err := os.ReadDir(source.walDir)
 	if err != nil {
-		return fmt.Errorf("read the source's pg_wal %s: %w", source.walDir, unwrapPath(err))
+		return fmt.Errorf("read the source's pg_wal %s: %w", source.walDir, unwrapPathErr(err))
 	}
 	have := map[string]bool{}
 	var newest uint64
