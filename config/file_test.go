@@ -103,7 +103,7 @@ func TestWALGConfigFileRefusals(t *testing.T) {
 		{"broken json", "w.json", `{"WALG_FILE_PREFIX": `, "is not valid JSON"},
 		{"pgp key", "w.json", `{"WALG_FILE_PREFIX": "/a", "WALG_PGP_KEY_PATH": "/k"}`, "WALG_PGP_KEY_PATH (in config file"},
 		{"sse-c", "w.json", `{"WALG_S3_SSE_C": "k"}`, "WALG_S3_SSE_C (in config file"},
-		{"a process setting in the file", "w.json", `{"AWS_SHARED_CREDENTIALS_FILE": "/c"}`, "read it from the environment only"},
+		{"an SDK setting in the file", "w.json", `{"AWS_SHARED_CREDENTIALS_FILE": "/c"}`, "reads it from the environment only"},
 		{"role", "w.json", `{"AWS_ROLE_ARN": "arn:aws:iam::1:role/x"}`, "does not assume the role"},
 		{"endpoint source", "w.json", `{"S3_ENDPOINT_SOURCE": "http://x"}`, "does not look its S3 endpoint up"},
 		{"failover storages (a map)", "w.json", `{"WALG_FAILOVER_STORAGES": {"a": {"WALG_S3_PREFIX": "s3://x"}}}`, "WALG_FAILOVER_STORAGES (in config file"},
@@ -170,5 +170,18 @@ func TestPGKeywords(t *testing.T) {
 	kw := cfg.PG.Keywords()
 	if len(kw) != 3 || kw["sslmode"] != "verify-full" || kw["sslrootcert"] != "/ca.pem" || kw["application_name"] != "x" {
 		t.Fatalf("keywords = %v", kw)
+	}
+}
+
+// TestRuntimeSettingInConfigFile: GOMAXPROCS in a config file (which wal-g
+// applies) is noted, not refused: without it tusk loses nothing.
+func TestRuntimeSettingInConfigFile(t *testing.T) {
+	t.Parallel()
+	v, err := Resolve(nil, nil, writeFile(t, "w.json", `{"WALG_FILE_PREFIX": "/r", "GOMAXPROCS": 2}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Join(v.Notes(), "\n"); !strings.Contains(n, "GOMAXPROCS (in config file") || !strings.Contains(n, "Go runtime reads it from the environment only") {
+		t.Fatalf("notes %q", n)
 	}
 }

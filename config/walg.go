@@ -28,6 +28,10 @@ const (
 	// wal-g copies it into its environment) it is refused, since tusk would
 	// go on without it.
 	walgProcess
+	// walgRuntime: a Go runtime knob, honoured from the environment (the
+	// runtime reads it there) and noted in a config file, where its
+	// absence loses nothing.
+	walgRuntime
 )
 
 type walgName struct {
@@ -46,7 +50,8 @@ const (
 		"set a default retention on the bucket instead and unset it"
 	whyCA         = "tusk does not read it; point SSL_CERT_FILE (or AWS_CA_BUNDLE, in the environment) at the CA bundle instead and unset it"
 	whySSEC       = "it asks for S3 server-side encryption with a key of the customer's (SSE-C), which tusk does not send; tusk would store the objects without it. Use S3_SSE=aws:kms or tusk's client-side encryption (WALG_LIBSODIUM_KEY) instead and unset it"
-	whyProcess    = "tusk's Go runtime and AWS SDK read it from the environment only; set it in the environment of the command instead of the config file"
+	whyProcess    = "tusk's AWS SDK reads it from the environment only, and tusk would go on without it; set it in the environment of the command instead of the config file"
+	whyRuntime    = "tusk's Go runtime reads it from the environment only; set it there if it is wanted"
 	whyRole       = "tusk does not assume the role it names with the other credentials, and would store with those credentials instead; name the role in an AWS_PROFILE (role_arn in the AWS config file) and unset it"
 	whyEndpoint   = "tusk does not look its S3 endpoint up from a URL, and without it would send the objects to AWS's default endpoint; set AWS_ENDPOINT to the endpoint's https:// URL and unset it"
 	whyOtherKind  = "tusk stores into a folder or an S3-compatible bucket only, so the settings of wal-g's other storages have no effect"
@@ -107,8 +112,8 @@ var walgNames = map[string]walgName{
 	"WALG_STREAM_RESTORE_COMMAND": {walgRefused, "tusk backs up PostgreSQL only, through its own commands; unset it"},
 
 	// Read from the environment by the Go runtime or the AWS SDK.
-	"GOMAXPROCS":                  {walgProcess, whyProcess},
-	"GODEBUG":                     {walgProcess, whyProcess},
+	"GOMAXPROCS":                  {walgRuntime, whyRuntime},
+	"GODEBUG":                     {walgRuntime, whyRuntime},
 	"AWS_CA_BUNDLE":               {walgProcess, whyProcess},
 	"AWS_CONFIG_FILE":             {walgProcess, whyProcess},
 	"AWS_SHARED_CREDENTIALS_FILE": {walgProcess, whyProcess},
@@ -278,7 +283,7 @@ func walgCheck(names []string, where string, inFile bool) (notes []string, err e
 		w, ok := walgVerdict(n)
 		switch {
 		case !ok:
-		case w.kind == walgProcess && !inFile:
+		case (w.kind == walgProcess || w.kind == walgRuntime) && !inFile:
 		case w.kind == walgRefused || w.kind == walgProcess:
 			return nil, fmt.Errorf("%s (%s) is refused: %s", n, where, w.why)
 		default:
