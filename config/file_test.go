@@ -185,3 +185,15 @@ func TestRuntimeSettingInConfigFile(t *testing.T) {
 		t.Fatalf("notes %q", n)
 	}
 }
+
+// TestRoleWithWebIdentity: AWS_ROLE_ARN beside a web identity token (EKS's
+// IRSA) is the AWS SDK's to assume; without one it is refused.
+func TestRoleWithWebIdentity(t *testing.T) {
+	t.Parallel()
+	if _, err := Resolve(nil, []string{"AWS_ROLE_ARN=arn:aws:iam::1:role/x", "AWS_WEB_IDENTITY_TOKEN_FILE=/var/run/token"}, ""); err != nil {
+		t.Fatalf("with a web identity: %v", err)
+	}
+	if _, err := Resolve(nil, []string{"AWS_ROLE_ARN=arn:aws:iam::1:role/x"}, ""); err == nil || !strings.Contains(err.Error(), "does not assume the role") {
+		t.Fatalf("without: %v", err)
+	}
+}

@@ -174,6 +174,11 @@ func Resolve(flags map[string]string, env []string, configPath string) (Values, 
 			unknown[0], suggest(unknown[0]))
 	}
 	sort.Strings(foreign)
+	if envMap["AWS_WEB_IDENTITY_TOKEN_FILE"] != "" {
+		// A web identity (EKS's IRSA): the AWS SDK assumes AWS_ROLE_ARN
+		// itself, as wal-g would.
+		foreign = slices.DeleteFunc(foreign, func(k string) bool { return k == "AWS_ROLE_ARN" || k == "AWS_ROLE_SESSION_NAME" })
+	}
 	notes, err := walgCheck(foreign, "in the environment", false)
 	if err != nil {
 		return Values{}, err

@@ -52,7 +52,7 @@ const (
 	whySSEC       = "it asks for S3 server-side encryption with a key of the customer's (SSE-C), which tusk does not send; tusk would store the objects without it. Use S3_SSE=aws:kms or tusk's client-side encryption (WALG_LIBSODIUM_KEY) instead and unset it"
 	whyProcess    = "tusk's AWS SDK reads it from the environment only, and tusk would go on without it; set it in the environment of the command instead of the config file"
 	whyRuntime    = "tusk's Go runtime reads it from the environment only; set it there if it is wanted"
-	whyRole       = "tusk does not assume the role it names with the other credentials, and would store with those credentials instead; name the role in an AWS_PROFILE (role_arn in the AWS config file) and unset it"
+	whyRole       = "tusk does not assume the role it names with the other credentials, and would store with those credentials instead; name the role in an AWS_PROFILE (role_arn in the AWS config file), or give a web identity (AWS_WEB_IDENTITY_TOKEN_FILE, with which the AWS SDK assumes it), and unset it"
 	whyEndpoint   = "tusk does not look its S3 endpoint up from a URL, and without it would send the objects to AWS's default endpoint; set AWS_ENDPOINT to the endpoint's https:// URL and unset it"
 	whyOtherKind  = "tusk stores into a folder or an S3-compatible bucket only, so the settings of wal-g's other storages have no effect"
 	whyNoUserData = "tusk does not store user data with a backup yet"
