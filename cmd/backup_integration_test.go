@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tusk-backup/tusk/basebackup"
 	tusk "github.com/tusk-backup/tusk/cmd"
 	"github.com/tusk-backup/tusk/internal/testenv"
 )
@@ -224,7 +223,7 @@ func TestIntegrationBackupFailures(t *testing.T) {
 	}
 	wantExit(t, run(t, bin, env, "backup-push"), 0)
 	list := run(t, bin, env, "backup-list", "--json")
-	metas := decode[[]basebackup.Meta](t, list)
+	metas := listedMetas(t, list)
 	if len(metas) != 1 {
 		t.Fatalf("backup-list after a good push: %d backups, want 1\n%s", len(metas), list.stdout)
 	}
@@ -334,7 +333,7 @@ func TestIntegrationStandbyFromBackup(t *testing.T) {
 	// switch WAL itself, so the primary does, as archive_timeout would.
 	wantExit(t, pushFromStandby(t, bin, sb.env, pg), 0)
 	list := run(t, bin, env, "backup-list", "--json")
-	metas := decode[[]basebackup.Meta](t, list)
+	metas := listedMetas(t, list)
 	if len(metas) != 2 || !metas[1].FromStandby {
 		t.Fatalf("backup-list after a backup from the standby:\n%s", list.stdout)
 	}
@@ -423,7 +422,7 @@ func TestIntegrationConcurrentBackupPush(t *testing.T) {
 		}
 	}
 	list := run(t, bin, env, "backup-list", "--json")
-	if metas := decode[[]basebackup.Meta](t, list); len(metas) != ok || ok == 0 {
+	if metas := listedMetas(t, list); len(metas) != ok || ok == 0 {
 		t.Fatalf("%d runs succeeded; backup-list:\n%s", ok, list.stdout)
 	}
 	wantExit(t, run(t, bin, env, "verify", "--all"), 0)

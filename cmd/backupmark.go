@@ -59,7 +59,7 @@ incremental backup is built on it (unmark that one first).`,
 			return nil
 		},
 	}
-	c.Flags().BoolVar(&impermanent, "impermanent", false, "make the backup ordinary again, so retention may delete it")
+	c.Flags().BoolVarP(&impermanent, "impermanent", "i", false, "make the backup ordinary again, so retention may delete it")
 	return c
 }
 

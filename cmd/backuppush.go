@@ -88,11 +88,12 @@ fails instead. --full always takes a full backup.`,
 	f := c.Flags()
 	f.StringVar(&o.pgConn, "pg-conn", "", "libpq connection string (instead of PGHOST, PGPORT, PGUSER, PGDATABASE)")
 	f.BoolVar(&o.spread, "spread-checkpoint", false, "let the server spread the starting checkpoint instead of making it fast")
-	f.BoolVar(&o.permanent, "permanent", false, "mark the backup permanent: retention never deletes it")
+	f.BoolVarP(&o.permanent, "permanent", "p", false, "mark the backup permanent: retention never deletes it")
 	f.BoolVar(&o.json, "json", false, "print the backup's metadata as JSON when done")
 	f.BoolVarP(&o.full, "full", "f", false, "take a full backup, even where TUSK_DELTA_MAX_STEPS would take an incremental")
 	f.BoolVar(&o.failBad, "fail-on-bad-page", false, "local mode: fail, recording no backup, when a data page fails its checksum (by default bad pages are logged, listed in the metadata, and the backup is kept)")
 	addSettingFlags(f, "TUSK_COMPRESSION", "TUSK_UPLOAD_CONCURRENCY", "TUSK_DELTA_FROM_NAME", "TUSK_BACKUP_MODE")
+	addWALGBackupPushFlags(f)
 	return c
 }
 

@@ -47,8 +47,8 @@ func TestIntegrationWALBadInput(t *testing.T) {
 		want string
 		code int
 	}{
-		{"push: not a WAL name", []string{"wal-push", file}, `"plain-file" is not a WAL file name`, 2},
-		{"push: not a WAL name, missing", []string{"wal-push", filepath.Join(dir, "nope")}, `"nope" is not a WAL file name`, 2},
+		{"push: not a file name", []string{"wal-push", filepath.Join(dir, "plain file")}, `"plain file" is not a WAL file name`, 2},
+		{"push: not a WAL name, missing", []string{"wal-push", filepath.Join(dir, "nope")}, "cannot read", 1},
 		{"unknown command", []string{"wal-psh", file}, `unknown command "wal-psh": did you mean wal-push?`, 2},
 		{"unknown flag", []string{"wal-push", "--bogus", file}, "unknown flag: --bogus (see tusk wal-push --help)", 2},
 		{"push: missing file", []string{"wal-push", filepath.Join(dir, "000000010000000000000003")}, "000000010000000000000003: no such file or directory", 1},

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tusk-backup/tusk/basebackup"
 	"github.com/tusk-backup/tusk/retention"
+	"github.com/tusk-backup/tusk/storage"
 )
 
 // deleteOpts are the flags every delete subcommand shares.
@@ -324,8 +325,20 @@ func runDelete(c *cobra.Command, root *rootOpts, o *deleteOpts, what string, pla
 		return describeStorageErr(diagnose(ctx, st, err), cfg)
 	}
 	if !o.confirm {
+		// Name each object, as wal-g's dry run does.
+		objects := []string{}
+		err := planObjects(ctx, st, p, func(ob storage.Object) error {
+			log.Info("object would be deleted", "key", ob.Key)
+			objects = append(objects, ob.Key)
+			return nil
+		})
+		if err != nil {
+			return describeStorageErr(diagnose(ctx, st, err), cfg)
+		}
 		if o.json {
-			return writeJSON(root.stdout, planJSON(p, what, true, nil))
+			out := planJSON(p, what, true, nil)
+			out.Objects = objects
+			return writeJSON(root.stdout, out)
 		}
 		printPlan(root.stdout, p, what, true)
 		return nil
@@ -334,7 +347,8 @@ func runDelete(c *cobra.Command, root *rootOpts, o *deleteOpts, what string, pla
 		printPlan(root.stdout, p, what, false)
 	}
 	prog := &deleteProgress{line: newProgressLine(root.stderr)}
-	rep, err := retention.Execute(ctx, st, p, prog)
+	named := &namingStore{Storage: st, log: log}
+	rep, err := retention.Execute(ctx, named, p, prog)
 	prog.line.done()
 	if err != nil {
 		return describeStorageErr(fmt.Errorf("delete %s stopped after %d objects (run it again to finish): %w", what, rep.Objects, err), cfg)
@@ -342,7 +356,9 @@ func runDelete(c *cobra.Command, root *rootOpts, o *deleteOpts, what string, pla
 	log.Info("delete done", "command", what, "backups", len(rep.Backups), "wal", rep.WALDeleted,
 		"objects", rep.Objects, "bytes", rep.FreedBytes, "spared", len(rep.Skipped))
 	if o.json {
-		if err := writeJSON(root.stdout, planJSON(p, what, false, &rep)); err != nil {
+		out := planJSON(p, what, false, &rep)
+		out.Objects = named.deleted()
+		if err := writeJSON(root.stdout, out); err != nil {
 			return err
 		}
 	} else {
@@ -410,6 +426,9 @@ type planOutput struct {
 	Notes       []string               `json:"notes"`
 	FreesBytes  int64                  `json:"frees_bytes"`
 	Done        *retention.Report      `json:"done,omitempty"`
+	// Objects are the keys of every object deleted (with --confirm) or that
+	// would be (a dry run), in the order of deletion, as wal-g names them.
+	Objects []string `json:"objects"`
 }
 
 type backupDecision struct {
@@ -454,7 +473,7 @@ func action(del bool) string {
 
 func planJSON(p retention.Plan, what string, dry bool, rep *retention.Report) planOutput {
 	out := planOutput{Command: what, DryRun: dry, Unreadable: p.Unreadable, Interrupted: p.Interrupted,
-		Notes: p.Notes, Done: rep, Backups: []backupDecision{}, Leftovers: []leftoverDecision{}, Broken: p.Broken}
+		Notes: p.Notes, Done: rep, Backups: []backupDecision{}, Leftovers: []leftoverDecision{}, Broken: p.Broken, Objects: []string{}}
 	if out.Broken == nil {
 		out.Broken = []retention.Broken{}
 	}

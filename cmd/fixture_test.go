@@ -276,7 +276,18 @@ func listBackups(t *testing.T, bin string, env []string) []basebackup.Meta {
 	t.Helper()
 	r := run(t, bin, env, "backup-list", "--json")
 	wantExit(t, r, 0)
-	return decode[[]basebackup.Meta](t, r)
+	return listedMetas(t, r)
+}
+
+// listedMetas is the metadata of the backups backup-list --json printed,
+// in r.
+func listedMetas(t *testing.T, r result) []basebackup.Meta {
+	t.Helper()
+	var out []basebackup.Meta
+	for _, e := range decode[[]tusk.ListEntry](t, r) {
+		out = append(out, e.Meta)
+	}
+	return out
 }
 
 // names are the names of backups bs.

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -31,6 +33,10 @@ func connString(pg config.PGSettings, override string, replication bool) string 
 		add("port", pg.Port)
 		add("user", pg.User)
 		add("dbname", pg.Database)
+		kw := pg.Keywords()
+		for _, k := range slices.Sorted(maps.Keys(kw)) {
+			add(k, kw[k])
+		}
 	}
 	if replication {
 		parts = append(parts, "replication=database")

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/user"
 	"runtime/debug"
 	"strings"
 	"text/tabwriter"
@@ -29,12 +30,13 @@ type rootOpts struct {
 	stdout, stderr io.Writer
 	env            []string
 	configPath     string
+	home           string // where ~/.walg.json is looked for; "" looks nowhere
 }
 
 // Execute runs the command line args and returns the command's error for
 // main to turn into an exit code.
 func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	opts := &rootOpts{stdout: stdout, stderr: stderr, env: os.Environ()}
+	opts := &rootOpts{stdout: stdout, stderr: stderr, env: os.Environ(), home: homeDir()}
 	root := newRootCmd(opts)
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -51,8 +53,9 @@ or any S3-compatible object store) and restores them to any point in time.
 
 It keeps wal-g's command names and accepts wal-g's main settings (WALG_*, AWS_*,
 PG*), so switching from wal-g is a change of binary. Settings come from flags,
-then the environment, then a config file (--config or TUSK_CONFIG), then
-defaults; "tusk help settings" lists them all.`,
+then the environment, then a config file (--config, TUSK_CONFIG, wal-g's
+WALG_CONFIG_PATH or ~/.walg.json), then defaults; "tusk help settings" lists
+them all.`,
 		Version:       versionString(),
 		SilenceErrors: true,
 		SilenceUsage:  true,
@@ -67,8 +70,9 @@ defaults; "tusk help settings" lists them all.`,
 		return usagef(fmt.Errorf("%v (see %s --help)", err, c.CommandPath()))
 	})
 	pf := root.PersistentFlags()
-	pf.StringVar(&opts.configPath, "config", "", "config file (YAML or JSON) with the same keys as the environment, e.g. TUSK_REPO")
+	pf.StringVar(&opts.configPath, "config", "", "config file (JSON, YAML or TOML) with the same keys as the environment, e.g. TUSK_REPO or WALG_S3_PREFIX (default: TUSK_CONFIG, WALG_CONFIG_PATH, else ~/.walg.json as wal-g finds it)")
 	addSettingFlags(pf, "TUSK_REPO", "TUSK_LOG_LEVEL", "TUSK_LOG_FORMAT")
+	addWALGFlag(pf, walgFlag{"turbo", "", "tusk has no throttling to turn off"})
 
 	root.SetHelpCommand(newHelpCmd(root))
 	root.AddCommand(newSettingsHelp())
@@ -126,6 +130,8 @@ func commands(opts *rootOpts) []*cobra.Command {
 		newWALVerifyCmd(opts),
 		newCheckCmd(opts),
 		newRestoreDrillCmd(opts),
+		newStCmd(opts),
+		newWALRestoreCmd(opts),
 	}
 }
 
@@ -146,7 +152,8 @@ func addSettingFlags(fs *pflag.FlagSet, keys ...string) {
 
 // load resolves the settings for the running command and builds its logger.
 func (o *rootOpts) load(c *cobra.Command) (config.Config, *slog.Logger, error) {
-	v, err := config.Resolve(settingFlags(c.Flags()), o.env, o.configPath)
+	path := config.FilePath(o.configPath, o.env, o.home)
+	v, err := config.Resolve(settingFlags(c.Flags()), o.env, path)
 	if err != nil {
 		return config.Config{}, nil, usagef(err)
 	}
@@ -154,13 +161,16 @@ func (o *rootOpts) load(c *cobra.Command) (config.Config, *slog.Logger, error) {
 	if err != nil {
 		return config.Config{}, nil, usagef(err)
 	}
-	cfg.ConfigFile = o.configPath
-	if cfg.ConfigFile == "" {
-		cfg.ConfigFile = envValue(o.env, config.FileEnv)
-	}
+	cfg.ConfigFile = path
 	log := newLogger(o.stderr, cfg)
+	if path != "" {
+		log.Debug("config file read", "path", path)
+	}
 	for _, n := range v.Notes() {
 		log.Info("wal-g setting ignored", "note", n)
+	}
+	for _, n := range walgFlagNotes(c) {
+		log.Info("wal-g flag ignored", "note", n)
 	}
 	return cfg, log, nil
 }
@@ -178,6 +188,19 @@ func settingFlags(fs *pflag.FlagSet) map[string]string {
 		}
 	}
 	return out
+}
+
+// homeDir is the folder ~/.walg.json is looked for in: $HOME, else the
+// account's home (wal-g looks only in the account's; the two differ only
+// where HOME was changed).
+func homeDir() string {
+	if h := os.Getenv("HOME"); h != "" {
+		return h
+	}
+	if u, err := user.Current(); err == nil {
+		return u.HomeDir
+	}
+	return ""
 }
 
 func envValue(env []string, key string) string {
@@ -243,8 +266,8 @@ func newSettingsHelp() *cobra.Command {
 func settingsTable() string {
 	var b strings.Builder
 	b.WriteString(`Settings are read from flags, then the environment, then the config file
-(--config FILE or TUSK_CONFIG; YAML or JSON, keys as in the environment), then
-the defaults below. The also-accepted names are wal-g's, AWS's and libpq's, so
+(--config FILE, TUSK_CONFIG, WALG_CONFIG_PATH, else ~/.walg.json, .toml, .yaml
+or .yml as wal-g finds it; keys as in the environment), then the defaults below. The also-accepted names are wal-g's, AWS's and libpq's, so
 an existing wal-g environment works unchanged. An unknown TUSK_* variable or
 config-file key is an error.
 

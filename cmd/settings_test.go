@@ -89,3 +89,19 @@ func TestS3RetriesZero(t *testing.T) {
 		t.Errorf("s3Retries(8) = %d", got)
 	}
 }
+
+// TestConnStringKeywords: libpq's settings besides host, port, user and
+// database (from the environment or the config file) reach libpq as
+// keywords.
+func TestConnStringKeywords(t *testing.T) {
+	t.Parallel()
+	pg := config.PGSettings{Host: "/run/pg", SSLMode: "verify-full", SSLRootCert: "/ca it's.pem", AppName: "tusk"}
+	got := connString(pg, "", true)
+	want := `host='/run/pg' application_name='tusk' sslmode='verify-full' sslrootcert='/ca it\'s.pem' replication=database`
+	if got != want {
+		t.Fatalf("connString = %s\nwant          %s", got, want)
+	}
+	if got := connString(pg, "host=x", false); got != "host=x" {
+		t.Fatalf("with --pg-conn: %s", got)
+	}
+}

@@ -41,7 +41,7 @@ func TestUsageErrors(t *testing.T) {
 		{"before FIND_FULL without a bound", []string{"delete", "before", "FIND_FULL"}, "before takes [FIND_FULL] NAME|TIME"},
 		{"target FIND_FULL without a name", []string{"delete", "target", "FIND_FULL"}, "target takes [FIND_FULL] NAME"},
 		{"garbage: negative age", []string{"delete", "garbage", "--leftover-age", "-1h"}, "--leftover-age must not be negative"},
-		{"push: not a WAL name", []string{"wal-push", "/etc/passwd"}, `"passwd" is not a WAL file name`},
+		{"push: not a file name", []string{"wal-push", "/etc/not a name"}, `"not a name" is not a WAL file name`},
 		{"check: --timeout 0", []string{"check", "--timeout", "0s"}, "--timeout 0s leaves no time for the switched segment to arrive"},
 		{"check: negative --timeout", []string{"check", "--timeout", "-5s"}, "--timeout -5s leaves no time"},
 		{"check: --no-server --pg-conn", []string{"check", "--no-server", "--pg-conn", "host=/tmp"}, "--pg-conn names a server, and --no-server skips the server's checks"},

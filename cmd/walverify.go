@@ -137,9 +137,21 @@ With --server it also asks the server (PG* settings or --pg-conn) for the
 segment it is writing and the last one its archiver reports archived: later
 segments the archiver has not reached yet are "waiting"; ones it reports
 archived but the archive lacks are lost. The exit code is 1 if any segment is
-lost or damaged or a needed history file is missing.`,
-		Args: exactArgs(0, "no arguments"),
+lost or damaged or a needed history file is missing.
+
+wal-g's command line, wal-verify integrity timeline (either or both), asks
+the server as --server does and prints wal-g's report: integrity's runs of
+FOUND, MISSING_LOST and MISSING_DELAYED (not archived yet) segments and its
+status (OK, WARNING, FAILURE), timeline's comparison of the server's
+timeline with the archive's highest; --json prints wal-g's document. Unlike
+wal-g, a FAILURE exits 1.`,
+		Args: func(c *cobra.Command, args []string) error {
+			_, err := parseWALGChecks(args)
+			return usageErr(err)
+		},
 		RunE: func(c *cobra.Command, args []string) error {
+			checks, _ := parseWALGChecks(args)
+			server = server || len(checks) > 0
 			if pgConn != "" {
 				// A malformed --pg-conn is refused before the archive is read.
 				if err := checkConnSettings(config.PGSettings{}, pgConn); err != nil {
@@ -176,6 +188,9 @@ lost or damaged or a needed history file is missing.`,
 				if err != nil {
 					return describeStorageErr(diagnose(c.Context(), st, err), cfg)
 				}
+			}
+			if len(checks) > 0 {
+				return printWALGVerify(root.stdout, checks, r, a, srv, asJSON)
 			}
 			if asJSON {
 				if err := writeJSON(root.stdout, r); err != nil {

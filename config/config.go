@@ -124,9 +124,29 @@ func (e Encryption) LogValue() slog.Value {
 	return slog.GroupValue(slog.Bool("key", e.Key != ""), slog.String("key_file", e.KeyFile), slog.String("transform", e.Transform))
 }
 
-// PGSettings are the libpq connection settings.
+// PGSettings are the libpq connection settings. Those besides Host, Port,
+// User, Database and Password are given to libpq as keywords, so that a
+// config file's PGSSLMODE (which wal-g copies into its environment) is seen
+// as libpq would see the environment's.
 type PGSettings struct {
-	Host, Port, User, Database, Password, DataDir string
+	Host, Port, User, Database, Password, DataDir   string
+	PassFile, SSLMode, SSLCert, SSLKey, SSLRootCert string
+	AppName                                         string
+}
+
+// Keywords are the libpq keywords of the settings besides host, port, user,
+// dbname and password, by keyword, for those that are set.
+func (p PGSettings) Keywords() map[string]string {
+	out := map[string]string{}
+	for k, v := range map[string]string{
+		"passfile": p.PassFile, "sslmode": p.SSLMode, "sslcert": p.SSLCert,
+		"sslkey": p.SSLKey, "sslrootcert": p.SSLRootCert, "application_name": p.AppName,
+	} {
+		if v != "" {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // LogValue keeps the password out of logs.
@@ -220,9 +240,9 @@ func Build(v Values) (Config, error) {
 		return c, bad("TUSK_S3_STALL_TIMEOUT", fmt.Errorf("%q is not a positive duration such as 60s or 2m", v.Get("TUSK_S3_STALL_TIMEOUT")))
 	}
 	switch strings.ToLower(v.Get("TUSK_LOG_LEVEL")) {
-	case "debug":
+	case "debug", "devel": // devel, normal: wal-g's names
 		c.LogLevel = slog.LevelDebug
-	case "info", "":
+	case "info", "normal", "":
 		c.LogLevel = slog.LevelInfo
 	case "warn", "warning":
 		c.LogLevel = slog.LevelWarn
@@ -279,6 +299,8 @@ func Build(v Values) (Config, error) {
 	c.PG = PGSettings{
 		Host: v.Get("TUSK_PGHOST"), Port: v.Get("TUSK_PGPORT"), User: v.Get("TUSK_PGUSER"),
 		Database: v.Get("TUSK_PGDATABASE"), Password: v.Get("TUSK_PGPASSWORD"), DataDir: v.Get("TUSK_PGDATA"),
+		PassFile: v.Get("TUSK_PGPASSFILE"), SSLMode: v.Get("TUSK_PGSSLMODE"), SSLCert: v.Get("TUSK_PGSSLCERT"),
+		SSLKey: v.Get("TUSK_PGSSLKEY"), SSLRootCert: v.Get("TUSK_PGSSLROOTCERT"), AppName: v.Get("TUSK_PGAPPNAME"),
 	}
 	return c, nil
 }

@@ -88,7 +88,7 @@ func TestUnknownSettings(t *testing.T) {
 		{"unknown in env", []string{"TUSK_NOTHING_LIKE_IT=1"}, "", "unknown setting TUSK_NOTHING_LIKE_IT in the environment;"},
 		{"unknown in file", nil, "TUSK_REPO: file:///x\nWALG_S3_PREFX: s3://b\n", "is refused: it is not a setting tusk knows (did you mean WALG_S3_PREFIX?)"},
 		{"nested value in file", nil, "TUSK_REPO:\n  a: b\n", "TUSK_REPO must be a single value"},
-		{"not yaml", nil, "TUSK_REPO: [unclosed\n", "is not valid YAML or JSON"},
+		{"not yaml", nil, "TUSK_REPO: [unclosed\n", "is not valid YAML:"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

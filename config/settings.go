@@ -1,10 +1,8 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"slices"
@@ -12,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/tusk-backup/tusk/compress"
-	"go.yaml.in/yaml/v3"
 )
 
 // A Setting is one knob, known by its TUSK_* name in the environment and the
@@ -30,11 +27,11 @@ type Setting struct {
 // Settings is the whole table; README.md documents the same table, and cmd
 // prints it as "tusk help settings".
 var Settings = []Setting{
-	{Key: "TUSK_REPO", Aliases: []string{"WALG_S3_PREFIX", "WALE_S3_PREFIX", "WALG_FILE_PREFIX"}, Flag: "repo",
+	{Key: "TUSK_REPO", Aliases: []string{"WALG_S3_PREFIX", "WALE_S3_PREFIX", "WALG_FILE_PREFIX", "WALE_FILE_PREFIX"}, Flag: "repo",
 		Help: "repository: file:///path/to/folder or s3://bucket/prefix"},
 	{Key: "TUSK_COMPRESSION", Aliases: []string{"WALG_COMPRESSION_METHOD"}, Flag: "compression", Default: compress.Default.String(),
 		Help: "codec for new objects: " + strings.Join(compress.Names(), ", ") + " (zstd and gzip take :level)"},
-	{Key: "TUSK_UPLOAD_CONCURRENCY", Aliases: []string{"WALG_UPLOAD_CONCURRENCY"}, Flag: "upload-concurrency", Default: "4",
+	{Key: "TUSK_UPLOAD_CONCURRENCY", Aliases: []string{"WALG_UPLOAD_CONCURRENCY", "UPLOAD_CONCURRENCY", "WALE_UPLOAD_CONCURRENCY"}, Flag: "upload-concurrency", Default: "4",
 		Help: "objects (or S3 parts) uploaded at once; memory is about this × part size"},
 	{Key: "TUSK_DOWNLOAD_CONCURRENCY", Aliases: []string{"WALG_DOWNLOAD_CONCURRENCY"}, Flag: "download-concurrency", Default: "4",
 		Help: "objects downloaded at once"},
@@ -46,7 +43,7 @@ var Settings = []Setting{
 		Help: "push-ahead marks the files it archived .done itself, so PostgreSQL skips their archive_command calls (false: it records them outside pg_wal, PostgreSQL calls for each, and each such call answers at once)"},
 	{Key: "TUSK_WAL_PREFETCH", Default: "16",
 		Help: "wal-fetch also downloads up to this many following segments into the spool folder (0 turns it off)"},
-	{Key: "TUSK_SPOOL_DIR",
+	{Key: "TUSK_SPOOL_DIR", Aliases: []string{"WALG_PREFETCH_DIR"},
 		Help: "folder for prefetched WAL, best on pg_wal's file system (default: a tusk folder in the system temp folder)"},
 	{Key: "TUSK_BACKUP_PART_SIZE", Default: "64MiB",
 		Help: "backup-push cuts the server's tar stream into parts of about this size (1MiB-1GiB), compressed and uploaded TUSK_UPLOAD_CONCURRENCY at a time"},
@@ -58,23 +55,23 @@ var Settings = []Setting{
 		Help: "what an incremental backup is taken against: LATEST (the newest backup, so chains grow) or LATEST_FULL (the newest full backup)"},
 	{Key: "TUSK_DELTA_FROM_NAME", Aliases: []string{"WALG_DELTA_FROM_NAME"}, Flag: "delta-from-name",
 		Help: "backup-push takes an incremental backup against this backup, whatever TUSK_DELTA_MAX_STEPS says"},
-	{Key: "TUSK_S3_ENDPOINT", Aliases: []string{"AWS_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"},
+	{Key: "TUSK_S3_ENDPOINT", Aliases: []string{"AWS_ENDPOINT", "WALG_AWS_ENDPOINT", "WALE_AWS_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"},
 		Help: "S3 endpoint URL for S3-compatible stores (MinIO); empty for AWS"},
-	{Key: "TUSK_S3_FORCE_PATH_STYLE", Aliases: []string{"AWS_S3_FORCE_PATH_STYLE"}, Default: "false",
+	{Key: "TUSK_S3_FORCE_PATH_STYLE", Aliases: []string{"AWS_S3_FORCE_PATH_STYLE", "WALG_AWS_S3_FORCE_PATH_STYLE", "WALE_AWS_S3_FORCE_PATH_STYLE"}, Default: "false",
 		Help: "address buckets as ENDPOINT/bucket instead of bucket.ENDPOINT (MinIO needs true)"},
-	{Key: "TUSK_S3_REGION", Aliases: []string{"AWS_REGION", "AWS_DEFAULT_REGION"},
+	{Key: "TUSK_S3_REGION", Aliases: []string{"AWS_REGION", "WALG_AWS_REGION", "WALE_AWS_REGION", "AWS_DEFAULT_REGION"},
 		Help: "S3 region (default: from the AWS configuration, else us-east-1)"},
-	{Key: "TUSK_S3_ACCESS_KEY_ID", Aliases: []string{"AWS_ACCESS_KEY_ID"},
+	{Key: "TUSK_S3_ACCESS_KEY_ID", Aliases: []string{"AWS_ACCESS_KEY_ID", "WALG_AWS_ACCESS_KEY_ID", "WALE_AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY", "WALG_AWS_ACCESS_KEY", "WALE_AWS_ACCESS_KEY"},
 		Help: "static access key id (default: the AWS credential chain: profiles, instance role)"},
-	{Key: "TUSK_S3_SECRET_ACCESS_KEY", Aliases: []string{"AWS_SECRET_ACCESS_KEY"}, Secret: true,
+	{Key: "TUSK_S3_SECRET_ACCESS_KEY", Aliases: []string{"AWS_SECRET_ACCESS_KEY", "WALG_AWS_SECRET_ACCESS_KEY", "WALE_AWS_SECRET_ACCESS_KEY", "AWS_SECRET_KEY", "WALG_AWS_SECRET_KEY", "WALE_AWS_SECRET_KEY"}, Secret: true,
 		Help: "static secret access key"},
-	{Key: "TUSK_S3_SESSION_TOKEN", Aliases: []string{"AWS_SESSION_TOKEN"}, Secret: true,
+	{Key: "TUSK_S3_SESSION_TOKEN", Aliases: []string{"AWS_SESSION_TOKEN", "WALG_AWS_SESSION_TOKEN", "WALE_AWS_SESSION_TOKEN"}, Secret: true,
 		Help: "session token for temporary credentials"},
 	{Key: "TUSK_S3_PROFILE", Aliases: []string{"AWS_PROFILE"},
 		Help: "shared-config profile for the AWS credential chain"},
-	{Key: "TUSK_S3_SSE", Aliases: []string{"S3_SSE"},
+	{Key: "TUSK_S3_SSE", Aliases: []string{"S3_SSE", "WALG_S3_SSE", "WALE_S3_SSE"},
 		Help: "server-side encryption: AES256 or aws:kms"},
-	{Key: "TUSK_S3_SSE_KMS_ID", Aliases: []string{"S3_SSE_KMS_ID"},
+	{Key: "TUSK_S3_SSE_KMS_ID", Aliases: []string{"S3_SSE_KMS_ID", "WALG_S3_SSE_KMS_ID", "WALE_S3_SSE_KMS_ID"},
 		Help: "KMS key id for aws:kms encryption"},
 	{Key: "TUSK_ENCRYPTION_KEY", Aliases: []string{"WALG_LIBSODIUM_KEY"}, Secret: true,
 		Help: "encrypt everything stored with this key (libsodium's secretstream, the format wal-g writes with WALG_LIBSODIUM_KEY; see TUSK_ENCRYPTION_KEY_TRANSFORM); it writes, and TUSK_ENCRYPTION_KEY_FILE's keys also read"},
@@ -86,16 +83,16 @@ var Settings = []Setting{
 		Help: "file of age recipients (age1... lines, from age-keygen): encrypt everything stored to them, so that a host with only this file can write but not read; instead of TUSK_ENCRYPTION_KEY"},
 	{Key: "TUSK_AGE_IDENTITY_FILE",
 		Help: "file of age identities (AGE-SECRET-KEY-1... lines) that read an age-encrypted repository: on the hosts that restore"},
-	{Key: "TUSK_S3_STORAGE_CLASS", Aliases: []string{"WALG_S3_STORAGE_CLASS"},
+	{Key: "TUSK_S3_STORAGE_CLASS", Aliases: []string{"S3_STORAGE_CLASS", "WALG_S3_STORAGE_CLASS", "WALE_S3_STORAGE_CLASS"},
 		Help: "S3 storage class for new objects (default STANDARD)"},
-	{Key: "TUSK_S3_PART_SIZE", Default: "16MiB",
+	{Key: "TUSK_S3_PART_SIZE", Aliases: []string{"S3_MAX_PART_SIZE", "WALG_S3_MAX_PART_SIZE", "WALE_S3_MAX_PART_SIZE"}, Default: "16MiB",
 		Help: "S3 multipart part size (5MiB-5GiB); backup-push uses at most 8MiB"},
-	{Key: "TUSK_S3_MAX_RETRIES", Default: "8",
+	{Key: "TUSK_S3_MAX_RETRIES", Aliases: []string{"S3_MAX_RETRIES", "WALG_S3_MAX_RETRIES", "WALE_S3_MAX_RETRIES"}, Default: "8",
 		Help: "retries of a failed S3 request after its first try (8: up to 9 tries), on throttling, 5xx and connection errors, with backoff up to 20 s; also how often a broken download resumes; 0 turns retries off"},
 	{Key: "TUSK_S3_STALL_TIMEOUT", Default: "60s",
 		Help: "an S3 connection on which no byte moves for this long fails (and is retried); raise it only for links slower than about 100 KiB/s"},
-	{Key: "TUSK_LOG_LEVEL", Flag: "log-level", Default: "info",
-		Help: "debug, info, warn or error"},
+	{Key: "TUSK_LOG_LEVEL", Aliases: []string{"WALG_LOG_LEVEL"}, Flag: "log-level", Default: "info",
+		Help: "debug, info, warn or error (wal-g's DEVEL, NORMAL and ERROR too)"},
 	{Key: "TUSK_LOG_FORMAT", Flag: "log-format", Default: "text",
 		Help: "text or json"},
 	{Key: "TUSK_PGHOST", Aliases: []string{"PGHOST"}, Help: "PostgreSQL host or socket folder"},
@@ -104,6 +101,12 @@ var Settings = []Setting{
 	{Key: "TUSK_PGDATABASE", Aliases: []string{"PGDATABASE"}, Help: "PostgreSQL database"},
 	{Key: "TUSK_PGPASSWORD", Aliases: []string{"PGPASSWORD"}, Secret: true, Help: "PostgreSQL password"},
 	{Key: "TUSK_PGDATA", Aliases: []string{"PGDATA"}, Help: "PostgreSQL data directory"},
+	{Key: "TUSK_PGPASSFILE", Aliases: []string{"PGPASSFILE"}, Help: "libpq's password file"},
+	{Key: "TUSK_PGSSLMODE", Aliases: []string{"PGSSLMODE"}, Help: "libpq's sslmode: disable, allow, prefer, require, verify-ca or verify-full"},
+	{Key: "TUSK_PGSSLCERT", Aliases: []string{"PGSSLCERT"}, Help: "libpq's client certificate file"},
+	{Key: "TUSK_PGSSLKEY", Aliases: []string{"PGSSLKEY"}, Help: "libpq's client key file"},
+	{Key: "TUSK_PGSSLROOTCERT", Aliases: []string{"PGSSLROOTCERT"}, Help: "libpq's file of trusted CA certificates"},
+	{Key: "TUSK_PGAPPNAME", Aliases: []string{"PGAPPNAME"}, Help: "libpq's application_name"},
 }
 
 // envExempt are TUSK_ prefixes that belong to the test and benchmark
@@ -113,6 +116,9 @@ var envExempt = []string{"TUSK_TEST_", "TUSK_BENCH_"}
 // FileEnv names the environment variable holding the config file's path
 // when --config is not given.
 const FileEnv = "TUSK_CONFIG"
+
+// WalgFileEnv is wal-g's name for it.
+const WalgFileEnv = "WALG_CONFIG_PATH"
 
 // Lookup finds a setting by its TUSK_* name or one of its aliases.
 func Lookup(key string) (Setting, bool) {
@@ -158,7 +164,7 @@ func Resolve(flags map[string]string, env []string, configPath string) (Values, 
 			if _, ok := Lookup(k); !ok {
 				unknown = append(unknown, k)
 			}
-		} else if _, ok := Lookup(k); !ok && val != "" {
+		} else if _, ok := Lookup(k); !ok && val != "" && k != WalgFileEnv {
 			foreign = append(foreign, k)
 		}
 	}
@@ -168,12 +174,20 @@ func Resolve(flags map[string]string, env []string, configPath string) (Values, 
 			unknown[0], suggest(unknown[0]))
 	}
 	sort.Strings(foreign)
-	notes, err := walgCheck(foreign, "in the environment")
+	if envMap["AWS_WEB_IDENTITY_TOKEN_FILE"] != "" {
+		// A web identity (EKS's IRSA): the AWS SDK assumes AWS_ROLE_ARN
+		// itself, as wal-g would.
+		foreign = slices.DeleteFunc(foreign, func(k string) bool { return k == "AWS_ROLE_ARN" || k == "AWS_ROLE_SESSION_NAME" })
+	}
+	notes, err := walgCheck(foreign, "in the environment", false)
 	if err != nil {
 		return Values{}, err
 	}
 	if configPath == "" {
 		configPath = envMap[FileEnv]
+	}
+	if configPath == "" {
+		configPath = envMap[WalgFileEnv]
 	}
 	var file map[string]string
 	if configPath != "" {
@@ -218,56 +232,6 @@ func firstSet(m map[string]string, s Setting) (string, string, bool) {
 		}
 	}
 	return "", "", false
-}
-
-// readConfigFile reads a flat YAML or JSON map whose keys are the same names
-// as the environment's. wal-g settings tusk does not have are refused or
-// noted as in the environment (walgCheck); other unknown keys are refused.
-func readConfigFile(path string) (map[string]string, []string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, nil, fmt.Errorf("config file %s cannot be read: %w", path, unwrapPathErr(err))
-	}
-	raw := map[string]any{}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(&raw); err != nil && !errors.Is(err, io.EOF) { // io.EOF: an empty file
-		return nil, nil, fmt.Errorf("config file %s is not valid YAML or JSON: %v", path, err)
-	}
-	out := map[string]string{}
-	keys := make([]string, 0, len(raw))
-	var foreign []string
-	for k, v := range raw {
-		if _, ok := Lookup(k); !ok {
-			if _, ok := walgVerdict(k); ok {
-				if v != nil && v != "" {
-					foreign = append(foreign, k)
-				}
-				continue
-			}
-		}
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	sort.Strings(foreign)
-	notes, err := walgCheck(foreign, "in config file "+path)
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, k := range keys {
-		if _, ok := Lookup(k); !ok {
-			return nil, nil, fmt.Errorf("config file %s has unknown setting %s%s; fix or remove it (tusk help settings lists them)", path, k, suggest(k))
-		}
-		switch v := raw[k].(type) {
-		case string:
-			out[k] = v
-		case bool, int, int64, uint64, float64:
-			out[k] = fmt.Sprint(v)
-		case nil:
-		default:
-			return nil, nil, fmt.Errorf("config file %s: %s must be a single value, not a list or map", path, k)
-		}
-	}
-	return out, notes, nil
 }
 
 // suggest proposes the closest known name for a misspelled one.

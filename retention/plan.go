@@ -98,6 +98,10 @@ type WALPlan struct {
 // deletes reports whether the rule deletes WAL file n.
 func (w *WALPlan) deletes(n wal.Name) bool { return w.all || !w.need.Keeps(n) }
 
+// Deletes reports whether the rule deletes WAL file n (for naming what a
+// dry run would delete; Execute may keep some, see Report).
+func (w *WALPlan) Deletes(n wal.Name) bool { return w.deletes(n) }
+
 // Range is a permanent backup's WAL, first through last segment.
 type Range struct {
 	Backup      string `json:"backup"`
