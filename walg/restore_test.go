@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -493,5 +494,60 @@ func TestRestoreRemoteMode(t *testing.T) {
 	same(t, name, tree(t, dest), want)
 	if problems := verifyProblems(t, st, name); len(problems) != 0 {
 		t.Errorf("verify: %v", problems)
+	}
+}
+
+// TestRestoreEncrypted restores a backup whose partitions wal-g's libsodium
+// key encrypted (its sentinel and metadata stay plain, as wal-g leaves
+// them), through a store that decrypts wal-g's class; without the key the
+// backup is still listed, and its partitions are ciphertext.
+func TestRestoreEncrypted(t *testing.T) {
+	st, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := walgtest.Encrypted(st, walgtest.Options{LibsodiumKey: strings.Repeat("k", 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := fixture{st: enc, data: filepath.Join(t.TempDir(), "data"), space: filepath.Join(t.TempDir(), "space")}
+	marker := bytes.Repeat([]byte("secret row "), 800)
+	write(t, filepath.Join(f.data, "PG_VERSION"), []byte("15\n"))
+	write(t, filepath.Join(f.data, "global/pg_control"), bytes.Repeat([]byte{1}, 8192))
+	write(t, filepath.Join(f.data, "base/5/1000"), slicesConcat(page(0x10, 3), marker[:8192]))
+	if err := os.MkdirAll(filepath.Join(f.data, "pg_tblspc"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(f.space, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	want := tree(t, f.data, "backup_label", "tablespace_map")
+	full := f.push(t, 0x1000000, "none", "")
+
+	if ms, err := walg.List(t.Context(), st, func(key string, err error) { t.Errorf("%s: %v", key, err) }); err != nil || len(ms) != 1 || ms[0].Name != full {
+		t.Fatalf("List without the key: %v %+v", err, ms)
+	}
+	err = st.List(t.Context(), "basebackups_005/"+full+"/tar_partitions/", func(o storage.Object) error {
+		r, err := st.Get(t.Context(), o.Key)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		b, err := io.ReadAll(r)
+		if bytes.Contains(b, []byte("secret row")) {
+			t.Errorf("%s holds the table's bytes in plain text", o.Key)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dest, err := restore(t, enc, full, nil)
+	if err != nil {
+		t.Fatalf("restore with the key: %v", err)
+	}
+	same(t, full, tree(t, dest, "backup_label", "tablespace_map"), want)
+	if _, err := restore(t, st, full, nil); err == nil {
+		t.Fatal("restore without the key succeeded")
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/tusk-backup/tusk/archive"
 	"github.com/tusk-backup/tusk/crypt"
 	"github.com/tusk-backup/tusk/storage"
+	"github.com/tusk-backup/tusk/walg"
 )
 
 // WAL objects as wal-g's wal-push writes them, following wal-g's source at
@@ -146,15 +147,16 @@ func PutWALFile(ctx context.Context, st storage.Storage, path string, o Options)
 	return PutWAL(ctx, st, filepath.Base(path), f, o)
 }
 
-// Encrypted wraps st so that what is put under wal-g's prefixes is
-// encrypted as wal-g encrypts it with o's key.
+// Encrypted wraps st so that what wal-g encrypts is encrypted as wal-g
+// encrypts it with o's key: its WAL and its backups' tar partitions, never
+// its sentinels or metadata.
 func Encrypted(st storage.Storage, o Options) (storage.Storage, error) {
 	k, _, err := crypt.NewKey(o.LibsodiumKey, o.KeyTransform)
 	if err != nil {
 		return nil, fmt.Errorf("walgtest: WALG_LIBSODIUM_KEY %v", err)
 	}
 	return crypt.New(st, crypt.Options{Keys: []crypt.Key{k}, Classify: func(key string) crypt.Class {
-		if strings.HasPrefix(key, archive.WALGPrefix) || strings.HasPrefix(key, "basebackups_005/") {
+		if strings.HasPrefix(key, archive.WALGPrefix) || walg.IsPartKey(key) {
 			return crypt.WALG
 		}
 		return crypt.Plain
