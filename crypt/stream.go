@@ -171,15 +171,18 @@ type opener struct {
 	walg  bool
 	msg   int  // messages opened
 	ended bool // the last message opened was a full MESSAGE one
-	in    []byte
-	out   []byte
-	off   int
-	final bool
-	err   error
+	// peeked is how many bytes of src the last message read holds: read
+	// opens a message where bufio holds it (Peek), without copying it, and
+	// the next read of src discards it first (consume).
+	peeked int
+	out    []byte
+	off    int
+	final  bool
+	err    error
 }
 
 func newOpener(src io.Reader, name string, keys []Key, hint string) *opener {
-	return &opener{src: bufio.NewReaderSize(src, bufSize), name: name, keys: keys, hint: hint, in: make([]byte, sealedChunk)}
+	return &opener{src: bufio.NewReaderSize(src, bufSize), name: name, keys: keys, hint: hint}
 }
 
 // Read fills p with as many opened messages as it holds; what it returns
@@ -211,6 +214,7 @@ func (o *opener) Read(p []byte) (int, error) {
 
 // end checks that nothing follows the FINAL message.
 func (o *opener) end() error {
+	o.consume()
 	var b [1]byte
 	n, err := fill(o.src, b[:])
 	switch {
@@ -241,6 +245,7 @@ func fill(src io.Reader, b []byte) (int, error) {
 }
 
 func (o *opener) next() error {
+	o.consume()
 	if o.pull == nil {
 		var hdr [ssHeaderBytes]byte
 		n, err := fill(o.src, hdr[:])
@@ -306,14 +311,26 @@ func (o *opener) first(hdr []byte) error {
 
 // read reads one message: a full one, or a shorter last one.
 func (o *opener) read() ([]byte, error) {
-	n, err := fill(o.src, o.in)
+	o.consume()
+	// bufSize holds many messages, so Peek returns a whole one unless src
+	// ends first (io.EOF: the rest is the last message) or fails.
+	c, err := o.src.Peek(sealedChunk)
 	switch {
-	case err != nil:
+	case err != nil && err != io.EOF:
 		return nil, err
-	case n < ssABytes:
+	case len(c) < ssABytes:
 		return nil, o.damaged("its encrypted stream is cut short")
 	}
-	return o.in[:n], nil
+	o.peeked = len(c)
+	return c, nil
+}
+
+// consume discards the message read last from src.
+func (o *opener) consume() {
+	if o.peeked > 0 {
+		o.src.Discard(o.peeked)
+		o.peeked = 0
+	}
 }
 
 func (o *opener) took(m []byte, tag byte, n int) error {
