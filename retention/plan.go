@@ -78,6 +78,9 @@ type WALPlan struct {
 
 	all  bool   // everything: every WAL file goes
 	need Needed // otherwise: what need does not keep goes
+	// segSizes are the kept backups' segment sizes, which place wal-g's
+	// delta maps (see walgwal.go).
+	segSizes []uint64
 	// running are the start segments of the backups that may still be
 	// running, which the plan kept the WAL of (Execute plans the WAL again
 	// with them when it spares a backup).
@@ -97,10 +100,6 @@ type WALPlan struct {
 
 // deletes reports whether the rule deletes WAL file n.
 func (w *WALPlan) deletes(n wal.Name) bool { return w.all || !w.need.Keeps(n) }
-
-// Deletes reports whether the rule deletes WAL file n (for naming what a
-// dry run would delete; Execute may keep some, see Report).
-func (w *WALPlan) Deletes(n wal.Name) bool { return w.deletes(n) }
 
 // Range is a permanent backup's WAL, first through last segment.
 type Range struct {
@@ -609,11 +608,22 @@ func (p *Plan) planWAL(inv Inventory, running []Leftover) error {
 		return err
 	}
 	p.WAL = &WALPlan{KeepFrom: need.From, Protected: need.Permanent, Strays: inv.Strays,
-		need: need, running: starts, known: inv.names()}
+		need: need, running: starts, known: inv.names(), segSizes: segSizes(kept)}
 	if len(kept) == 0 {
 		p.Notes = append(p.Notes, "no backups: all WAL is kept (tusk delete everything removes it)")
 	}
 	return nil
+}
+
+// segSizes lists the distinct segment sizes of bs.
+func segSizes(bs []basebackup.Meta) []uint64 {
+	var out []uint64
+	for _, m := range bs {
+		if m.SegSize != 0 && !slices.Contains(out, m.SegSize) {
+			out = append(out, m.SegSize)
+		}
+	}
+	return out
 }
 
 // startOf reads the start segment out of a backup name
