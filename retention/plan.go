@@ -26,7 +26,9 @@ type Plan struct {
 	// Leftovers are folders of unfinished backups with their decision
 	// (garbage and everything only).
 	Leftovers []LeftoverDecision
-	// WAL is the WAL decision (garbage and everything only).
+	// WAL is the WAL decision, over tusk's WAL and wal-g's; nil when the
+	// command deletes no WAL (target, garbage BACKUPS) or the plan keeps it
+	// all for a reason its Notes give.
 	WAL *WALPlan
 	// SweepBefore, when set, also removes the invisible remains of writes
 	// started before it and never finished, where the storage can find them
@@ -67,8 +69,10 @@ type WALPlan struct {
 	// Protected are the permanent backups' ranges kept before KeepFrom.
 	Protected []Range
 
-	// Filled by CountWAL. Delete and DeleteBytes are the objects the rule
-	// deletes; First and Last name the first and last of them in key order.
+	// Filled by CountWAL, over both layouts (tusk's wal/, then wal-g's
+	// wal_005/). Delete and DeleteBytes are the objects the rule deletes;
+	// First and Last name the WAL files of the first and last of them in
+	// key order; Strays are objects in either that are no WAL file's.
 	Delete      int
 	DeleteBytes int64
 	First, Last string
