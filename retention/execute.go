@@ -191,8 +191,9 @@ func (d deleter) wal(ctx context.Context, p Plan, spared []basebackup.Meta) erro
 var errListDone = errors.New("past the last WAL object to delete")
 
 // newcomers lists the backups and unfinished backups (backups/NAME.json,
-// backups/NAME/...) whose names are not in known, sorted: those that appeared
-// since the plan was made. It returns what they may need: all WAL from the
+// backups/NAME/...), and wal-g's finished backups (their sentinels), whose
+// names are not in known, sorted: those that appeared since the plan was
+// made. It returns what they may need: all WAL from the
 // oldest one's start (read from its name), or all WAL if a name does not
 // tell; nil if there are none. Such a backup can only need WAL that lies
 // before the plan's own KeepFrom if it is of another cluster (a lineage
@@ -228,8 +229,9 @@ func (d deleter) newcomers(ctx context.Context, known []string) (*Needed, error)
 	})
 	if err == nil {
 		// wal-g's finished backups (a wal-g backup-push still in use on the
-		// prefix): their sentinels (wal-g's delta names start with their
-		// own start segment too).
+		// prefix), by their sentinels; a delta's name starts with its own
+		// start segment too. A wal-g backup-push still running is not seen
+		// (wal-g records nothing until its sentinel).
 		err = d.st.List(ctx, walg.Prefix, func(o storage.Object) error {
 			name, ok := strings.CutSuffix(strings.TrimPrefix(o.Key, walg.Prefix), walgSentinelSuffix)
 			if !ok || strings.Contains(name, "/") || !walg.IsName(name) {
