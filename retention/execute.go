@@ -230,8 +230,10 @@ func (d deleter) newcomers(ctx context.Context, known []string) (*Needed, error)
 	if err == nil {
 		// wal-g's finished backups (a wal-g backup-push still in use on the
 		// prefix), by their sentinels; a delta's name starts with its own
-		// start segment too. A wal-g backup-push still running is not seen
-		// (wal-g records nothing until its sentinel).
+		// start segment too. A wal-g backup-push still running is not
+		// waited for: its partitions without a sentinel are not told from
+		// those of one that failed long ago. Its start lies after KeepFrom
+		// unless it is another cluster's.
 		err = d.st.List(ctx, walg.Prefix, func(o storage.Object) error {
 			name, ok := strings.CutSuffix(strings.TrimPrefix(o.Key, walg.Prefix), walgSentinelSuffix)
 			if !ok || strings.Contains(name, "/") || !walg.IsName(name) {
