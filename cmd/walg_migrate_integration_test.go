@@ -21,17 +21,17 @@ const migrateSum = `SELECT md5(string_agg(s, '|')) FROM (
 	UNION ALL (SELECT coalesce(string_agg(n::text, ',' ORDER BY n), '') FROM marks)) q`
 
 // TestIntegrationWALGMigration follows the README's "Switching from wal-g"
-// step by step. A PostgreSQL 15 cluster under a little load has been
-// backed up by wal-g: its archive_command is wal-g's wal-push and it has a
-// full backup and a delta, all written in wal-g's format by the
-// generators, into the folder that the postgres user's ~/.walg.json
-// names. Then, with that file as the only configuration: archive_command
-// becomes tusk wal-push (a reload), tusk backup-push takes a backup,
-// restores go to a point before the switch (wal-g's delta and WAL), to one
-// after the switch from wal-g's full backup (its WAL, then tusk's), and to
-// one after tusk's backup; delete retain FULL 1, a dry run first, then with
-// --confirm, removes every wal-g object; and the newest point still
-// restores.
+// step by step. A PostgreSQL 15 cluster under a little load (pgbench beside
+// each backup and the switch) has been backed up by wal-g: its
+// archive_command is wal-g's wal-push and it has a full backup and a delta,
+// all written in wal-g's format by the generators, into the folder that the
+// postgres user's ~/.walg.json names. Then, with that file as the only
+// configuration: archive_command becomes tusk wal-push (a reload), tusk
+// backup-push takes a backup, restores go to a point before the switch
+// (wal-g's delta and WAL), to one after the switch from wal-g's full backup
+// (its WAL, then tusk's), and to one after tusk's backup; delete retain FULL
+// 1, a dry run first, then with --confirm, removes every wal-g object; and
+// the newest point still restores.
 func TestIntegrationWALGMigration(t *testing.T) {
 	bin := testenv.BuildTusk(t)
 	repoDir := testenv.ServerTempDir(t)
@@ -39,7 +39,7 @@ func TestIntegrationWALGMigration(t *testing.T) {
 	walgJSON := `{
   "WALG_FILE_PREFIX": "` + repoDir + `",
   "WALG_COMPRESSION_METHOD": "lz4",
-  "WALG_DELTA_MAX_STEPS": 0,
+  "WALG_DELTA_MAX_STEPS": 6,
   "WALG_UPLOAD_CONCURRENCY": 2
 }`
 	if err := os.WriteFile(filepath.Join(home, ".walg.json"), []byte(walgJSON), 0o644); err != nil {
@@ -57,6 +57,19 @@ func TestIntegrationWALGMigration(t *testing.T) {
 	env := append([]string{"HOME=" + home}, pg.Env()...) // the postgres user's shell: ~/.walg.json, libpq's settings
 	pg.SQL(t, "CREATE TABLE marks (n int)")
 	pgbench(t, pg, "-i", "-s", "2", "-q")
+	// load runs pgbench for a few seconds beside what the test does; wait
+	// for it before recording a moment.
+	load := func() (wait func()) {
+		cmd := pg.RunAsOwner(t.Context(), filepath.Join(pg.BinDir, "pgbench"), "-T", "3", "-c", "2", "-n")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return func() {
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("pgbench beside the test: %v", err)
+			}
+		}
+	}
 	moment := func(i int) point {
 		pgbench(t, pg, "-t", "100", "-c", "2", "-n")
 		pg.SQL(t, "INSERT INTO marks VALUES ("+strconv.Itoa(i)+")")
@@ -73,9 +86,10 @@ func TestIntegrationWALGMigration(t *testing.T) {
 		t.Fatalf("backup-list --json before the switch: %+v, want wal-g's %s and %s", metas, full, delta)
 	}
 
-	// Step 2: archive_command becomes tusk's; a reload is enough. Each
-	// segment from now on lands in tusk's layout once the archiver has
-	// read the new setting.
+	// Step 2: archive_command becomes tusk's, under load; a reload is
+	// enough. Each segment from now on lands in tusk's layout once the
+	// archiver has read the new setting.
+	wait := load()
 	pg.SQL(t, "ALTER SYSTEM SET archive_command = '"+bin+" wal-push %p'")
 	pg.SQL(t, "SELECT pg_reload_conf()")
 	for i := 0; ; i++ {
@@ -89,16 +103,19 @@ func TestIntegrationWALGMigration(t *testing.T) {
 			t.Fatal("after the reload, tusk wal-push does not archive")
 		}
 	}
+	wait()
 	afterSwitch := moment(3)
 	switchWAL(t, pg, "", 0, st)
 
 	wantExit(t, run(t, bin, env, "check"), 0) // the settings, and a WAL switch that reaches the repository
 
-	// Step 3: a tusk backup, with the configuration of ~/.walg.json: a
-	// full one, though WALG_DELTA_MAX_STEPS is set (tusk's incrementals
-	// are taken on tusk's backups only).
+	// Step 3: a tusk backup under load, with the configuration of
+	// ~/.walg.json: a full one, though WALG_DELTA_MAX_STEPS is set (tusk's
+	// incrementals are taken on tusk's backups only).
+	wait = load()
 	r := run(t, bin, env, "backup-push", pg.DataDir)
 	wantExit(t, r, 0)
+	wait()
 	afterTusk := moment(4)
 	switchWAL(t, pg, "", 0, st)
 	metas := listBackups(t, bin, env)
