@@ -1,8 +1,11 @@
 package retention
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -10,6 +13,7 @@ import (
 
 	"github.com/tusk-backup/tusk/archive"
 	"github.com/tusk-backup/tusk/basebackup"
+	"github.com/tusk-backup/tusk/compress"
 	"github.com/tusk-backup/tusk/internal/walgtest"
 	"github.com/tusk-backup/tusk/storage"
 	"github.com/tusk-backup/tusk/storage/faulty"
@@ -343,5 +347,66 @@ func TestNewWALGBackupKeepsItsWAL(t *testing.T) {
 	}
 	if r.WALDeleted != 0 || r.WALKeptForNew != p.WAL.Delete {
 		t.Fatalf("report %+v, plan deleted %d", r, p.WAL.Delete)
+	}
+}
+
+// TestPermanentWALGBackupKeepsItsWAL: a permanent wal-g backup stays, and
+// so does its own WAL in wal_005/ (start through end) and every object
+// about a group of 16 segments holding it; the WAL between it and the kept
+// tusk backup goes.
+func TestPermanentWALGBackupKeepsItsWAL(t *testing.T) {
+	st, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(data, "global"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, "global/pg_control"), make([]byte, 8192), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	codec, _ := compress.Parse("lz4")
+	perm, err := walgtest.PushBackup(t.Context(), st, walgtest.BackupOptions{DataDir: data, Timeline: 1, StartLSN: 0x12 << 24, PgVersion: 150010,
+		SystemID: 7, Codec: codec, Permanent: true, Stop: func(context.Context) (walgtest.Stopped, error) {
+			return walgtest.Stopped{Label: "label\n", FinishLSN: 0x13<<24 + 0x100}, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	walgWAL(t, st, 1, 0x24)
+	tuskBackup(t, st, "base_t0", time.Now().Add(time.Hour), 0x22)
+	inv, err := Read(t.Context(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Retain(inv, RetainOptions{Keep: 1, Full: true, Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := deleted(p); len(got) != 0 {
+		t.Fatalf("retain FULL 1 deletes %v, want nothing (%s is permanent)", got, perm)
+	}
+	if _, err := Execute(t.Context(), st, p, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := uint32(1); i <= 0x24; i++ {
+		n, _ := wal.ParseSegment(seg(1, i))
+		_, err := archive.Stat(t.Context(), st, n)
+		if kept := i == 0x12 || i == 0x13 || i >= 0x22; kept != (err == nil) {
+			t.Fatalf("segment %X: %v, want kept %v", i, err, kept)
+		}
+	}
+	for k, kept := range map[string]bool{
+		seg(1, 0x10)[:23] + ".json":        true, // bulk metadata of 0x10..0x1F
+		seg(1, 0x10) + "_delta.lz4":        true,
+		seg(1, 0x12) + ".json":             true,
+		seg(1, 0x14) + ".json":             false,
+		seg(1, 1) + ".00000028.backup.zst": false,
+		"00000002.history.zst":             true,
+	} {
+		if _, err := st.Stat(t.Context(), archive.WALGPrefix+k); kept != (err == nil) {
+			t.Errorf("%s: %v, want kept %v", k, err, kept)
+		}
 	}
 }
