@@ -54,7 +54,8 @@ behind tusk's back) is broken: plans name it, and only "garbage" deletes it.
 
 retain and before also delete the WAL that no remaining backup needs (as
 wal-g's do); target leaves it for "delete garbage", which also removes the
-leftovers of interrupted backups. Deletes are crash-safe: an interrupted delete leaves no listed backup
+leftovers of interrupted backups. wal-g's backups and WAL on the same prefix
+(basebackups_005/, wal_005/) are counted and deleted as tusk's own. Deletes are crash-safe: an interrupted delete leaves no listed backup
 with missing parts, and the next delete finishes it. A backup marked permanent
 while a delete runs is spared with the WAL it needs; the rest of the plan is
 carried out and the delete exits 1 saying so.`,

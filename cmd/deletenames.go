@@ -8,7 +8,6 @@ import (
 	"github.com/tusk-backup/tusk/basebackup"
 	"github.com/tusk-backup/tusk/retention"
 	"github.com/tusk-backup/tusk/storage"
-	"github.com/tusk-backup/tusk/wal"
 )
 
 // namingStore names each object a delete removes, as wal-g's delete does
@@ -47,7 +46,7 @@ func (n *namingStore) deleted() []string {
 // planObjects calls fn with each object executing p would delete, in the
 // order Execute deletes them: interrupted deletes' and the backups'
 // metadata, parts and tombstones, unfinished backups' folders, then the
-// WAL the plan's rule deletes (Execute may keep some of it; see
+// WAL the plan's rule deletes, tusk's and wal-g's (Execute may keep some of it; see
 // retention.Report).
 func planObjects(ctx context.Context, st storage.Storage, p retention.Plan, fn func(storage.Object) error) error {
 	names := append(append([]string{}, p.Interrupted...), p.DeleteUnreadable...)
@@ -55,15 +54,18 @@ func planObjects(ctx context.Context, st storage.Storage, p retention.Plan, fn f
 		names = append(names, m.Name)
 	}
 	for _, n := range names {
-		for _, k := range []string{basebackup.MetaKey(n)} {
+		meta, data := retention.Keys(n)
+		for _, k := range meta {
 			if o, err := st.Stat(ctx, k); err == nil {
 				if err := fn(o); err != nil {
 					return err
 				}
 			}
 		}
-		if err := st.List(ctx, basebackup.DataPrefix(n), fn); err != nil {
-			return err
+		for _, prefix := range data {
+			if err := st.List(ctx, prefix, fn); err != nil {
+				return err
+			}
 		}
 		if o, err := st.Stat(ctx, basebackup.TombstoneKey(n)); err == nil {
 			if err := fn(o); err != nil {
@@ -79,12 +81,7 @@ func planObjects(ctx context.Context, st storage.Storage, p retention.Plan, fn f
 		}
 	}
 	if w := p.WAL; w != nil && w.Delete > 0 {
-		return wal.List(ctx, st, wal.Prefix, func(o storage.Object, n wal.Name, ok bool) error {
-			if ok && w.Deletes(n) {
-				return fn(o)
-			}
-			return nil
-		})
+		return w.Objects(ctx, st, fn)
 	}
 	return nil
 }

@@ -12,7 +12,7 @@ import (
 
 	"github.com/tusk-backup/tusk/basebackup"
 	"github.com/tusk-backup/tusk/storage"
-	"github.com/tusk-backup/tusk/wal"
+	"github.com/tusk-backup/tusk/walg"
 )
 
 // batch is how many keys one Delete call gets (S3's DeleteObjects limit).
@@ -159,18 +159,18 @@ func (d deleter) wal(ctx context.Context, p Plan, spared []basebackup.Meta) erro
 		return err
 	}
 	b := d.newBatch(func(n int) { d.r.WALDeleted += n })
-	err = wal.List(ctx, d.st, wal.Prefix, func(o storage.Object, n wal.Name, ok bool) error {
+	err = listWAL(ctx, d.st, func(o storage.Object, f walFile, ok bool) error {
 		if o.Key > w.lastKey {
 			return errListDone
 		}
-		if !ok || !w.deletes(n) || o.ModTime.After(w.newest) {
+		if !ok || !w.deletesFile(f) || o.ModTime.After(w.newest) {
 			return nil
 		}
 		switch {
-		case keepSpared != nil && keepSpared.Keeps(n):
+		case keepSpared != nil && f.covered(w.segSizes, keepSpared.Keeps):
 			d.r.WALSpared++
 			return nil
-		case keepNew != nil && keepNew.Keeps(n):
+		case keepNew != nil && f.covered(w.segSizes, keepNew.Keeps):
 			d.r.WALKeptForNew++
 			return nil
 		}
@@ -191,8 +191,9 @@ func (d deleter) wal(ctx context.Context, p Plan, spared []basebackup.Meta) erro
 var errListDone = errors.New("past the last WAL object to delete")
 
 // newcomers lists the backups and unfinished backups (backups/NAME.json,
-// backups/NAME/...) whose names are not in known, sorted: those that appeared
-// since the plan was made. It returns what they may need: all WAL from the
+// backups/NAME/...), and wal-g's finished backups (their sentinels), whose
+// names are not in known, sorted: those that appeared since the plan was
+// made. It returns what they may need: all WAL from the
 // oldest one's start (read from its name), or all WAL if a name does not
 // tell; nil if there are none. Such a backup can only need WAL that lies
 // before the plan's own KeepFrom if it is of another cluster (a lineage
@@ -200,15 +201,7 @@ var errListDone = errors.New("past the last WAL object to delete")
 func (d deleter) newcomers(ctx context.Context, known []string) (*Needed, error) {
 	var need *Needed
 	var from uint64
-	err := d.st.List(ctx, backupsPrefix, func(o storage.Object) error {
-		rest := strings.TrimPrefix(o.Key, backupsPrefix)
-		name, _, folder := strings.Cut(rest, "/")
-		if !folder {
-			var ok bool
-			if name, ok = strings.CutSuffix(rest, ".json"); !ok {
-				return nil // a tombstone: being deleted, it needs nothing
-			}
-		}
+	add := func(name string) error {
 		if _, ok := slices.BinarySearch(known, name); ok || basebackup.CheckName(name) != nil {
 			return nil
 		}
@@ -222,12 +215,42 @@ func (d deleter) newcomers(ctx context.Context, known []string) (*Needed, error)
 			need, from = &Needed{From: start, FromBackup: name, from: pos}, pos
 		}
 		return nil
+	}
+	err := d.st.List(ctx, backupsPrefix, func(o storage.Object) error {
+		rest := strings.TrimPrefix(o.Key, backupsPrefix)
+		name, _, folder := strings.Cut(rest, "/")
+		if !folder {
+			var ok bool
+			if name, ok = strings.CutSuffix(rest, ".json"); !ok {
+				return nil // a tombstone: being deleted, it needs nothing
+			}
+		}
+		return add(name)
 	})
+	if err == nil {
+		// wal-g's finished backups (a wal-g backup-push still in use on the
+		// prefix), by their sentinels; a delta's name starts with its own
+		// start segment too. A wal-g backup-push still running is not
+		// waited for: its partitions without a sentinel are not told from
+		// those of one that failed long ago. Its start lies after KeepFrom
+		// unless it is another cluster's.
+		err = d.st.List(ctx, walg.Prefix, func(o storage.Object) error {
+			name, ok := strings.CutSuffix(strings.TrimPrefix(o.Key, walg.Prefix), walgSentinelSuffix)
+			if !ok || strings.Contains(name, "/") || !walg.IsName(name) {
+				return nil
+			}
+			return add(name)
+		})
+	}
 	if err != nil && !errors.Is(err, errListDone) {
 		return nil, fmt.Errorf("list backups: %w", err)
 	}
 	return need, nil
 }
+
+// walgSentinelSuffix ends the key of a wal-g backup's sentinel
+// (walg.SentinelKey).
+const walgSentinelSuffix = "_backup_stop_sentinel.json"
 
 type deleter struct {
 	st storage.Storage

@@ -24,7 +24,8 @@
 //     are the gaps wal-verify expects.
 //
 // The WAL side is a rule over WAL names decided from the backups alone, not
-// a list of objects: CountWAL streams the archive once to count what the
+// a list of objects, and it covers wal-g's WAL on the same prefix (wal_005/,
+// see walgwal.go) as it covers tusk's own: CountWAL streams the archive once to count what the
 // rule deletes (the dry run's figures), and Execute streams it again and
 // deletes what the rule selects, a batch at a time. Memory does not grow
 // with the number of WAL objects.
@@ -45,7 +46,6 @@ import (
 
 	"github.com/tusk-backup/tusk/basebackup"
 	"github.com/tusk-backup/tusk/storage"
-	"github.com/tusk-backup/tusk/wal"
 )
 
 const (
@@ -180,7 +180,7 @@ func Read(ctx context.Context, st storage.Storage) (Inventory, error) {
 	return inv, nil
 }
 
-// CountWAL lists the WAL archive once, streaming, and counts what p's WAL
+// CountWAL lists the WAL archive (tusk's and wal-g's, see walgwal.go) once, streaming, and counts what p's WAL
 // rule deletes and keeps: the figures a dry run prints. It holds nothing per
 // object. Execute calls it if the caller did not.
 func (p *Plan) CountWAL(ctx context.Context, st storage.Storage) error {
@@ -189,17 +189,17 @@ func (p *Plan) CountWAL(ctx context.Context, st storage.Storage) error {
 		p.noteIfEmpty()
 		return nil
 	}
-	err := wal.List(ctx, st, wal.Prefix, func(o storage.Object, n wal.Name, ok bool) error {
+	err := listWAL(ctx, st, func(o storage.Object, f walFile, ok bool) error {
 		switch {
 		case !ok:
 			w.Strays++
-		case w.deletes(n):
+		case w.deletesFile(f):
 			w.Delete++
 			w.DeleteBytes += o.Size
 			if w.First == "" {
-				w.First = n.File
+				w.First = f.name.File
 			}
-			w.Last, w.lastKey = n.File, o.Key
+			w.Last, w.lastKey = f.name.File, o.Key
 			if o.ModTime.After(w.newest) {
 				w.newest = o.ModTime
 			}

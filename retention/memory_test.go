@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tusk-backup/tusk/archive"
 	"github.com/tusk-backup/tusk/basebackup"
 	"github.com/tusk-backup/tusk/storage"
 	"github.com/tusk-backup/tusk/wal"
@@ -22,10 +23,12 @@ import (
 // 1..n) that it synthesizes on each listing instead of storing, so that the
 // heap a delete holds is the delete's own. A deleted segment is one bit.
 // Every sampleEvery objects listed it calls sample, which measures the live
-// heap. now is the modification time Put gives an object.
+// heap. now is the modification time Put gives an object. With walg set
+// the segments are wal-g's (wal_005/<segment>.lz4), not tusk's.
 type synthStore struct {
 	objs    map[string]synthObj
 	n       int
+	walg    bool
 	deleted []uint64
 	sample  func()
 	listed  int
@@ -39,8 +42,24 @@ type synthObj struct {
 
 const synthSegSize = 16 << 20
 
-func newSynthStore(n int) *synthStore {
-	return &synthStore{objs: map[string]synthObj{}, n: n, deleted: make([]uint64, n/64+1), now: t0}
+func newSynthStore(n int, walg bool) *synthStore {
+	return &synthStore{objs: map[string]synthObj{}, n: n, walg: walg, deleted: make([]uint64, n/64+1), now: t0}
+}
+
+// walPrefix is where the synthesized segments are.
+func (s *synthStore) walPrefix() string {
+	if s.walg {
+		return archive.WALGPrefix
+	}
+	return wal.Prefix
+}
+
+// segKey is the key of synthesized segment name.
+func (s *synthStore) segKey(name string) string {
+	if s.walg {
+		return archive.WALGPrefix + name + ".lz4"
+	}
+	return wal.Prefix + name[:16] + "/" + name
 }
 
 // synthSeg is the name of WAL segment i (256 segments a log, as with 16 MiB
@@ -48,7 +67,7 @@ func newSynthStore(n int) *synthStore {
 func synthSeg(i int) string { return fmt.Sprintf("%08X%08X%08X", 1, i>>8, i&0xFF) }
 
 func (s *synthStore) Put(_ context.Context, key string, r io.Reader) error {
-	if strings.HasPrefix(key, wal.Prefix) && s.n > 0 {
+	if strings.HasPrefix(key, s.walPrefix()) && s.n > 0 {
 		return fmt.Errorf("synthStore synthesizes its WAL objects: %s", key)
 	}
 	b, err := io.ReadAll(r)
@@ -94,15 +113,14 @@ func (s *synthStore) List(ctx context.Context, prefix string, fn func(storage.Ob
 			return err
 		}
 	}
-	if !strings.HasPrefix(wal.Prefix, prefix) && !strings.HasPrefix(prefix, wal.Prefix) {
+	if !strings.HasPrefix(s.walPrefix(), prefix) && !strings.HasPrefix(prefix, s.walPrefix()) {
 		return nil
 	}
 	for i := 1; i <= s.n; i++ {
 		if s.isDeleted(i) {
 			continue
 		}
-		name := synthSeg(i)
-		key := wal.Prefix + name[:16] + "/" + name
+		key := s.segKey(synthSeg(i))
 		if !strings.HasPrefix(key, prefix) {
 			continue
 		}
@@ -131,14 +149,19 @@ func (s *synthStore) Delete(_ context.Context, keys ...string) error {
 }
 
 func (s *synthStore) segIndex(key string) (int, bool) {
-	name, ok := strings.CutPrefix(key, wal.Prefix)
-	if !ok || len(name) != 17+24 {
+	name, ok := strings.CutPrefix(key, s.walPrefix())
+	if s.walg {
+		name, _ = strings.CutSuffix(name, ".lz4")
+	} else if len(name) == 17+24 {
+		name = name[17:]
+	}
+	if !ok || len(name) != 24 {
 		return 0, false
 	}
-	log, err1 := strconv.ParseUint(name[17+8:17+16], 16, 32)
-	seg, err2 := strconv.ParseUint(name[17+16:], 16, 32)
+	log, err1 := strconv.ParseUint(name[8:16], 16, 32)
+	seg, err2 := strconv.ParseUint(name[16:], 16, 32)
 	i := int(log<<8 | seg)
-	if err1 != nil || err2 != nil || i < 1 || i > s.n {
+	if err1 != nil || err2 != nil || i < 1 || i > s.n || s.segKey(name) != key {
 		return 0, false
 	}
 	return i, true
@@ -178,12 +201,12 @@ func (h *heapPeak) sample() {
 }
 
 // deleteMemory runs delete garbage --confirm against a synthesized
-// repository of n WAL segments and three backups (the oldest starting
+// repository of n WAL segments (wal-g's with walg) and three backups (the oldest starting
 // halfway, so that half the WAL goes) and returns the peak live heap, above
 // what the repository itself holds, while planning and while executing.
-func deleteMemory(t testing.TB, n int) (plan, exec uint64) {
+func deleteMemory(t testing.TB, n int, walg bool) (plan, exec uint64) {
 	ctx := context.Background()
-	st := newSynthStore(n)
+	st := newSynthStore(n, walg)
 	for k, start := range []int{n / 2, n/2 + 100, n/2 + 200} {
 		m := backup(fmt.Sprintf("base_%s_20261101T03000%dZ", synthSeg(start), k), "A", k, 0, 0, false)
 		m.StartWAL, m.EndWAL, m.Format = synthSeg(start), synthSeg(start+1), 1
@@ -238,7 +261,7 @@ func BenchmarkDeleteMemory(b *testing.B) {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			var plan, exec uint64
 			for range b.N {
-				plan, exec = deleteMemory(b, n)
+				plan, exec = deleteMemory(b, n, false)
 			}
 			b.ReportMetric(float64(plan)/float64(n), "plan-B/object")
 			b.ReportMetric(float64(exec)/float64(n), "exec-B/object")
@@ -248,15 +271,18 @@ func BenchmarkDeleteMemory(b *testing.B) {
 }
 
 // TestDeleteMemoryBounded: planning and carrying out delete garbage over
-// 100,000 WAL objects holds less than 1 MiB of heap, whatever the number of
-// objects (listing them into the plan held about 12 MiB).
+// 100,000 WAL objects, tusk's or wal-g's, holds less than 1 MiB of heap,
+// whatever the number of objects (listing them into the plan held about 12
+// MiB).
 func TestDeleteMemoryBounded(t *testing.T) {
 	if testing.Short() {
 		t.Skip("lists 100,000 objects three times")
 	}
-	plan, exec := deleteMemory(t, 100000)
-	t.Logf("peak live heap: plan %d B, execute %d B", plan, exec)
-	if plan > 1<<20 || exec > 1<<20 {
-		t.Fatalf("peak live heap: plan %d B, execute %d B; want less than 1 MiB", plan, exec)
+	for _, walg := range []bool{false, true} {
+		plan, exec := deleteMemory(t, 100000, walg)
+		t.Logf("wal-g's layout %v: peak live heap: plan %d B, execute %d B", walg, plan, exec)
+		if plan > 1<<20 || exec > 1<<20 {
+			t.Fatalf("wal-g's layout %v: peak live heap: plan %d B, execute %d B; want less than 1 MiB", walg, plan, exec)
+		}
 	}
 }

@@ -26,7 +26,9 @@ type Plan struct {
 	// Leftovers are folders of unfinished backups with their decision
 	// (garbage and everything only).
 	Leftovers []LeftoverDecision
-	// WAL is the WAL decision (garbage and everything only).
+	// WAL is the WAL decision, over tusk's WAL and wal-g's; nil when the
+	// command deletes no WAL (target, garbage BACKUPS) or the plan keeps it
+	// all for a reason its Notes give.
 	WAL *WALPlan
 	// SweepBefore, when set, also removes the invisible remains of writes
 	// started before it and never finished, where the storage can find them
@@ -67,8 +69,10 @@ type WALPlan struct {
 	// Protected are the permanent backups' ranges kept before KeepFrom.
 	Protected []Range
 
-	// Filled by CountWAL. Delete and DeleteBytes are the objects the rule
-	// deletes; First and Last name the first and last of them in key order.
+	// Filled by CountWAL, over both layouts (tusk's wal/, then wal-g's
+	// wal_005/). Delete and DeleteBytes are the objects the rule deletes;
+	// First and Last name the WAL files of the first and last of them in
+	// key order; Strays are objects in either that are no WAL file's.
 	Delete      int
 	DeleteBytes int64
 	First, Last string
@@ -78,6 +82,9 @@ type WALPlan struct {
 
 	all  bool   // everything: every WAL file goes
 	need Needed // otherwise: what need does not keep goes
+	// segSizes are the kept backups' segment sizes, which place wal-g's
+	// delta maps (see walgwal.go).
+	segSizes []uint64
 	// running are the start segments of the backups that may still be
 	// running, which the plan kept the WAL of (Execute plans the WAL again
 	// with them when it spares a backup).
@@ -97,10 +104,6 @@ type WALPlan struct {
 
 // deletes reports whether the rule deletes WAL file n.
 func (w *WALPlan) deletes(n wal.Name) bool { return w.all || !w.need.Keeps(n) }
-
-// Deletes reports whether the rule deletes WAL file n (for naming what a
-// dry run would delete; Execute may keep some, see Report).
-func (w *WALPlan) Deletes(n wal.Name) bool { return w.deletes(n) }
 
 // Range is a permanent backup's WAL, first through last segment.
 type Range struct {
@@ -609,11 +612,22 @@ func (p *Plan) planWAL(inv Inventory, running []Leftover) error {
 		return err
 	}
 	p.WAL = &WALPlan{KeepFrom: need.From, Protected: need.Permanent, Strays: inv.Strays,
-		need: need, running: starts, known: inv.names()}
+		need: need, running: starts, known: inv.names(), segSizes: segSizes(kept)}
 	if len(kept) == 0 {
 		p.Notes = append(p.Notes, "no backups: all WAL is kept (tusk delete everything removes it)")
 	}
 	return nil
+}
+
+// segSizes lists the distinct segment sizes of bs.
+func segSizes(bs []basebackup.Meta) []uint64 {
+	var out []uint64
+	for _, m := range bs {
+		if m.SegSize != 0 && !slices.Contains(out, m.SegSize) {
+			out = append(out, m.SegSize)
+		}
+	}
+	return out
 }
 
 // startOf reads the start segment out of a backup name

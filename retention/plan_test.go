@@ -171,7 +171,7 @@ func TestTargetAndEverything(t *testing.T) {
 // walStore is a repository holding the WAL files names, 10 bytes each.
 func walStore(t *testing.T, names ...string) *synthStore {
 	t.Helper()
-	st := newSynthStore(0)
+	st := newSynthStore(0, false)
 	for _, s := range names {
 		n, err := wal.ParseName(s)
 		if err != nil {

@@ -16,7 +16,8 @@ import (
 // tombstone in backups/ (tusk's layout, which wal-g never reads): the
 // sentinel first with the metadata batch (from then on wal-g and tusk no
 // longer list the backup), then everything under basebackups_005/NAME/,
-// then the tombstone. wal-g's WAL (wal_005/) is not touched.
+// then the tombstone. wal-g's WAL (wal_005/) is retained with tusk's (see
+// walgwal.go).
 
 // readBackup reads backup name's metadata, tusk's or wal-g's.
 func readBackup(ctx context.Context, st storage.Storage, name string) (basebackup.Meta, error) {
@@ -48,12 +49,17 @@ func dataPrefixes(name string) []string {
 	return ps
 }
 
+// Keys lists the objects whose presence lists backup name (tusk's metadata,
+// wal-g's sentinel) and the prefixes that hold the rest of its objects,
+// tusk's or wal-g's: what Execute deletes of it, besides its tombstone.
+func Keys(name string) (meta, data []string) { return metaKeys(name), dataPrefixes(name) }
+
 // readWALG adds wal-g's backups to inv: those without a tombstone to
 // Backups, those whose sentinel or metadata cannot be read to Unreadable.
 func readWALG(ctx context.Context, st storage.Storage, inv *Inventory, tombs map[string]bool) error {
 	var failed error
 	ms, err := walg.List(ctx, st, func(key string, err error) {
-		name := strings.TrimSuffix(strings.TrimPrefix(key, walg.Prefix), "_backup_stop_sentinel.json")
+		name := strings.TrimSuffix(strings.TrimPrefix(key, walg.Prefix), walgSentinelSuffix)
 		switch {
 		case tombs[name], errors.Is(err, basebackup.ErrNoBackup):
 		case errors.Is(err, walg.ErrBadSentinel):
