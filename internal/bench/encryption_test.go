@@ -18,7 +18,7 @@ import (
 
 // encryptionRounds is how many times each run of BenchmarkEncryption
 // repeats, its order rotated each round.
-const encryptionRounds = 9
+const encryptionRounds = 15
 
 // BenchmarkEncryption measures what client-side encryption costs: tusk
 // wal-push of the WAL corpus into a folder, and backup-push and
