@@ -48,7 +48,7 @@ func PlainSize(c int64) (n int64, ok bool) {
 
 // sealer is an io.Reader of the stream that encrypts src: what Put sends.
 type sealer struct {
-	src  io.Reader
+	src  *bufio.Reader
 	push *ssPush
 	hdr  [ssHeaderBytes]byte
 	ad   []byte // the first message's additional data
@@ -56,8 +56,6 @@ type sealer struct {
 	// the first message's plaintext (age mode's envelope).
 	pre   func(first []byte) []byte
 	begun bool
-	in    []byte // chunkSize+1: a full message, and one byte to know it is not the last
-	nin   int
 	out   []byte // sealed bytes not yet read
 	off   int
 	done  bool
@@ -71,7 +69,7 @@ const bufSize = 256 << 10
 
 func newSealer(src io.Reader, key *[32]byte, ad []byte) *sealer {
 	hdr, push := newSSPush(key)
-	return &sealer{src: bufio.NewReaderSize(src, bufSize), push: push, hdr: hdr, ad: ad, in: make([]byte, chunkSize+1), out: make([]byte, 0, 2*sealedChunk+512)}
+	return &sealer{src: bufio.NewReaderSize(src, bufSize), push: push, hdr: hdr, ad: ad, out: make([]byte, 0, 2*sealedChunk+512)}
 }
 
 // Read fills p with as many sealed messages as it holds, so that a large
@@ -102,35 +100,31 @@ func (s *sealer) Read(p []byte) (int, error) {
 	return 0, nil
 }
 
-// next seals the next message (or the last ones) into out. Only io.EOF
-// itself ends the stream: any other error of src, even one that wraps
-// io.EOF or io.ErrUnexpectedEOF (a connection that broke), fails the Put
-// instead of sealing what came so far as a whole object.
+// next seals the next message (or the last ones) into out, from where
+// bufio holds the source's bytes (Peek, then Discard: no copy of them).
+// Peeking one byte past a message tells whether it is the last. Only
+// io.EOF itself ends the stream: any other error of src, even one that
+// wraps io.EOF or io.ErrUnexpectedEOF (a connection that broke), fails the
+// Put instead of sealing what came so far as a whole object.
 func (s *sealer) next() error {
-	for s.nin < len(s.in) {
-		n, err := s.src.Read(s.in[s.nin:])
-		s.nin += n
-		if err == io.EOF {
-			if s.nin > chunkSize {
-				s.seal(s.in[:chunkSize], ssTagMessage)
-				s.in[0] = s.in[chunkSize]
-				s.nin = 1
-			}
-			if s.nin == chunkSize {
-				s.seal(s.in[:chunkSize], ssTagMessage)
-				s.nin = 0
-			}
-			s.seal(s.in[:s.nin], ssTagFinal)
-			s.done = true
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+	c, err := s.src.Peek(chunkSize + 1)
+	switch {
+	case err == nil:
+		s.seal(c[:chunkSize], ssTagMessage)
+		s.src.Discard(chunkSize)
+		return nil
+	case err != io.EOF:
+		return err
 	}
-	s.seal(s.in[:chunkSize], ssTagMessage)
-	s.in[0] = s.in[chunkSize]
-	s.nin = 1
+	// The rest of the stream: a FINAL message of 0 to chunkSize-1 bytes,
+	// after a full MESSAGE one if exactly a message's worth is left.
+	if len(c) == chunkSize {
+		s.seal(c, ssTagMessage)
+		c = c[:0]
+	}
+	s.seal(c, ssTagFinal)
+	s.src.Discard(s.src.Buffered())
+	s.done = true
 	return nil
 }
 
