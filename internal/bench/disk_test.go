@@ -44,25 +44,25 @@ func freshDisk(b *testing.B, size int64) (root string, release func()) {
 	if err != nil {
 		b.Fatalf("make a disk image: %v", err)
 	}
+	// Not b.Context(): the release a cleanup runs comes after the
+	// benchmark's context is done, and must still unmount and detach.
 	run := func(name string, args ...string) string {
-		out, err := exec.CommandContext(b.Context(), name, args...).CombinedOutput()
+		out, err := exec.Command(name, args...).CombinedOutput()
 		if err != nil {
 			b.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 		}
 		return strings.TrimSpace(string(out))
 	}
 	loop := run("losetup", "--find", "--show", "--direct-io=on", image)
-	// Inode tables and the journal are written now, untimed, rather than
-	// by ext4's lazy-init thread during the timed restore.
-	run("mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", loop)
-	run("mount", loop, root)
-	released := false
+	mounted, released := false, false
 	release = func() {
 		if released {
 			return
 		}
 		released = true
-		run("umount", root)
+		if mounted {
+			run("umount", root)
+		}
 		run("losetup", "--detach", loop)
 		if err := os.Remove(image); err != nil {
 			b.Errorf("remove a disk image: %v", err)
@@ -71,7 +71,14 @@ func freshDisk(b *testing.B, size int64) (root string, release func()) {
 		// sync waits for that, so the next timed run does not.
 		syscall.Sync()
 	}
+	// Registered before anything else can fail, so that a failing mkfs
+	// or mount leaves no loop device attached.
 	b.Cleanup(release)
+	// Inode tables and the journal are written now, untimed, rather than
+	// by ext4's lazy-init thread during the timed restore.
+	run("mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", loop)
+	run("mount", loop, root)
+	mounted = true
 	owner := run("stat", "--format", "%u:%g", owned)
 	if err := os.Chmod(root, 0o755); err != nil {
 		b.Fatal(err)
