@@ -14,6 +14,7 @@ import (
 
 	"github.com/tusk-backup/tusk/basebackup"
 	"github.com/tusk-backup/tusk/wal"
+	"github.com/tusk-backup/tusk/walg"
 )
 
 func newBackupListCmd(root *rootOpts) *cobra.Command {
@@ -110,33 +111,25 @@ const walgStorageName = "default"
 const walgDateFmt = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 // walgListJSON are wal-g's fields of backup-list --detail --json
-// (internal.BackupTime and postgres.ExtendedMetadataDto), in its order.
+// (internal.BackupTime, then postgres.ExtendedMetadataDto: the fields of a
+// wal-g backup's metadata.json, walg.Metadata), in its order.
 type walgListJSON struct {
-	BackupName       string    `json:"backup_name"`
-	Time             time.Time `json:"time"`
-	WALFileName      string    `json:"wal_file_name"`
-	StorageName      string    `json:"storage_name"`
-	StartTime        time.Time `json:"start_time"`
-	FinishTime       time.Time `json:"finish_time"`
-	DateFmt          string    `json:"date_fmt"`
-	Hostname         string    `json:"hostname"`
-	DataDir          string    `json:"data_dir"`
-	PGVersion        int       `json:"pg_version"`
-	StartLSN         uint64    `json:"start_lsn"`
-	FinishLSN        uint64    `json:"finish_lsn"`
-	IsPermanent      bool      `json:"is_permanent"`
-	SystemIdentifier *uint64   `json:"system_identifier"`
-	UncompressedSize int64     `json:"uncompressed_size"`
-	CompressedSize   int64     `json:"compressed_size"`
+	BackupName  string    `json:"backup_name"`
+	Time        time.Time `json:"time"`
+	WALFileName string    `json:"wal_file_name"`
+	StorageName string    `json:"storage_name"`
+	walg.Metadata
 }
 
 func walgFields(e listEntry) walgListJSON {
 	m := e.Meta
 	w := walgListJSON{
 		BackupName: m.Name, Time: m.FinishTime, WALFileName: m.StartWAL, StorageName: walgStorageName,
-		StartTime: m.StartTime, FinishTime: m.FinishTime, DateFmt: walgDateFmt,
-		PGVersion: m.PGVersion, StartLSN: uint64(m.StartLSN), FinishLSN: uint64(m.EndLSN),
-		IsPermanent: m.Permanent, UncompressedSize: m.DataSize, CompressedSize: m.StoredSize,
+		Metadata: walg.Metadata{
+			StartTime: m.StartTime, FinishTime: m.FinishTime, DateFmt: walgDateFmt,
+			PgVersion: m.PGVersion, StartLSN: uint64(m.StartLSN), FinishLSN: uint64(m.EndLSN),
+			IsPermanent: m.Permanent, UncompressedSize: m.DataSize, CompressedSize: m.StoredSize,
+		},
 	}
 	if id, err := strconv.ParseUint(m.SystemID, 10, 64); err == nil {
 		w.SystemIdentifier = &id
