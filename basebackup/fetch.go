@@ -499,7 +499,7 @@ func Restore(ctx context.Context, m Meta, dest string, opts FetchOptions) (err e
 	for _, p := range m.Parts {
 		total.Add(p.RawSize)
 	}
-	w := &fileWriter{early: !opts.NoSync}
+	w := &fileWriter{early: !opts.NoSync, direct: restoreDirect}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(opts.Concurrency, 1))
 	for _, p := range m.Parts {

@@ -29,7 +29,7 @@ func OpenForeignDest(m Meta, dest string, opts FetchOptions) (*ForeignDest, erro
 	if err != nil {
 		return nil, err
 	}
-	return &ForeignDest{d: d, w: &fileWriter{early: !opts.NoSync}}, nil
+	return &ForeignDest{d: d, w: &fileWriter{early: !opts.NoSync, direct: restoreDirect}}, nil
 }
 
 // Dest is the data directory.

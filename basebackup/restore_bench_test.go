@@ -32,9 +32,10 @@ func BenchmarkRestoreWrite(b *testing.B) {
 	m := push(b, st, 64<<20, map[string][]byte{"": archive}, []Tablespace{{}})
 	archive = nil
 	variants := []struct {
-		name   string
-		noSync bool
-	}{{"durable", false}, {"no-sync", true}}
+		name           string
+		noSync, direct bool
+		prealloc       bool
+	}{{"durable", false, false, true}, {"durable-direct", false, true, true}, {"durable-direct-noprealloc", false, true, false}, {"no-sync", true, false, true}, {"no-sync-direct", true, true, true}}
 	times := map[string][]time.Duration{}
 	cpus := map[string][]time.Duration{}
 	cpu := func() time.Duration {
@@ -43,11 +44,16 @@ func BenchmarkRestoreWrite(b *testing.B) {
 		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
 	scratch := b.TempDir()
+	if d := os.Getenv("TUSK_RESTORE_BENCH_DIR"); d != "" {
+		scratch = d
+	}
+	defer func() { restoreDirect, preallocDirect = true, true }()
 	b.ResetTimer()
 	for round := range 7 {
 		for i := range variants {
 			v := variants[(i+round)%len(variants)]
 			dest := filepath.Join(scratch, "pgdata")
+			restoreDirect, preallocDirect = v.direct, v.prealloc
 			syscall.Sync()
 			start, c0 := time.Now(), cpu()
 			if err := Restore(b.Context(), m, dest, FetchOptions{Store: st, Concurrency: 4, NoSync: v.noSync}); err != nil {

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"sync"
+	"sync/atomic"
 )
 
 // How a restore writes its files, chosen by measurement
@@ -39,9 +40,20 @@ import (
 //     restores came out faster than unsynced ones: dirty pages are not left
 //     to pile up until the kernel throttles the writers.
 type fileWriter struct {
-	early bool     // start writeback as files are written
-	split sync.Map // target of a split file → *splitFile
+	early  bool     // start writeback as files are written
+	direct bool     // write large files with direct I/O
+	split  sync.Map // target of a split file → *splitFile
+	// noDirect is set once the file system refused direct I/O.
+	noDirect atomic.Bool
 }
+
+// restoreDirect is whether restores write large files with direct I/O; a
+// switch for BenchmarkRestoreWrite.
+var restoreDirect = true
+
+// preallocDirect: whether a whole file written with direct I/O is
+// preallocated first. A switch for BenchmarkRestoreWrite.
+var preallocDirect = true
 
 type splitFile struct {
 	once sync.Once
@@ -98,6 +110,7 @@ func (w *fileWriter) writeEntry(root, target string, hdr *tar.Header, r io.Reade
 	if err != nil {
 		return destError(root, err)
 	}
+	direct := oDirect != 0 && w.direct && hdr.Size >= directMin && !w.noDirect.Load()
 	if piece {
 		v, _ := w.split.LoadOrStore(target, &splitFile{})
 		sf := v.(*splitFile)
@@ -106,6 +119,33 @@ func (w *fileWriter) writeEntry(root, target string, hdr *tar.Header, r io.Reade
 			f.Close()
 			return destError(root, sf.err)
 		}
+	}
+	if direct {
+		if !piece && preallocDirect {
+			if err := preallocate(f, size); err != nil {
+				f.Close()
+				return destError(root, err)
+			}
+		}
+		dw := &directWriter{f: f, off: off}
+		rerr, werr := dw.copyFrom(r)
+		if dw.refused {
+			w.noDirect.Store(true)
+		}
+		if werr != nil || rerr != nil {
+			dw.close()
+			if werr != nil {
+				return destError(root, werr)
+			}
+			return fmt.Errorf("%w: %s: %v", ErrCorrupt, hdr.Name, rerr)
+		}
+		if err := dw.close(); err != nil {
+			return destError(root, err)
+		}
+		if !piece && !hdr.ModTime.IsZero() {
+			os.Chtimes(target, hdr.ModTime, hdr.ModTime)
+		}
+		return nil
 	}
 	ow := &offsetWriter{f: f, off: off, start: off, early: w.early}
 	if err := copyInto(root, hdr.Name, ow, r); err != nil {

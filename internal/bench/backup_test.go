@@ -387,7 +387,7 @@ func backupScale(b *testing.B, scale int, peers backupPeers) scaleResult {
 		}
 	}
 	b.StopTimer()
-	res.Ratios = backupRatios(res.Runs)
+	res.Ratios = backupRatios(res.Runs, scale)
 	for _, r := range res.Runs {
 		b.ReportMetric(r.Elapsed.Seconds(), r.Metric+"-s")
 	}
@@ -397,13 +397,24 @@ func backupScale(b *testing.B, scale int, peers backupPeers) scaleResult {
 	return res
 }
 
-// remoteBefore is tusk backup-push to MinIO ÷ pg_basebackup in the last
-// make bench before local mode, when every backup-push was remote mode
-// (BENCHMARKS.md at bd0a916, scale 100): remote mode is to be no slower.
-const remoteBefore = "≤ 0.94, remote mode's ratio in make bench before local mode (scale 100)"
+// remoteBefore is the target of tusk's remote mode (backup-push to MinIO ÷
+// pg_basebackup) at a scale: no slower than before local mode, when every
+// backup-push was remote mode. At scale 100 that is the last make bench
+// then (BENCHMARKS.md at bd0a916); make bench had no larger scale then, so
+// at 400 it is issue 16's own measurement on this machine class (8.72 s ÷
+// 5.77 s).
+func remoteBefore(scale int) string {
+	switch scale {
+	case 100:
+		return "≤ 0.94, remote mode's ratio in make bench before local mode"
+	case 400:
+		return "≤ 1.51, remote mode's ratio before local mode, as issue 16 measured it"
+	}
+	return ""
+}
 
 // backupRatios compares the median runs of one scale.
-func backupRatios(runs []backupRun) []ratio {
+func backupRatios(runs []backupRun, scale int) []ratio {
 	var ratios []ratio
 	add := func(label, num, den, target string) {
 		n, ok1 := findRun(runs, num)
@@ -415,7 +426,7 @@ func backupRatios(runs []backupRun) []ratio {
 	}
 	add("tusk backup-push (local) to MinIO ÷ wal-g backup-push to MinIO, seconds", "tusk-push-minio", "walg-push-minio", "≤ 0.6")
 	add("tusk backup-push (local) to MinIO ÷ pg_basebackup to /dev/null, seconds", "tusk-push-minio", "pg_basebackup", "≤ 1.0")
-	add("tusk backup-push (remote) to MinIO ÷ pg_basebackup to /dev/null, seconds", "tusk-push-remote", "pg_basebackup", remoteBefore)
+	add("tusk backup-push (remote) to MinIO ÷ pg_basebackup to /dev/null, seconds", "tusk-push-remote", "pg_basebackup", remoteBefore(scale))
 	add("tusk backup-push (remote) to MinIO ÷ tusk backup-push (local) to MinIO, seconds", "tusk-push-remote", "tusk-push-minio", "")
 	add("tusk backup-push (local) to a folder ÷ pg_basebackup to /dev/null, seconds", "tusk-push-folder", "pg_basebackup", "")
 	add("tusk backup-push (local) to MinIO ÷ pgBackRest backup, seconds", "tusk-push-minio", "pgbackrest-backup", "")

@@ -1,0 +1,15 @@
+//go:build !linux
+
+package basebackup
+
+import (
+	"errors"
+	"os"
+)
+
+// oDirect is 0: direct I/O is used on Linux only.
+const oDirect = 0
+
+func setDirect(*os.File, bool) error { return errors.ErrUnsupported }
+
+func isEINVAL(error) bool { return false }
