@@ -39,6 +39,9 @@ import (
 //     the final syncfs (syncTrees) finds little left to write. Durable
 //     restores came out faster than unsynced ones: dirty pages are not left
 //     to pile up until the kernel throttles the writers.
+//   - Since then, files of 1 MiB and more are written with direct I/O
+//     (directWriter, whose note has the figures), which needs no early
+//     writeback; the rest as above.
 type fileWriter struct {
 	early  bool     // start writeback as files are written
 	direct bool     // write large files with direct I/O
