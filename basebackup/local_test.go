@@ -55,8 +55,12 @@ func TestPageChecksumReference(t *testing.T) {
 			p[i] = byte(rng.Uint32())
 		}
 		blk := rng.Uint32()
-		if got, want := pageChecksum(p, blk), referenceChecksum(p, blk); got != want {
+		want := referenceChecksum(p, blk)
+		if got := pageChecksum(p, blk); got != want {
 			t.Fatalf("random page %d: checksum %#04x, the reference %#04x", n, got, want)
+		}
+		if got := scalarChecksum(p, blk); got != want {
+			t.Fatalf("random page %d: scalar checksum %#04x, the reference %#04x", n, got, want)
 		}
 	}
 	for i := range p {
@@ -85,6 +89,12 @@ func BenchmarkPageChecksum(b *testing.B) {
 		b.SetBytes(pageSize)
 		for b.Loop() {
 			pageChecksum(p, 3)
+		}
+	})
+	b.Run("scalar", func(b *testing.B) {
+		b.SetBytes(pageSize)
+		for b.Loop() {
+			scalarChecksum(p, 3)
 		}
 	})
 	b.Run("reference", func(b *testing.B) {

@@ -28,15 +28,24 @@ func checksumComp(sum, value uint32) uint32 {
 }
 
 // pageChecksum is pg_checksum_page of an 8 kB page p at block blkno (the
-// block number in the relation, not in the segment file).
+// block number in the relation, not in the segment file): with AVX2 where
+// the CPU has it (vectorChecksum), else scalarChecksum.
 //
-// The 32 sums are independent, so it takes them eight at a time, each
+// scalarChecksum: the 32 sums are independent, so it takes them eight at a time, each
 // group in registers over the page's 64 rows of 32 words: one multiply
 // per word is then the pace, rather than the loads and stores of a
 // 32-element array and a bounds check per word. It checks every page
 // local mode reads, and measured this way it costs about a third of the
 // straightforward loop's time (BenchmarkPageChecksum).
 func pageChecksum(p []byte, blkno uint32) uint16 {
+	if haveVectorChecksum {
+		return vectorChecksum(p, blkno)
+	}
+	return scalarChecksum(p, blkno)
+}
+
+// scalarChecksum is pageChecksum in plain Go.
+func scalarChecksum(p []byte, blkno uint32) uint16 {
 	page := (*[pageSize]byte)(p[:pageSize])
 	var result uint32
 	for g := 0; g < nSums; g += 8 {
