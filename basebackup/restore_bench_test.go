@@ -47,13 +47,13 @@ func BenchmarkRestoreWrite(b *testing.B) {
 	if d := os.Getenv("TUSK_RESTORE_BENCH_DIR"); d != "" {
 		scratch = d
 	}
-	defer func() { restoreDirect, preallocDirect = true, true }()
+	defer func() { restoreDirect = true }()
 	b.ResetTimer()
 	for round := range 7 {
 		for i := range variants {
 			v := variants[(i+round)%len(variants)]
 			dest := filepath.Join(scratch, "pgdata")
-			restoreDirect, preallocDirect = v.direct, v.prealloc
+			restoreDirect = v.direct
 			syscall.Sync()
 			start, c0 := time.Now(), cpu()
 			if err := Restore(b.Context(), m, dest, FetchOptions{Store: st, Concurrency: 4, NoSync: v.noSync}); err != nil {

@@ -54,10 +54,6 @@ type fileWriter struct {
 // switch for BenchmarkRestoreWrite.
 var restoreDirect = true
 
-// preallocDirect: whether a whole file written with direct I/O is
-// preallocated first. A switch for BenchmarkRestoreWrite.
-var preallocDirect = true
-
 type splitFile struct {
 	once sync.Once
 	err  error
@@ -123,8 +119,10 @@ func (w *fileWriter) writeEntry(root, target string, hdr *tar.Header, r io.Reade
 			return destError(root, sf.err)
 		}
 	}
+	var copyErr error
+	var closeFile func() error
 	if direct {
-		if !piece && preallocDirect {
+		if !piece {
 			if err := preallocate(f, size); err != nil {
 				f.Close()
 				return destError(root, err)
@@ -135,27 +133,23 @@ func (w *fileWriter) writeEntry(root, target string, hdr *tar.Header, r io.Reade
 		if dw.refused {
 			w.noDirect.Store(true)
 		}
-		if werr != nil || rerr != nil {
-			dw.close()
-			if werr != nil {
-				return destError(root, werr)
-			}
-			return fmt.Errorf("%w: %s: %v", ErrCorrupt, hdr.Name, rerr)
+		switch {
+		case werr != nil:
+			copyErr = destError(root, werr)
+		case rerr != nil:
+			copyErr = fmt.Errorf("%w: %s: %v", ErrCorrupt, hdr.Name, rerr)
 		}
-		if err := dw.close(); err != nil {
-			return destError(root, err)
-		}
-		if !piece && !hdr.ModTime.IsZero() {
-			os.Chtimes(target, hdr.ModTime, hdr.ModTime)
-		}
-		return nil
+		closeFile = dw.close
+	} else {
+		ow := &offsetWriter{f: f, off: off, start: off, early: w.early}
+		copyErr = copyInto(root, hdr.Name, ow, r)
+		closeFile = ow.close
 	}
-	ow := &offsetWriter{f: f, off: off, start: off, early: w.early}
-	if err := copyInto(root, hdr.Name, ow, r); err != nil {
-		f.Close()
-		return err
+	if copyErr != nil {
+		closeFile()
+		return copyErr
 	}
-	if err := ow.close(); err != nil {
+	if err := closeFile(); err != nil {
 		return destError(root, err)
 	}
 	if !piece && !hdr.ModTime.IsZero() {
