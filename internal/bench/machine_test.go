@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -152,4 +153,47 @@ func selected(metric string) bool {
 		}
 	}
 	return false
+}
+
+// buildTuskAt builds tusk as it was at commit rev, from this checkout's
+// history (git archive, then go build, static as make build makes it), into
+// a folder the server user can run it from. It fails when the checkout
+// does not hold rev (a shallow clone) or the build fails.
+func buildTuskAt(b *testing.B, rev string) (string, error) {
+	b.Helper()
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
+	if out, err := exec.Command("git", "-C", root, "cat-file", "-e", rev+"^{commit}").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("this checkout does not hold commit %s (a shallow clone?): %v %s", rev[:12], err, bytes.TrimSpace(out))
+	}
+	src := b.TempDir()
+	archive := exec.Command("git", "-C", root, "archive", "--format=tar", rev)
+	extract := exec.Command("tar", "-x", "-C", src)
+	pipe, err := archive.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	extract.Stdin = pipe
+	var errs bytes.Buffer
+	archive.Stderr, extract.Stderr = &errs, &errs
+	if err := extract.Start(); err != nil {
+		return "", err
+	}
+	if err := archive.Run(); err != nil {
+		extract.Wait()
+		return "", fmt.Errorf("git archive %s: %v %s", rev[:12], err, bytes.TrimSpace(errs.Bytes()))
+	}
+	if err := extract.Wait(); err != nil {
+		return "", fmt.Errorf("extract git archive %s: %v %s", rev[:12], err, bytes.TrimSpace(errs.Bytes()))
+	}
+	path := filepath.Join(testenv.ServerTempDir(b), "tusk-"+rev[:12])
+	build := exec.Command("go", "build", "-buildvcs=false", "-o", path, ".")
+	build.Dir = src
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build at %s: %v\n%s", rev[:12], err, out)
+	}
+	return path, nil
 }

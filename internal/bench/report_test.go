@@ -161,3 +161,45 @@ func TestBackupReportGrowth(t *testing.T) {
 		t.Error("report without wal-g has wal-g's notes")
 	}
 }
+
+func TestBackupRatiosRemoteTarget(t *testing.T) {
+	run := func(metric string, s float64) backupRun {
+		return backupRun{Label: metric, Metric: metric, Elapsed: time.Duration(s * float64(time.Second))}
+	}
+	runs := []backupRun{run("tusk-push-remote", 2), run("tusk-push-minio", 1.5), run("pg_basebackup", 2)}
+	find := func(rs []ratio, metric string) (ratio, bool) {
+		for _, r := range rs {
+			if r.Metric == metric {
+				return r, true
+			}
+		}
+		return ratio{}, false
+	}
+	// Without tusk before local mode, the target is on the ratio to
+	// pg_basebackup.
+	rs := backupRatios(runs, 100, nil)
+	if r, _ := find(rs, "x-tusk-push-remote/pg_basebackup"); r.Target != remoteBefore(100) {
+		t.Errorf("without pairs, remote ÷ pg_basebackup target = %q, want %q", r.Target, remoteBefore(100))
+	}
+	if _, ok := find(rs, "x-paired-tusk-push-remote/before-push-remote"); ok {
+		t.Error("without pairs, a paired ratio was reported")
+	}
+	// With them, it is on the median of the rounds' ratios.
+	pairs := pairedRatios(
+		[]backupRun{run("tusk-push-remote", 2), run("tusk-push-remote", 3), run("tusk-push-remote", 1)},
+		[]backupRun{run("before-push-remote", 4), run("before-push-remote", 2), run("before-push-remote", 1.25)})
+	if want := []float64{0.5, 0.8, 1.5}; !slices.Equal(pairs, want) {
+		t.Fatalf("pairedRatios = %v, want %v", pairs, want)
+	}
+	rs = backupRatios(runs, 100, pairs)
+	if r, _ := find(rs, "x-tusk-push-remote/pg_basebackup"); r.Target != "" {
+		t.Errorf("with pairs, remote ÷ pg_basebackup target = %q, want none", r.Target)
+	}
+	r, ok := find(rs, "x-paired-tusk-push-remote/before-push-remote")
+	if !ok || r.Value != 0.8 || r.Target != "≤ 1.0" || !strings.Contains(r.Label, "0.50, 0.80, 1.50") {
+		t.Errorf("paired ratio = %+v, want 0.8 against ≤ 1.0, naming every round's ratio", r)
+	}
+	if pairedRatios(runs[:1], nil) != nil {
+		t.Error("pairedRatios of unequal lists is not nil")
+	}
+}
