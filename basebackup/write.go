@@ -9,6 +9,8 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+
+	"github.com/tusk-backup/tusk/directio"
 )
 
 // How a restore writes its files, chosen by measurement
@@ -40,7 +42,7 @@ import (
 //     restores came out faster than unsynced ones: dirty pages are not left
 //     to pile up until the kernel throttles the writers.
 //   - Since then, files of 1 MiB and more are written with direct I/O
-//     (directWriter, whose note has the figures), which needs no early
+//     (directMin, whose note has the figures), which needs no early
 //     writeback; the rest as above.
 type fileWriter struct {
 	early  bool     // start writeback as files are written
@@ -109,7 +111,7 @@ func (w *fileWriter) writeEntry(root, target string, hdr *tar.Header, r io.Reade
 	if err != nil {
 		return destError(root, err)
 	}
-	direct := oDirect != 0 && w.direct && hdr.Size >= directMin && !w.noDirect.Load()
+	direct := directio.Supported && w.direct && hdr.Size >= directMin && !w.noDirect.Load()
 	if piece {
 		v, _ := w.split.LoadOrStore(target, &splitFile{})
 		sf := v.(*splitFile)
@@ -128,9 +130,9 @@ func (w *fileWriter) writeEntry(root, target string, hdr *tar.Header, r io.Reade
 				return destError(root, err)
 			}
 		}
-		dw := &directWriter{f: f, off: off}
-		rerr, werr := dw.copyFrom(r)
-		if dw.refused {
+		dw := directio.NewWriter(f, off, false)
+		rerr, werr := dw.CopyFrom(r)
+		if dw.Refused() {
 			w.noDirect.Store(true)
 		}
 		switch {
@@ -139,7 +141,7 @@ func (w *fileWriter) writeEntry(root, target string, hdr *tar.Header, r io.Reade
 		case rerr != nil:
 			copyErr = fmt.Errorf("%w: %s: %v", ErrCorrupt, hdr.Name, rerr)
 		}
-		closeFile = dw.close
+		closeFile = dw.Close
 	} else {
 		ow := &offsetWriter{f: f, off: off, start: off, early: w.early}
 		copyErr = copyInto(root, hdr.Name, ow, r)

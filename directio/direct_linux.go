@@ -1,4 +1,4 @@
-package basebackup
+package directio
 
 import (
 	"errors"
@@ -12,8 +12,8 @@ const oDirect = unix.O_DIRECT
 
 // setDirect sets or clears O_DIRECT on f.
 func setDirect(f *os.File, on bool) error {
-	fd := int(f.Fd())
-	flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	fd := f.Fd()
+	flags, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
 	if err != nil {
 		return err
 	}
@@ -22,7 +22,7 @@ func setDirect(f *os.File, on bool) error {
 	} else {
 		flags &^= unix.O_DIRECT
 	}
-	_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, flags)
+	_, err = unix.FcntlInt(fd, unix.F_SETFL, flags)
 	return err
 }
 

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package basebackup
+package directio
 
 import (
 	"errors"
