@@ -16,9 +16,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/tusk-backup/tusk/directio"
 	"github.com/tusk-backup/tusk/storage"
 )
 
@@ -28,6 +30,9 @@ const tmpPrefix = ".tusk-tmp-"
 // Store keeps objects as files under Root.
 type Store struct {
 	root string
+	// noDirect is set once the file system refused direct I/O: later
+	// objects go through the page cache only.
+	noDirect atomic.Bool
 }
 
 // New returns a Store rooted at dir, which must be an absolute path. The
@@ -122,8 +127,28 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (err error) {
 			os.Remove(tmp)
 		}
 	}()
-	if _, err := io.Copy(f, ctxReader{ctx, r}); err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
+	// Objects of a chunk and more are written with direct I/O where the
+	// file system takes it (directio): a backup-push into a folder
+	// otherwise fills the page cache with what it stores, which on the
+	// VMs tusk is measured on cost the writer more system time than the
+	// rest of the push (measured by hand on 2 December 2026, a pgbench
+	// scale-400 local-mode push: 4.5-5.2 s of system time against
+	// 1.0-1.3 s for the same push to MinIO, 29% of its samples in
+	// copy_folio_from_iter_atomic), and on a database host pushes out
+	// of the cache what the server reads.
+	dw := directio.NewWriter(f, 0, s.noDirect.Load())
+	rerr, werr := dw.CopyFrom(ctxReader{ctx, r})
+	if dw.Refused() {
+		s.noDirect.Store(true)
+	}
+	if werr == nil {
+		werr = dw.Flush()
+	}
+	if werr != nil {
+		return fmt.Errorf("put %s: %w", key, werr)
+	}
+	if rerr != nil {
+		return fmt.Errorf("put %s: %w", key, rerr)
 	}
 	if key == storage.MarkerKey {
 		// The marker holds nothing secret, and every user of the
