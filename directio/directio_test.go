@@ -160,3 +160,43 @@ func TestAlignedBuffer(t *testing.T) {
 		}
 	}
 }
+
+// TestReader reads files of several sizes around the alignment and the
+// chunk, with direct I/O and without, in uneven reads, and compares every
+// byte.
+func TestReader(t *testing.T) {
+	for _, n := range []int{0, 1, Align - 1, Align, Chunk, Chunk + 1, 3*Chunk + 12345} {
+		data := randomBytes(uint64(n)+1, n)
+		path := filepath.Join(t.TempDir(), "f")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, refused := range []bool{false, true} {
+			f, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := NewReader(f, refused)
+			if want := refused || runtime.GOOS != "linux"; d.Refused() != (want && Supported) {
+				t.Errorf("%d bytes, refused=%v: Refused() = %v", n, refused, d.Refused())
+			}
+			got, err := io.ReadAll(iotest.OneByteReader(io.LimitReader(d, 100)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rest, err := io.ReadAll(d)
+			if err != nil {
+				t.Fatalf("%d bytes, refused=%v: %v", n, refused, err)
+			}
+			if err := d.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if got = append(got, rest...); !bytes.Equal(got, data) {
+				t.Errorf("%d bytes, refused=%v: read %d bytes that differ", n, refused, len(got))
+			}
+			if _, err := d.Read(make([]byte, 1)); err == nil {
+				t.Errorf("%d bytes, refused=%v: a Read after Close succeeded", n, refused)
+			}
+		}
+	}
+}

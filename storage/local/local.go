@@ -224,7 +224,17 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 		f.Close()
 		return nil, fmt.Errorf("get %s: %w", key, storage.ErrNotFound)
 	}
-	return f, nil
+	if fi.Size() < directio.Chunk || s.noDirect.Load() {
+		return f, nil
+	}
+	// Read with direct I/O, as Put writes: a restore from a folder does
+	// not fill the page cache with the backup it reads, which it leaves
+	// to the data directory that PostgreSQL starts from.
+	r := directio.NewReader(f, false)
+	if r.Refused() {
+		s.noDirect.Store(true)
+	}
+	return r, nil
 }
 
 // Stat implements storage.Storage.
