@@ -83,6 +83,10 @@ type backupPeers struct {
 // would leave the median to chance.
 const remotePairsPerRound = 3
 
+// walgPairsPerRound is how many pairs of tusk's local mode to MinIO and
+// wal-g each round runs when wal-g is measured.
+const walgPairsPerRound = 2
+
 // beforeLocalMode is the last commit before local mode (issue 16), when
 // every backup-push was remote mode: remote mode is measured against tusk
 // built at it, back to back in every round, for its target "no slower than
@@ -270,6 +274,16 @@ func backupScale(b *testing.B, scale int, peers backupPeers) scaleResult {
 	// newestLocal is the name of the newest local-mode backup in the MinIO
 	// repository, which its restore fetches (remote-mode backups share it).
 	var newestLocal string
+	walgPush := func() {
+		cmd := exec.CommandContext(b.Context(), peers.walg.path, "backup-push", pg.DataDir)
+		cmd.Env = append(hermetic(os.Environ()), walgEnv...)
+		_, before := minioObjects(b, minio, "walg/basebackups_005/")
+		r := timed(b, cmd, "wal-g backup-push (MinIO)", "walg-push-minio", "WALG_S3_PREFIX=s3://BUCKET/walg AWS_ENDPOINT=... wal-g backup-push $PGDATA")
+		_, after := minioObjects(b, minio, "walg/basebackups_005/")
+		r.Stored = after - before
+		record(r)
+	}
+	walgPairs := 0
 	// tuskPush runs one backup-push of bin into repo and records it.
 	tuskPush := func(bin string, repo *tuskRepo, args []string, label, metric, shown string) {
 		cmd := exec.CommandContext(b.Context(), bin, append([]string{"backup-push", "--json"}, args...)...)
@@ -295,8 +309,24 @@ func backupScale(b *testing.B, scale int, peers backupPeers) scaleResult {
 		{"tusk backup-push, local mode (MinIO)", "tusk-push-minio", "TUSK_REPO=s3://BUCKET/backup AWS_ENDPOINT=... tusk backup-push --mode local", "local", s3},
 		{"tusk backup-push, local mode (folder)", "tusk-push-folder", "TUSK_REPO=file://$REPO tusk backup-push --mode local", "local", folder},
 	} {
+		push := func() { tuskPush(tusk, v.repo, []string{"--mode", v.mode}, v.label, v.metric, v.shown) }
+		if v.metric != "tusk-push-minio" || peers.walg == nil {
+			backups = append(backups, step{v.metric, push})
+			continue
+		}
+		// Local mode to MinIO and wal-g run back to back, in turn first,
+		// as remote mode and tusk before local mode do below.
 		backups = append(backups, step{v.metric, func() {
-			tuskPush(tusk, v.repo, []string{"--mode", v.mode}, v.label, v.metric, v.shown)
+			for range walgPairsPerRound {
+				if walgPairs%2 == 0 {
+					push()
+					walgPush()
+				} else {
+					walgPush()
+					push()
+				}
+				walgPairs++
+			}
 		}})
 	}
 	// Remote mode and tusk before local mode run back to back, in turn
@@ -326,17 +356,6 @@ func backupScale(b *testing.B, scale int, peers backupPeers) scaleResult {
 			pairs++
 		}
 	}})
-	if peers.walg != nil {
-		backups = append(backups, step{"walg-push-minio", func() {
-			cmd := exec.CommandContext(b.Context(), peers.walg.path, "backup-push", pg.DataDir)
-			cmd.Env = append(hermetic(os.Environ()), walgEnv...)
-			_, before := minioObjects(b, minio, "walg/basebackups_005/")
-			r := timed(b, cmd, "wal-g backup-push (MinIO)", "walg-push-minio", "WALG_S3_PREFIX=s3://BUCKET/walg AWS_ENDPOINT=... wal-g backup-push $PGDATA")
-			_, after := minioObjects(b, minio, "walg/basebackups_005/")
-			r.Stored = after - before
-			record(r)
-		}})
-	}
 	backups = append(backups, step{"pgbackrest-backup", func() {
 		before, _ := treeSize(filepath.Join(brDir, "repo", "backup"))
 		r := timed(b, br("backup", "--type=full"), "pgBackRest backup (posix, lz4, process-max 2)", "pgbackrest-backup",
@@ -457,7 +476,7 @@ func backupScale(b *testing.B, scale int, peers backupPeers) scaleResult {
 		}
 	}
 	b.StopTimer()
-	res.Ratios = backupRatios(res.Runs, scale, pairedRatios(all["tusk-push-remote"], all["before-push-remote"]))
+	res.Ratios = backupRatios(res.Runs, scale, pairedRatios(all["tusk-push-remote"], all["before-push-remote"]), pairedRatios(all["tusk-push-minio"], all["walg-push-minio"]))
 	for _, r := range res.Runs {
 		b.ReportMetric(r.Elapsed.Seconds(), r.Metric+"-s")
 	}
@@ -498,11 +517,22 @@ func pairedRatios(num, den []backupRun) []float64 {
 	return per
 }
 
+// joinRatios lists ratios to two decimals.
+func joinRatios(rs []float64) string {
+	var each []string
+	for _, r := range rs {
+		each = append(each, fmt.Sprintf("%.2f", r))
+	}
+	return strings.Join(each, ", ")
+}
+
 // backupRatios compares the median runs of one scale. remotePairs are the
-// rounds' ratios of remote mode to tusk before local mode (pairedRatios),
+// pairs' ratios of remote mode to tusk before local mode (pairedRatios),
 // nil when that was not measured: remote mode's target is then checked on
 // their median, else on its ratio to pg_basebackup (remoteBefore).
-func backupRatios(runs []backupRun, scale int, remotePairs []float64) []ratio {
+// walgPairs are local mode's to wal-g's, whose target is likewise checked
+// on their median when there are any.
+func backupRatios(runs []backupRun, scale int, remotePairs, walgPairs []float64) []ratio {
 	var ratios []ratio
 	add := func(label, num, den, target string) {
 		n, ok1 := findRun(runs, num)
@@ -516,17 +546,25 @@ func backupRatios(runs []backupRun, scale int, remotePairs []float64) []ratio {
 	if len(remotePairs) > 0 {
 		remoteTarget = ""
 	}
-	add("tusk backup-push (local) to MinIO ÷ wal-g backup-push to MinIO, seconds", "tusk-push-minio", "walg-push-minio", "≤ 0.6")
+	walgTarget := "≤ 0.6"
+	if len(walgPairs) > 0 {
+		walgTarget = ""
+	}
+	add("tusk backup-push (local) to MinIO ÷ wal-g backup-push to MinIO, seconds", "tusk-push-minio", "walg-push-minio", walgTarget)
+	if len(walgPairs) > 0 {
+		ratios = append(ratios, ratio{
+			Label:  "tusk backup-push (local) ÷ wal-g backup-push, both to MinIO, back to back in each round; median of the pairs' ratios (" + joinRatios(walgPairs) + ")",
+			Metric: "x-paired-tusk-push-minio/walg-push-minio",
+			Value:  walgPairs[len(walgPairs)/2],
+			Target: "≤ 0.6",
+		})
+	}
 	add("tusk backup-push (local) to MinIO ÷ pg_basebackup to /dev/null, seconds", "tusk-push-minio", "pg_basebackup", "≤ 1.0")
 	add("tusk backup-push (remote) to MinIO ÷ pg_basebackup to /dev/null, seconds", "tusk-push-remote", "pg_basebackup", remoteTarget)
 	if len(remotePairs) > 0 {
-		var each []string
-		for _, r := range remotePairs {
-			each = append(each, fmt.Sprintf("%.2f", r))
-		}
 		ratios = append(ratios, ratio{
-			Label: fmt.Sprintf("tusk backup-push (remote) ÷ tusk before local mode (%s) backup-push, both to MinIO, back to back in each round; median of the rounds' ratios (%s)",
-				beforeLocalMode[:12], strings.Join(each, ", ")),
+			Label: fmt.Sprintf("tusk backup-push (remote) ÷ tusk before local mode (%s) backup-push, both to MinIO, back to back in each round; median of the pairs' ratios (%s)",
+				beforeLocalMode[:12], joinRatios(remotePairs)),
 			Metric: "x-paired-tusk-push-remote/before-push-remote",
 			Value:  remotePairs[len(remotePairs)/2],
 			Target: "≤ 1.0",
@@ -664,6 +702,7 @@ func backupNotes(walg bool, beforeWhy string) []string {
 	}
 	notes := []string{
 		before,
+		"With wal-g measured, tusk's local-mode push to MinIO and wal-g's push run back to back twice a round, in turn first, and the target ≤ 0.6 is checked on the median of those ten pairs' ratios, for the reason above; until 2 December 2026 it was checked on the ratio of the two medians, which in three runs that afternoon came out at 0.59, 0.52 and 0.72 at scale 400 for the same code.",
 		"tusk: default codec and concurrency, `TUSK_BACKUP_PART_SIZE` at its default; backup-push and backup-fetch run as root against the server's unix socket, with PGDATA set on the database host. Local mode (`--mode local`, which `--mode auto` picks here) reads the data directory itself while holding `pg_backup_start` on a plain session; remote mode (`--mode remote`) takes BASE_BACKUP over the replication protocol and the walsender reads and tars the files. Both store to the same MinIO repository; the MinIO restore fetches the newest local-mode backup by name. Every backup-push runs with `--json` (to learn that name). Peak RSS and CPU seconds are the tusk process's alone, as GNU time (`/usr/bin/time -f '%M %U %S'`) reports them for the child it forks; until 2 December 2026 they came from the child's own getrusage, whose peak counts from the fork and so was never below the benchmark process's size (the restores' 38-43 MiB then were mostly that floor).",
 		"Peak RSS and CPU seconds (user + system, of the median run) for pgBackRest and pg_basebackup are not shown: they run through `sh`/`runuser`, whose rusage is not theirs alone. The server's own CPU is not counted for anyone: in remote mode, and for pg_basebackup, the walsender reads and tars the files, which in local mode (and for wal-g and pgBackRest) the tool does itself, so tusk's CPU seconds are not comparable across its two modes.",
 		"pgBackRest 2.45 speaks S3 only over HTTPS, so it is measured against a posix repository only.",

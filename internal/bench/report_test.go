@@ -177,7 +177,7 @@ func TestBackupRatiosRemoteTarget(t *testing.T) {
 	}
 	// Without tusk before local mode, the target is on the ratio to
 	// pg_basebackup.
-	rs := backupRatios(runs, 100, nil)
+	rs := backupRatios(runs, 100, nil, nil)
 	if r, _ := find(rs, "x-tusk-push-remote/pg_basebackup"); r.Target != remoteBefore(100) {
 		t.Errorf("without pairs, remote ÷ pg_basebackup target = %q, want %q", r.Target, remoteBefore(100))
 	}
@@ -191,7 +191,7 @@ func TestBackupRatiosRemoteTarget(t *testing.T) {
 	if want := []float64{0.5, 0.8, 1.5}; !slices.Equal(pairs, want) {
 		t.Fatalf("pairedRatios = %v, want %v", pairs, want)
 	}
-	rs = backupRatios(runs, 100, pairs)
+	rs = backupRatios(runs, 100, pairs, nil)
 	if r, _ := find(rs, "x-tusk-push-remote/pg_basebackup"); r.Target != "" {
 		t.Errorf("with pairs, remote ÷ pg_basebackup target = %q, want none", r.Target)
 	}
@@ -201,5 +201,20 @@ func TestBackupRatiosRemoteTarget(t *testing.T) {
 	}
 	if pairedRatios(runs[:1], nil) != nil {
 		t.Error("pairedRatios of unequal lists is not nil")
+	}
+}
+
+func TestBackupRatiosWalGPaired(t *testing.T) {
+	run := func(metric string, s float64) backupRun {
+		return backupRun{Label: metric, Metric: metric, Elapsed: time.Duration(s * float64(time.Second))}
+	}
+	runs := []backupRun{run("tusk-push-minio", 3), run("walg-push-minio", 4)}
+	rs := backupRatios(runs, 400, nil, nil)
+	if len(rs) != 1 || rs[0].Target != "≤ 0.6" {
+		t.Fatalf("without pairs: %+v, want the ratio of medians against ≤ 0.6", rs)
+	}
+	rs = backupRatios(runs, 400, nil, []float64{0.5, 0.55, 0.7})
+	if len(rs) != 2 || rs[0].Target != "" || rs[1].Metric != "x-paired-tusk-push-minio/walg-push-minio" || rs[1].Value != 0.55 || rs[1].Target != "≤ 0.6" {
+		t.Fatalf("with pairs: %+v, want the target on the pairs' median 0.55", rs)
 	}
 }
