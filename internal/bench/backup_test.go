@@ -316,18 +316,7 @@ func backupScale(b *testing.B, scale int, peers backupPeers) scaleResult {
 		}
 		// Local mode to MinIO and wal-g run back to back, in turn first,
 		// as remote mode and tusk before local mode do below.
-		backups = append(backups, step{v.metric, func() {
-			for range walgPairsPerRound {
-				if walgPairs%2 == 0 {
-					push()
-					walgPush()
-				} else {
-					walgPush()
-					push()
-				}
-				walgPairs++
-			}
-		}})
+		backups = append(backups, step{v.metric, func() { inTurn(&walgPairs, walgPairsPerRound, push, walgPush) }})
 	}
 	// Remote mode and tusk before local mode run back to back, in turn
 	// first, so that each round's pair sees one load of the machine.
@@ -345,16 +334,7 @@ func backupScale(b *testing.B, scale int, peers backupPeers) scaleResult {
 			tuskPush(peers.before, before, nil, "tusk before local mode ("+beforeLocalMode[:12]+"), backup-push (MinIO)", "before-push-remote",
 				"TUSK_REPO=s3://BUCKET/before AWS_ENDPOINT=... tusk-"+beforeLocalMode[:12]+" backup-push")
 		}
-		for range remotePairsPerRound {
-			if pairs%2 == 0 {
-				now()
-				then()
-			} else {
-				then()
-				now()
-			}
-			pairs++
-		}
+		inTurn(&pairs, remotePairsPerRound, now, then)
 	}})
 	backups = append(backups, step{"pgbackrest-backup", func() {
 		before, _ := treeSize(filepath.Join(brDir, "repo", "backup"))
@@ -515,6 +495,22 @@ func pairedRatios(num, den []backupRun) []float64 {
 	}
 	slices.Sort(per)
 	return per
+}
+
+// inTurn runs n pairs of a and b back to back, a first in every other pair
+// counting from *done, which it advances: so over the rounds each takes
+// each place equally often.
+func inTurn(done *int, n int, a, b func()) {
+	for range n {
+		if *done%2 == 0 {
+			a()
+			b()
+		} else {
+			b()
+			a()
+		}
+		*done++
+	}
 }
 
 // joinRatios lists ratios to two decimals.

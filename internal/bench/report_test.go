@@ -218,3 +218,15 @@ func TestBackupRatiosWalGPaired(t *testing.T) {
 		t.Fatalf("with pairs: %+v, want the target on the pairs' median 0.55", rs)
 	}
 }
+
+func TestInTurn(t *testing.T) {
+	var got []string
+	done := 0
+	a := func() { got = append(got, "a") }
+	b := func() { got = append(got, "b") }
+	inTurn(&done, 3, a, b)
+	inTurn(&done, 1, a, b)
+	if want := "abbaabba"; strings.Join(got, "") != want || done != 4 {
+		t.Errorf("order %s after %d pairs, want %s after 4", strings.Join(got, ""), done, want)
+	}
+}
