@@ -475,7 +475,7 @@ type lane struct {
 }
 
 func (b *localBackup) newLane(archive string, next func() int) *lane {
-	aw := &archiveWriter{u: b.u, name: archive, nextSeq: next}
+	aw := &archiveWriter{u: b.u, name: archive, nextSeq: next, sums: true}
 	l := &lane{aw: aw, tw: tar.NewWriter(writerFunc(func(p []byte) (int, error) {
 		if err := aw.feed(p); err != nil {
 			return 0, err
@@ -549,7 +549,6 @@ func (b *localBackup) copyFile(ctx context.Context, l *lane, manifestPrefix stri
 	if err := l.tw.WriteHeader(h); err != nil {
 		return err
 	}
-	crc := crc32.New(castagnoli)
 	if l.buf == nil {
 		l.buf = make([]byte, readChunk)
 	}
@@ -578,7 +577,6 @@ func (b *localBackup) copyFile(ctx context.Context, l *lane, manifestPrefix stri
 				b.checkPage(f, manifestPrefix+e.name, buf[p:p+pageSize], off+int64(p), e.block+uint32((off+int64(p))/pageSize))
 			}
 		}
-		crc.Write(buf[:n])
 		if _, err := l.tw.Write(buf[:n]); err != nil {
 			return err
 		}
@@ -589,7 +587,6 @@ func (b *localBackup) copyFile(ctx context.Context, l *lane, manifestPrefix stri
 			clear(buf)
 			for off < size {
 				m := int(min(int64(len(buf)), size-off))
-				crc.Write(buf[:m])
 				if _, err := l.tw.Write(buf[:m]); err != nil {
 					return err
 				}
@@ -598,7 +595,12 @@ func (b *localBackup) copyFile(ctx context.Context, l *lane, manifestPrefix stri
 			}
 		}
 	}
-	b.addFile(manifestPrefix+e.name, size, fi.ModTime(), crc.Sum32())
+	// The parts computed the content's CRC-32C as they copied it.
+	crc, ok := l.aw.contentCRC()
+	if !ok {
+		return fmt.Errorf("back up %s: the tar stream did not take all of its content", e.abs)
+	}
+	b.addFile(manifestPrefix+e.name, size, fi.ModTime(), crc)
 	return nil
 }
 

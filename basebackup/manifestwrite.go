@@ -51,7 +51,7 @@ func (b *localBackup) writeManifest(start, end wal.LSN, tli uint32) error {
 	if err := m.Write(&buf); err != nil {
 		return err
 	}
-	pw, err := b.u.newPart("manifest", 0, b.u.partPrefix()+"backup_manifest"+b.u.opts.Codec.Ext())
+	pw, err := b.u.newPart("manifest", 0, b.u.partPrefix()+"backup_manifest"+b.u.opts.Codec.Ext(), false)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"log/slog"
 	"slices"
@@ -439,7 +440,7 @@ func (u *uploader) Manifest() error {
 	if err := u.endArchive(); err != nil {
 		return err
 	}
-	pw, err := u.newPart("manifest", 0, u.partPrefix()+"backup_manifest"+u.opts.Codec.Ext())
+	pw, err := u.newPart("manifest", 0, u.partPrefix()+"backup_manifest"+u.opts.Codec.Ext(), false)
 	if err != nil {
 		return err
 	}
@@ -513,11 +514,27 @@ type partWriter struct {
 	aborted chan struct{}
 
 	cur    []byte      // the chunk Write is filling
-	chunks chan []byte // full chunks, for the compressing goroutine
+	chunks chan chunk  // full chunks, for the compressing goroutine
 	free   chan []byte // empty chunks: the uploader's chunkFree
 	failed atomic.Bool // the compressing goroutine stopped on an error
 	cg     errgroup.Group
 	closed bool
+
+	// With sums (local mode), Write computes the CRC-32C of what it copies
+	// as it copies it, once for two uses: curCRC, of the chunk being
+	// filled, goes with the chunk to the codec, which stores one per s2
+	// block; content, of what writeContent copied since takeContent, is a
+	// file's checksum in the backup manifest.
+	sums       bool
+	curCRC     uint32
+	content    uint32
+	contentLen int64
+}
+
+// chunk is a full chunk and, with sums, its CRC-32C.
+type chunk struct {
+	b   []byte
+	crc uint32
 }
 
 // Chunks are as long as an s2 block, so the default codec encodes them
@@ -527,11 +544,13 @@ const (
 	chunksInFlight = 2 // per part: memory chunksInFlight × chunkSize
 )
 
-func (u *uploader) newPart(archive string, seq int, key string) (*partWriter, error) {
+// newPart opens a part; with sums it computes CRC-32Cs as it copies (see
+// partWriter).
+func (u *uploader) newPart(archive string, seq int, key string, sums bool) (*partWriter, error) {
 	pr, pw := io.Pipe()
 	p := &partWriter{u: u, part: Part{Key: key, Archive: archive, Seq: seq}, pw: pw, hash: xxh3.New(),
 		final: make(chan Part, 1), done: make(chan error, 1), aborted: make(chan struct{}),
-		chunks: make(chan []byte, chunksInFlight), free: u.chunkFree}
+		chunks: make(chan chunk, chunksInFlight), free: u.chunkFree, sums: sums}
 	if p.free == nil {
 		p.free = make(chan []byte, chunksInFlight+1)
 	}
@@ -568,14 +587,20 @@ func (u *uploader) newPart(archive string, seq int, key string) (*partWriter, er
 // closes it. After an error it keeps draining, so Write never blocks on it.
 func (p *partWriter) compress() error {
 	var err error
+	cw, _ := p.zw.(compress.ChecksummedWriter)
 	for c := range p.chunks {
 		if err == nil {
-			if _, err = p.zw.Write(c); err != nil {
+			if p.sums && cw != nil {
+				_, err = cw.WriteChecksummed(c.b, c.crc)
+			} else {
+				_, err = p.zw.Write(c.b)
+			}
+			if err != nil {
 				p.failed.Store(true)
 			}
 		}
 		select {
-		case p.free <- c[:0]:
+		case p.free <- c.b[:0]:
 		default: // free is full: let the collector have it
 		}
 	}
@@ -602,7 +627,21 @@ func (p *partWriter) writeStored(b []byte) (int, error) {
 }
 
 // Write copies b into chunks for the compressing goroutine.
-func (p *partWriter) Write(b []byte) (int, error) {
+func (p *partWriter) Write(b []byte) (int, error) { return p.write(b, false) }
+
+// writeContent is Write for a file's content, whose CRC-32C, with sums, is
+// added to what takeContent returns.
+func (p *partWriter) writeContent(b []byte) (int, error) { return p.write(b, true) }
+
+// takeContent returns the CRC-32C and the length of what writeContent
+// copied since the last call.
+func (p *partWriter) takeContent() (uint32, int64) {
+	crc, n := p.content, p.contentLen
+	p.content, p.contentLen = 0, 0
+	return crc, n
+}
+
+func (p *partWriter) write(b []byte, content bool) (int, error) {
 	n := len(b)
 	for len(b) > 0 {
 		if p.failed.Load() {
@@ -616,11 +655,19 @@ func (p *partWriter) Write(b []byte) (int, error) {
 			}
 		}
 		k := copy(p.cur[len(p.cur):cap(p.cur)], b)
+		if p.sums {
+			crc := crc32.Checksum(b[:k], castagnoli)
+			p.curCRC = crc32cCombine(p.curCRC, crc, int64(k))
+			if content {
+				p.content = crc32cCombine(p.content, crc, int64(k))
+				p.contentLen += int64(k)
+			}
+		}
 		p.cur = p.cur[:len(p.cur)+k]
 		b = b[k:]
 		if len(p.cur) == cap(p.cur) {
-			p.chunks <- p.cur
-			p.cur = nil
+			p.chunks <- chunk{p.cur, p.curCRC}
+			p.cur, p.curCRC = nil, 0
 		}
 	}
 	p.raw += int64(n)
@@ -633,9 +680,9 @@ func (p *partWriter) stop() error {
 	if !p.closed {
 		p.closed = true
 		if len(p.cur) > 0 {
-			p.chunks <- p.cur
+			p.chunks <- chunk{p.cur, p.curCRC}
 		}
-		p.cur = nil
+		p.cur, p.curCRC = nil, 0
 		close(p.chunks)
 	}
 	return p.cg.Wait()

@@ -23,6 +23,9 @@ type archiveWriter struct {
 	// nextSeq, if set, numbers the parts: several writers of one archive
 	// (local mode's readers) share one sequence.
 	nextSeq func() int
+	// sums (local mode) has the parts compute CRC-32Cs as they copy: the
+	// content's of each entry is then entryCRC (see partWriter).
+	sums bool
 
 	state  splitState
 	block  [blockSize]byte // the header block being collected
@@ -37,6 +40,12 @@ type archiveWriter struct {
 	off     int64 // offset in the file of the next content byte
 	inPiece int64 // bytes left in the current piece
 	pieceN  int64 // length of the current piece
+	body    int64 // content bytes of a whole entry still to come
+
+	// With sums: the CRC-32C of the entry's content so far, and whether all
+	// of it has passed.
+	entryCRC  uint32
+	entryDone bool
 }
 
 type splitState int
@@ -81,7 +90,17 @@ func (aw *archiveWriter) feed(p []byte) error {
 		case stContent:
 			if !aw.pieces {
 				n := min(int64(len(p)), aw.left)
-				if _, err := aw.part.Write(p[:n]); err != nil {
+				c := min(n, aw.body) // content, then padding
+				if c > 0 {
+					if _, err := aw.part.writeContent(p[:c]); err != nil {
+						return err
+					}
+					if aw.body -= c; aw.body == 0 {
+						aw.entryCRC, _ = aw.part.takeContent()
+						aw.entryDone = true
+					}
+				}
+				if _, err := aw.part.Write(p[c:n]); err != nil {
 					return err
 				}
 				aw.left -= n
@@ -92,7 +111,7 @@ func (aw *archiveWriter) feed(p []byte) error {
 				continue
 			}
 			n := min(int64(len(p)), aw.inPiece)
-			if _, err := aw.part.Write(p[:n]); err != nil {
+			if _, err := aw.part.writeContent(p[:n]); err != nil {
 				return err
 			}
 			aw.inPiece -= n
@@ -102,6 +121,9 @@ func (aw *archiveWriter) feed(p []byte) error {
 			if aw.inPiece > 0 {
 				continue
 			}
+			crc, k := aw.part.takeContent()
+			aw.entryCRC = crc32cCombine(aw.entryCRC, crc, k)
+			aw.entryDone = aw.left == 0
 			if err := aw.zeros(padding(aw.pieceN)); err != nil {
 				return err
 			}
@@ -207,6 +229,7 @@ func (aw *archiveWriter) begin(h *tar.Header, raw []byte) error {
 		}
 	}
 	size := h.Size
+	aw.entryCRC, aw.entryDone = 0, size == 0
 	room := partSize - aw.part.raw
 	if h.Typeflag != tar.TypeReg || size <= room || size < max(partSize/8, minPiece) || incrementalFile(h.Name) {
 		// Whole: it fits, or is small enough to overflow the part a little,
@@ -217,6 +240,10 @@ func (aw *archiveWriter) begin(h *tar.Header, raw []byte) error {
 			return err
 		}
 		aw.pieces = false
+		aw.body = size
+		if h.Typeflag != tar.TypeReg {
+			aw.body = 0 // not a file's content
+		}
 		aw.left = size + padding(size)
 		if aw.left > 0 {
 			aw.state = stContent
@@ -276,7 +303,7 @@ func (aw *archiveWriter) rotate() error {
 		aw.seq++
 	}
 	key := fmt.Sprintf("%s%s.%05d.tar%s", aw.u.partPrefix(), aw.name, aw.seq, aw.u.opts.Codec.Ext())
-	p, err := aw.u.newPart(aw.name, aw.seq, key)
+	p, err := aw.u.newPart(aw.name, aw.seq, key, aw.sums)
 	if err != nil {
 		return err
 	}
@@ -314,6 +341,12 @@ func (aw *archiveWriter) finish() error {
 		}
 	}
 	return aw.closePart()
+}
+
+// contentCRC returns the CRC-32C of the content of the entry written last,
+// once all of it has passed; ok is false without sums or before that.
+func (aw *archiveWriter) contentCRC() (crc uint32, ok bool) {
+	return aw.entryCRC, aw.sums && aw.entryDone
 }
 
 func (aw *archiveWriter) abort(err error) {

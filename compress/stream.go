@@ -62,6 +62,10 @@ func (c Codec) newWriter(w io.Writer, t tuning) (io.WriteCloser, error) {
 	case methodZstd:
 		return newZstdWriter(w, zstdLevel(c.level), t.pool)
 	case methodS2:
+		if t.s2Concurrency == 1 {
+			enc := newS2Framer(w, c.level)
+			return &writer{w: enc, close: enc.Close}, nil
+		}
 		opts := []s2.WriterOption{s2.WriterConcurrency(t.s2Concurrency), s2.WriterAddIndex(), s2.WriterBlockSize(s2BlockSize)}
 		switch c.level {
 		case s2Better:
@@ -69,7 +73,7 @@ func (c Codec) newWriter(w io.Writer, t tuning) (io.WriteCloser, error) {
 		case s2Best:
 			opts = append(opts, s2.WriterBestCompression())
 		}
-		enc := &s2Writer{Writer: s2.NewWriter(w, opts...), direct: t.s2Concurrency == 1}
+		enc := &s2Writer{Writer: s2.NewWriter(w, opts...)}
 		return &writer{w: enc, close: enc.Close}, nil
 	case methodGzip:
 		enc, err := gzip.NewWriterLevel(w, c.level)
@@ -101,6 +105,17 @@ func (w *writer) Write(p []byte) (int, error) {
 	return w.w.Write(p)
 }
 
+// WriteChecksummed passes crc on to a codec that stores CRC-32Cs.
+func (w *writer) WriteChecksummed(p []byte, crc uint32) (int, error) {
+	if w.closed {
+		return 0, errWriterClosed
+	}
+	if cw, ok := w.w.(ChecksummedWriter); ok {
+		return cw.WriteChecksummed(p, crc)
+	}
+	return w.w.Write(p)
+}
+
 func (w *writer) Close() error {
 	if w.closed {
 		return nil
@@ -109,28 +124,19 @@ func (w *writer) Close() error {
 	return w.close()
 }
 
-// s2Writer makes an empty stream a valid one. s2 writes its stream identifier
-// with the first data, but the index at Close even without data, and a
-// stream that starts with the index is not valid. A padding chunk, which
-// readers skip, brings the identifier first.
+// s2Writer is s2's own writer, which the benchmarks measure with
+// concurrency above 1 (NewWriter uses s2Framer). It makes an empty stream a
+// valid one: s2 writes its stream identifier with the first data, but the
+// index at Close even without data, and a stream that starts with the index
+// is not valid. A padding chunk, which readers skip, brings the identifier
+// first.
 type s2Writer struct {
 	*s2.Writer
-	wrote  bool
-	direct bool // encoding is synchronous, so Write may encode from p
+	wrote bool
 }
 
 func (w *s2Writer) Write(p []byte) (int, error) {
 	w.wrote = w.wrote || len(p) > 0
-	if w.direct && len(p) >= s2BlockSize {
-		// A whole block or more: encode straight from p (with concurrency
-		// 1, EncodeBuffer is done with p when it returns) instead of
-		// copying it into the writer's block buffer first. Blocks stay
-		// s2BlockSize long but for the last piece of p.
-		if err := w.Writer.EncodeBuffer(p); err != nil {
-			return 0, err
-		}
-		return len(p), nil
-	}
 	return w.Writer.Write(p)
 }
 
