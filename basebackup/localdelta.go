@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"os"
 	"path"
@@ -174,8 +173,7 @@ func (b *localBackup) copyRel(ctx context.Context, l *lane, manifestPrefix strin
 	if err := l.tw.WriteHeader(th); err != nil {
 		return err
 	}
-	crc := crc32.New(castagnoli)
-	w, err := incremental.NewWriter(io.MultiWriter(l.tw, crc), h)
+	w, err := incremental.NewWriter(l.tw, h)
 	if err != nil {
 		return err
 	}
@@ -212,7 +210,11 @@ func (b *localBackup) copyRel(ctx context.Context, l *lane, manifestPrefix strin
 	if err := w.Close(); err != nil {
 		return err
 	}
-	b.addFile(manifestPrefix+name, h.FileSize(), fi.ModTime(), crc.Sum32())
+	crc, ok := l.aw.contentCRC() // computed by the parts as they copied it
+	if !ok {
+		return fmt.Errorf("back up %s: the tar stream did not take all of its incremental file", e.abs)
+	}
+	b.addFile(manifestPrefix+name, h.FileSize(), fi.ModTime(), crc)
 	b.u.opts.Log.Debug("file stored incrementally", "file", manifestPrefix+e.name, "blocks", len(blocks), "of", h.TruncationBlockLength)
 	return nil
 }
